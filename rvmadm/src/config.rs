@@ -1,0 +1,225 @@
+//! `vmadm.toml`: the one configuration file.
+//!
+//! Every path the code touches comes from here, so tests run against a
+//! temporary root. Looked up in `$VMADM_CONFIG`, else `/usr/local/etc/vmadm.toml`
+//! on FreeBSD and `/etc/vmadm.toml` elsewhere; a missing default file means
+//! built-in defaults, a missing explicit file is an error.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("cannot write config {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An image source (`imgadm sources`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub url: String,
+    /// `imgapi` (default) or `dsapi`.
+    #[serde(rename = "type", default = "default_source_type")]
+    pub kind: String,
+}
+
+fn default_source_type() -> String {
+    "imgapi".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The zpool holding images and VM datasets (SmartOS: `zones`).
+    pub pool: String,
+    /// VM records (`vms/<uuid>.json`) and lock files.
+    pub state_dir: PathBuf,
+    /// Installed image manifests (`<pool>-<uuid>.json`).
+    pub image_dir: PathBuf,
+    /// Volatile runtime state (network namespaces bookkeeping, OCI bundles).
+    pub run_dir: PathBuf,
+    /// Which driver runs jails: `auto` (by host OS), `linux`, `freebsd`, `none`.
+    pub driver: String,
+    /// OCI runtime binary on Linux (`runc`, `crun`, or a path).
+    pub runtime: String,
+    /// `--root` directory handed to the OCI runtime.
+    pub runtime_root: PathBuf,
+    /// nic_tag → bridge name.
+    pub networks: BTreeMap<String, String>,
+    /// Create a missing bridge named in `networks` instead of failing.
+    pub create_bridges: bool,
+    /// devfs ruleset number for jails on FreeBSD.
+    pub devfs_ruleset: u32,
+    /// Image sources queried in order.
+    pub sources: Vec<Source>,
+    /// This host's UUID (`server_uuid` in `get`); unset means none is shown.
+    pub server_uuid: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let freebsd = cfg!(target_os = "freebsd");
+        let state: PathBuf = if freebsd {
+            "/var/db/vmadm".into()
+        } else {
+            "/var/lib/vmadm".into()
+        };
+        Config {
+            pool: "zones".into(),
+            image_dir: state.join("images"),
+            state_dir: state,
+            run_dir: "/run/vmadm".into(),
+            driver: "auto".into(),
+            runtime: "runc".into(),
+            runtime_root: "/run/vmadm/runc".into(),
+            networks: BTreeMap::new(),
+            create_bridges: false,
+            devfs_ruleset: 4,
+            sources: Vec::new(),
+            server_uuid: None,
+        }
+    }
+}
+
+impl Config {
+    /// The default location for this OS.
+    pub fn default_path() -> PathBuf {
+        if cfg!(target_os = "freebsd") {
+            "/usr/local/etc/vmadm.toml".into()
+        } else {
+            "/etc/vmadm.toml".into()
+        }
+    }
+
+    /// Loads from `$VMADM_CONFIG` or the default path.
+    pub fn load() -> Result<(Config, PathBuf), ConfigError> {
+        match std::env::var_os("VMADM_CONFIG") {
+            Some(p) if !p.is_empty() => {
+                let path = PathBuf::from(p);
+                Ok((Self::load_from(&path)?, path))
+            }
+            _ => {
+                let path = Self::default_path();
+                if path.exists() {
+                    Ok((Self::load_from(&path)?, path))
+                } else {
+                    Ok((Config::default(), path))
+                }
+            }
+        }
+    }
+
+    pub fn load_from(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !crate::zfs::valid_name(&self.pool) || self.pool.contains(['/', '@']) {
+            return Err(format!("pool {:?} is not a valid pool name", self.pool));
+        }
+        for (tag, bridge) in &self.networks {
+            if !crate::spec::valid_nic_tag(tag) {
+                return Err(format!("networks: invalid nic_tag {tag:?}"));
+            }
+            if bridge.is_empty()
+                || bridge.len() > 15
+                || !bridge
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            {
+                return Err(format!(
+                    "networks: bridge name {bridge:?} for {tag:?} must be 1-15 of [A-Za-z0-9_.-]"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the config atomically (used by `imgadm sources -a/-d`).
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let text = toml::to_string_pretty(self).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        crate::store::atomic_write(path, text.as_bytes()).map_err(|source| ConfigError::Write {
+            path: path.into(),
+            source,
+        })
+    }
+
+    /// Directory of VM records.
+    pub fn vm_dir(&self) -> PathBuf {
+        self.state_dir.join("vms")
+    }
+
+    /// The ZFS dataset of a VM.
+    pub fn vm_dataset(&self, uuid: &uuid::Uuid) -> String {
+        format!("{}/{}", self.pool, uuid)
+    }
+
+    /// The ZFS dataset of an installed image.
+    pub fn image_dataset(&self, uuid: &uuid::Uuid) -> String {
+        format!("{}/{}", self.pool, uuid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_full_file() {
+        let cfg = Config::parse(
+            r#"
+            pool = "tank"
+            state_dir = "/tmp/x"
+            image_dir = "/tmp/x/img"
+            runtime = "crun"
+            [networks]
+            admin = "vmbr0"
+            [[sources]]
+            url = "http://127.0.0.1:8080"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.pool, "tank");
+        assert_eq!(cfg.networks["admin"], "vmbr0");
+        assert_eq!(cfg.sources[0].kind, "imgapi");
+        assert_eq!(cfg.run_dir, PathBuf::from("/run/vmadm"));
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(Config::parse("pool = \"a/b\"").is_err());
+        assert!(Config::parse("pool = \"-x\"").is_err());
+        assert!(Config::parse("bogus = 1").is_err());
+        assert!(Config::parse("[networks]\nadmin = \"a-very-long-bridge-name\"").is_err());
+        assert!(Config::parse("[networks]\n\"a b\" = \"br0\"").is_err());
+    }
+}

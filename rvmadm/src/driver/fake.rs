@@ -1,0 +1,93 @@
+//! An in-memory driver for ops unit tests: remembers which VMs "run" and
+//! records the calls made, without touching the host.
+
+use super::api::{Driver, DriverError, DriverResult, RuntimeState, StopOptions};
+use crate::spec::VmSpec;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use uuid::Uuid;
+
+#[derive(Debug, Default)]
+pub struct FakeDriver {
+    running: Mutex<HashMap<Uuid, RuntimeState>>,
+    calls: Mutex<Vec<String>>,
+    /// When set, `start` fails with this message.
+    pub fail_start: Option<String>,
+}
+
+impl FakeDriver {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, what: String) {
+        if let Ok(mut c) = self.calls.lock() {
+            c.push(what);
+        }
+    }
+
+    fn set_running(&self, uuid: Uuid, running: bool) {
+        if let Ok(mut r) = self.running.lock() {
+            if running {
+                r.insert(
+                    uuid,
+                    RuntimeState {
+                        running: true,
+                        pid: Some(4242),
+                        boot_timestamp: Some("2026-01-01T00:00:00.000Z".into()),
+                        zoneid: Some(1),
+                    },
+                );
+            } else {
+                r.remove(&uuid);
+            }
+        }
+    }
+}
+
+impl Driver for FakeDriver {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn states(&self, uuids: &[Uuid]) -> DriverResult<HashMap<Uuid, RuntimeState>> {
+        let r = self.running.lock().map(|r| r.clone()).unwrap_or_default();
+        Ok(r.into_iter().filter(|(u, _)| uuids.contains(u)).collect())
+    }
+    fn start(&self, vm: &VmSpec) -> DriverResult<()> {
+        self.record(format!("start {}", vm.uuid));
+        if let Some(msg) = &self.fail_start {
+            return Err(DriverError::Other(msg.clone()));
+        }
+        self.set_running(vm.uuid, true);
+        Ok(())
+    }
+    fn stop(&self, vm: &VmSpec, opts: StopOptions) -> DriverResult<()> {
+        self.record(format!("stop {} force={}", vm.uuid, opts.force));
+        self.set_running(vm.uuid, false);
+        Ok(())
+    }
+    fn kill(&self, vm: &VmSpec, signal: i32) -> DriverResult<()> {
+        self.record(format!("kill {} {signal}", vm.uuid));
+        Ok(())
+    }
+    fn update_live(&self, vm: &VmSpec, changed: &[String]) -> DriverResult<Vec<String>> {
+        self.record(format!("update {} {}", vm.uuid, changed.join(",")));
+        Ok(Vec::new())
+    }
+    fn console(&self, vm: &VmSpec) -> DriverResult<i32> {
+        self.record(format!("console {}", vm.uuid));
+        Ok(0)
+    }
+    fn exec(&self, vm: &VmSpec, argv: &[String]) -> DriverResult<i32> {
+        self.record(format!("exec {} {}", vm.uuid, argv.join(" ")));
+        Ok(0)
+    }
+    fn cleanup(&self, vm: &VmSpec) -> DriverResult<()> {
+        self.record(format!("cleanup {}", vm.uuid));
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Images (datasets): manifests, sources, import, build, publish.

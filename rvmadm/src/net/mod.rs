@@ -1,0 +1,1 @@
+//! Network plans shared by the drivers.

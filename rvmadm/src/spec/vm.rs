@@ -1,0 +1,346 @@
+//! `VmSpec`: the typed, validated view of a VM object that drivers consume.
+//!
+//! The VM object itself (the SmartOS JSON, as stored in the record and shown by
+//! `get`) stays a JSON map so unknown-but-valid properties round-trip in their
+//! given order. Drivers never read that map: they get this struct, built by
+//! [`VmSpec::from_object`] after validation, so every value here has already
+//! passed the property table's checks.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use uuid::Uuid;
+
+/// One address of a NIC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum NicAddr {
+    Static { addr: IpAddr, prefix: u8 },
+    Dhcp,
+    Addrconf,
+}
+
+impl NicAddr {
+    /// Parses `addr/prefix`, `dhcp` or `addrconf`.
+    pub fn parse(s: &str) -> Option<NicAddr> {
+        match s {
+            "dhcp" => return Some(NicAddr::Dhcp),
+            "addrconf" => return Some(NicAddr::Addrconf),
+            _ => {}
+        }
+        let (a, p) = s.split_once('/')?;
+        let addr: IpAddr = a.parse().ok()?;
+        if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let prefix: u8 = p.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(NicAddr::Static { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for NicAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NicAddr::Static { addr, prefix } => write!(f, "{addr}/{prefix}"),
+            NicAddr::Dhcp => f.write_str("dhcp"),
+            NicAddr::Addrconf => f.write_str("addrconf"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Nic {
+    /// Name inside the jail: `net0`, `net1` … (`eth0` … for lx brands).
+    pub interface: String,
+    /// Lowercase, zero-padded `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    pub nic_tag: String,
+    pub ips: Vec<NicAddr>,
+    pub gateways: Vec<IpAddr>,
+    /// 0 = untagged.
+    pub vlan_id: u16,
+    pub mtu: Option<u32>,
+    pub primary: bool,
+    pub allow_ip_spoofing: bool,
+    pub allow_mac_spoofing: bool,
+    pub allow_dhcp_spoofing: bool,
+    pub allow_restricted_traffic: bool,
+}
+
+/// Resource limits in SmartOS units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    /// MiB.
+    pub max_physical_memory: u64,
+    /// MiB.
+    pub max_locked_memory: u64,
+    /// MiB (memory + swap, SmartOS semantics).
+    pub max_swap: u64,
+    /// MiB.
+    pub max_shm_memory: u64,
+    /// Percent of one CPU; `None` (or 0) = uncapped.
+    pub cpu_cap: Option<u64>,
+    pub cpu_shares: u64,
+    pub max_lwps: u64,
+    pub max_msg_ids: u64,
+    pub max_sem_ids: u64,
+    pub max_shm_ids: u64,
+    /// GiB; 0 = no quota.
+    pub quota: u64,
+    /// MiB; 0 = no tmpfs on /tmp.
+    pub tmpfs: u64,
+    pub zfs_io_priority: u64,
+}
+
+/// A host directory (or other file system) mounted into the jail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Filesystem {
+    pub kind: String,
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmSpec {
+    pub uuid: Uuid,
+    /// The brand as the user gave it (`jail`, `joyent`, `lx` …).
+    pub brand: String,
+    pub alias: Option<String>,
+    pub hostname: Option<String>,
+    pub dns_domain: String,
+    pub image_uuid: Uuid,
+    pub zpool: String,
+    /// `<pool>/<uuid>`.
+    pub zfs_filesystem: String,
+    /// Where the dataset is mounted (the jail's root is this path itself).
+    pub zonepath: PathBuf,
+    pub autoboot: bool,
+    pub init_name: Option<String>,
+    pub restart_init: bool,
+    pub limits: Limits,
+    pub nics: Vec<Nic>,
+    pub resolvers: Vec<IpAddr>,
+    pub filesystems: Vec<Filesystem>,
+    /// Destination (IP or CIDR) → gateway.
+    pub routes: BTreeMap<String, String>,
+    pub customer_metadata: Map<String, Value>,
+    pub internal_metadata: Map<String, Value>,
+    pub tags: Map<String, Value>,
+}
+
+impl VmSpec {
+    /// True for the brands that run Linux binaries.
+    pub fn is_lx(&self) -> bool {
+        crate::spec::brand::is_lx(&self.brand)
+    }
+
+    /// The hostname the jail sees: the property, else the uuid (SmartOS
+    /// uses the zonename).
+    pub fn effective_hostname(&self) -> String {
+        self.hostname
+            .clone()
+            .unwrap_or_else(|| self.uuid.to_string())
+    }
+
+    /// The NIC marked primary, else the first one.
+    pub fn primary_nic(&self) -> Option<&Nic> {
+        self.nics
+            .iter()
+            .find(|n| n.primary)
+            .or_else(|| self.nics.first())
+    }
+
+    /// Builds the typed view from a validated VM object. Fails only on a
+    /// record that was written by something other than vmadm.
+    pub fn from_object(obj: &Map<String, Value>) -> Result<VmSpec, String> {
+        let s = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
+        let u = |k: &str| obj.get(k).and_then(Value::as_u64);
+        let b = |k: &str, d: bool| obj.get(k).and_then(Value::as_bool).unwrap_or(d);
+        let uuid_of = |k: &str| -> Result<Uuid, String> {
+            s(k).and_then(|v| Uuid::parse_str(&v).ok())
+                .ok_or_else(|| format!("{k} missing or invalid"))
+        };
+        let strmap = |k: &str| -> Map<String, Value> {
+            obj.get(k)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let uuid = uuid_of("uuid")?;
+        let zpool = s("zpool").ok_or("zpool missing")?;
+        let max_phys = u("max_physical_memory").unwrap_or(256);
+        let limits = Limits {
+            max_physical_memory: max_phys,
+            max_locked_memory: u("max_locked_memory").unwrap_or(max_phys),
+            max_swap: u("max_swap").unwrap_or(max_phys.max(256)),
+            max_shm_memory: u("max_shm_memory").unwrap_or(max_phys),
+            cpu_cap: u("cpu_cap").filter(|c| *c > 0),
+            cpu_shares: u("cpu_shares").unwrap_or(100),
+            max_lwps: u("max_lwps").unwrap_or(2000),
+            max_msg_ids: u("max_msg_ids").unwrap_or(4096),
+            max_sem_ids: u("max_sem_ids").unwrap_or(4096),
+            max_shm_ids: u("max_shm_ids").unwrap_or(4096),
+            quota: u("quota").unwrap_or(0),
+            tmpfs: u("tmpfs").unwrap_or(max_phys),
+            zfs_io_priority: u("zfs_io_priority").unwrap_or(100),
+        };
+        let mut nics = Vec::new();
+        for n in obj.get("nics").and_then(Value::as_array).into_iter().flatten() {
+            nics.push(nic_from_object(n)?);
+        }
+        let resolvers = obj
+            .get("resolvers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().and_then(|r| r.parse().ok()))
+            .collect();
+        let filesystems = obj
+            .get("filesystems")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|f| {
+                let f = f.as_object()?;
+                let g = |k: &str| f.get(k).and_then(Value::as_str).map(str::to_string);
+                let options: Vec<String> = f
+                    .get("options")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|o| o.as_str().map(str::to_string))
+                    .collect();
+                Some(Filesystem {
+                    kind: g("type").unwrap_or_else(|| "lofs".into()),
+                    source: g("source")?,
+                    target: g("target")?,
+                    read_only: options.iter().any(|o| o == "ro"),
+                    options,
+                })
+            })
+            .collect();
+        let routes = strmap("routes")
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
+            .collect();
+        Ok(VmSpec {
+            uuid,
+            brand: s("brand").ok_or("brand missing")?,
+            alias: s("alias"),
+            hostname: s("hostname"),
+            dns_domain: s("dns_domain").unwrap_or_else(|| "local".into()),
+            image_uuid: uuid_of("image_uuid")?,
+            zfs_filesystem: s("zfs_filesystem").unwrap_or_else(|| format!("{zpool}/{uuid}")),
+            zonepath: s("zonepath")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(format!("/{zpool}/{uuid}"))),
+            zpool,
+            autoboot: b("autoboot", true),
+            init_name: s("init_name"),
+            restart_init: b("restart_init", true),
+            limits,
+            nics,
+            resolvers,
+            filesystems,
+            routes,
+            customer_metadata: strmap("customer_metadata"),
+            internal_metadata: strmap("internal_metadata"),
+            tags: strmap("tags"),
+        })
+    }
+}
+
+fn nic_from_object(n: &Value) -> Result<Nic, String> {
+    let n = n.as_object().ok_or("nic is not an object")?;
+    let s = |k: &str| n.get(k).and_then(Value::as_str).map(str::to_string);
+    let b = |k: &str| n.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let strs = |k: &str| -> Vec<String> {
+        n.get(k)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    let ips = strs("ips")
+        .iter()
+        .map(|ip| NicAddr::parse(ip).ok_or_else(|| format!("bad nic address {ip:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let gateways = strs("gateways")
+        .iter()
+        .map(|g| g.parse().map_err(|_| format!("bad gateway {g:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Nic {
+        interface: s("interface").ok_or("nic without interface")?,
+        mac: s("mac").ok_or("nic without mac")?,
+        nic_tag: s("nic_tag").ok_or("nic without nic_tag")?,
+        ips,
+        gateways,
+        vlan_id: n
+            .get("vlan_id")
+            .and_then(Value::as_u64)
+            .and_then(|v| u16::try_from(v).ok())
+            .unwrap_or(0),
+        mtu: n
+            .get("mtu")
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok()),
+        primary: b("primary"),
+        allow_ip_spoofing: b("allow_ip_spoofing"),
+        allow_mac_spoofing: b("allow_mac_spoofing"),
+        allow_dhcp_spoofing: b("allow_dhcp_spoofing") || b("dhcp_server"),
+        allow_restricted_traffic: b("allow_restricted_traffic"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nic_addr_parsing() {
+        assert_eq!(
+            NicAddr::parse("192.0.2.5/24"),
+            Some(NicAddr::Static {
+                addr: "192.0.2.5".parse().unwrap(),
+                prefix: 24
+            })
+        );
+        assert_eq!(NicAddr::parse("dhcp"), Some(NicAddr::Dhcp));
+        assert!(NicAddr::parse("192.0.2.5/33").is_none());
+        assert!(NicAddr::parse("192.0.2.5").is_none());
+        assert!(NicAddr::parse("2001:db8::1/64").is_some());
+        assert!(NicAddr::parse("192.0.2.5/+1").is_none());
+    }
+
+    #[test]
+    fn from_object_reads_everything() {
+        let obj = json!({
+            "uuid": "6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60",
+            "brand": "jail",
+            "image_uuid": "11111111-2222-4333-8444-555555555555",
+            "zpool": "zones",
+            "max_physical_memory": 512,
+            "cpu_cap": 50,
+            "quota": 5,
+            "resolvers": ["192.0.2.53"],
+            "nics": [{"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "admin",
+                      "ips": ["192.0.2.10/24"], "gateways": ["192.0.2.1"], "vlan_id": 12,
+                      "primary": true}]
+        });
+        let spec = VmSpec::from_object(obj.as_object().unwrap()).unwrap();
+        assert_eq!(spec.limits.max_physical_memory, 512);
+        assert_eq!(spec.limits.max_swap, 512);
+        assert_eq!(spec.limits.cpu_cap, Some(50));
+        assert_eq!(spec.zfs_filesystem, "zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60");
+        assert_eq!(spec.nics[0].vlan_id, 12);
+        assert_eq!(spec.primary_nic().unwrap().interface, "net0");
+        assert_eq!(spec.resolvers.len(), 1);
+        assert_eq!(spec.effective_hostname(), spec.uuid.to_string());
+    }
+}

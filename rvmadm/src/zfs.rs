@@ -1,0 +1,366 @@
+//! Typed ZFS operations over the `zfs`/`zpool` commands.
+//!
+//! Works with FreeBSD ZFS, OpenZFS on Linux and zfs-fuse. zfs-fuse has no
+//! `-p` (parsable numbers) flag and answers "dataset is busy" to the first
+//! destroy of a freshly used mounted dataset, so this module never uses `-p`
+//! and retries a busy destroy after unmounting.
+
+use crate::exec::{Argv, CommandRunner, ExecError};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ZfsError {
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error("dataset {0} does not exist")]
+    NotFound(String),
+    #[error("invalid ZFS name {0:?}")]
+    BadName(String),
+    #[error("unexpected output from `{argv}`: {line:?}")]
+    Parse { argv: Argv, line: String },
+}
+
+/// Checks a dataset or snapshot name: components of `[A-Za-z0-9_.:-]`, joined by
+/// `/`, at most one `@`. Keeps option-looking and path-escaping names out of argv.
+pub fn valid_name(name: &str) -> bool {
+    if name.is_empty() || name.len() > 255 || name.starts_with('-') {
+        return false;
+    }
+    let (fs, snap) = match name.split_once('@') {
+        Some((fs, snap)) => (fs, Some(snap)),
+        None => (name, None),
+    };
+    let ok_component = |c: &str| {
+        !c.is_empty()
+            && c != "."
+            && c != ".."
+            && c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "_.:-".contains(ch))
+    };
+    fs.split('/').all(ok_component) && snap.is_none_or(ok_component)
+}
+
+fn checked(name: &str) -> Result<&str, ZfsError> {
+    if valid_name(name) {
+        Ok(name)
+    } else {
+        Err(ZfsError::BadName(name.to_string()))
+    }
+}
+
+/// A row of `zfs list` with the columns this crate uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetInfo {
+    pub name: String,
+    pub origin: Option<String>,
+    pub mountpoint: Option<PathBuf>,
+    pub quota: Option<String>,
+}
+
+/// ZFS commands bound to one runner.
+pub struct Zfs<'r> {
+    runner: &'r dyn CommandRunner,
+}
+
+impl<'r> Zfs<'r> {
+    pub fn new(runner: &'r dyn CommandRunner) -> Self {
+        Zfs { runner }
+    }
+
+    pub fn runner(&self) -> &'r dyn CommandRunner {
+        self.runner
+    }
+
+    fn zfs(&self, args: &[&str]) -> Result<String, ZfsError> {
+        let argv = Argv::new(std::iter::once("zfs").chain(args.iter().copied()));
+        Ok(self.runner.run_stdout(&argv)?)
+    }
+
+    /// True when the dataset or snapshot exists.
+    pub fn exists(&self, name: &str) -> Result<bool, ZfsError> {
+        let name = checked(name)?;
+        let argv = Argv::new(["zfs", "list", "-H", "-o", "name", "-t", "all", name]);
+        let out = self.runner.output(&argv, None)?;
+        if out.success() {
+            return Ok(true);
+        }
+        let err = out.stderr_str();
+        if err.contains("does not exist") || err.contains("no such") {
+            Ok(false)
+        } else {
+            Err(ExecError::Failed {
+                argv,
+                status: out.status,
+                stderr: err,
+            }
+            .into())
+        }
+    }
+
+    /// True when the pool exists.
+    pub fn pool_exists(&self, pool: &str) -> Result<bool, ZfsError> {
+        let pool = checked(pool)?;
+        let argv = Argv::new(["zpool", "list", "-H", "-o", "name", pool]);
+        Ok(self.runner.output(&argv, None)?.success())
+    }
+
+    /// Lists filesystems (not snapshots) directly below `parent` (depth 1).
+    pub fn children(&self, parent: &str) -> Result<Vec<DatasetInfo>, ZfsError> {
+        let parent = checked(parent)?;
+        let argv = Argv::new([
+            "zfs",
+            "list",
+            "-H",
+            "-r",
+            "-d",
+            "1",
+            "-t",
+            "filesystem",
+            "-o",
+            "name,origin,mountpoint,quota",
+            parent,
+        ]);
+        let out = self.runner.run_stdout(&argv)?;
+        let mut rows = Vec::new();
+        for line in out.lines().filter(|l| !l.is_empty()) {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if cols.len() != 4 {
+                return Err(ZfsError::Parse {
+                    argv,
+                    line: line.to_string(),
+                });
+            }
+            if cols[0] == parent {
+                continue;
+            }
+            let opt = |s: &str| (s != "-" && s != "none" && !s.is_empty()).then(|| s.to_string());
+            rows.push(DatasetInfo {
+                name: cols[0].to_string(),
+                origin: opt(cols[1]),
+                mountpoint: opt(cols[2]).map(PathBuf::from),
+                quota: opt(cols[3]),
+            });
+        }
+        Ok(rows)
+    }
+
+    /// Names of the snapshots of one dataset (just the part after `@`).
+    pub fn snapshots(&self, dataset: &str) -> Result<Vec<String>, ZfsError> {
+        let dataset = checked(dataset)?;
+        let out = self.zfs(&[
+            "list", "-H", "-r", "-d", "1", "-t", "snapshot", "-o", "name", dataset,
+        ])?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once('@'))
+            .filter(|(fs, _)| *fs == dataset)
+            .map(|(_, s)| s.to_string())
+            .collect())
+    }
+
+    /// Reads one property value (`-` when unset).
+    pub fn get(&self, dataset: &str, prop: &str) -> Result<String, ZfsError> {
+        let dataset = checked(dataset)?;
+        let argv = Argv::new(["zfs", "get", "-H", "-o", "value", prop, dataset]);
+        let out = self.runner.output(&argv, None)?;
+        if !out.success() {
+            let err = out.stderr_str();
+            if err.contains("does not exist") {
+                return Err(ZfsError::NotFound(dataset.to_string()));
+            }
+            return Err(ExecError::Failed {
+                argv,
+                status: out.status,
+                stderr: err,
+            }
+            .into());
+        }
+        Ok(out.stdout_str().trim().to_string())
+    }
+
+    /// Where the dataset is mounted.
+    pub fn mountpoint(&self, dataset: &str) -> Result<PathBuf, ZfsError> {
+        Ok(PathBuf::from(self.get(dataset, "mountpoint")?))
+    }
+
+    pub fn set(&self, dataset: &str, prop: &str, value: &str) -> Result<(), ZfsError> {
+        let dataset = checked(dataset)?;
+        self.zfs(&["set", &format!("{prop}={value}"), dataset])?;
+        Ok(())
+    }
+
+    /// Sets the quota in GiB; 0 removes it (SmartOS `quota=0` means none).
+    pub fn set_quota_gib(&self, dataset: &str, gib: u64) -> Result<(), ZfsError> {
+        let value = if gib == 0 {
+            "none".to_string()
+        } else {
+            format!("{gib}G")
+        };
+        self.set(dataset, "quota", &value)
+    }
+
+    pub fn create(&self, dataset: &str, props: &[(&str, &str)]) -> Result<(), ZfsError> {
+        let dataset = checked(dataset)?;
+        let mut args: Vec<String> = vec!["create".into()];
+        for (k, v) in props {
+            args.push("-o".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push(dataset.into());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.zfs(&refs)?;
+        Ok(())
+    }
+
+    pub fn snapshot(&self, snapshot: &str) -> Result<(), ZfsError> {
+        self.zfs(&["snapshot", checked(snapshot)?])?;
+        Ok(())
+    }
+
+    /// Clones `snapshot` into `target`, setting properties at creation so a
+    /// quota is never missing on a visible clone.
+    pub fn clone_snapshot(
+        &self,
+        snapshot: &str,
+        target: &str,
+        props: &[(&str, &str)],
+    ) -> Result<(), ZfsError> {
+        let mut args: Vec<String> = vec!["clone".into()];
+        for (k, v) in props {
+            args.push("-o".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push(checked(snapshot)?.into());
+        args.push(checked(target)?.into());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.zfs(&refs)?;
+        Ok(())
+    }
+
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), ZfsError> {
+        self.zfs(&["rename", checked(from)?, checked(to)?])?;
+        Ok(())
+    }
+
+    pub fn rollback(&self, snapshot: &str) -> Result<(), ZfsError> {
+        self.zfs(&["rollback", "-r", checked(snapshot)?])?;
+        Ok(())
+    }
+
+    /// Destroys a dataset or snapshot (with `-r` for its snapshots). Missing is
+    /// fine. A "busy" answer (zfs-fuse, or a lingering process) is retried after
+    /// an unmount, a few times with a short pause.
+    pub fn destroy(&self, name: &str, recursive: bool) -> Result<(), ZfsError> {
+        let name = checked(name)?;
+        let mut argv = vec!["zfs", "destroy"];
+        if recursive {
+            argv.push("-r");
+        }
+        argv.push(name);
+        let argv = Argv::new(argv);
+        let mut last = None;
+        for attempt in 0..6 {
+            let out = self.runner.output(&argv, None)?;
+            if out.success() {
+                return Ok(());
+            }
+            let err = out.stderr_str();
+            if err.contains("does not exist") || err.contains("could not find") {
+                return Ok(());
+            }
+            if !err.contains("busy") {
+                return Err(ExecError::Failed {
+                    argv,
+                    status: out.status,
+                    stderr: err,
+                }
+                .into());
+            }
+            if !name.contains('@') {
+                let _ = self
+                    .runner
+                    .output(&Argv::new(["zfs", "unmount", "-f", name]), None);
+            }
+            std::thread::sleep(Duration::from_millis(50 << attempt));
+            last = Some(ExecError::Failed {
+                argv: argv.clone(),
+                status: out.status,
+                stderr: err,
+            });
+        }
+        Err(last
+            .map(ZfsError::from)
+            .unwrap_or_else(|| ZfsError::NotFound(name.to_string())))
+    }
+
+    /// Datasets cloned from any snapshot of `dataset` (for "image in use").
+    pub fn dependent_clones(&self, dataset: &str) -> Result<Vec<String>, ZfsError> {
+        let dataset = checked(dataset)?;
+        let out = self.zfs(&[
+            "list", "-H", "-r", "-d", "1", "-t", "snapshot", "-o", "name,clones", dataset,
+        ])?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .flat_map(|(_, clones)| clones.split(',').map(str::to_string))
+            .filter(|c| !c.is_empty() && c != "-")
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::RecordingRunner;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(valid_name("zones/abc-1@final"));
+        assert!(valid_name("pool"));
+        for bad in [
+            "", "-o", "a//b", "a/../b", "a b", "a;b", "a@b@c", "a\nb", "p/$(x)", "a/",
+        ] {
+            assert!(!valid_name(bad), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn destroy_tolerates_missing_and_retries_busy() {
+        let r = RecordingRunner::new();
+        r.fail(&["zfs", "destroy"], "cannot destroy 'p/x': dataset does not exist");
+        Zfs::new(&r).destroy("p/x", false).unwrap();
+
+        let r = RecordingRunner::new();
+        r.fail(&["zfs", "destroy"], "cannot unmount: dataset is busy");
+        assert!(Zfs::new(&r).destroy("p/y", true).is_err());
+        let destroys = r
+            .calls()
+            .iter()
+            .filter(|a| a.0[1] == "destroy")
+            .count();
+        assert_eq!(destroys, 6);
+    }
+
+    #[test]
+    fn clone_sets_props_at_creation() {
+        let r = RecordingRunner::new();
+        Zfs::new(&r)
+            .clone_snapshot("p/img@final", "p/vm", &[("quota", "10G")])
+            .unwrap();
+        assert_eq!(
+            r.calls()[0].0,
+            vec!["zfs", "clone", "-o", "quota=10G", "p/img@final", "p/vm"]
+        );
+    }
+
+    #[test]
+    fn bad_names_never_reach_the_runner() {
+        let r = RecordingRunner::new();
+        assert!(matches!(
+            Zfs::new(&r).set("-R", "quota", "1G"),
+            Err(ZfsError::BadName(_))
+        ));
+        assert!(r.calls().is_empty());
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what rvmadm's build, tests and quickstart need on Debian, and starts
+# the zfs-fuse daemon. Idempotent: does nothing that is already done.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+mapfile -t wanted < <(grep -vE '^\s*(#|$)' "$here/debian-packages.txt")
+missing=()
+for p in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# zfs-fuse is a userland daemon: start it unless it already answers.
+if ! pgrep -x zfs-fuse >/dev/null; then
+  echo "install-deps: starting zfs-fuse" >&2
+  mkdir -p /run
+  zfs-fuse -p /run/zfs-fuse.pid
+  for _ in $(seq 50); do zpool list >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+zpool list >/dev/null 2>&1 || { echo "install-deps: zfs-fuse does not answer" >&2; exit 1; }
+
+# Extra installers (npm clients, browsers …) dropped in scripts/install.d/.
+if [ -d "$here/install.d" ]; then
+  for f in "$here"/install.d/*.sh; do
+    [ -e "$f" ] && bash "$f"
+  done
+fi
+exit 0
