@@ -2,6 +2,8 @@
 
 mod api;
 pub mod fake;
+pub mod freebsd;
+pub mod linux;
 mod select;
 mod unsupported;
 
