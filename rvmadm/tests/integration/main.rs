@@ -1,0 +1,6 @@
+//! The one integration-test binary: runs the real `vmadm`/`imgadm` binaries
+//! against a temporary root and a real zfs-fuse pool on a file.
+//!
+//! Each area has its own module; `harness` builds the environment.
+
+mod harness;
