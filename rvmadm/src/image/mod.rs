@@ -1,1 +1,2 @@
 //! Images (datasets): manifests, sources, import, build, publish.
+pub mod manifest;
