@@ -1,3 +1,9 @@
-//! VM records on disk. See the submodules.
+//! VM records on disk: atomic writes, locks, and the record store.
+
 mod atomic;
+mod lock;
+mod records;
+
 pub use atomic::atomic_write;
+pub use lock::{exclusive, LockGuard};
+pub use records::{iso_time, Record, Store, StoreError, RECORD_VERSION};

@@ -1,0 +1,225 @@
+//! VM records: one versioned JSON file per VM, `<state_dir>/vms/<uuid>.json`,
+//! holding the SmartOS VM object (without runtime fields, which are derived
+//! from the OS on every read). Written atomically; read without locks, so
+//! `list` and `get` never wait for a writer.
+
+use super::atomic::atomic_write;
+use super::lock::{exclusive, LockGuard};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+/// Format version of the record files.
+pub const RECORD_VERSION: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot access VM records in {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("VM record {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// A record as stored.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub vm: Map<String, Value>,
+    /// The record file's modification time (ISO-8601, ms).
+    pub mtime: Option<String>,
+}
+
+/// The record directory of one host.
+#[derive(Debug, Clone)]
+pub struct Store {
+    vms: PathBuf,
+    locks: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Store {
+    pub fn new(state_dir: &Path) -> Store {
+        Store {
+            vms: state_dir.join("vms"),
+            locks: state_dir.join("locks"),
+        }
+    }
+
+    fn path(&self, uuid: &Uuid) -> PathBuf {
+        self.vms.join(format!("{uuid}.json"))
+    }
+
+    /// The lock for create/delete/receive (anything that changes the set of VMs).
+    pub fn lock_global(&self) -> Result<LockGuard, StoreError> {
+        let p = self.locks.join("global.lock");
+        exclusive(&p).map_err(io_err(&p))
+    }
+
+    /// The lock for changes to one VM.
+    pub fn lock_vm(&self, uuid: &Uuid) -> Result<LockGuard, StoreError> {
+        let p = self.locks.join(format!("{uuid}.lock"));
+        exclusive(&p).map_err(io_err(&p))
+    }
+
+    pub fn exists(&self, uuid: &Uuid) -> bool {
+        self.path(uuid).exists()
+    }
+
+    /// Reads one record; `Ok(None)` when there is none.
+    pub fn load(&self, uuid: &Uuid) -> Result<Option<Record>, StoreError> {
+        let path = self.path(uuid);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let mtime = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .map(iso_time);
+                parse(&path, &bytes, uuid).map(|vm| Some(Record { vm, mtime }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Every record, sorted by UUID. A corrupt file is returned as an error
+    /// for that VM only, so one bad file never hides the others.
+    pub fn load_all(&self) -> Result<Vec<(Uuid, Result<Record, StoreError>)>, StoreError> {
+        let rd = match std::fs::read_dir(&self.vms) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.vms)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(io_err(&self.vms))?;
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            // Temp files start with '.', other names are not ours.
+            let Ok(uuid) = Uuid::parse_str(stem) else {
+                continue;
+            };
+            let rec = match self.load(&uuid) {
+                Ok(Some(r)) => Ok(r),
+                Ok(None) => continue, // deleted while we listed
+                Err(e) => Err(e),
+            };
+            out.push((uuid, rec));
+        }
+        out.sort_by_key(|(u, _)| *u);
+        Ok(out)
+    }
+
+    /// Writes a record atomically. Callers hold the VM or global lock.
+    pub fn save(&self, uuid: &Uuid, vm: &Map<String, Value>) -> Result<(), StoreError> {
+        let path = self.path(uuid);
+        let doc = serde_json::json!({ "record_version": RECORD_VERSION, "vm": vm });
+        let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        bytes.push(b'\n');
+        atomic_write(&path, &bytes).map_err(io_err(&path))
+    }
+
+    /// Removes a record (missing is fine) and its lock file.
+    pub fn remove(&self, uuid: &Uuid) -> Result<(), StoreError> {
+        let path = self.path(uuid);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        let _ = std::fs::remove_file(self.locks.join(format!("{uuid}.lock")));
+        Ok(())
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8], uuid: &Uuid) -> Result<Map<String, Value>, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut doc: Map<String, Value> =
+        serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    match doc.get("record_version").and_then(Value::as_u64) {
+        Some(RECORD_VERSION) => {}
+        Some(v) => return Err(corrupt(format!("unsupported record_version {v}"))),
+        None => return Err(corrupt("no record_version".into())),
+    }
+    let Some(Value::Object(vm)) = doc.remove("vm") else {
+        return Err(corrupt("no vm object".into()));
+    };
+    if vm.get("uuid").and_then(Value::as_str) != Some(uuid.to_string().as_str()) {
+        return Err(corrupt("uuid does not match the file name".into()));
+    }
+    Ok(vm)
+}
+
+/// ISO-8601 UTC with milliseconds, as SmartOS prints timestamps.
+pub fn iso_time(t: std::time::SystemTime) -> String {
+    let dt: chrono::DateTime<chrono::Utc> = t.into();
+    dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn save_load_list_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let a = Uuid::new_v4();
+        let b = Uuid::new_v4();
+        for u in [a, b] {
+            let vm = json!({"uuid": u.to_string(), "alias": "x"});
+            store.save(&u, vm.as_object().unwrap()).unwrap();
+        }
+        assert_eq!(store.load(&a).unwrap().unwrap().vm["alias"], json!("x"));
+        assert_eq!(store.load_all().unwrap().len(), 2);
+        store.remove(&a).unwrap();
+        assert!(store.load(&a).unwrap().is_none());
+        store.remove(&a).unwrap();
+    }
+
+    #[test]
+    fn corrupt_record_is_reported_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let good = Uuid::new_v4();
+        store
+            .save(&good, json!({"uuid": good.to_string()}).as_object().unwrap())
+            .unwrap();
+        let bad = Uuid::new_v4();
+        std::fs::write(dir.path().join(format!("vms/{bad}.json")), "{not json").unwrap();
+        std::fs::write(dir.path().join("vms/README"), "ignored").unwrap();
+        let all = store.load_all().unwrap();
+        assert_eq!(all.len(), 2);
+        let bad_entry = all.iter().find(|(u, _)| *u == bad).unwrap();
+        assert!(matches!(bad_entry.1, Err(StoreError::Corrupt { .. })));
+        assert!(all.iter().find(|(u, _)| *u == good).unwrap().1.is_ok());
+    }
+
+    #[test]
+    fn mismatched_uuid_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let a = Uuid::new_v4();
+        store
+            .save(&a, json!({"uuid": Uuid::new_v4().to_string()}).as_object().unwrap())
+            .unwrap();
+        assert!(store.load(&a).is_err());
+    }
+}
