@@ -309,6 +309,121 @@ impl<'r> Zfs<'r> {
     }
 }
 
+/// Image-related operations (imgadm): streaming send/receive argv, pool-wide
+/// listings that work without the `clones` property (zfs-fuse lacks it).
+impl Zfs<'_> {
+    /// `name → origin` of every filesystem and volume below `root`
+    /// (recursive). The clone relation is derived from `origin` because
+    /// zfs-fuse has no `clones` property.
+    pub fn origins(&self, root: &str) -> Result<Vec<(String, Option<String>)>, ZfsError> {
+        let root = checked(root)?;
+        let out = self.zfs(&[
+            "list",
+            "-H",
+            "-r",
+            "-t",
+            "filesystem,volume",
+            "-o",
+            "name,origin",
+            root,
+        ])?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(name, origin)| {
+                let origin = (origin != "-" && !origin.is_empty()).then(|| origin.to_string());
+                (name.to_string(), origin)
+            })
+            .collect())
+    }
+
+    /// Full names (`fs@snap`) of every snapshot below `root` (recursive).
+    pub fn all_snapshots(&self, root: &str) -> Result<Vec<String>, ZfsError> {
+        let root = checked(root)?;
+        let out = self.zfs(&["list", "-H", "-r", "-t", "snapshot", "-o", "name", root])?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Datasets anywhere in `pool` cloned from a snapshot of `dataset`,
+    /// computed from `origin` (works on zfs-fuse, unlike `clones`).
+    pub fn clones_from_origins(&self, pool: &str, dataset: &str) -> Result<Vec<String>, ZfsError> {
+        let prefix = format!("{}@", checked(dataset)?);
+        Ok(self
+            .origins(pool)?
+            .into_iter()
+            .filter(|(_, o)| o.as_deref().is_some_and(|o| o.starts_with(&prefix)))
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// The decimal guid of a snapshot, when this ZFS prints it as a plain
+    /// number (zfs-fuse abbreviates it like a size, which is useless).
+    pub fn guid(&self, snapshot: &str) -> Result<Option<String>, ZfsError> {
+        let v = self.get(snapshot, "guid")?;
+        Ok((!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).then_some(v))
+    }
+
+    /// Renames a filesystem, coping with zfs-fuse's "dataset is busy" for a
+    /// freshly received (mounted) dataset: unmount, retry, mount again.
+    pub fn rename_unbusy(&self, from: &str, to: &str) -> Result<(), ZfsError> {
+        let argv = Argv::new(["zfs", "rename", checked(from)?, checked(to)?]);
+        let mut unmounted = false;
+        let mut last = None;
+        for attempt in 0..6 {
+            let out = self.runner.output(&argv, None)?;
+            if out.success() {
+                if unmounted {
+                    // Best effort: an unmounted image still clones fine.
+                    let _ = self.runner.output(&Argv::new(["zfs", "mount", to]), None);
+                }
+                return Ok(());
+            }
+            let err = out.stderr_str();
+            if !err.contains("busy") {
+                return Err(ExecError::Failed {
+                    argv,
+                    status: out.status,
+                    stderr: err,
+                }
+                .into());
+            }
+            let _ = self
+                .runner
+                .output(&Argv::new(["zfs", "unmount", "-f", from]), None);
+            unmounted = true;
+            std::thread::sleep(Duration::from_millis(50 << attempt));
+            last = Some(ExecError::Failed {
+                argv: argv.clone(),
+                status: out.status,
+                stderr: err,
+            });
+        }
+        Err(last
+            .map(ZfsError::from)
+            .unwrap_or_else(|| ZfsError::NotFound(from.to_string())))
+    }
+
+    /// argv of `zfs receive <target>` for a caller that streams into stdin.
+    pub fn receive_argv(target: &str) -> Result<Argv, ZfsError> {
+        Ok(Argv::new(["zfs", "receive", checked(target)?]))
+    }
+
+    /// argv of `zfs send [-i <from>] <snapshot>` for a caller that reads stdout.
+    pub fn send_argv(snapshot: &str, from: Option<&str>) -> Result<Argv, ZfsError> {
+        let mut argv = vec!["zfs".to_string(), "send".to_string()];
+        if let Some(from) = from {
+            argv.push("-i".into());
+            argv.push(checked(from)?.into());
+        }
+        argv.push(checked(snapshot)?.into());
+        Ok(Argv(argv))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,323 @@
+//! The `imgadm` command line (also `vmadm images …`): parse argv, call the
+//! verb, print, and map the outcome to imgadm's exit codes (0 ok, 1 error,
+//! 2 usage, 3 image not installed).
+//!
+//! Errors are printed once, here, as `imgadm <verb>: error (<Code>): <message>`.
+
+use super::avail;
+use super::build::{self, BuildOpts};
+use super::create::{self, CreateOpts};
+use super::error::Result;
+use super::import::{self, ImportOpts};
+use super::interrupt;
+use super::list::{self, ListOpts};
+use super::manifest::Compression;
+use super::publish;
+use super::sources::{self, SourcesArgs};
+use crate::config::{Config, Source};
+use crate::exec::SystemRunner;
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "imgadm",
+    version,
+    about = "Manage images (ZFS datasets) for vmadm"
+)]
+struct Cli {
+    /// Debug logging on stderr.
+    #[arg(short = 'v', long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct TableArgs {
+    /// JSON output.
+    #[arg(short = 'j', long)]
+    json: bool,
+    /// No header line.
+    #[arg(short = 'H')]
+    no_header: bool,
+    /// Columns, comma separated.
+    #[arg(short = 'o')]
+    columns: Option<String>,
+    /// Sort fields, comma separated; `-field` for descending.
+    #[arg(short = 's', allow_hyphen_values = true)]
+    sort: Option<String>,
+    /// field=value or field=~substring filters.
+    filters: Vec<String>,
+}
+
+fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
+    Compression::parse(s)
+        .ok_or_else(|| format!("unknown compression \"{s}\" (none, gzip, bzip2, xz, zstd)"))
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// List, add or delete image sources.
+    Sources {
+        #[arg(short = 'a', long = "add", value_name = "URL")]
+        add: Option<String>,
+        #[arg(short = 'd', long = "del", value_name = "URL")]
+        delete: Option<String>,
+        /// Source type for -a: imgapi (default) or dsapi.
+        #[arg(short = 't', long = "type")]
+        kind: Option<String>,
+        /// Add without pinging the source.
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(short = 'j', long)]
+        json: bool,
+        /// Table with URL and type (`-v` is taken by verbose logging here).
+        #[arg(short = 'l', long = "long")]
+        long: bool,
+    },
+    /// Images available from the sources.
+    #[command(alias = "available")]
+    Avail(TableArgs),
+    /// The manifest of an image in the sources.
+    Show { uuid: String },
+    /// Download and install an image (and its origins).
+    Import {
+        uuid: String,
+        #[arg(short = 'P')]
+        pool: Option<String>,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Use this source instead of the configured ones (repeatable).
+        #[arg(short = 'S', long = "source")]
+        source: Vec<String>,
+    },
+    /// Installed images.
+    List {
+        #[command(flatten)]
+        table: TableArgs,
+        #[arg(short = 'P')]
+        pool: Option<String>,
+    },
+    /// An installed image: manifest, zpool, source, clones.
+    #[command(alias = "info")]
+    Get {
+        uuid: String,
+        #[arg(short = 'P')]
+        pool: Option<String>,
+    },
+    /// Remove an installed image (refused while anything is cloned from it).
+    #[command(alias = "destroy")]
+    Delete {
+        uuid: String,
+        #[arg(short = 'P')]
+        pool: Option<String>,
+    },
+    /// Make an image from a stopped VM.
+    Create {
+        vm_uuid: String,
+        /// Output directory (default: current directory).
+        #[arg(short = 'o', long = "output-dir")]
+        outdir: Option<PathBuf>,
+        /// Incremental from the VM's origin image.
+        #[arg(short = 'i', long)]
+        incremental: bool,
+        #[arg(short = 'c', long, value_parser = parse_compression)]
+        compression: Option<Compression>,
+        /// A JSON file of manifest fields.
+        #[arg(short = 'm')]
+        manifest: Option<PathBuf>,
+        /// name=… version=… and other manifest fields.
+        fields: Vec<String>,
+    },
+    /// Make an image from a directory tree or a tarball.
+    Build {
+        /// Directory or .tar/.tar.gz/.tar.bz2/.tar.xz/.txz/.tar.zst file.
+        source: PathBuf,
+        #[arg(short = 'o', long = "output-dir")]
+        outdir: Option<PathBuf>,
+        #[arg(short = 'c', long, value_parser = parse_compression)]
+        compression: Option<Compression>,
+        #[arg(short = 'P')]
+        pool: Option<String>,
+        /// name=… version=… os=… [type=…] [description=…] and other fields.
+        fields: Vec<String>,
+    },
+    /// Upload an image to an IMGAPI server.
+    Publish {
+        #[arg(short = 'm')]
+        manifest: PathBuf,
+        #[arg(short = 'f')]
+        file: PathBuf,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        url: String,
+    },
+}
+
+impl Cmd {
+    fn name(&self) -> &'static str {
+        match self {
+            Cmd::Sources { .. } => "sources",
+            Cmd::Avail(_) => "avail",
+            Cmd::Show { .. } => "show",
+            Cmd::Import { .. } => "import",
+            Cmd::List { .. } => "list",
+            Cmd::Get { .. } => "get",
+            Cmd::Delete { .. } => "delete",
+            Cmd::Create { .. } => "create",
+            Cmd::Build { .. } => "build",
+            Cmd::Publish { .. } => "publish",
+        }
+    }
+}
+
+fn list_opts(t: TableArgs, pool: Option<String>) -> ListOpts {
+    ListOpts {
+        json: t.json,
+        no_header: t.no_header,
+        columns: t.columns,
+        sort: t.sort,
+        filters: t.filters,
+        pool,
+    }
+}
+
+fn cwd() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
+    let (mut cfg, cfg_path) = Config::load()?;
+    let runner = SystemRunner;
+    match cmd {
+        Cmd::Sources {
+            add,
+            delete,
+            kind,
+            force,
+            json,
+            long,
+        } => {
+            let args = SourcesArgs {
+                add,
+                delete,
+                kind,
+                force,
+                json,
+                verbose: long,
+            };
+            sources::sources_cmd(&mut cfg, &cfg_path, &args, out)
+        }
+        Cmd::Avail(t) => avail::avail(&cfg, &list_opts(t, None), out),
+        Cmd::Show { uuid } => avail::show(&cfg, &uuid, out),
+        Cmd::Import {
+            uuid,
+            pool,
+            quiet,
+            source,
+        } => {
+            interrupt::install();
+            let sources = source
+                .into_iter()
+                .map(|url| Source {
+                    url,
+                    kind: "imgapi".into(),
+                })
+                .collect();
+            import::import(
+                &cfg,
+                &runner,
+                &uuid,
+                &ImportOpts {
+                    pool,
+                    quiet,
+                    sources,
+                },
+                out,
+            )
+        }
+        Cmd::List { table, pool } => list::list(&cfg, &runner, &list_opts(table, pool), out),
+        Cmd::Get { uuid, pool } => list::get(&cfg, &runner, &uuid, pool.as_deref(), out),
+        Cmd::Delete { uuid, pool } => list::delete(&cfg, &runner, &uuid, pool.as_deref(), out),
+        Cmd::Create {
+            vm_uuid,
+            outdir,
+            incremental,
+            compression,
+            manifest,
+            fields,
+        } => {
+            interrupt::install();
+            let opts = CreateOpts {
+                vm_uuid,
+                outdir: outdir.unwrap_or_else(cwd),
+                incremental,
+                compression: compression.unwrap_or(Compression::Gzip),
+                manifest,
+                fields,
+            };
+            create::create(&cfg, &runner, &opts, out).map(|_| ())
+        }
+        Cmd::Build {
+            source,
+            outdir,
+            compression,
+            pool,
+            fields,
+        } => {
+            interrupt::install();
+            let opts = BuildOpts {
+                source,
+                fields,
+                outdir: outdir.unwrap_or_else(cwd),
+                compression: compression.unwrap_or(Compression::Gzip),
+                pool,
+            };
+            build::build(&cfg, &runner, &opts, out).map(|_| ())
+        }
+        Cmd::Publish {
+            manifest,
+            file,
+            url,
+            quiet: _,
+        } => publish::publish(&manifest, &file, &url, out),
+    }
+}
+
+/// Runs imgadm with `args` (`args[0]` is the program name) and returns the
+/// exit code. `vmadm images …` calls this with its remaining arguments.
+pub fn run(args: Vec<String>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 2,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    if cli.verbose {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter("debug")
+            .try_init();
+    }
+    let verb = cli.cmd.name();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match dispatch(cli.cmd, &mut out) {
+        Ok(()) => {
+            let _ = out.flush();
+            0
+        }
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!("imgadm {verb}: error ({}): {}", e.code, e.message);
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! `imgadm create <vm-uuid>`: an image from a stopped VM's dataset.
+//!
+//! Snapshots `<pool>/<vm-uuid>`, sends it (with `-i`, incrementally from the
+//! origin image's `@final`, so the new image only carries the VM's changes and
+//! names that image as its `origin`), compresses, and writes
+//! `<name>-<version>.json` + `<name>-<version>.zfs.<ext>`. The temporary
+//! snapshot is removed afterwards; the VM is left as it was.
+
+use super::build::{base_manifest, checked_manifest, parse_fields, Built};
+use super::compress;
+use super::error::{parse_uuid, Code, ImgError, Result};
+use super::manifest::Compression;
+use super::pack;
+use super::records;
+use crate::config::Config;
+use crate::exec::CommandRunner;
+use crate::zfs::Zfs;
+use serde_json::{Map, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use uuid::Uuid;
+
+/// Fields an incremental image takes over from its origin (as imgadm does).
+const INHERITED: &[&str] = &[
+    "type",
+    "os",
+    "requirements",
+    "users",
+    "billing_tags",
+    "traits",
+    "generate_passwords",
+    "inherited_directories",
+    "nic_driver",
+    "disk_driver",
+    "cpu_type",
+    "image_size",
+];
+
+/// Options of `imgadm create`.
+#[derive(Debug, Clone)]
+pub struct CreateOpts {
+    pub vm_uuid: String,
+    pub outdir: PathBuf,
+    pub incremental: bool,
+    pub compression: Compression,
+    /// `-m`: a JSON file with manifest fields.
+    pub manifest: Option<PathBuf>,
+    pub fields: Vec<String>,
+}
+
+/// Reads `<state_dir>/vms/<uuid>.json` (`{"vm": {…}}`).
+fn load_vm(cfg: &Config, uuid: &Uuid) -> Result<Map<String, Value>> {
+    let path = cfg.vm_dir().join(format!("{uuid}.json"));
+    let bytes = std::fs::read(&path)
+        .map_err(|_| ImgError::new(Code::VmNotFound, format!("VM {uuid} does not exist")))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ImgError::new(
+            Code::VmNotFound,
+            format!("VM record {} is unreadable: {e}", path.display()),
+        )
+    })?;
+    v.get("vm")
+        .and_then(Value::as_object)
+        .or_else(|| v.as_object())
+        .cloned()
+        .ok_or_else(|| {
+            ImgError::new(
+                Code::VmNotFound,
+                format!("VM record {} has no \"vm\" object", path.display()),
+            )
+        })
+}
+
+/// The image uuid a dataset was cloned from (`<pool>/<uuid>@…`), if any.
+fn origin_image(zfs: &Zfs, dataset: &str, pool: &str) -> Result<Option<Uuid>> {
+    let origin = zfs.get(dataset, "origin")?;
+    let Some((fs, _)) = origin.split_once('@') else {
+        return Ok(None);
+    };
+    Ok(fs
+        .strip_prefix(pool)
+        .and_then(|r| r.strip_prefix('/'))
+        .and_then(|u| Uuid::parse_str(u).ok()))
+}
+
+/// `imgadm create`.
+pub fn create(
+    cfg: &Config,
+    runner: &dyn CommandRunner,
+    opts: &CreateOpts,
+    out: &mut dyn Write,
+) -> Result<Built> {
+    let vm_uuid = parse_uuid(&opts.vm_uuid)?;
+    let vm = load_vm(cfg, &vm_uuid)?;
+    if let Some(state) = vm.get("state").and_then(Value::as_str) {
+        if state != "stopped" {
+            return Err(ImgError::new(
+                Code::VmNotStopped,
+                format!("VM {vm_uuid} is {state}; stop it first (vmadm stop {vm_uuid})"),
+            ));
+        }
+    }
+    let zfs = Zfs::new(runner);
+    let pool = vm
+        .get("zpool")
+        .and_then(Value::as_str)
+        .unwrap_or(&cfg.pool)
+        .to_string();
+    let dataset = format!("{pool}/{vm_uuid}");
+    if !zfs.exists(&dataset)? {
+        return Err(ImgError::new(
+            Code::VmNotFound,
+            format!("dataset {dataset} of VM {vm_uuid} does not exist"),
+        ));
+    }
+    let origin = origin_image(&zfs, &dataset, &pool)?;
+    let origin_manifest = origin
+        .and_then(|o| records::load_record(cfg, &pool, &o))
+        .map(|r| r.manifest)
+        .and_then(|m| m.as_object().cloned());
+
+    let mut fields = Map::new();
+    if let Some(path) = &opts.manifest {
+        let bytes = std::fs::read(path)
+            .map_err(|e| ImgError::fs(&format!("cannot read {}", path.display()), e))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ImgError::new(Code::InvalidManifest, format!("{}: {e}", path.display()))
+        })?;
+        fields.extend(v.as_object().cloned().ok_or_else(|| {
+            ImgError::new(Code::InvalidManifest, "-m file must hold a JSON object")
+        })?);
+    }
+    fields.extend(parse_fields(&opts.fields)?);
+    for required in ["name", "version"] {
+        if !fields.contains_key(required) {
+            return Err(ImgError::usage(format!(
+                "missing {required}=… (create needs name and version)"
+            )));
+        }
+    }
+    let mut m = base_manifest(&Map::new());
+    if let Some(om) = &origin_manifest {
+        // Without -i the new image still describes the same OS.
+        let keys: &[&str] = if opts.incremental {
+            INHERITED
+        } else {
+            &["type", "os", "requirements", "users"]
+        };
+        for k in keys {
+            if let Some(v) = om.get(*k) {
+                m.insert((*k).to_string(), v.clone());
+            }
+        }
+    }
+    if vm
+        .get("brand")
+        .and_then(Value::as_str)
+        .is_some_and(|b| b.starts_with("lx"))
+    {
+        let req = m
+            .entry("requirements")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(r) = req {
+            r.insert("brand".into(), Value::from("lx"));
+        }
+    }
+    for (k, v) in fields {
+        m.insert(k, v);
+    }
+    let from = if opts.incremental {
+        let o = origin.ok_or_else(|| {
+            ImgError::new(
+                Code::VmHasNoOrigin,
+                format!("VM {vm_uuid} has no origin image; create a full image without -i"),
+            )
+        })?;
+        let snap = format!("{pool}/{o}@final");
+        if !zfs.exists(&snap)? {
+            return Err(ImgError::new(
+                Code::OriginNotInstalled,
+                format!("origin image {o} has no {snap}"),
+            ));
+        }
+        m.insert("origin".into(), Value::from(o.to_string()));
+        Some(snap)
+    } else {
+        m.remove("origin");
+        None
+    };
+    for required in ["os", "type"] {
+        if !m.contains_key(required) {
+            return Err(ImgError::usage(format!(
+                "missing {required}=… (the VM's origin image does not tell)"
+            )));
+        }
+    }
+    let parsed = checked_manifest(&m)?;
+    std::fs::create_dir_all(&opts.outdir)
+        .map_err(|e| ImgError::fs(&format!("cannot create {}", opts.outdir.display()), e))?;
+    let prefix = pack::file_prefix(&parsed.name, &parsed.version);
+    let file_path = opts.outdir.join(format!(
+        "{prefix}{}",
+        compress::image_file_suffix(opts.compression)
+    ));
+    let manifest_path = opts.outdir.join(format!("{prefix}.json"));
+
+    let snap = format!("{dataset}@imgadm-create-{}", parsed.uuid);
+    zfs.snapshot(&snap)?;
+    let sent = pack::send_to_file(&zfs, &snap, from.as_deref(), opts.compression, &file_path);
+    if let Err(e) = zfs.destroy(&snap, false) {
+        eprintln!("warning: could not remove snapshot {snap}: {e}");
+    }
+    let file = sent?;
+    m.insert(
+        "files".into(),
+        Value::Array(vec![serde_json::to_value(&file).unwrap_or(Value::Null)]),
+    );
+    let text = serde_json::to_vec_pretty(&Value::Object(m.clone()))
+        .map_err(|e| ImgError::new(Code::InternalError, e.to_string()))?;
+    if let Err(e) = crate::store::atomic_write(&manifest_path, &text) {
+        let _ = std::fs::remove_file(&file_path);
+        return Err(ImgError::fs(
+            &format!("cannot write {}", manifest_path.display()),
+            e,
+        ));
+    }
+    writeln!(
+        out,
+        "Created image {} ({}@{})\nmanifest: {}\nfile: {}",
+        parsed.uuid,
+        parsed.name,
+        parsed.version,
+        manifest_path.display(),
+        file_path.display()
+    )
+    .map_err(|e| ImgError::fs("cannot write output", e))?;
+    Ok(Built {
+        manifest: Value::Object(m),
+        manifest_path,
+        file_path,
+    })
+}

@@ -1,0 +1,157 @@
+//! Blocking HTTP client for image sources (IMGAPI / DSAPI), built on `ureq`.
+//!
+//! JSON bodies are read with a hard size cap so a hostile or broken server
+//! cannot make us buffer gigabytes; file downloads are handed back as a
+//! streaming reader. Server errors become `ClientError`s that quote the
+//! server's own `{code, message}` when it sent one.
+
+use super::error::{Code, ImgError, Result};
+use serde_json::Value;
+use std::io::Read;
+use std::time::Duration;
+
+/// Largest single manifest we accept (IMGAPI's own limits are far below).
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+/// Largest image list we accept from one request.
+pub const MAX_LIST_BYTES: u64 = 64 << 20;
+
+/// A configured HTTP agent.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A file download in progress.
+pub struct Download {
+    pub content_length: Option<u64>,
+    pub body: Box<dyn Read + Send + Sync + 'static>,
+}
+
+fn describe(url: &str, err: ureq::Error) -> ImgError {
+    match err {
+        ureq::Error::Status(status, resp) => {
+            let mut body = String::new();
+            let _ = resp.into_reader().take(64 << 10).read_to_string(&mut body);
+            let detail = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| {
+                    let code = v.get("code").and_then(Value::as_str).unwrap_or("");
+                    let msg = v.get("message").and_then(Value::as_str)?;
+                    Some(if code.is_empty() {
+                        msg.to_string()
+                    } else {
+                        format!("{code}: {msg}")
+                    })
+                })
+                .unwrap_or_else(|| body.trim().chars().take(200).collect());
+            ImgError::new(
+                Code::ClientError,
+                format!(
+                    "{url}: HTTP {status}{}{detail}",
+                    if detail.is_empty() { "" } else { ": " }
+                ),
+            )
+        }
+        ureq::Error::Transport(t) => ImgError::new(Code::ClientError, format!("{url}: {t}")),
+    }
+}
+
+impl Client {
+    pub fn new() -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(20))
+            // A stalled server must not hang an import forever.
+            .timeout_read(Duration::from_secs(120))
+            .timeout_write(Duration::from_secs(120))
+            .user_agent(concat!("imgadm/", env!("CARGO_PKG_VERSION"), " (rvmadm)"))
+            .build();
+        Client { agent }
+    }
+
+    fn read_capped(url: &str, resp: ureq::Response, cap: u64) -> Result<Value> {
+        let mut buf = Vec::new();
+        resp.into_reader()
+            .take(cap + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| ImgError::new(Code::ClientError, format!("{url}: {e}")))?;
+        if buf.len() as u64 > cap {
+            return Err(ImgError::new(
+                Code::InvalidManifest,
+                format!("{url}: response larger than {cap} bytes, refused"),
+            ));
+        }
+        serde_json::from_slice(&buf)
+            .map_err(|e| ImgError::new(Code::InvalidManifest, format!("{url}: invalid JSON: {e}")))
+    }
+
+    /// GET a JSON document; `Ok(None)` on 404.
+    pub fn get_json(&self, url: &str, cap: u64) -> Result<Option<Value>> {
+        match self
+            .agent
+            .get(url)
+            .set("Accept", "application/json")
+            .set("Accept-Version", "~2")
+            .call()
+        {
+            Ok(resp) => Self::read_capped(url, resp, cap).map(Some),
+            Err(ureq::Error::Status(404, _)) => Ok(None),
+            Err(e) => Err(describe(url, e)),
+        }
+    }
+
+    /// GET a file as a stream.
+    pub fn get_file(&self, url: &str) -> Result<Download> {
+        let resp = self.agent.get(url).call().map_err(|e| {
+            let mut err = describe(url, e);
+            err.code = Code::DownloadError;
+            err
+        })?;
+        let content_length = resp
+            .header("Content-Length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        Ok(Download {
+            content_length,
+            body: resp.into_reader(),
+        })
+    }
+
+    /// POST a JSON body (or none) and read the JSON answer.
+    pub fn post_json(&self, url: &str, body: Option<&Value>) -> Result<Value> {
+        let req = self.agent.post(url).set("Accept", "application/json");
+        let res = match body {
+            Some(b) => req
+                .set("Content-Type", "application/json")
+                .send_bytes(b.to_string().as_bytes()),
+            None => req.set("Content-Length", "0").send_bytes(&[]),
+        };
+        let resp = res.map_err(|e| describe(url, e))?;
+        Self::read_capped(url, resp, MAX_MANIFEST_BYTES)
+    }
+
+    /// PUT a raw body of known length (not chunked: IMGAPI wants Content-Length).
+    pub fn put_stream(&self, url: &str, len: u64, body: impl Read) -> Result<Value> {
+        let resp = self
+            .agent
+            .put(url)
+            .set("Accept", "application/json")
+            .set("Content-Type", "application/octet-stream")
+            .set("Content-Length", &len.to_string())
+            .send(body)
+            .map_err(|e| describe(url, e))?;
+        Self::read_capped(url, resp, MAX_MANIFEST_BYTES)
+    }
+
+    /// DELETE; a 404 counts as done.
+    pub fn delete(&self, url: &str) -> Result<()> {
+        match self.agent.delete(url).set("Content-Length", "0").call() {
+            Ok(_) | Err(ureq::Error::Status(404, _)) => Ok(()),
+            Err(e) => Err(describe(url, e)),
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! `imgadm import`: fetch a manifest, follow its origin chain, and stream each
+//! file into ZFS.
+//!
+//! The pipeline for one image, with bounded memory whatever the image size:
+//!
+//! ```text
+//! HTTP body ─(thread: count + SHA-1, 256 KiB chunks)─▶ bounded channel
+//!    ─▶ decompressor ─▶ stdin of `zfs receive <pool>/<uuid>-partial`
+//! ```
+//!
+//! The download thread and the decompressor run in parallel (like a shell
+//! pipeline), the channel holds at most a few MiB. Only after the stream ended
+//! *and* size and SHA-1 matched the manifest does the partial dataset get its
+//! single `@final` snapshot checked and get renamed to `<pool>/<uuid>`, and only
+//! then is the manifest record written. Any failure — HTTP error, short read,
+//! wrong size or SHA-1, corrupt compression, `zfs receive` error, Ctrl-C —
+//! destroys the partial dataset, so nothing is left behind.
+
+use super::compress;
+use super::error::{parse_uuid, Code, ImgError, Result};
+use super::http::Client;
+use super::interrupt;
+use super::manifest::{ImageFile, ImageState, Manifest};
+use super::records::{self, label_of, Record};
+use super::sources::{self, Remote};
+use crate::config::{Config, Source};
+use crate::exec::{self, CommandRunner};
+use crate::zfs::Zfs;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::{self, IsTerminal, Read, Write};
+use std::process::Stdio;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Size of one chunk handed from the download thread to the decompressor.
+const CHUNK: usize = 256 << 10;
+/// Chunks in flight between the two threads (bounds memory to ~2 MiB).
+const CHANNEL_DEPTH: usize = 8;
+/// Longest origin chain we follow (imgadm's MaxOriginDepth spirit).
+const MAX_ORIGIN_DEPTH: usize = 64;
+
+/// Options of `imgadm import`.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOpts {
+    pub pool: Option<String>,
+    pub quiet: bool,
+    /// `-S URL`: use these sources instead of the configured ones.
+    pub sources: Vec<Source>,
+}
+
+/// A remote image whose manifest passed validation.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub remote: Remote,
+    pub manifest: Manifest,
+    pub file: ImageFile,
+}
+
+/// Validates a manifest from a source before any byte of it reaches ZFS,
+/// disk or a command line.
+pub fn check_remote(remote: Remote, want: &Uuid) -> Result<Checked> {
+    let bad = |msg: String| {
+        ImgError::new(
+            Code::InvalidManifest,
+            format!("manifest of image {want} from {}: {msg}", remote.source.url),
+        )
+    };
+    let manifest: Manifest =
+        serde_json::from_value(remote.manifest.clone()).map_err(|e| bad(e.to_string()))?;
+    manifest.validate().map_err(|e| bad(e.to_string()))?;
+    if manifest.uuid != *want {
+        return Err(bad(format!("it describes image {} instead", manifest.uuid)));
+    }
+    if manifest.origin == Some(manifest.uuid) {
+        return Err(bad("it is its own origin".into()));
+    }
+    let file = match manifest.files.as_slice() {
+        [f] => f.clone(),
+        _ => return Err(bad("it must list exactly one file".into())),
+    };
+    Ok(Checked {
+        remote,
+        manifest,
+        file,
+    })
+}
+
+fn label(m: &Manifest) -> String {
+    format!("{}@{}", m.name, m.version)
+}
+
+/// `imgadm import <uuid>`: installs the image and any missing origins.
+pub fn import(
+    cfg: &Config,
+    runner: &dyn CommandRunner,
+    uuid_arg: &str,
+    opts: &ImportOpts,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let uuid = parse_uuid(uuid_arg)?;
+    let pool = opts.pool.clone().unwrap_or_else(|| cfg.pool.clone());
+    if !crate::zfs::valid_name(&pool) || pool.contains(['/', '@']) {
+        return Err(ImgError::usage(format!("invalid pool name \"{pool}\"")));
+    }
+    let zfs = Zfs::new(runner);
+    let say = |out: &mut dyn Write, s: String| {
+        writeln!(out, "{s}").map_err(|e| ImgError::fs("cannot write output", e))
+    };
+    if let Some(done) = already_installed(cfg, &zfs, &pool, &uuid)? {
+        return say(out, done);
+    }
+    let sources_list = if opts.sources.is_empty() {
+        &cfg.sources
+    } else {
+        &opts.sources
+    };
+    let client = Client::new();
+    let remote = sources::find(&client, sources_list, &uuid)?.ok_or_else(|| {
+        let urls: Vec<&str> = sources_list.iter().map(|s| s.url.as_str()).collect();
+        ImgError::new(
+            Code::ImageNotFound,
+            format!(
+                "image {uuid} was not found in any source ({})",
+                urls.join(", ")
+            ),
+        )
+    })?;
+    let top = check_remote(remote, &uuid)?;
+    if top.manifest.state.is_some_and(|s| s != ImageState::Active) || top.manifest.disabled {
+        return Err(ImgError::new(
+            Code::ActiveImageNotFound,
+            format!("image {uuid} is not active in {}", top.remote.source.url),
+        ));
+    }
+    // Origins first: walk up until an installed ancestor (or the root).
+    let mut chain = vec![top];
+    let mut seen = BTreeSet::from([uuid]);
+    let mut next = chain[0].manifest.origin;
+    while let Some(origin) = next {
+        if zfs.exists(&format!("{pool}/{origin}"))? {
+            break;
+        }
+        if !seen.insert(origin) || chain.len() >= MAX_ORIGIN_DEPTH {
+            return Err(ImgError::new(
+                Code::InvalidManifest,
+                format!("origin chain of {uuid} loops or is deeper than {MAX_ORIGIN_DEPTH}"),
+            ));
+        }
+        let remote = sources::find(&client, sources_list, &origin)?.ok_or_else(|| {
+            ImgError::new(
+                Code::OriginNotFoundInSource,
+                format!("origin image {origin} of {uuid} was not found in any source"),
+            )
+        })?;
+        let checked = check_remote(remote, &origin)?;
+        next = checked.manifest.origin;
+        chain.push(checked);
+    }
+    for img in chain.iter().rev() {
+        install_one(cfg, &zfs, &client, img, &pool, opts.quiet, out)?;
+    }
+    Ok(())
+}
+
+/// The skip message when `<pool>/<uuid>` already exists (as an image).
+fn already_installed(cfg: &Config, zfs: &Zfs, pool: &str, uuid: &Uuid) -> Result<Option<String>> {
+    if !zfs.exists(&format!("{pool}/{uuid}"))? {
+        return Ok(None);
+    }
+    match records::find_installed(cfg, zfs, pool, uuid)? {
+        Some(inst) => {
+            let m = inst.manifest();
+            let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            Ok(Some(format!(
+                "Image {uuid} ({} {}) is already installed, skipping",
+                s("name"),
+                s("version")
+            )))
+        }
+        None => Err(ImgError::new(
+            Code::FileSystem,
+            format!("dataset {pool}/{uuid} exists but is not an image (a VM?); not touching it"),
+        )),
+    }
+}
+
+/// An exclusive per-image lock so two imports of one uuid never race.
+struct ImportLock {
+    _file: std::fs::File,
+}
+
+impl ImportLock {
+    fn take(cfg: &Config, uuid: &Uuid) -> Result<ImportLock> {
+        use std::os::fd::AsRawFd;
+        let dir = cfg.state_dir.join("locks");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ImgError::fs(&format!("cannot create {}", dir.display()), e))?;
+        let path = dir.join(format!("img.{uuid}.import.lock"));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| ImgError::fs(&format!("cannot open {}", path.display()), e))?;
+        // SAFETY: flock on a descriptor we own; released when the file closes.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(ImgError::fs(
+                &format!("cannot lock {}", path.display()),
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(ImportLock { _file: f })
+    }
+}
+
+fn install_one(
+    cfg: &Config,
+    zfs: &Zfs,
+    client: &Client,
+    img: &Checked,
+    pool: &str,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let uuid = img.manifest.uuid;
+    let _lock = ImportLock::take(cfg, &uuid)?;
+    let say = |out: &mut dyn Write, s: String| {
+        writeln!(out, "{s}").map_err(|e| ImgError::fs("cannot write output", e))
+    };
+    if let Some(done) = already_installed(cfg, zfs, pool, &uuid)? {
+        return say(out, done);
+    }
+    if let Some(origin) = img.manifest.origin {
+        if !zfs.exists(&format!("{pool}/{origin}@final"))? {
+            return Err(ImgError::new(
+                Code::OriginNotInstalled,
+                format!("origin image {origin} of {uuid} is not installed on zpool \"{pool}\""),
+            ));
+        }
+    }
+    let partial = format!("{pool}/{uuid}-partial");
+    let target = format!("{pool}/{uuid}");
+    // A previous crash may have left a partial dataset: it is ours to remove.
+    zfs.destroy(&partial, true)?;
+    if !quiet {
+        say(
+            out,
+            format!(
+                "Importing {uuid} ({}) from \"{}\"",
+                label(&img.manifest),
+                img.remote.source.url
+            ),
+        )?;
+    }
+    let result = stream_into(zfs, client, img, &partial, quiet)
+        .and_then(|()| finalize(zfs, &partial, &target));
+    if let Err(e) = result {
+        cleanup(zfs, &partial);
+        return Err(e);
+    }
+    let record = Record {
+        manifest: img.remote.manifest.clone(),
+        zpool: pool.to_string(),
+        source: Some(img.remote.source.url.clone()),
+    };
+    if let Err(e) = records::save_record(cfg, &uuid, &record) {
+        cleanup(zfs, &target);
+        return Err(e);
+    }
+    say(
+        out,
+        format!("Imported image {uuid} ({})", label_of(&img.remote.manifest)),
+    )
+}
+
+fn cleanup(zfs: &Zfs, dataset: &str) {
+    if let Err(e) = zfs.destroy(dataset, true) {
+        tracing::warn!(dataset, error = %e, "could not remove dataset after a failed import");
+        eprintln!("warning: could not remove {dataset}: {e}");
+    }
+}
+
+/// Requires exactly one snapshot, names it `@final`, renames into place.
+fn finalize(zfs: &Zfs, partial: &str, target: &str) -> Result<()> {
+    let snaps = zfs.snapshots(partial)?;
+    match snaps.as_slice() {
+        [only] => {
+            if only != "final" {
+                zfs.rename(&format!("{partial}@{only}"), &format!("{partial}@final"))?;
+            }
+        }
+        _ => {
+            return Err(ImgError::new(
+                Code::UnexpectedNumberOfSnapshots,
+                format!(
+                    "received dataset {partial} has {} snapshots ({}), expected exactly one",
+                    snaps.len(),
+                    snaps.join(", ")
+                ),
+            ))
+        }
+    }
+    zfs.rename_unbusy(partial, target)?;
+    Ok(())
+}
+
+/// How the download thread ended.
+enum DlEnd {
+    Done {
+        bytes: u64,
+        sha1: String,
+    },
+    Failed(String),
+    /// The consumer went away (decompression or zfs failed, or Ctrl-C).
+    Aborted,
+}
+
+fn download_loop(
+    mut body: Box<dyn Read + Send + Sync>,
+    size: u64,
+    tx: SyncSender<Vec<u8>>,
+    bar: ProgressBar,
+) -> DlEnd {
+    use sha1::{Digest, Sha1};
+    let mut hasher = Sha1::new();
+    let mut bytes: u64 = 0;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if interrupt::interrupted() {
+            return DlEnd::Aborted;
+        }
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return DlEnd::Failed(format!("read error after {bytes} bytes: {e}")),
+        };
+        bytes += n as u64;
+        if bytes > size {
+            return DlEnd::Failed(format!(
+                "image file size error: server sent more than the {size} bytes in the manifest"
+            ));
+        }
+        hasher.update(&buf[..n]);
+        bar.inc(n as u64);
+        if tx.send(buf[..n].to_vec()).is_err() {
+            return DlEnd::Aborted;
+        }
+    }
+    DlEnd::Done {
+        bytes,
+        sha1: hex::encode(hasher.finalize()),
+    }
+}
+
+/// Reads the chunks of the download thread; notices Ctrl-C while waiting.
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            match self.rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(chunk) => {
+                    self.cur = chunk;
+                    self.pos = 0;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if interrupt::interrupted() {
+                        return Err(io::Error::other("interrupted"));
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.pos);
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+enum PumpErr {
+    Read(io::Error),
+    Write(io::Error),
+    Interrupted,
+}
+
+/// Copies decoder output into the zfs pipe, polling for Ctrl-C.
+fn pump(src: &mut dyn Read, dst: &mut dyn Write) -> std::result::Result<(), PumpErr> {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if interrupt::interrupted() {
+            return Err(PumpErr::Interrupted);
+        }
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if interrupt::interrupted() => return Err(PumpErr::Read(e)),
+            Err(e) => return Err(PumpErr::Read(e)),
+        };
+        let mut off = 0;
+        while off < n {
+            match dst.write(&buf[off..n]) {
+                Ok(0) => return Err(PumpErr::Write(io::ErrorKind::WriteZero.into())),
+                Ok(k) => off += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    if interrupt::interrupted() {
+                        return Err(PumpErr::Interrupted);
+                    }
+                }
+                Err(e) => return Err(PumpErr::Write(e)),
+            }
+        }
+    }
+}
+
+fn progress_bar(size: u64, quiet: bool) -> ProgressBar {
+    if quiet || !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Downloads, verifies and receives one file into `partial`.
+fn stream_into(
+    zfs: &Zfs,
+    client: &Client,
+    img: &Checked,
+    partial: &str,
+    quiet: bool,
+) -> Result<()> {
+    let _ = zfs;
+    let size = img.file.size;
+    let url = &img.remote.file_url;
+    let dl = client.get_file(url)?;
+    match dl.content_length {
+        None => {
+            return Err(ImgError::download(format!(
+                "{url}: unexpected missing or invalid Content-Length"
+            )))
+        }
+        Some(n) if n != size => {
+            return Err(ImgError::download(format!(
+                "image file size error: {url} has Content-Length {n}, the manifest says {size}"
+            )))
+        }
+        Some(_) => {}
+    }
+    let argv = Zfs::receive_argv(partial)?;
+    let mut child = exec::command(&argv)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| ImgError::fs(&format!("cannot run `{argv}`"), e))?;
+    let mut stderr_pipe = child.stderr.take();
+    let stderr_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(p) = stderr_pipe.as_mut() {
+            let _ = p.take(64 << 10).read_to_string(&mut s);
+        }
+        s
+    });
+    let bar = progress_bar(size, quiet);
+    let (tx, rx) = sync_channel::<Vec<u8>>(CHANNEL_DEPTH);
+    let dl_bar = bar.clone();
+    let body = dl.body;
+    let downloader = std::thread::spawn(move || download_loop(body, size, tx, dl_bar));
+
+    let pump_result = {
+        let mut reader = ChannelReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        };
+        let mut stdin = child.stdin.take();
+        let r = match (
+            compress::decoder(img.file.compression, &mut reader),
+            stdin.as_mut(),
+        ) {
+            (Ok(mut dec), Some(pipe)) => pump(&mut dec, pipe),
+            (Err(e), _) => Err(PumpErr::Read(e)),
+            (_, None) => Err(PumpErr::Write(io::ErrorKind::BrokenPipe.into())),
+        };
+        // The decompressor may stop before the end of the file (trailing
+        // bytes): read the rest so the size and SHA-1 cover the whole file.
+        if r.is_ok() {
+            let _ = io::copy(&mut reader, &mut io::sink());
+        }
+        drop(stdin);
+        r
+    };
+    bar.finish_and_clear();
+
+    if interrupt::interrupted() || matches!(pump_result, Err(PumpErr::Interrupted)) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(ImgError::new(
+            Code::Interrupted,
+            format!("import of {} interrupted", img.manifest.uuid),
+        ));
+    }
+    // On a pump failure the download thread may be blocked on the network;
+    // give it a moment to report a download error (the likely root cause).
+    let dl_end = if pump_result.is_ok() {
+        downloader
+            .join()
+            .unwrap_or(DlEnd::Failed("download thread panicked".into()))
+    } else {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !downloader.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if downloader.is_finished() {
+            downloader.join().unwrap_or(DlEnd::Aborted)
+        } else {
+            DlEnd::Aborted
+        }
+    };
+    if pump_result.is_err() {
+        let _ = child.kill();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| ImgError::fs(&format!("cannot wait for `{argv}`"), e))?;
+    let zfs_stderr = stderr_thread.join().unwrap_or_default();
+
+    match dl_end {
+        DlEnd::Failed(msg) => {
+            return Err(ImgError::download(format!(
+                "download of {url} failed: {msg}"
+            )))
+        }
+        DlEnd::Done { bytes, sha1 } => {
+            if bytes != size {
+                return Err(ImgError::download(format!(
+                    "image file size error: got {bytes} bytes from {url}, the manifest says {size} (short read?)"
+                )));
+            }
+            if !sha1.eq_ignore_ascii_case(&img.file.sha1) {
+                return Err(ImgError::download(format!(
+                    "image file checksum (sha1) error: {url} has sha1 {sha1}, the manifest says {}",
+                    img.file.sha1
+                )));
+            }
+        }
+        DlEnd::Aborted => {}
+    }
+    match pump_result {
+        Err(PumpErr::Read(e)) => Err(ImgError::new(
+            Code::UncompressionError,
+            format!(
+                "cannot decompress the {} file of image {}: {e}",
+                img.file.compression, img.manifest.uuid
+            ),
+        )),
+        Err(PumpErr::Write(e)) => Err(ImgError::fs(
+            &format!("`{argv}` stopped reading"),
+            format!("{e}; zfs said: {}", zfs_stderr.trim()),
+        )),
+        Err(PumpErr::Interrupted) => Err(ImgError::new(Code::Interrupted, "interrupted")),
+        Ok(()) if !status.success() => Err(ImgError::fs(
+            &format!("`{argv}` failed ({status})"),
+            zfs_stderr.trim(),
+        )),
+        Ok(()) => Ok(()),
+    }
+}

@@ -1,0 +1,175 @@
+//! Turns a snapshot into an image file: `zfs send [-i from] snap` → compress →
+//! file, computing `files[0]` (size, SHA-1 of the compressed bytes,
+//! compression) on the way. Shared by `imgadm build` and `imgadm create`.
+//!
+//! The file is written under a temporary name and renamed when complete, so
+//! a failure or Ctrl-C never leaves a truncated image file behind.
+
+use super::compress::Encoder;
+use super::error::{Code, ImgError, Result};
+use super::interrupt;
+use super::manifest::{Compression, ImageFile};
+use crate::exec;
+use crate::zfs::Zfs;
+use serde_json::Map;
+use sha1::{Digest, Sha1};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+use std::process::Stdio;
+
+/// Counts and hashes everything written through it.
+struct Hashing<W: Write> {
+    inner: W,
+    sha1: Sha1,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha1.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes `zfs send [-i from] snapshot`, compressed, to `path`.
+pub fn send_to_file(
+    zfs: &Zfs,
+    snapshot: &str,
+    from: Option<&str>,
+    compression: Compression,
+    path: &Path,
+) -> Result<ImageFile> {
+    let tmp = path.with_file_name(format!(
+        ".{}.partial",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let result = send_inner(zfs, snapshot, from, compression, &tmp).and_then(|f| {
+        std::fs::rename(&tmp, path).map_err(|e| {
+            ImgError::fs(
+                &format!("cannot rename {} to {}", tmp.display(), path.display()),
+                e,
+            )
+        })?;
+        Ok(f)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn send_inner(
+    zfs: &Zfs,
+    snapshot: &str,
+    from: Option<&str>,
+    compression: Compression,
+    tmp: &Path,
+) -> Result<ImageFile> {
+    let argv = Zfs::send_argv(snapshot, from)?;
+    let file = std::fs::File::create(tmp)
+        .map_err(|e| ImgError::fs(&format!("cannot create {}", tmp.display()), e))?;
+    let mut child = exec::command(&argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| ImgError::fs(&format!("cannot run `{argv}`"), e))?;
+    let mut stderr_pipe = child.stderr.take();
+    let stderr_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(p) = stderr_pipe.as_mut() {
+            let _ = p.take(64 << 10).read_to_string(&mut s);
+        }
+        s
+    });
+    let hashing = Hashing {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        sha1: Sha1::new(),
+        bytes: 0,
+    };
+    let copy = (|| -> io::Result<Hashing<BufWriter<std::fs::File>>> {
+        let mut enc = Encoder::new(compression, hashing)?;
+        let mut stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("no stdout pipe"))?;
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            if interrupt::interrupted() {
+                return Err(io::Error::other("interrupted"));
+            }
+            let n = match stdout.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            enc.write_all(&buf[..n])?;
+        }
+        let mut h = enc.finish()?;
+        h.flush()?;
+        h.inner.get_ref().sync_all()?;
+        Ok(h)
+    })();
+    if copy.is_err() {
+        let _ = child.kill();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| ImgError::fs(&format!("cannot wait for `{argv}`"), e))?;
+    let err_text = stderr_thread.join().unwrap_or_default();
+    if interrupt::interrupted() {
+        return Err(ImgError::new(Code::Interrupted, "interrupted"));
+    }
+    let h = copy.map_err(|e| ImgError::fs(&format!("cannot write {}", tmp.display()), e))?;
+    if !status.success() {
+        return Err(ImgError::fs(
+            &format!("`{argv}` failed ({status})"),
+            err_text.trim(),
+        ));
+    }
+    Ok(ImageFile {
+        sha1: hex::encode(h.sha1.finalize()),
+        size: h.bytes,
+        compression,
+        dataset_guid: zfs.guid(snapshot).ok().flatten(),
+        extra: Map::new(),
+    })
+}
+
+/// A file-name-safe form of `name-version` (names may contain `/` and spaces).
+pub fn file_prefix(name: &str, version: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let joined = format!("{}-{}", clean(name), clean(version));
+    joined.trim_start_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_never_escape_the_directory() {
+        assert_eq!(file_prefix("base 64", "1.0"), "base_64-1.0");
+        assert_eq!(file_prefix("../../etc", "x"), "_.._etc-x");
+        assert_eq!(file_prefix("..", ".."), "-..");
+        assert!(!file_prefix("a/b", "c/d").contains('/'));
+    }
+}

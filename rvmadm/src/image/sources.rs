@@ -1,0 +1,409 @@
+//! Image sources: the `sources` verb and lookups across the configured list.
+//!
+//! Sources live in `vmadm.toml` (`[[sources]] url, type`) and are queried in
+//! order: for one image the first source that knows it wins; a 404 means "try
+//! the next one", any other failure stops the lookup. DSAPI sources (URLs
+//! ending in `/datasets`) serve v1 manifests, upgraded here to v2 the way
+//! imgmanifest does it.
+
+use super::error::{Code, ImgError, Result};
+use super::http::{Client, MAX_LIST_BYTES, MAX_MANIFEST_BYTES};
+use crate::config::{Config, Source};
+use serde_json::{Map, Value};
+use std::io::Write;
+use std::path::Path;
+use uuid::Uuid;
+
+/// An image found in a source.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub manifest: Value,
+    pub source: Source,
+    /// Where its file is downloaded from.
+    pub file_url: String,
+}
+
+/// The base URL requests are built on (no trailing slash, no `/datasets`).
+pub fn base_url(src: &Source) -> String {
+    let url = src.url.trim_end_matches('/');
+    if src.kind == "dsapi" {
+        url.strip_suffix("/datasets").unwrap_or(url).to_string()
+    } else {
+        url.to_string()
+    }
+}
+
+fn check_url(url: &str) -> Result<()> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.len() <= 2048
+        && !url.chars().any(|c| c.is_control() || c.is_whitespace());
+    if ok {
+        Ok(())
+    } else {
+        Err(ImgError::new(
+            Code::InvalidArgument,
+            format!("invalid source URL \"{url}\": must be an http(s) URL"),
+        ))
+    }
+}
+
+/// Checks that a source answers `/ping` the way its type promises.
+pub fn ping(client: &Client, src: &Source) -> Result<()> {
+    let url = format!("{}/ping", base_url(src));
+    let body = client
+        .get_json(&url, MAX_MANIFEST_BYTES)
+        .map_err(|e| ImgError::new(Code::SourcePing, e.message))?
+        .ok_or_else(|| ImgError::new(Code::SourcePing, format!("{url}: HTTP 404")))?;
+    if src.kind == "imgapi" && !body.get("imgapi").is_some_and(truthy) {
+        return Err(ImgError::new(
+            Code::SourcePing,
+            format!("{} is not an IMGAPI server (its /ping lacks \"imgapi\"); for an old datasets server use -t dsapi", src.url),
+        ));
+    }
+    Ok(())
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Null => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        _ => true,
+    }
+}
+
+/// What `imgadm sources` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct SourcesArgs {
+    pub add: Option<String>,
+    pub delete: Option<String>,
+    pub kind: Option<String>,
+    pub force: bool,
+    pub json: bool,
+    pub verbose: bool,
+}
+
+/// `imgadm sources`: list, add or delete, saving the config.
+pub fn sources_cmd(
+    cfg: &mut Config,
+    path: &Path,
+    args: &SourcesArgs,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let w = |out: &mut dyn Write, s: String| {
+        writeln!(out, "{s}").map_err(|e| ImgError::fs("cannot write output", e))
+    };
+    if args.add.is_some() && args.delete.is_some() {
+        return Err(ImgError::usage("only one of -a and -d may be given"));
+    }
+    if let Some(url) = &args.add {
+        check_url(url)?;
+        let kind = args.kind.clone().unwrap_or_else(|| "imgapi".into());
+        if kind != "imgapi" && kind != "dsapi" {
+            return Err(ImgError::usage(format!(
+                "unknown source type \"{kind}\" (imgapi or dsapi)"
+            )));
+        }
+        if kind == "dsapi" && !url.trim_end_matches('/').ends_with("/datasets") {
+            return Err(ImgError::new(
+                Code::InvalidArgument,
+                format!("a dsapi source URL must end in \"/datasets\": {url}"),
+            ));
+        }
+        if cfg.sources.iter().any(|s| s.url == *url) {
+            return w(out, format!("Already have {url}, no change"));
+        }
+        let src = Source {
+            url: url.clone(),
+            kind,
+        };
+        if !args.force {
+            ping(&Client::new(), &src)?;
+        }
+        cfg.sources.push(src);
+        cfg.save(path)?;
+        return w(out, format!("Added {url}"));
+    }
+    if let Some(url) = &args.delete {
+        let before = cfg.sources.len();
+        cfg.sources.retain(|s| s.url != *url);
+        if cfg.sources.len() == before {
+            return w(
+                out,
+                format!("Do not have image source \"{url}\", no change"),
+            );
+        }
+        cfg.save(path)?;
+        return w(out, format!("Deleted {url}"));
+    }
+    if args.json {
+        let list: Vec<Value> = cfg
+            .sources
+            .iter()
+            .map(|s| serde_json::json!({"url": s.url, "type": s.kind}))
+            .collect();
+        return w(out, serde_json::to_string_pretty(&list).unwrap_or_default());
+    }
+    if args.verbose {
+        let rows: Vec<Map<String, Value>> = cfg
+            .sources
+            .iter()
+            .map(|s| {
+                let mut m = Map::new();
+                m.insert("url".into(), Value::from(s.url.clone()));
+                m.insert("type".into(), Value::from(s.kind.clone()));
+                m
+            })
+            .collect();
+        let text = super::table::render(&rows, "url,type", true);
+        return out
+            .write_all(text.as_bytes())
+            .map_err(|e| ImgError::fs("cannot write output", e));
+    }
+    for s in &cfg.sources {
+        w(out, s.url.clone())?;
+    }
+    Ok(())
+}
+
+/// Upgrades a DSAPI v1 manifest to v2 (imgmanifest's `upgradeTo2`).
+pub fn upgrade_v1(v1: &Value) -> Result<Value> {
+    let obj = v1
+        .as_object()
+        .ok_or_else(|| ImgError::new(Code::InvalidManifest, "manifest is not a JSON object"))?;
+    if obj.get("v").is_some() {
+        return Ok(v1.clone());
+    }
+    let creator = obj
+        .get("creator_uuid")
+        .or_else(|| obj.get("vendor_uuid"))
+        .cloned()
+        .ok_or_else(|| ImgError::new(Code::InvalidManifest, "v1 manifest has no creator_uuid"))?;
+    let mut m = obj.clone();
+    for k in [
+        "creator_uuid",
+        "vendor_uuid",
+        "creator_name",
+        "cloud_name",
+        "platform_type",
+        "created_at",
+        "updated_at",
+    ] {
+        m.remove(k);
+    }
+    m.insert("v".into(), Value::from(2));
+    m.insert("owner".into(), creator);
+    if let Some(r) = obj
+        .get("restricted_to_uuid")
+        .or_else(|| obj.get("owner_uuid"))
+        .cloned()
+    {
+        m.remove("restricted_to_uuid");
+        m.remove("owner_uuid");
+        m.insert("public".into(), Value::Bool(false));
+        m.insert("acl".into(), Value::Array(vec![r]));
+    } else {
+        m.insert("public".into(), Value::Bool(true));
+    }
+    let disabled = obj
+        .get("disabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    m.insert("disabled".into(), Value::Bool(disabled));
+    m.insert(
+        "state".into(),
+        Value::from(if disabled { "disabled" } else { "active" }),
+    );
+    if !m.contains_key("published_at") {
+        if let Some(c) = obj.get("created_at") {
+            m.insert("published_at".into(), c.clone());
+        }
+    }
+    if let Some(Value::String(p)) = m.get("published_at").cloned() {
+        // "2011-05-10T09:25Z" → "2011-05-10T09:25:00Z"
+        if p.len() == 17 && p.ends_with('Z') {
+            m.insert(
+                "published_at".into(),
+                Value::from(format!("{}:00Z", &p[..16])),
+            );
+        }
+    }
+    if m.get("type").and_then(Value::as_str) == Some("vmimage") {
+        m.insert("type".into(), Value::from("zvol"));
+    }
+    if let Some(Value::Array(files)) = m.get_mut("files") {
+        for f in files.iter_mut() {
+            if let Value::Object(f) = f {
+                let name = f
+                    .get("path")
+                    .or_else(|| f.get("url"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let compression = if name.ends_with(".gz") {
+                    "gzip"
+                } else if name.ends_with(".bz2") {
+                    "bzip2"
+                } else {
+                    "none"
+                };
+                f.entry("compression")
+                    .or_insert_with(|| Value::from(compression));
+                f.remove("path");
+                f.remove("url");
+            }
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+/// Looks `uuid` up in one source; `Ok(None)` when the source does not have it.
+pub fn fetch(client: &Client, src: &Source, uuid: &Uuid) -> Result<Option<Remote>> {
+    let base = base_url(src);
+    if src.kind == "dsapi" {
+        let url = format!("{base}/datasets/{uuid}");
+        let Some(v1) = client.get_json(&url, MAX_MANIFEST_BYTES)? else {
+            return Ok(None);
+        };
+        let file_url = v1
+            .pointer("/files/0/url")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| {
+                v1.pointer("/files/0/path")
+                    .and_then(Value::as_str)
+                    .map(|p| format!("{base}/datasets/{uuid}/{p}"))
+            })
+            .ok_or_else(|| {
+                ImgError::new(Code::InvalidManifest, format!("{url}: no files[0].url"))
+            })?;
+        check_url(&file_url)?;
+        return Ok(Some(Remote {
+            manifest: upgrade_v1(&v1)?,
+            source: src.clone(),
+            file_url,
+        }));
+    }
+    let url = format!("{base}/images/{uuid}");
+    let Some(manifest) = client.get_json(&url, MAX_MANIFEST_BYTES)? else {
+        return Ok(None);
+    };
+    Ok(Some(Remote {
+        manifest,
+        source: src.clone(),
+        file_url: format!("{base}/images/{uuid}/file"),
+    }))
+}
+
+/// Finds `uuid` in the configured sources, in order.
+pub fn find(client: &Client, sources: &[Source], uuid: &Uuid) -> Result<Option<Remote>> {
+    if sources.is_empty() {
+        return Err(no_sources());
+    }
+    for src in sources {
+        if let Some(r) = fetch(client, src, uuid)? {
+            return Ok(Some(r));
+        }
+    }
+    Ok(None)
+}
+
+pub fn no_sources() -> ImgError {
+    ImgError::new(
+        Code::NoSources,
+        "no image sources are configured; add one with \"imgadm sources -a <url>\"",
+    )
+}
+
+/// Every image a source lists (IMGAPI: active ones, paged by `marker`).
+pub fn list(client: &Client, src: &Source) -> Result<Vec<Value>> {
+    let base = base_url(src);
+    if src.kind == "dsapi" {
+        let url = format!("{base}/datasets");
+        let body = client
+            .get_json(&url, MAX_LIST_BYTES)?
+            .unwrap_or(Value::Array(vec![]));
+        let items = body.as_array().cloned().unwrap_or_default();
+        return Ok(items.iter().filter_map(|m| upgrade_v1(m).ok()).collect());
+    }
+    let mut all: Vec<Value> = Vec::new();
+    let mut marker: Option<String> = None;
+    // Bounded: at most 100 pages of 1000 images.
+    for _ in 0..100 {
+        let url = match &marker {
+            None => format!("{base}/images"),
+            Some(m) => format!("{base}/images?marker={m}&limit=1000"),
+        };
+        let body = client
+            .get_json(&url, MAX_LIST_BYTES)?
+            .unwrap_or(Value::Array(vec![]));
+        let mut page = body.as_array().cloned().ok_or_else(|| {
+            ImgError::new(Code::ClientError, format!("{url}: expected a JSON array"))
+        })?;
+        let full = page.len() >= 1000;
+        if let (Some(m), Some(first)) = (&marker, page.first()) {
+            if first.get("uuid").and_then(Value::as_str) == Some(m.as_str()) {
+                page.remove(0);
+            }
+        }
+        let next = page
+            .last()
+            .and_then(|v| v.get("uuid"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        all.extend(page);
+        if !full || next.is_none() || next == marker {
+            break;
+        }
+        marker = next;
+    }
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn dsapi_base_url_drops_datasets() {
+        let s = Source {
+            url: "http://h:1/datasets/".into(),
+            kind: "dsapi".into(),
+        };
+        assert_eq!(base_url(&s), "http://h:1");
+        let s = Source {
+            url: "http://h:1/".into(),
+            kind: "imgapi".into(),
+        };
+        assert_eq!(base_url(&s), "http://h:1");
+    }
+
+    #[test]
+    fn v1_upgrade() {
+        let v1 = json!({
+            "uuid": "febaa412-6417-11e0-bc56-535d219f2590", "name": "smartos", "version": "1.3.12",
+            "type": "zone-dataset", "os": "smartos", "creator_uuid": "352971aa-31ba-496c-9ade-a379feaecd52",
+            "restricted_to_uuid": "2b683a82-a066-11e3-97ab-2faa44701c5a",
+            "published_at": "2011-05-10T09:25Z",
+            "files": [{"path": "smartos-1.3.12.zfs.bz2", "sha1": "a", "size": 1, "url": "http://x/y.zfs.bz2"}]
+        });
+        let v2 = upgrade_v1(&v1).unwrap();
+        assert_eq!(v2["v"], 2);
+        assert_eq!(v2["owner"], "352971aa-31ba-496c-9ade-a379feaecd52");
+        assert_eq!(v2["public"], false);
+        assert_eq!(v2["state"], "active");
+        assert_eq!(v2["published_at"], "2011-05-10T09:25:00Z");
+        assert_eq!(v2["files"][0]["compression"], "bzip2");
+        assert!(v2["files"][0].get("url").is_none());
+        assert!(upgrade_v1(&json!({"uuid": "x"})).is_err());
+    }
+
+    #[test]
+    fn source_urls_are_checked() {
+        assert!(check_url("http://127.0.0.1:8080").is_ok());
+        assert!(check_url("file:///etc").is_err());
+        assert!(check_url("http://a b").is_err());
+    }
+}
