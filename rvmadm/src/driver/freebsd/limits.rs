@@ -1,0 +1,168 @@
+//! Resource limits: SmartOS properties → rctl(8) rules on the outer jail, and
+//! the dataset quota.
+//!
+//! Rules are keyed by the outer jail's name (the UUID) and match its
+//! descendants too, so limiting the outer jail limits the tenant. They live in
+//! the kernel apart from the jail: a start clears stale ones and adds the
+//! current set, a stop removes them all. rctl needs `kern.racct.enable=1`, a
+//! boot-time tunable; the start plan checks it first so a host without it
+//! fails before anything was changed, with a message that says what to do.
+//! The kernel replaces a `deny` rule that differs only by amount, so a live
+//! update is a plain `rctl -a`.
+
+use super::plan::{argv, Action, Step};
+use crate::spec::{Limits, VmSpec};
+
+/// One SmartOS property and the rctl resources it limits.
+struct Mapping {
+    property: &'static str,
+    resources: &'static [&'static str],
+    /// Suffix of the amount (`M` for MiB properties, empty for counts).
+    unit: &'static str,
+    value: fn(&Limits) -> Option<u64>,
+}
+
+fn nonzero(v: u64) -> Option<u64> {
+    (v > 0).then_some(v)
+}
+
+const MAPPINGS: &[Mapping] = &[
+    Mapping {
+        property: "max_physical_memory",
+        resources: &["memoryuse"],
+        unit: "M",
+        value: |l| nonzero(l.max_physical_memory),
+    },
+    Mapping {
+        property: "max_swap",
+        resources: &["swapuse"],
+        unit: "M",
+        value: |l| nonzero(l.max_swap),
+    },
+    Mapping {
+        property: "max_locked_memory",
+        resources: &["memorylocked"],
+        unit: "M",
+        value: |l| nonzero(l.max_locked_memory),
+    },
+    Mapping {
+        property: "max_shm_memory",
+        resources: &["shmsize"],
+        unit: "M",
+        value: |l| nonzero(l.max_shm_memory),
+    },
+    Mapping {
+        property: "cpu_cap",
+        resources: &["pcpu"],
+        unit: "",
+        value: |l| l.cpu_cap.and_then(nonzero),
+    },
+    // LWPs are threads; maxproc as well so a fork bomb stops at the same count.
+    Mapping {
+        property: "max_lwps",
+        resources: &["maxproc", "nthr"],
+        unit: "",
+        value: |l| nonzero(l.max_lwps),
+    },
+    Mapping {
+        property: "max_msg_ids",
+        resources: &["nmsgq"],
+        unit: "",
+        value: |l| nonzero(l.max_msg_ids),
+    },
+    Mapping {
+        property: "max_sem_ids",
+        resources: &["nsem"],
+        unit: "",
+        value: |l| nonzero(l.max_sem_ids),
+    },
+    Mapping {
+        property: "max_shm_ids",
+        resources: &["nshm"],
+        unit: "",
+        value: |l| nonzero(l.max_shm_ids),
+    },
+];
+
+fn subject(vm: &VmSpec) -> String {
+    format!("jail:{}", vm.uuid)
+}
+
+/// Fails the plan up front when RACCT is off.
+pub fn racct_check() -> Step {
+    Step::action(Action::Expect {
+        argv: argv(["sysctl", "-n", "kern.racct.enable"]),
+        expect: "1".into(),
+        message: "resource limits need RACCT: add kern.racct.enable=1 to /boot/loader.conf \
+                  and reboot (it cannot be changed at run time)"
+            .into(),
+    })
+}
+
+fn add_steps(vm: &VmSpec, m: &Mapping) -> Vec<Step> {
+    let sub = subject(vm);
+    match (m.value)(&vm.limits) {
+        Some(v) => m
+            .resources
+            .iter()
+            .map(|r| {
+                Step::run_undo(
+                    argv(["rctl", "-a", &format!("{sub}:{r}:deny={v}{}", m.unit)]),
+                    argv(["rctl", "-r", &format!("{sub}:{r}:deny")]),
+                )
+            })
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Start: clear leftovers from a crash, then add every rule (each undone on
+/// failure).
+pub fn apply(vm: &VmSpec) -> Vec<Step> {
+    let mut steps = vec![Step::try_run(argv(["rctl", "-r", &subject(vm)]))];
+    for m in MAPPINGS {
+        steps.extend(add_steps(vm, m));
+    }
+    steps
+}
+
+/// Stop: remove every rule of the VM (none left is fine).
+pub fn remove(vm: &VmSpec) -> Step {
+    Step::try_run(argv(["rctl", "-r", &subject(vm)]))
+}
+
+/// Update of one property: set the new amount, or drop the rule when the
+/// property was cleared. `None` when the property is not an rctl one.
+pub fn update(vm: &VmSpec, property: &str) -> Option<Vec<Step>> {
+    let m = MAPPINGS.iter().find(|m| m.property == property)?;
+    if (m.value)(&vm.limits).is_some() {
+        // No undo: a live update that fails half-way leaves the old amounts,
+        // which the next start replaces anyway.
+        Some(
+            add_steps(vm, m)
+                .into_iter()
+                .map(|mut s| {
+                    s.undo = None;
+                    s
+                })
+                .collect(),
+        )
+    } else {
+        let sub = subject(vm);
+        Some(
+            m.resources
+                .iter()
+                .map(|r| Step::try_run(argv(["rctl", "-r", &format!("{sub}:{r}")])))
+                .collect(),
+        )
+    }
+}
+
+/// `zfs set quota` on the VM's dataset (GiB; 0 = none).
+pub fn quota(vm: &VmSpec) -> Step {
+    let value = match vm.limits.quota {
+        0 => "quota=none".to_string(),
+        q => format!("quota={q}G"),
+    };
+    Step::run(argv(["zfs", "set", &value, &vm.zfs_filesystem]))
+}
