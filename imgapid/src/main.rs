@@ -1,1 +1,71 @@
-fn main() {}
+//! `imgapid --config FILE`: loads the config, sets up structured logging
+//! (tracing events with key=value fields on stderr, filtered by `RUST_LOG`)
+//! and runs the server until SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: imgapid --config FILE\n\nServes IMGAPI (/images) and DSAPI (/datasets) from the data directory named in FILE.";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut config: Option<PathBuf> = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-c" | "--config" => config = args.next().map(PathBuf::from),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "-V" | "--version" => {
+                println!("imgapid {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                if let Some(p) = other.strip_prefix("--config=") {
+                    config = Some(PathBuf::from(p));
+                } else {
+                    eprintln!("imgapid: unknown argument {other:?}\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    }
+    let Some(path) = config else {
+        eprintln!("imgapid: --config FILE is required\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cfg = match imgapid::config::Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imgapid: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("imgapid: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(imgapid::server::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "imgapid failed");
+            eprintln!("imgapid: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

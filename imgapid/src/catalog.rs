@@ -1,0 +1,271 @@
+//! The in-memory catalog over [`Storage`]: image records indexed by UUID and
+//! sorted by `published_at`, with each public manifest serialized once when it
+//! changes so that listing 10,000 images is a filter plus a byte copy.
+//!
+//! Every change goes through one async writer lock: it reads the current
+//! record, persists the new one on the blocking pool, then swaps the index
+//! entry. Readers never wait for disk: they see the old entry until the new
+//! one is durable, which is what makes activation atomic for clients.
+
+use crate::error::{ApiError, ApiResult};
+use crate::store::{ImageRecord, Storage};
+use bytes::Bytes;
+use hyper::StatusCode;
+use rvmadm::image::manifest::{ImageState, Manifest};
+use sha1::{Digest, Sha1};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use uuid::Uuid;
+
+/// One image as served: the record plus its precomputed JSON and sort key.
+pub struct Entry {
+    pub rec: ImageRecord,
+    pub state: ImageState,
+    /// The public v2 manifest JSON.
+    pub json: Bytes,
+    /// Hex SHA-1 of `json` (the manifest ETag).
+    pub etag: String,
+    /// `published_at` as nanoseconds since the epoch (`i128::MIN` if unset).
+    pub published_ns: i128,
+}
+
+impl Entry {
+    fn new(rec: ImageRecord) -> ApiResult<Entry> {
+        let state = Manifest::computed_state(rec.activated, rec.manifest.disabled);
+        let mut m = rec.manifest.clone();
+        m.state = Some(state);
+        let json =
+            Bytes::from(serde_json::to_vec(&m).map_err(|e| ApiError::internal(e.to_string()))?);
+        let etag = hex::encode(Sha1::digest(&json));
+        let published_ns = m
+            .published_at
+            .as_deref()
+            .and_then(parse_date_ns)
+            .unwrap_or(i128::MIN);
+        Ok(Entry {
+            rec,
+            state,
+            json,
+            etag,
+            published_ns,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.rec.manifest
+    }
+
+    fn sort_key(&self) -> (i128, Uuid) {
+        (self.published_ns, self.rec.manifest.uuid)
+    }
+}
+
+/// Parses an RFC 3339 date to nanoseconds since the epoch.
+pub fn parse_date_ns(s: &str) -> Option<i128> {
+    let d = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    Some(i128::from(d.timestamp()) * 1_000_000_000 + i128::from(d.timestamp_subsec_nanos()))
+}
+
+#[derive(Default)]
+struct Index {
+    by_uuid: HashMap<Uuid, Arc<Entry>>,
+    /// Ascending (published_at, uuid): the stable order ListImages pages by.
+    sorted: Vec<Arc<Entry>>,
+}
+
+impl Index {
+    fn rebuild(&mut self) {
+        let mut v: Vec<Arc<Entry>> = self.by_uuid.values().cloned().collect();
+        v.sort_by_key(|e| e.sort_key());
+        self.sorted = v;
+    }
+}
+
+/// Shared state: storage, index, the writer lock and in-flight uploads.
+pub struct Catalog {
+    pub storage: Arc<dyn Storage>,
+    index: RwLock<Index>,
+    writer: tokio::sync::Mutex<()>,
+    uploads: Mutex<HashSet<Uuid>>,
+}
+
+/// Held while an upload for one image runs; a second upload is refused.
+pub struct UploadSlot<'a> {
+    catalog: &'a Catalog,
+    uuid: Uuid,
+}
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.catalog.uploads.lock() {
+            set.remove(&self.uuid);
+        }
+    }
+}
+
+fn poisoned() -> ApiError {
+    ApiError::internal("catalog lock poisoned")
+}
+
+/// Runs blocking storage work off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::internal(format!("storage task failed: {e}"))),
+    }
+}
+
+impl Catalog {
+    /// Loads every record from storage (sweeping crash leftovers).
+    pub fn load(storage: Arc<dyn Storage>) -> std::io::Result<Catalog> {
+        let records = storage.load()?;
+        let mut index = Index::default();
+        for rec in records {
+            let uuid = rec.manifest.uuid;
+            match Entry::new(rec) {
+                Ok(e) => {
+                    index.by_uuid.insert(uuid, Arc::new(e));
+                }
+                Err(e) => tracing::warn!(%uuid, error = %e.message, "record skipped"),
+            }
+        }
+        index.rebuild();
+        Ok(Catalog {
+            storage,
+            index: RwLock::new(index),
+            writer: tokio::sync::Mutex::new(()),
+            uploads: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn get(&self, uuid: Uuid) -> ApiResult<Option<Arc<Entry>>> {
+        Ok(self
+            .index
+            .read()
+            .map_err(|_| poisoned())?
+            .by_uuid
+            .get(&uuid)
+            .cloned())
+    }
+
+    /// A snapshot of all entries in ascending (published_at, uuid) order.
+    pub fn sorted(&self) -> ApiResult<Vec<Arc<Entry>>> {
+        Ok(self.index.read().map_err(|_| poisoned())?.sorted.clone())
+    }
+
+    /// Runs `f` with the sorted entries without copying the vector.
+    pub fn with_sorted<T>(&self, f: impl FnOnce(&[Arc<Entry>]) -> T) -> ApiResult<T> {
+        let idx = self.index.read().map_err(|_| poisoned())?;
+        Ok(f(&idx.sorted))
+    }
+
+    /// Counts of images per state (for /metrics).
+    pub fn state_counts(&self) -> ApiResult<HashMap<&'static str, u64>> {
+        let idx = self.index.read().map_err(|_| poisoned())?;
+        let mut m = HashMap::new();
+        for e in idx.by_uuid.values() {
+            *m.entry(e.state.as_str()).or_insert(0) += 1;
+        }
+        Ok(m)
+    }
+
+    /// Claims the single upload slot of an image.
+    pub fn begin_upload(&self, uuid: Uuid) -> ApiResult<UploadSlot<'_>> {
+        let mut set = self.uploads.lock().map_err(|_| poisoned())?;
+        if !set.insert(uuid) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "UploadInProgress",
+                format!("another upload for image {uuid} is running"),
+            ));
+        }
+        Ok(UploadSlot {
+            catalog: self,
+            uuid,
+        })
+    }
+
+    /// Creates a new record; fails if the uuid exists.
+    pub async fn insert(&self, rec: ImageRecord) -> ApiResult<Arc<Entry>> {
+        let _w = self.writer.lock().await;
+        let uuid = rec.manifest.uuid;
+        if self.get(uuid)?.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "ImageUuidAlreadyExists",
+                format!("image {uuid} already exists"),
+            ));
+        }
+        self.persist(rec).await
+    }
+
+    /// Read-modify-write of one record under the writer lock. `f` sees the
+    /// current record and returns the new one (or an error, changing nothing).
+    /// Returns the new entry and the record it replaced.
+    pub async fn update(
+        &self,
+        uuid: Uuid,
+        f: impl FnOnce(&ImageRecord) -> ApiResult<ImageRecord>,
+    ) -> ApiResult<(Arc<Entry>, Arc<Entry>)> {
+        let _w = self.writer.lock().await;
+        let old = self
+            .get(uuid)?
+            .ok_or_else(|| ApiError::not_found(format!("image {uuid} not found")))?;
+        let rec = f(&old.rec)?;
+        let new = self.persist(rec).await?;
+        Ok((new, old))
+    }
+
+    async fn persist(&self, rec: ImageRecord) -> ApiResult<Arc<Entry>> {
+        let entry = Arc::new(Entry::new(rec)?);
+        let storage = self.storage.clone();
+        let to_write = entry.rec.clone();
+        blocking(move || storage.put_record(&to_write)).await?;
+        let mut idx = self.index.write().map_err(|_| poisoned())?;
+        idx.by_uuid.insert(entry.rec.manifest.uuid, entry.clone());
+        idx.rebuild();
+        Ok(entry)
+    }
+
+    /// Deletes an image and its blobs; refuses while another image names it
+    /// as `origin` (clients could no longer import that one).
+    pub async fn delete(&self, uuid: Uuid) -> ApiResult<()> {
+        let _w = self.writer.lock().await;
+        let old = self
+            .get(uuid)?
+            .ok_or_else(|| ApiError::not_found(format!("image {uuid} not found")))?;
+        let dependents: Vec<String> = self.with_sorted(|all| {
+            all.iter()
+                .filter(|e| e.rec.manifest.origin == Some(uuid))
+                .map(|e| e.rec.manifest.uuid.to_string())
+                .collect()
+        })?;
+        if !dependents.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ImageHasDependentImages",
+                format!("image {uuid} is the origin of {}", dependents.join(", ")),
+            ));
+        }
+        let storage = self.storage.clone();
+        let keys: Vec<String> = old.rec.keys().map(str::to_string).collect();
+        blocking(move || {
+            storage.delete_record(uuid)?;
+            for k in keys {
+                // The record is gone, so a failure here only leaves garbage
+                // that the next start-up sweeps.
+                if let Err(e) = storage.delete_blob(&k) {
+                    tracing::warn!(blob = %k, error = %e, "cannot remove blob");
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        let mut idx = self.index.write().map_err(|_| poisoned())?;
+        idx.by_uuid.remove(&uuid);
+        idx.rebuild();
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! The server's configuration file (`imgapid --config FILE`, TOML): where to
+//! listen, where to keep images, who may write, TLS and limits. Every path the
+//! server touches comes from here so tests run against a temporary root.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Parsed `imgapid.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to bind, e.g. `127.0.0.1:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory holding records, files and temporary uploads.
+    pub data_dir: PathBuf,
+    /// Base URL clients reach us at (for DSAPI absolute file URLs). When
+    /// unset it is derived from the request's Host header.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Largest accepted image file, bytes (IMGAPI's cap is 20 GiB).
+    #[serde(default = "default_max_upload")]
+    pub max_upload_bytes: u64,
+    /// Largest accepted JSON request body, bytes.
+    #[serde(default = "default_max_json")]
+    pub max_json_bytes: usize,
+    /// Seconds an upload may stall between two chunks before it is dropped.
+    #[serde(default = "default_idle")]
+    pub upload_idle_timeout_secs: u64,
+    /// Seconds graceful shutdown waits for open requests.
+    #[serde(default = "default_shutdown")]
+    pub shutdown_timeout_secs: u64,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// Who may read and write.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Bearer tokens accepted for writes (and reads when not public).
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// HTTP Basic users (`sdc-clients` `user`/`password`).
+    #[serde(default)]
+    pub users: Vec<BasicUser>,
+    /// Reads need no credentials (the IMGAPI default).
+    #[serde(default = "yes")]
+    pub public_reads: bool,
+    /// Accept writes without credentials. Only for trusted networks: SmartOS
+    /// `imgadm publish` cannot authenticate.
+    #[serde(default)]
+    pub allow_unauthenticated_writes: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            tokens: Vec::new(),
+            users: Vec::new(),
+            public_reads: true,
+            allow_unauthenticated_writes: false,
+        }
+    }
+}
+
+/// One Basic-auth account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicUser {
+    pub user: String,
+    pub password: String,
+}
+
+/// PEM certificate chain and private key; TLS is on when this is present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_upload() -> u64 {
+    rvmadm::image::manifest::MAX_FILE_SIZE
+}
+fn default_max_json() -> usize {
+    1024 * 1024
+}
+fn default_idle() -> u64 {
+    60
+}
+fn default_shutdown() -> u64 {
+    30
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |message: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        };
+        if let Some(u) = &cfg.public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(invalid("public_url must start with http:// or https://"));
+            }
+        }
+        if cfg.max_upload_bytes == 0 || cfg.max_upload_bytes > default_max_upload() {
+            return Err(invalid("max_upload_bytes must be between 1 and 20 GiB"));
+        }
+        if cfg.auth.tokens.iter().any(String::is_empty)
+            || cfg
+                .auth
+                .users
+                .iter()
+                .any(|u| u.user.is_empty() || u.user.contains(':') || u.password.is_empty())
+        {
+            return Err(invalid(
+                "tokens and passwords must not be empty; user names must not contain ':'",
+            ));
+        }
+        Ok(cfg)
+    }
+}

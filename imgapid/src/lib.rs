@@ -1,0 +1,16 @@
+//! imgapid: an IMGAPI- and DSAPI-compatible image (dataset) server.
+//!
+//! [`server`] accepts connections, [`routes`] answers them from the
+//! [`catalog`], which keeps an in-memory index over durable [`store`]s.
+//! Manifests are the shared `rvmadm::image::manifest` types.
+
+pub mod auth;
+pub mod body;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod html;
+pub mod metrics;
+pub mod routes;
+pub mod server;
+pub mod store;

@@ -1,0 +1,195 @@
+//! Listening, TLS and graceful shutdown. Each accepted connection is served
+//! by hyper's HTTP/1.1 implementation (optionally inside rustls); on SIGTERM
+//! or SIGINT the listener closes, open requests get the configured time to
+//! finish, and then the process exits.
+
+use crate::catalog::Catalog;
+use crate::config::{Config, TlsConfig};
+use crate::metrics::Metrics;
+use crate::routes::{handle, App};
+use crate::store::LocalDisk;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot open data directory {path}: {source}")]
+    Data {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn tls_acceptor(t: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| ServerError::Tls(format!("{}: {e}", p.display())))
+    };
+    let cert_pem = read(&t.cert)?;
+    let key_pem = read(&t.key)?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", t.cert.display())))?;
+    if certs.is_empty() {
+        return Err(ServerError::Tls(format!(
+            "{}: no certificate",
+            t.cert.display()
+        )));
+    }
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", t.key.display())))?
+        .ok_or_else(|| ServerError::Tls(format!("{}: no private key", t.key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the server until a shutdown signal. Prints `listening on ADDR` on
+/// stdout once the socket is bound (tests read the port from it).
+pub async fn run(cfg: Config) -> Result<(), ServerError> {
+    let disk = LocalDisk::open(&cfg.data_dir).map_err(|source| ServerError::Data {
+        path: cfg.data_dir.display().to_string(),
+        source,
+    })?;
+    let catalog = tokio::task::spawn_blocking(move || Catalog::load(Arc::new(disk)))
+        .await
+        .map_err(|e| ServerError::Io(std::io::Error::other(e)))?
+        .map_err(|source| ServerError::Data {
+            path: cfg.data_dir.display().to_string(),
+            source,
+        })?;
+    let tls = cfg.tls.as_ref().map(tls_acceptor).transpose()?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: cfg.listen.to_string(),
+            source,
+        })?;
+    let local = listener.local_addr()?;
+    let shutdown_timeout = Duration::from_secs(cfg.shutdown_timeout_secs);
+    let app = Arc::new(App {
+        scheme: if tls.is_some() { "https" } else { "http" },
+        cfg,
+        catalog,
+        metrics: Arc::new(Metrics::default()),
+    });
+    tracing::info!(addr = %local, tls = tls.is_some(), "listening");
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {local}");
+        let _ = out.flush();
+    }
+    let graceful = GracefulShutdown::new();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let builder = {
+            let mut b = http1::Builder::new();
+            // Slow-header clients (slowloris) are cut off.
+            b.timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .max_buf_size(256 * 1024);
+            b
+        };
+        let service = service_fn(move |req| handle(app.clone(), req));
+        match &tls {
+            None => {
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let fut = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = fut.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls_stream = match tokio::time::timeout(
+                        Duration::from_secs(30),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down; waiting for open requests");
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(shutdown_timeout) => tracing::warn!("shutdown timeout; closing remaining connections"),
+    }
+    Ok(())
+}
