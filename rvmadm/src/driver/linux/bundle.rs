@@ -1,0 +1,533 @@
+//! The OCI bundle of a jail: `config.json` built with the `oci-spec` crate,
+//! plus the small files (resolv.conf, hosts, hostname) bind-mounted into it.
+//!
+//! The rootfs is the jail's ZFS clone itself. The bundle keeps the jail a
+//! "system container": its own pid, mount, ipc, uts and cgroup namespaces, the
+//! network namespace vmadm prepared (joined by path), read-only /sys, masked
+//! kernel knobs, a reduced capability set without `CAP_SYS_ADMIN`,
+//! `CAP_SYS_MODULE` or `CAP_NET_ADMIN`, and no_new_privileges. Limits come
+//! from the spec in SmartOS units and are converted here.
+
+use super::names::{cgroup_path, JailDir};
+use crate::spec::{Limits, VmSpec};
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResources,
+    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+const MIB: i64 = 1024 * 1024;
+
+/// CFS period used for `cpu_cap` (100 ms, the kernel default).
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+/// What the host can enforce, probed once per start (see `runtime::probe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostCaps {
+    /// The memory controller accounts swap (`memory.memsw.*` / `memory.swap.max`).
+    pub swap_accounting: bool,
+}
+
+impl Default for HostCaps {
+    fn default() -> Self {
+        HostCaps {
+            swap_accounting: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the OCI spec for {uuid}: {message}")]
+pub struct BundleError {
+    pub uuid: uuid::Uuid,
+    pub message: String,
+}
+
+/// The capabilities a jail's root keeps. Roughly what container engines give
+/// by default (ping needs NET_RAW); notably absent: SYS_ADMIN (mount,
+/// sethostname), SYS_MODULE, NET_ADMIN, SYS_TIME, SYS_PTRACE, SYS_RAWIO.
+pub fn jail_capabilities() -> HashSet<Capability> {
+    [
+        Capability::Chown,
+        Capability::DacOverride,
+        Capability::Fowner,
+        Capability::Fsetid,
+        Capability::Kill,
+        Capability::Setgid,
+        Capability::Setuid,
+        Capability::Setpcap,
+        Capability::NetBindService,
+        Capability::NetRaw,
+        Capability::SysChroot,
+        Capability::Mknod,
+        Capability::AuditWrite,
+        Capability::Setfcap,
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// The init command line: `init_name` (default `/sbin/init`). A value with
+/// spaces is split on whitespace so `"/bin/sh /etc/rc"` works as expected.
+pub fn init_args(vm: &VmSpec) -> Vec<String> {
+    let name = vm
+        .init_name
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or("/sbin/init");
+    name.split_whitespace().map(str::to_string).collect()
+}
+
+/// Resources for the runtime from SmartOS limits (MiB, percent of one CPU,
+/// shares relative to 100, lwps).
+pub fn resources(limits: &Limits, host: HostCaps) -> Result<LinuxResources, String> {
+    let err = |e: oci_spec::OciSpecError| e.to_string();
+    let mem_bytes = (limits.max_physical_memory as i64).saturating_mul(MIB);
+    let mut memory = LinuxMemoryBuilder::default().limit(mem_bytes);
+    if host.swap_accounting {
+        // SmartOS max_swap is memory + swap, like the runtime's memory-swap
+        // limit; never below the memory limit (the kernel refuses that).
+        let swap = (limits.max_swap.max(limits.max_physical_memory) as i64).saturating_mul(MIB);
+        memory = memory.swap(swap);
+    }
+    let mut cpu = LinuxCpuBuilder::default().shares(cpu_shares(limits.cpu_shares));
+    if let Some(cap) = limits.cpu_cap.filter(|c| *c > 0) {
+        cpu = cpu.quota(cpu_quota(cap)).period(CPU_PERIOD_US);
+    }
+    LinuxResourcesBuilder::default()
+        .memory(memory.build().map_err(err)?)
+        .cpu(cpu.build().map_err(err)?)
+        .pids(
+            LinuxPidsBuilder::default()
+                .limit(limits.max_lwps.min(i64::MAX as u64) as i64)
+                .build()
+                .map_err(err)?,
+        )
+        .devices(vec![])
+        .build()
+        .map_err(err)
+}
+
+/// cpu_cap (percent of one CPU) → CFS quota in µs per [`CPU_PERIOD_US`].
+pub fn cpu_quota(cap: u64) -> i64 {
+    (cap.saturating_mul(CPU_PERIOD_US) / 100).min(i64::MAX as u64) as i64
+}
+
+/// SmartOS shares (default 100) → cgroup v1 cpu.shares (default 1024).
+pub fn cpu_shares(shares: u64) -> u64 {
+    (shares.saturating_mul(1024) / 100).clamp(2, 262_144)
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, String> {
+    MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The file systems every jail gets. `/etc/resolv.conf`, `/etc/hosts` and
+/// `/etc/hostname` are bind mounts of files in the bundle so the runtime
+/// (which resolves targets safely inside the rootfs) places them, and no
+/// host-side write ever follows a symlink planted in the jail's /etc.
+pub fn mounts(vm: &VmSpec, dir: &JailDir) -> Result<Vec<Mount>, String> {
+    let mut m = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?,
+    ];
+    if vm.limits.tmpfs > 0 {
+        let size = format!("size={}m", vm.limits.tmpfs);
+        m.push(mount(
+            "/tmp",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "nodev", "mode=1777", &size],
+        )?);
+    }
+    for (dest, file) in [
+        ("/etc/resolv.conf", dir.resolv_conf()),
+        ("/etc/hosts", dir.hosts()),
+        ("/etc/hostname", dir.hostname()),
+    ] {
+        let src = file.to_string_lossy().into_owned();
+        m.push(mount(dest, "bind", &src, &["rbind", "rprivate"])?);
+    }
+    Ok(m)
+}
+
+/// Paths hidden from the jail (bind of /dev/null or an empty tmpfs).
+pub fn masked_paths() -> Vec<String> {
+    [
+        "/proc/acpi",
+        "/proc/asound",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+        "/proc/scsi",
+        "/sys/firmware",
+        "/sys/devices/virtual/powercap",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Kernel knobs the jail may read but not write.
+pub fn readonly_paths() -> Vec<String> {
+    [
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/irq",
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The complete runtime spec for a jail. `netns` is the namespace vmadm
+/// prepared for its NICs; without one (no NICs) the runtime makes a fresh
+/// namespace that holds only loopback.
+pub fn build_spec(
+    vm: &VmSpec,
+    dir: &JailDir,
+    netns: Option<&Path>,
+    host: HostCaps,
+) -> Result<Spec, BundleError> {
+    build_spec_inner(vm, dir, netns, host).map_err(|message| BundleError {
+        uuid: vm.uuid,
+        message,
+    })
+}
+
+fn build_spec_inner(
+    vm: &VmSpec,
+    dir: &JailDir,
+    netns: Option<&Path>,
+    host: HostCaps,
+) -> Result<Spec, String> {
+    let err = |e: oci_spec::OciSpecError| e.to_string();
+    let caps = jail_capabilities();
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps.clone())
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
+        .build()
+        .map_err(err)?;
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .user(
+            UserBuilder::default()
+                .uid(0u32)
+                .gid(0u32)
+                .build()
+                .map_err(err)?,
+        )
+        .args(init_args(vm))
+        .env(vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            "TERM=xterm".to_string(),
+            "container=rvmadm".to_string(),
+        ])
+        .cwd("/")
+        .capabilities(capabilities)
+        .no_new_privileges(true)
+        .rlimits(vec![PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .hard(1024u64)
+            .soft(1024u64)
+            .build()
+            .map_err(err)?])
+        .build()
+        .map_err(err)?;
+    let ns = |typ: LinuxNamespaceType| LinuxNamespaceBuilder::default().typ(typ).build();
+    let namespaces = vec![
+        ns(LinuxNamespaceType::Pid).map_err(err)?,
+        ns(LinuxNamespaceType::Ipc).map_err(err)?,
+        ns(LinuxNamespaceType::Uts).map_err(err)?,
+        ns(LinuxNamespaceType::Mount).map_err(err)?,
+        ns(LinuxNamespaceType::Cgroup).map_err(err)?,
+        match netns {
+            Some(path) => LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(path.to_path_buf())
+                .build()
+                .map_err(err)?,
+            None => ns(LinuxNamespaceType::Network).map_err(err)?,
+        },
+    ];
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .resources(resources(&vm.limits, host)?)
+        .cgroups_path(PathBuf::from(cgroup_path(&vm.uuid)))
+        .masked_paths(masked_paths())
+        .readonly_paths(readonly_paths())
+        .rootfs_propagation("rprivate")
+        .build()
+        .map_err(err)?;
+    SpecBuilder::default()
+        .version("1.0.2")
+        .root(
+            RootBuilder::default()
+                .path(vm.zonepath.clone())
+                .readonly(false)
+                .build()
+                .map_err(err)?,
+        )
+        .hostname(vm.effective_hostname())
+        .process(process)
+        .mounts(mounts(vm, dir)?)
+        .linux(linux)
+        .build()
+        .map_err(err)
+}
+
+/// `/etc/resolv.conf` for the jail: one nameserver per resolver, the
+/// dns_domain as search domain.
+pub fn resolv_conf(vm: &VmSpec) -> String {
+    let mut s = String::new();
+    if !vm.dns_domain.is_empty() && vm.dns_domain != "local" {
+        s.push_str(&format!("search {}\n", vm.dns_domain));
+    }
+    for r in &vm.resolvers {
+        s.push_str(&format!("nameserver {r}\n"));
+    }
+    s
+}
+
+/// `/etc/hosts`: loopback plus the hostname on every static address.
+pub fn hosts(vm: &VmSpec) -> String {
+    let name = vm.effective_hostname();
+    let mut s = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut any = false;
+    for nic in &vm.nics {
+        for ip in &nic.ips {
+            if let crate::spec::NicAddr::Static { addr, .. } = ip {
+                s.push_str(&format!("{addr}\t{name}\n"));
+                any = true;
+            }
+        }
+    }
+    if !any {
+        s.push_str(&format!("127.0.1.1\t{name}\n"));
+    }
+    s
+}
+
+/// Writes the bundle directory: config.json and the bind-mounted files.
+pub fn write_bundle(vm: &VmSpec, dir: &JailDir, spec: &Spec) -> std::io::Result<()> {
+    std::fs::create_dir_all(&dir.dir)?;
+    std::fs::write(dir.resolv_conf(), resolv_conf(vm))?;
+    std::fs::write(dir.hosts(), hosts(vm))?;
+    std::fs::write(dir.hostname(), format!("{}\n", vm.effective_hostname()))?;
+    let json = serde_json::to_vec_pretty(spec).map_err(std::io::Error::other)?;
+    std::fs::write(dir.config_json(), json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn vm(extra: Value) -> VmSpec {
+        let mut obj = json!({
+            "uuid": "6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60",
+            "brand": "jail",
+            "image_uuid": "11111111-2222-4333-8444-555555555555",
+            "zpool": "zones",
+            "hostname": "web1",
+            "max_physical_memory": 512,
+            "max_swap": 1024,
+            "cpu_cap": 50,
+            "max_lwps": 300,
+            "tmpfs": 64,
+            "resolvers": ["192.0.2.53", "192.0.2.54"],
+            "dns_domain": "example.com",
+            "nics": [{"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "admin",
+                      "ips": ["192.0.2.10/24"], "gateways": ["192.0.2.1"], "primary": true}]
+        });
+        if let (Some(o), Some(e)) = (obj.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+        VmSpec::from_object(obj.as_object().unwrap()).unwrap()
+    }
+
+    fn spec_json(vm: &VmSpec) -> Value {
+        let dir = JailDir::new(Path::new("/run/vmadm"), &vm.uuid);
+        let spec = build_spec(
+            vm,
+            &dir,
+            Some(Path::new("/run/netns/x")),
+            HostCaps::default(),
+        )
+        .unwrap();
+        serde_json::to_value(&spec).unwrap()
+    }
+
+    #[test]
+    fn root_hostname_and_init() {
+        let v = vm(json!({}));
+        let j = spec_json(&v);
+        assert_eq!(
+            j["root"]["path"],
+            "/zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60"
+        );
+        assert_eq!(j["hostname"], "web1");
+        assert_eq!(j["process"]["args"], json!(["/sbin/init"]));
+        assert_eq!(j["process"]["noNewPrivileges"], true);
+        let v = vm(json!({"init_name": "/bin/sh /etc/rc"}));
+        assert_eq!(
+            spec_json(&v)["process"]["args"],
+            json!(["/bin/sh", "/etc/rc"])
+        );
+    }
+
+    #[test]
+    fn limits_are_converted() {
+        let j = spec_json(&vm(json!({})));
+        let r = &j["linux"]["resources"];
+        assert_eq!(r["memory"]["limit"], 512 * 1024 * 1024);
+        assert_eq!(r["memory"]["swap"], 1024 * 1024 * 1024);
+        assert_eq!(r["cpu"]["quota"], 50_000);
+        assert_eq!(r["cpu"]["period"], 100_000);
+        assert_eq!(r["cpu"]["shares"], 1024);
+        assert_eq!(r["pids"]["limit"], 300);
+        assert_eq!(
+            j["linux"]["cgroupsPath"],
+            "/rvmadm/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60"
+        );
+    }
+
+    #[test]
+    fn no_cap_means_no_quota_and_swap_follows_host() {
+        let v = vm(json!({"cpu_cap": 0, "max_swap": 100}));
+        let r = resources(&v.limits, HostCaps::default()).unwrap();
+        let j = serde_json::to_value(&r).unwrap();
+        assert!(j["cpu"].get("quota").is_none());
+        // max_swap below memory is raised to the memory limit.
+        assert_eq!(j["memory"]["swap"], 512 * 1024 * 1024);
+        let r = resources(
+            &v.limits,
+            HostCaps {
+                swap_accounting: false,
+            },
+        )
+        .unwrap();
+        assert!(serde_json::to_value(&r).unwrap()["memory"]
+            .get("swap")
+            .is_none());
+    }
+
+    #[test]
+    fn namespaces_join_the_prepared_netns() {
+        let j = spec_json(&vm(json!({})));
+        let ns = j["linux"]["namespaces"].as_array().unwrap();
+        let net: Vec<_> = ns.iter().filter(|n| n["type"] == "network").collect();
+        assert_eq!(net.len(), 1);
+        assert_eq!(net[0]["path"], "/run/netns/x");
+        for t in ["pid", "mount", "ipc", "uts", "cgroup"] {
+            assert!(ns.iter().any(|n| n["type"] == t), "{t}");
+        }
+    }
+
+    #[test]
+    fn mounts_and_hardening() {
+        let j = spec_json(&vm(json!({})));
+        let mounts = j["mounts"].as_array().unwrap();
+        let find = |d: &str| mounts.iter().find(|m| m["destination"] == d).cloned();
+        assert!(find("/sys").unwrap()["options"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ro")));
+        assert!(find("/tmp").unwrap()["options"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("size=64m")));
+        assert_eq!(
+            find("/etc/resolv.conf").unwrap()["source"],
+            "/run/vmadm/linux/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60/resolv.conf"
+        );
+        for d in ["/proc", "/dev", "/dev/pts", "/dev/shm"] {
+            assert!(find(d).is_some(), "{d}");
+        }
+        let no_tmp = spec_json(&vm(json!({"tmpfs": 0})));
+        assert!(!no_tmp["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["destination"] == "/tmp"));
+        assert!(j["linux"]["readonlyPaths"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/proc/sys")));
+        assert!(j["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/proc/kcore")));
+        let caps = j["process"]["capabilities"]["bounding"].as_array().unwrap();
+        assert!(caps.contains(&json!("CAP_NET_RAW")));
+        for bad in ["CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_NET_ADMIN"] {
+            assert!(!caps.contains(&json!(bad)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resolv_and_hosts() {
+        let v = vm(json!({}));
+        assert_eq!(
+            resolv_conf(&v),
+            "search example.com\nnameserver 192.0.2.53\nnameserver 192.0.2.54\n"
+        );
+        assert!(hosts(&v).contains("192.0.2.10\tweb1\n"));
+        assert!(hosts(&v).starts_with("127.0.0.1\tlocalhost\n"));
+    }
+}

@@ -1,0 +1,59 @@
+//! Interactive console and one-shot commands inside a running jail, through
+//! the runtime's `exec` (which joins every namespace and cgroup of the jail
+//! and applies its capability set and no_new_privileges).
+
+use super::driver::LinuxDriver;
+use super::names::{container_id, JailDir};
+use super::state;
+use crate::driver::{DriverError, DriverResult};
+use crate::exec::{self, Argv, ExecError};
+use crate::spec::VmSpec;
+
+impl LinuxDriver {
+    fn require_running(&self, vm: &VmSpec) -> DriverResult<()> {
+        match state::running(&JailDir::new(&self.run_dir, &vm.uuid)) {
+            Some(_) => Ok(()),
+            None => Err(DriverError::Other(format!("{} is not running", vm.uuid))),
+        }
+    }
+
+    /// Runs `argv` with the caller's stdio and returns its exit status.
+    fn attach(&self, argv: Argv) -> DriverResult<i32> {
+        let status = exec::command(&argv)
+            .status()
+            .map_err(|source| ExecError::Spawn {
+                argv: argv.clone(),
+                source,
+            })?;
+        use std::os::unix::process::ExitStatusExt;
+        Ok(status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    }
+
+    /// A login shell on a pseudo-terminal the runtime allocates; ends when
+    /// the shell exits, leaving the jail running.
+    pub(super) fn console_jail(&self, vm: &VmSpec) -> DriverResult<i32> {
+        self.require_running(vm)?;
+        let shell = ["/bin/bash", "/bin/sh"]
+            .iter()
+            .find(|s| vm.zonepath.join(s.trim_start_matches('/')).exists())
+            .copied()
+            .unwrap_or("/bin/sh");
+        let argv = self.runtime.exec(
+            &container_id(&vm.uuid),
+            true,
+            &[shell.to_string(), "-l".to_string()],
+        );
+        self.attach(argv)
+    }
+
+    /// One command, stdio passed through, its exit status returned.
+    pub(super) fn exec_jail(&self, vm: &VmSpec, cmd: &[String]) -> DriverResult<i32> {
+        self.require_running(vm)?;
+        if cmd.is_empty() {
+            return Err(DriverError::Other("exec: no command given".into()));
+        }
+        self.attach(self.runtime.exec(&container_id(&vm.uuid), false, cmd))
+    }
+}

@@ -1,0 +1,82 @@
+//! `LinuxDriver`: the [`Driver`] trait for Linux hosts, delegating each verb
+//! to the module that owns that concern (lifecycle, update, console, state).
+
+use super::runtime::Runtime;
+use crate::config::Config;
+use crate::driver::{Driver, DriverResult, RuntimeState, StopOptions};
+use crate::exec::CommandRunner;
+use crate::spec::VmSpec;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Runs jails with an OCI runtime inside vmadm-owned network namespaces.
+pub struct LinuxDriver {
+    pub(super) runner: Arc<dyn CommandRunner>,
+    pub(super) run_dir: PathBuf,
+    pub(super) runtime: Runtime,
+    pub(super) networks: BTreeMap<String, String>,
+    pub(super) create_bridges: bool,
+    /// Where the cgroup hierarchies are mounted (for probing and for
+    /// removing cgroups a crashed runtime left).
+    pub(super) cgroup_root: PathBuf,
+}
+
+impl LinuxDriver {
+    pub fn new(config: &Config, runner: Arc<dyn CommandRunner>) -> LinuxDriver {
+        LinuxDriver {
+            runner,
+            run_dir: config.run_dir.clone(),
+            runtime: Runtime {
+                program: config.runtime.clone(),
+                root: config.runtime_root.clone(),
+            },
+            networks: config.networks.clone(),
+            create_bridges: config.create_bridges,
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+        }
+    }
+}
+
+impl Driver for LinuxDriver {
+    fn name(&self) -> &'static str {
+        "linux"
+    }
+
+    fn states(&self, uuids: &[Uuid]) -> DriverResult<HashMap<Uuid, RuntimeState>> {
+        Ok(super::state::states(&self.run_dir, uuids))
+    }
+
+    fn start(&self, vm: &VmSpec) -> DriverResult<()> {
+        self.start_jail(vm)
+    }
+
+    fn stop(&self, vm: &VmSpec, opts: StopOptions) -> DriverResult<()> {
+        self.stop_jail(vm, opts)
+    }
+
+    fn kill(&self, vm: &VmSpec, signal: i32) -> DriverResult<()> {
+        self.signal_jail(vm, signal)
+    }
+
+    fn update_live(&self, vm: &VmSpec, changed: &[String]) -> DriverResult<Vec<String>> {
+        self.update_jail(vm, changed)
+    }
+
+    fn console(&self, vm: &VmSpec) -> DriverResult<i32> {
+        self.console_jail(vm)
+    }
+
+    fn exec(&self, vm: &VmSpec, argv: &[String]) -> DriverResult<i32> {
+        self.exec_jail(vm, argv)
+    }
+
+    fn cleanup(&self, vm: &VmSpec) -> DriverResult<()> {
+        if super::state::running(&super::names::JailDir::new(&self.run_dir, &vm.uuid)).is_some() {
+            // A live jail is not debris; stop is the verb for it.
+            return Ok(());
+        }
+        self.teardown(vm, true)
+    }
+}

@@ -1,0 +1,290 @@
+//! Start, stop, signal and teardown of a jail.
+//!
+//! A start is a short transaction: bundle → network namespace → veths and
+//! addresses → runtime `run --detach` → boot record. The boot record is
+//! written last, so a jail counts as booted only when every step succeeded;
+//! any failure (or a `kill -9` of vmadm part-way) leaves debris that
+//! [`LinuxDriver::teardown`] finds by name alone and removes: the runtime
+//! container, host veths, the namespace, cgroups and the run directory.
+
+use super::driver::LinuxDriver;
+use super::names::{cgroup_path, container_id, host_veth, netns_name, netns_path, JailDir};
+use super::netplan::{self, NetPlan};
+use super::state::{self, BootRecord};
+use super::{bundle, runtime, sys};
+use crate::driver::{DriverError, DriverResult, StopOptions};
+use crate::exec::{Argv, ExecError};
+use crate::spec::VmSpec;
+use std::time::{Duration, Instant};
+
+/// How long a SIGKILLed init may take to die before stop gives up.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+impl LinuxDriver {
+    /// Runs one batch of `ip`/`bridge` lines in a single process.
+    fn batch(&self, argv: Argv, lines: &[String]) -> DriverResult<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut text = lines.join("\n");
+        text.push('\n');
+        let out = self.runner.output(&argv, Some(text.as_bytes()))?;
+        if out.success() {
+            return Ok(());
+        }
+        Err(ExecError::Failed {
+            argv,
+            status: out.status,
+            stderr: format!("{} (batch: {})", out.stderr_str(), lines.join("; ")),
+        }
+        .into())
+    }
+
+    fn plan_network(&self, vm: &VmSpec) -> DriverResult<NetPlan> {
+        let out = self
+            .runner
+            .run_stdout(&Argv::new(["ip", "-o", "link", "show", "type", "bridge"]))?;
+        let existing = netplan::parse_link_names(&out);
+        let plan = netplan::plan(vm, &self.networks, self.create_bridges, &existing)
+            .map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
+        for w in &plan.warnings {
+            tracing::warn!(uuid = %vm.uuid, "{w}");
+        }
+        Ok(plan)
+    }
+
+    /// Boots a stopped jail; a running one is left alone.
+    pub(super) fn start_jail(&self, vm: &VmSpec) -> DriverResult<()> {
+        let dir = JailDir::new(&self.run_dir, &vm.uuid);
+        if state::running(&dir).is_some() {
+            return Ok(());
+        }
+        if self.has_debris(vm, &dir) {
+            self.teardown(vm, true)?;
+        }
+        let host = runtime::probe(&self.runtime, &self.cgroup_root)?;
+        if !vm.zonepath.is_dir() {
+            return Err(DriverError::Other(format!(
+                "{}: root {} is not a directory; is dataset {} mounted?",
+                vm.uuid,
+                vm.zonepath.display(),
+                vm.zfs_filesystem
+            )));
+        }
+        let mut attempt = 0;
+        loop {
+            match self.start_steps(vm, &dir, host) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let undo = self.teardown(vm, true);
+                    // A host veth of the previous boot may still be dying with
+                    // its namespace (the kernel frees those asynchronously);
+                    // the thorough teardown above removed it, so try once more.
+                    if attempt == 0 && e.to_string().contains("File exists") && undo.is_ok() {
+                        attempt += 1;
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    if let Err(u) = undo {
+                        tracing::warn!(uuid = %vm.uuid, error = %u, "undoing a failed start");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn start_steps(&self, vm: &VmSpec, dir: &JailDir, host: bundle::HostCaps) -> DriverResult<()> {
+        std::fs::create_dir_all(&dir.dir)?;
+        let plan = if vm.nics.is_empty() {
+            None
+        } else {
+            Some(self.plan_network(vm)?)
+        };
+        let ns_path = netns_path(&vm.uuid);
+        let spec = bundle::build_spec(vm, dir, plan.as_ref().map(|_| ns_path.as_path()), host)
+            .map_err(|e| DriverError::Other(e.to_string()))?;
+        bundle::write_bundle(vm, dir, &spec)?;
+        if let Some(plan) = &plan {
+            let ns = netns_name(&vm.uuid);
+            self.runner
+                .run(&Argv::new(["ip", "netns", "add", ns.as_str()]))?;
+            self.batch(Argv::new(["ip", "-batch", "-"]), &plan.host)?;
+            self.batch(Argv::new(["bridge", "-batch", "-"]), &plan.vlan)?;
+            self.batch(
+                Argv::new(["ip", "-n", ns.as_str(), "-batch", "-"]),
+                &plan.jail,
+            )?;
+        }
+        let id = container_id(&vm.uuid);
+        std::fs::create_dir_all(&self.runtime.root)?;
+        runtime::run_logged(
+            &self
+                .runtime
+                .run_detached(&id, dir.bundle(), &dir.pid_file()),
+            &dir.console_log(),
+        )?;
+        let pid: u32 = std::fs::read_to_string(dir.pid_file())?
+            .trim()
+            .parse()
+            .map_err(|_| DriverError::Other(format!("{}: unreadable pid file", vm.uuid)))?;
+        let stat = state::proc_stat(pid).ok_or_else(|| {
+            DriverError::Other(format!(
+                "{}: init (pid {pid}) exited right after start; see {}",
+                vm.uuid,
+                dir.console_log().display()
+            ))
+        })?;
+        BootRecord {
+            pid,
+            start: stat.starttime,
+        }
+        .write(dir)?;
+        Ok(())
+    }
+
+    /// True when anything a previous boot made is still around.
+    fn has_debris(&self, vm: &VmSpec, dir: &JailDir) -> bool {
+        dir.dir.exists()
+            || netns_path(&vm.uuid).exists()
+            || self.runtime.state_dir(&container_id(&vm.uuid)).exists()
+    }
+
+    /// Stops a running jail (SIGTERM, then SIGKILL after the timeout) and
+    /// removes everything its boot made. Stopping a stopped jail only cleans.
+    pub(super) fn stop_jail(&self, vm: &VmSpec, opts: StopOptions) -> DriverResult<()> {
+        let dir = JailDir::new(&self.run_dir, &vm.uuid);
+        if let Some(rec) = state::running(&dir) {
+            if !opts.force {
+                sys::kill(rec.pid, sys::SIGTERM)?;
+                wait_dead(&rec, opts.timeout);
+            }
+            if rec.alive() {
+                sys::kill(rec.pid, sys::SIGKILL)?;
+                if !wait_dead(&rec, KILL_WAIT) {
+                    return Err(DriverError::Other(format!(
+                        "{}: init (pid {}) survived SIGKILL for {}s",
+                        vm.uuid,
+                        rec.pid,
+                        KILL_WAIT.as_secs()
+                    )));
+                }
+            }
+        }
+        self.teardown(vm, false)
+    }
+
+    /// Sends `signal` to the jail's init.
+    pub(super) fn signal_jail(&self, vm: &VmSpec, signal: i32) -> DriverResult<()> {
+        let dir = JailDir::new(&self.run_dir, &vm.uuid);
+        let rec = state::running(&dir)
+            .ok_or_else(|| DriverError::Other(format!("{} is not running", vm.uuid)))?;
+        sys::kill(rec.pid, signal)?;
+        Ok(())
+    }
+
+    /// Removes what a boot made. `thorough` also hunts host veths by name
+    /// (costs one `ip link` listing), needed after a crash or failed start.
+    pub(super) fn teardown(&self, vm: &VmSpec, thorough: bool) -> DriverResult<()> {
+        let id = container_id(&vm.uuid);
+        let mut errors: Vec<String> = Vec::new();
+        if self.runtime.state_dir(&id).exists() {
+            let out = self.runner.output(&self.runtime.delete(&id, false), None)?;
+            if !out.success() {
+                // Still running (a crashed start or stop): force it.
+                if let Err(e) = self.runner.run(&self.runtime.delete(&id, true)) {
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        if thorough {
+            let prefix = host_veth(&vm.uuid, 0);
+            let prefix = &prefix[..prefix.len() - 1];
+            let out = self
+                .runner
+                .run_stdout(&Argv::new(["ip", "-o", "link", "show"]))?;
+            for name in netplan::parse_link_names(&out) {
+                if name.starts_with(prefix) {
+                    // Gone already if its namespace died meanwhile: fine.
+                    let _ = self.runner.output(
+                        &Argv::new(["ip", "link", "del", "dev", name.as_str()]),
+                        None,
+                    );
+                }
+            }
+        }
+        if netns_path(&vm.uuid).exists() {
+            let ns = netns_name(&vm.uuid);
+            if let Err(e) = self
+                .runner
+                .run(&Argv::new(["ip", "netns", "del", ns.as_str()]))
+            {
+                errors.push(e.to_string());
+            }
+        }
+        self.remove_cgroups(vm, &mut errors);
+        let dir = JailDir::new(&self.run_dir, &vm.uuid);
+        if dir.dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&dir.dir) {
+                errors.push(format!("removing {}: {e}", dir.dir.display()));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(DriverError::Other(format!(
+                "{}: teardown incomplete: {}",
+                vm.uuid,
+                errors.join("; ")
+            )))
+        }
+    }
+
+    /// Removes the jail's cgroup in every hierarchy where the runtime left it.
+    fn remove_cgroups(&self, vm: &VmSpec, errors: &mut Vec<String>) {
+        let rel = cgroup_path(&vm.uuid);
+        let rel = rel.trim_start_matches('/');
+        let Ok(entries) = std::fs::read_dir(&self.cgroup_root) else {
+            return;
+        };
+        let mut dirs: Vec<_> = entries.flatten().map(|e| e.path().join(rel)).collect();
+        dirs.push(self.cgroup_root.join(rel));
+        for d in dirs.into_iter().filter(|d| d.is_dir()) {
+            let mut last = None;
+            // Tasks of a just-killed jail leave the cgroup a moment later.
+            for _ in 0..50 {
+                match std::fs::remove_dir(&d) {
+                    Ok(()) => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if let Some(e) = last {
+                errors.push(format!("removing cgroup {}: {e}", d.display()));
+            }
+        }
+    }
+}
+
+/// Polls until the init is gone (or a zombie); false on timeout.
+fn wait_dead(rec: &BootRecord, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(500);
+    loop {
+        if !rec.alive() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
