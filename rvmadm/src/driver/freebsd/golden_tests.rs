@@ -1,1 +1,414 @@
-//! placeholder
+//! Golden tests: every fixture VM under `tests/fixtures/freebsd/` → VmSpec →
+//! the plan of every action, rendered and compared with
+//! `golden/<fixture>.plan`. `UPDATE_GOLDEN=1` rewrites the files; a missing
+//! golden file fails. Also: the hostile-value checks over all plans, and the
+//! runner's rollback contract checked on real start plans.
+
+use super::plan::{Action, OnFailure, Plan, Step};
+use super::runner::PlanRunner;
+use super::sys_files::HostFs;
+use super::{console, delete, kill, start, state, stop, update};
+use crate::config::Config;
+use crate::driver::StopOptions;
+use crate::exec::{Argv, CommandRunner, ExecError, Output};
+use crate::spec::VmSpec;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/freebsd")
+}
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/driver/freebsd/golden")
+}
+
+fn config() -> Config {
+    let mut networks = BTreeMap::new();
+    networks.insert("admin".to_string(), "bridge0".to_string());
+    networks.insert("external".to_string(), "bridge1".to_string());
+    networks.insert("internal".to_string(), "vmbr-int".to_string());
+    Config {
+        pool: "zones".into(),
+        networks,
+        devfs_ruleset: 10,
+        ..Config::default()
+    }
+}
+
+fn fixtures() -> Vec<(String, VmSpec)> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(fixture_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let obj: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let spec = VmSpec::from_object(obj.as_object().unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p.file_stem().unwrap().to_string_lossy().into_owned(), spec)
+        })
+        .collect()
+}
+
+const UPDATE_PROPS: &[&str] = &[
+    "max_physical_memory",
+    "max_swap",
+    "max_locked_memory",
+    "max_shm_memory",
+    "cpu_cap",
+    "max_lwps",
+    "max_msg_ids",
+    "max_sem_ids",
+    "max_shm_ids",
+    "quota",
+    "hostname",
+    "resolvers",
+    "dns_domain",
+    "nics",
+    "routes",
+    "alias",
+    "customer_metadata",
+];
+
+fn section(out: &mut String, title: &str, plan: Result<Plan, super::plan::PlanError>) {
+    out.push_str(&format!("## {title}\n"));
+    match plan {
+        Ok(p) => out.push_str(&p.render()),
+        Err(e) => out.push_str(&format!("refused: {e}\n")),
+    }
+    out.push('\n');
+}
+
+/// Every action's plan for one VM, as one text.
+fn render_all(vm: &VmSpec, cfg: &Config) -> String {
+    let mut out = String::new();
+    let graceful = StopOptions {
+        force: false,
+        timeout: Duration::from_secs(60),
+    };
+    let force = StopOptions {
+        force: true,
+        timeout: Duration::from_secs(60),
+    };
+    section(&mut out, "start", start::plan(vm, cfg));
+    section(&mut out, "stop", stop::plan(vm, cfg, &graceful));
+    section(&mut out, "stop -F", stop::plan(vm, cfg, &force));
+    match kill::reboot_plans(vm, cfg, &graceful) {
+        Ok((s, b)) => {
+            section(&mut out, "reboot: stop", Ok(s));
+            section(&mut out, "reboot: start", Ok(b));
+        }
+        Err(e) => section(&mut out, "reboot", Err(e)),
+    }
+    section(&mut out, "kill SIGTERM", kill::kill_plan(vm, 15));
+    section(&mut out, "kill SIGKILL", kill::kill_plan(vm, 9));
+    for prop in UPDATE_PROPS {
+        let res = update::plan(vm, cfg, &[prop.to_string()]);
+        let title = format!("update {prop}");
+        match res {
+            Ok((p, reboot)) => {
+                let mut r = p.render();
+                if !reboot.is_empty() {
+                    r.push_str(&format!("needs reboot: {}\n", reboot.join(",")));
+                }
+                out.push_str(&format!("## {title}\n{r}\n"));
+            }
+            Err(e) => section(&mut out, &title, Err(e)),
+        }
+    }
+    section(&mut out, "cleanup", delete::cleanup_plan(vm, cfg));
+    section(&mut out, "delete", delete::delete_plan(vm, cfg));
+    let q = |a: &Argv| serde_json::to_string(&a.0).unwrap();
+    out.push_str(&format!(
+        "## console\n{}\n\n",
+        q(&console::console_argv(vm))
+    ));
+    let cmd: Vec<String> = ["/bin/sh", "-c", "echo \"$HOME\"; id"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    out.push_str(&format!(
+        "## exec\n{}\n",
+        q(&console::exec_argv(vm, &cmd).unwrap())
+    ));
+    out
+}
+
+#[test]
+fn golden_plans_match() {
+    let cfg = config();
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
+    let fixtures = fixtures();
+    assert!(fixtures.len() >= 15, "fixtures missing: {}", fixtures.len());
+    let mut problems = Vec::new();
+    for (name, vm) in &fixtures {
+        let text = render_all(vm, &cfg);
+        let path = golden_dir().join(format!("{name}.plan"));
+        if update {
+            std::fs::write(&path, &text).unwrap();
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(want) if want == text => {}
+            Ok(_) => problems.push(format!(
+                "{name}: plan differs from {} (UPDATE_GOLDEN=1 to accept)",
+                path.display()
+            )),
+            Err(_) => problems.push(format!("{name}: golden file {} missing", path.display())),
+        }
+    }
+    // A golden file without a fixture is stale.
+    for e in std::fs::read_dir(golden_dir()).unwrap() {
+        let p = e.unwrap().path();
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        if p.extension().is_some_and(|x| x == "plan") && !fixtures.iter().any(|(n, _)| *n == stem) {
+            problems.push(format!("stale golden file {}", p.display()));
+        }
+    }
+    let jls = state::query_argv();
+    assert_eq!(
+        jls.0,
+        ["jls", "--libxo=json", "jid", "name", "host.hostuuid"]
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every hostile fixture is refused by the start plan, naming the field.
+#[test]
+fn hostile_values_are_refused() {
+    let cfg = config();
+    let expect = [
+        ("hostile-hostname", "hostname"),
+        ("hostile-long-hostname", "hostname"),
+        ("hostile-dns-domain", "dns_domain"),
+        ("hostile-route", "routes"),
+        ("hostile-route-gateway", "routes"),
+        ("hostile-interface", "nics.interface"),
+        ("hostile-mac", "nics.mac"),
+        ("unknown-nic-tag", "nics.nic_tag"),
+        ("hostile-init", "init_name"),
+        ("hostile-zonepath", "zonepath"),
+        ("filesystems", "filesystems"),
+    ];
+    let all = fixtures();
+    for (name, field) in expect {
+        let vm = &all.iter().find(|(n, _)| n == name).unwrap().1;
+        let err = start::plan(vm, &cfg).unwrap_err().to_string();
+        assert!(err.contains(field), "{name}: {err}");
+    }
+}
+
+/// In every plan that is built, no argv element carries shell syntax or a
+/// control character, and values the driver does not use (alias, metadata,
+/// tags) appear nowhere.
+#[test]
+fn no_plan_element_looks_like_shell() {
+    let cfg = config();
+    let graceful = StopOptions::default();
+    for (name, vm) in fixtures() {
+        let mut plans = Vec::new();
+        plans.extend(start::plan(&vm, &cfg).ok());
+        plans.extend(stop::plan(&vm, &cfg, &graceful).ok());
+        plans.extend(delete::cleanup_plan(&vm, &cfg).ok());
+        for prop in UPDATE_PROPS {
+            plans.extend(
+                update::plan(&vm, &cfg, &[prop.to_string()])
+                    .ok()
+                    .map(|p| p.0),
+            );
+        }
+        let mut forbidden: Vec<String> = Vec::new();
+        for map in [&vm.customer_metadata, &vm.internal_metadata, &vm.tags] {
+            for (k, v) in map {
+                forbidden.push(k.clone());
+                if let Some(s) = v.as_str() {
+                    forbidden.push(s.to_string());
+                }
+            }
+        }
+        forbidden.extend(vm.alias.clone());
+        forbidden.retain(|f| f.len() > 3);
+        for plan in &plans {
+            for a in plan.all_argvs() {
+                for el in &a.0 {
+                    assert!(
+                        !el.contains(['$', '`', ';', '\n', '"', '\'', '\\', '|', '&', '<', '>']),
+                        "{name}: suspicious element {el:?} in {a}"
+                    );
+                    for f in &forbidden {
+                        assert!(!el.contains(f.as_str()), "{name}: {f:?} leaked into {a}");
+                    }
+                }
+            }
+            for s in &plan.steps {
+                if let Action::WriteFile { contents, .. } = &s.action {
+                    for f in &forbidden {
+                        assert!(!contents.contains(f.as_str()), "{name}: {f:?} in a file");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A runner that fails the `nth` call equal to `target` and answers
+/// `ifconfig epair create` like the kernel would.
+struct FailAt {
+    target: Option<(Argv, usize)>,
+    seen: Mutex<usize>,
+    epairs: Mutex<usize>,
+    calls: Mutex<Vec<Argv>>,
+}
+
+impl FailAt {
+    fn new(target: Option<(Argv, usize)>) -> Self {
+        FailAt {
+            target,
+            seen: Mutex::new(0),
+            epairs: Mutex::new(0),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl CommandRunner for FailAt {
+    fn output(&self, argv: &Argv, _stdin: Option<&[u8]>) -> Result<Output, ExecError> {
+        self.calls.lock().unwrap().push(argv.clone());
+        if let Some((t, nth)) = &self.target {
+            if t == argv {
+                let mut seen = self.seen.lock().unwrap();
+                *seen += 1;
+                if *seen == nth + 1 {
+                    return Ok(Output {
+                        status: 1,
+                        stdout: vec![],
+                        stderr: b"injected failure".to_vec(),
+                    });
+                }
+            }
+        }
+        let stdout = if argv.0 == ["ifconfig", "epair", "create"] {
+            let mut n = self.epairs.lock().unwrap();
+            *n += 1;
+            format!("epair{}a\n", *n).into_bytes()
+        } else if argv.0.first().is_some_and(|p| p == "sysctl") {
+            b"1\n".to_vec()
+        } else {
+            vec![]
+        };
+        Ok(Output {
+            status: 0,
+            stdout,
+            stderr: vec![],
+        })
+    }
+}
+
+/// File operations that fail for one `root/rel` path.
+struct FailFs(Option<String>);
+
+impl HostFs for FailFs {
+    fn ensure_dir(&self, root: &Path, rel: &str) -> std::io::Result<()> {
+        match &self.0 {
+            Some(r) if *r == format!("{}/{rel}", root.display()) => {
+                Err(std::io::Error::other("symlink refused"))
+            }
+            _ => Ok(()),
+        }
+    }
+    fn write_file(&self, r: &Path, rel: &str, _c: &[u8], _m: u32) -> std::io::Result<()> {
+        self.ensure_dir(r, rel)
+    }
+}
+
+/// The argv that makes a step fail, and which occurrence of it.
+fn failing_call(plan: &Plan, index: usize) -> Option<(Argv, usize)> {
+    let key = |s: &Step| -> Option<Argv> {
+        match &s.action {
+            Action::Run(a) | Action::Expect { argv: a, .. } | Action::Absent { argv: a, .. } => {
+                Some(a.clone())
+            }
+            Action::CreateEpair { .. } => Some(Argv::new(["ifconfig", "epair", "create"])),
+            _ => None,
+        }
+    };
+    let target = key(&plan.steps[index])?;
+    let nth = plan.steps[..index]
+        .iter()
+        .filter(|s| key(s).as_ref() == Some(&target))
+        .count();
+    Some((target, nth))
+}
+
+#[test]
+fn a_failure_at_each_step_undoes_exactly_the_steps_before_it() {
+    let cfg = config();
+    let mut checked = 0;
+    for (name, vm) in fixtures() {
+        let Ok(plan) = start::plan(&vm, &cfg) else {
+            continue;
+        };
+        // The whole plan succeeds when nothing fails.
+        let ok = FailAt::new(None);
+        PlanRunner::new(&ok, &FailFs(None)).execute(&plan).unwrap();
+        for index in 0..plan.steps.len() {
+            let step = &plan.steps[index];
+            if step.on_failure == OnFailure::Continue {
+                continue;
+            }
+            let (runner, fs) = match &step.action {
+                Action::EnsureDir { root, rel } | Action::WriteFile { root, rel, .. } => {
+                    (FailAt::new(None), FailFs(Some(format!("{root}/{rel}"))))
+                }
+                _ => (FailAt::new(failing_call(&plan, index)), FailFs(None)),
+            };
+            let err = PlanRunner::new(&runner, &fs).execute(&plan).unwrap_err();
+            assert_eq!(err.index, index, "{name}");
+            let expected: Vec<Argv> = plan.steps[..index]
+                .iter()
+                .filter_map(|s| s.undo.clone())
+                .rev()
+                .collect();
+            let calls = runner.calls.lock().unwrap().clone();
+            let after: Vec<Argv> = match failing_call(&plan, index) {
+                Some((t, nth))
+                    if !matches!(
+                        step.action,
+                        Action::EnsureDir { .. } | Action::WriteFile { .. }
+                    ) =>
+                {
+                    let pos = calls
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| **c == t)
+                        .nth(nth)
+                        .map(|(i, _)| i)
+                        .unwrap();
+                    calls[pos + 1..].to_vec()
+                }
+                _ => {
+                    // A file step runs no command; the undo calls are the tail.
+                    let before: usize = plan.steps[..index]
+                        .iter()
+                        .map(|s| match s.action {
+                            Action::CreateEpair { .. } => 3,
+                            Action::EnsureDir { .. } | Action::WriteFile { .. } => 0,
+                            _ => 1,
+                        })
+                        .sum();
+                    calls[before..].to_vec()
+                }
+            };
+            assert_eq!(after, expected, "{name}: failure at step {index}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "only {checked} failure points checked");
+}
