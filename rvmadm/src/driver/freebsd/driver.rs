@@ -25,7 +25,7 @@ fn plan_error(e: PlanError) -> DriverError {
     DriverError::Other(e.to_string())
 }
 
-fn failed(uuid: &Uuid, what: &str, e: PlanFailed) -> DriverError {
+fn failed(uuid: &Uuid, what: &str, e: Box<PlanFailed>) -> DriverError {
     DriverError::Other(format!("{what} {uuid} failed: {e}"))
 }
 
@@ -113,5 +113,143 @@ impl Driver for FreeBsdDriver {
     fn cleanup(&self, vm: &VmSpec) -> DriverResult<()> {
         let plan = delete::cleanup_plan(vm, &self.config).map_err(plan_error)?;
         self.execute(vm, "cleanup of", &plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::runner::tests::MemFs;
+    use super::*;
+    use crate::exec::{Output, RecordingRunner};
+    use serde_json::json;
+
+    fn vm() -> VmSpec {
+        let obj = json!({
+            "uuid": "6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60",
+            "brand": "jail",
+            "hostname": "web01",
+            "image_uuid": "11111111-2222-4333-8444-555555555555",
+            "zpool": "zones",
+            "resolvers": ["192.0.2.53"],
+            "nics": [{"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "admin",
+                      "ips": ["192.0.2.10/24"], "gateways": ["192.0.2.1"], "primary": true}]
+        });
+        VmSpec::from_object(obj.as_object().unwrap()).unwrap()
+    }
+
+    fn ok(stdout: &str) -> Output {
+        Output {
+            status: 0,
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: vec![],
+        }
+    }
+
+    fn setup() -> (Arc<RecordingRunner>, Arc<MemFs>, FreeBsdDriver) {
+        let runner = Arc::new(RecordingRunner::new());
+        runner.answer(&["sysctl"], ok("1\n"));
+        runner.answer(&["ifconfig", "epair", "create"], ok("epair0a\n"));
+        let fs = Arc::new(MemFs::default());
+        let mut cfg = Config::default();
+        cfg.networks.insert("admin".into(), "bridge0".into());
+        let d = FreeBsdDriver::with_fs(&cfg, runner.clone(), fs.clone());
+        (runner, fs, d)
+    }
+
+    #[test]
+    fn start_runs_the_plan_and_writes_resolv_conf() {
+        let (runner, fs, d) = setup();
+        d.start(&vm()).unwrap();
+        let calls: Vec<String> = runner.calls().iter().map(|a| a.to_string()).collect();
+        assert_eq!(calls[0], "sysctl -n kern.racct.enable");
+        assert!(calls.iter().any(|c| c.starts_with("jail -c name=6b8b4567")));
+        assert!(calls
+            .last()
+            .unwrap()
+            .contains("/usr/sbin/jail -c name=tenant"));
+        let ops = fs.ops.lock().unwrap().clone();
+        assert!(ops
+            .iter()
+            .any(|o| o.contains("etc/resolv.conf") && o.contains("192.0.2.53")));
+    }
+
+    #[test]
+    fn racct_off_is_reported_before_anything_changes() {
+        let (runner, _fs, d) = setup();
+        runner.answer(&["sysctl"], ok("0\n"));
+        let err = d.start(&vm()).unwrap_err().to_string();
+        assert!(err.contains("kern.racct.enable=1"), "{err}");
+        assert_eq!(runner.calls().len(), 1);
+    }
+
+    #[test]
+    fn a_failed_start_names_the_command_and_rolls_back() {
+        let (runner, _fs, d) = setup();
+        runner.fail(
+            &["ifconfig", "bridge0", "addm"],
+            "ifconfig: BRDGADD: Invalid argument",
+        );
+        let err = d.start(&vm()).unwrap_err().to_string();
+        assert!(err.contains("ifconfig bridge0 addm"), "{err}");
+        assert!(err.contains("BRDGADD"), "{err}");
+        let calls: Vec<String> = runner.calls().iter().map(|a| a.to_string()).collect();
+        let pos = calls.iter().position(|c| c.contains("addm")).unwrap();
+        let host = crate::driver::freebsd::host_end(&vm().uuid, 0);
+        assert_eq!(calls[pos + 1], format!("ifconfig {host} destroy"));
+        assert!(calls[pos + 1..].iter().any(|c| c.starts_with("umount -f")));
+        assert!(calls.last().unwrap().starts_with("rctl -r"));
+        assert!(!calls.iter().any(|c| c.starts_with("jail -c")));
+    }
+
+    #[test]
+    fn states_use_one_jls_call() {
+        let (runner, _fs, d) = setup();
+        assert!(d.states(&[]).unwrap().is_empty());
+        assert!(runner.calls().is_empty());
+        let u = vm().uuid;
+        runner.answer(
+            &["jls"],
+            ok(&format!(
+                r#"{{"__version":"2","jail-information":{{"jail":[
+                   {{"jid":"7","name":"{u}","host.hostuuid":"{u}"}},
+                   {{"jid":"8","name":"{u}.tenant","host.hostuuid":"{u}"}}]}}}}"#
+            )),
+        );
+        let other = Uuid::new_v4();
+        let states = d.states(&[u, other]).unwrap();
+        assert_eq!(states[&u].zoneid, Some(8));
+        assert!(!states.contains_key(&other));
+        assert_eq!(runner.calls().len(), 1);
+    }
+
+    #[test]
+    fn update_kill_and_cleanup() {
+        let (runner, _fs, d) = setup();
+        let reboot = d
+            .update_live(&vm(), &["max_physical_memory".into(), "nics".into()])
+            .unwrap();
+        assert_eq!(reboot, ["nics"]);
+        assert!(runner
+            .calls()
+            .iter()
+            .any(|a| a.to_string().ends_with(":memoryuse:deny=256M")));
+        assert!(d.kill(&vm(), 0).is_err());
+        d.kill(&vm(), 15).unwrap();
+        // Cleanup of a stopped VM: everything is already gone, which is fine.
+        runner.fail(&["jls"], "jls: jail not found");
+        runner.fail(&["rctl"], "No such process");
+        runner.fail(&["umount"], "not a file system root directory");
+        d.cleanup(&vm()).unwrap();
+    }
+
+    #[test]
+    fn stop_fails_when_the_jail_survives_removal() {
+        let (_runner, _fs, d) = setup();
+        // jls succeeds: the jail is still listed after `jail -R`.
+        let err = d
+            .stop(&vm(), StopOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("still there"), "{err}");
     }
 }

@@ -89,7 +89,7 @@ impl<'a> PlanRunner<'a> {
     }
 
     /// Runs the plan; see the module comment for the failure contract.
-    pub fn execute(&self, plan: &Plan) -> Result<Report, PlanFailed> {
+    pub fn execute(&self, plan: &Plan) -> Result<Report, Box<PlanFailed>> {
         let mut report = Report::default();
         let mut undo_stack: Vec<&Argv> = Vec::new();
         for (index, step) in plan.steps.iter().enumerate() {
@@ -108,12 +108,12 @@ impl<'a> PlanRunner<'a> {
                     }
                     OnFailure::Abort => {
                         let undo_errors = self.undo(&undo_stack);
-                        return Err(PlanFailed {
+                        return Err(Box::new(PlanFailed {
                             index,
                             step: render_step(step),
                             error,
                             undo_errors,
-                        });
+                        }));
                     }
                 },
             }
