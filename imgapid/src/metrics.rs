@@ -16,7 +16,7 @@ const BUCKETS: [f64; 10] = [
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    requests: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
     errors: Mutex<BTreeMap<&'static str, u64>>,
     pub bytes_served: AtomicU64,
     pub bytes_received: AtomicU64,
@@ -27,9 +27,9 @@ pub struct Metrics {
 
 impl Metrics {
     /// Records one finished request (`route` is a fixed label, never a path).
-    pub fn request(&self, route: &'static str, status: u16, took: Duration) {
+    pub fn request(&self, route: &'static str, method: &'static str, status: u16, took: Duration) {
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((route, status)).or_insert(0) += 1;
+            *m.entry((route, method, status)).or_insert(0) += 1;
         }
         let secs = took.as_secs_f64();
         for (i, b) in BUCKETS.iter().enumerate() {
@@ -53,14 +53,14 @@ impl Metrics {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "# HELP imgapid_requests_total HTTP requests by route and status."
+            "# HELP imgapid_requests_total HTTP requests by route, method and status."
         );
         let _ = writeln!(s, "# TYPE imgapid_requests_total counter");
         if let Ok(m) = self.requests.lock() {
-            for ((route, status), n) in m.iter() {
+            for ((route, method, status), n) in m.iter() {
                 let _ = writeln!(
                     s,
-                    "imgapid_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                    "imgapid_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
                 );
             }
         }

@@ -64,7 +64,16 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infal
         }
     };
     let took = started.elapsed();
-    app.metrics.request(route, resp.status().as_u16(), took);
+    let method_label = match method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "other",
+    };
+    app.metrics
+        .request(route, method_label, resp.status().as_u16(), took);
     tracing::info!(
         %method,
         path = %path.chars().take(256).collect::<String>(),
@@ -870,6 +879,7 @@ async fn create_image(app: &App, req: Request<Incoming>) -> ApiResult<Resp> {
             activated: false,
             file: None,
             icon: None,
+            expect: None,
         })
         .await?;
     Ok(entry_response(&e))
@@ -893,13 +903,17 @@ async fn image_action(app: &App, req: Request<Incoming>, uuid: Uuid) -> ApiResul
                 Some(u) if Uuid::try_parse(u).ok() == Some(uuid) => {}
                 _ => return Err(ApiError::invalid_param("manifest uuid must match the URL")),
             }
-            for f in COMPUTED {
+            for f in ["state", "icon"] {
                 obj.remove(f);
             }
             obj.entry("v").or_insert(Value::from(2));
             // Without a user database every image belongs to the nil owner.
             obj.insert("owner".into(), Value::from(NIL_OWNER.to_string()));
-            let manifest = manifest_from(obj)?;
+            let mut manifest = manifest_from(obj)?;
+            // Files arrive through AddImageFile; an announced one becomes
+            // the size and SHA-1 that upload must match.
+            let expect = manifest.files.pop();
+            manifest.files.clear();
             let e = app
                 .catalog
                 .insert(ImageRecord {
@@ -907,6 +921,7 @@ async fn image_action(app: &App, req: Request<Incoming>, uuid: Uuid) -> ApiResul
                     activated: false,
                     file: None,
                     icon: None,
+                    expect,
                 })
                 .await?;
             Ok(entry_response(&e))
@@ -1136,73 +1151,123 @@ async fn discard_blob(app: &App, uuid: Uuid, key: String) {
     }
 }
 
-async fn put_file(app: &App, req: Request<Incoming>, uuid: Uuid) -> ApiResult<Resp> {
-    require_write(app, &req)?;
-    let q = query_map(&req);
-    let compression = q
-        .get("compression")
-        .ok_or_else(|| {
-            ApiError::invalid_param("'compression' is required (none, gzip, bzip2, xz, zstd)")
-        })
-        .and_then(|c| {
-            Compression::parse(c).ok_or_else(|| {
-                ApiError::invalid_param(format!(
-                    "unknown compression {:?}",
-                    c.chars().take(16).collect::<String>()
-                ))
-            })
-        })?;
-    let expect_sha1 = match q.get("sha1") {
-        None => None,
-        Some(s) if is_valid_sha1(s) => Some(s.to_ascii_lowercase()),
-        Some(_) => return Err(ApiError::invalid_param("sha1 must be 40 hex digits")),
-    };
-    let dataset_guid = match q.get("dataset_guid") {
-        None => None,
-        Some(g)
-            if !g.is_empty() && g.len() <= 40 && g.bytes().all(|b| b.is_ascii_alphanumeric()) =>
-        {
-            Some(g.clone())
+/// Largest refused upload body we still read (and discard) before answering,
+/// so that clients that do not wait for `100 Continue` see the error status
+/// instead of a reset connection. Larger ones are cut off at once.
+const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
+
+async fn drain<B>(app: &App, req: &Request<B>, mut body: Incoming) {
+    match content_length(req.headers()) {
+        Ok(Some(n)) if n <= DRAIN_LIMIT => {}
+        _ => return,
+    }
+    let idle = Duration::from_secs(app.cfg.upload_idle_timeout_secs.clamp(1, 10));
+    let mut seen: u64 = 0;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(idle, body.frame()).await {
+        if let Ok(d) = frame.into_data() {
+            seen += d.len() as u64;
+            if seen > DRAIN_LIMIT {
+                return;
+            }
         }
-        Some(_) => return Err(ApiError::invalid_param("bad dataset_guid")),
+    }
+}
+
+async fn put_file(app: &App, req: Request<Incoming>, uuid: Uuid) -> ApiResult<Resp> {
+    let (parts, body) = req.into_parts();
+    let req = Request::from_parts(parts, ());
+    let checked = (|| -> ApiResult<_> {
+        require_write(app, &req)?;
+        let q = query_map(&req);
+        let compression = q
+            .get("compression")
+            .ok_or_else(|| {
+                ApiError::invalid_param("'compression' is required (none, gzip, bzip2, xz, zstd)")
+            })
+            .and_then(|c| {
+                Compression::parse(c).ok_or_else(|| {
+                    ApiError::invalid_param(format!(
+                        "unknown compression {:?}",
+                        c.chars().take(16).collect::<String>()
+                    ))
+                })
+            })?;
+        let expect_sha1 = match q.get("sha1") {
+            None => None,
+            Some(s) if is_valid_sha1(s) => Some(s.to_ascii_lowercase()),
+            Some(_) => return Err(ApiError::invalid_param("sha1 must be 40 hex digits")),
+        };
+        let dataset_guid = match q.get("dataset_guid") {
+            None => None,
+            Some(g)
+                if !g.is_empty()
+                    && g.len() <= 40
+                    && g.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+            {
+                Some(g.clone())
+            }
+            Some(_) => return Err(ApiError::invalid_param("bad dataset_guid")),
+        };
+        let entry = app
+            .catalog
+            .get(uuid)?
+            .ok_or_else(|| ApiError::not_found(format!("image {uuid} not found")))?;
+        if entry.rec.activated {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ImageFilesImmutable",
+                format!("image {uuid} is activated; its file cannot change"),
+            ));
+        }
+        let declared = content_length(req.headers())?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::LENGTH_REQUIRED,
+                "InvalidHeader",
+                "Content-Length is required",
+            )
+        })?;
+        if declared == 0 {
+            return Err(ApiError::upload("the file is empty"));
+        }
+        let mut expect_sha1 = expect_sha1;
+        if let Some(want) = &entry.rec.expect {
+            if declared != want.size {
+                return Err(ApiError::upload(format!(
+                    "file is {declared} bytes but the manifest says {}; nothing was stored",
+                    want.size
+                )));
+            }
+            match &expect_sha1 {
+                Some(s) if !s.eq_ignore_ascii_case(&want.sha1) => {
+                    return Err(ApiError::upload(format!(
+                        "sha1 {s} differs from the manifest's {}; nothing was stored",
+                        want.sha1
+                    )))
+                }
+                _ => expect_sha1 = Some(want.sha1.to_ascii_lowercase()),
+            }
+        }
+        if declared > app.cfg.max_upload_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                format!("file is larger than {} bytes", app.cfg.max_upload_bytes),
+            ));
+        }
+        let slot = app.catalog.begin_upload(uuid)?;
+        Ok(((declared, compression, expect_sha1, dataset_guid), slot))
+    })();
+    let ((declared, compression, expect_sha1, dataset_guid), _slot) = match checked {
+        Ok(x) => x,
+        Err(e) => {
+            // Too large: answer from the headers alone (no `100 Continue`).
+            if e.status != StatusCode::PAYLOAD_TOO_LARGE {
+                drain(app, &req, body).await;
+            }
+            return Err(e);
+        }
     };
-    let entry = app
-        .catalog
-        .get(uuid)?
-        .ok_or_else(|| ApiError::not_found(format!("image {uuid} not found")))?;
-    if entry.rec.activated {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "ImageFilesImmutable",
-            format!("image {uuid} is activated; its file cannot change"),
-        ));
-    }
-    let declared = content_length(req.headers())?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::LENGTH_REQUIRED,
-            "InvalidHeader",
-            "Content-Length is required",
-        )
-    })?;
-    if declared == 0 {
-        return Err(ApiError::upload("the file is empty"));
-    }
-    if declared > app.cfg.max_upload_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
-            format!("file is larger than {} bytes", app.cfg.max_upload_bytes),
-        ));
-    }
-    let _slot = app.catalog.begin_upload(uuid)?;
-    let blob = receive_blob(
-        app,
-        req.into_body(),
-        declared,
-        expect_sha1,
-        format!("{uuid}-file"),
-    )
-    .await?;
+    let blob = receive_blob(app, body, declared, expect_sha1, format!("{uuid}-file")).await?;
     let key = blob.key.clone();
     let result = app
         .catalog
@@ -1243,44 +1308,58 @@ async fn put_file(app: &App, req: Request<Incoming>, uuid: Uuid) -> ApiResult<Re
 }
 
 async fn put_icon(app: &App, req: Request<Incoming>, uuid: Uuid) -> ApiResult<Resp> {
-    require_write(app, &req)?;
-    let ct = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| {
-            s.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
-    if !matches!(ct.as_str(), "image/png" | "image/jpeg" | "image/gif") {
-        return Err(ApiError::invalid_param(
-            "icon Content-Type must be image/png, image/jpeg or image/gif",
-        ));
-    }
-    if app.catalog.get(uuid)?.is_none() {
-        return Err(ApiError::not_found(format!("image {uuid} not found")));
-    }
-    let declared = content_length(req.headers())?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::LENGTH_REQUIRED,
-            "InvalidHeader",
-            "Content-Length is required",
-        )
-    })?;
-    if declared == 0 || declared > MAX_ICON {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
-            format!("icon must be 1..={MAX_ICON} bytes"),
-        ));
-    }
-    let _slot = app.catalog.begin_upload(uuid)?;
-    let mut blob =
-        receive_blob(app, req.into_body(), declared, None, format!("{uuid}-icon")).await?;
+    let (parts, body) = req.into_parts();
+    let req = Request::from_parts(parts, ());
+    let checked = (|| -> ApiResult<_> {
+        require_write(app, &req)?;
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| {
+                s.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        if !matches!(ct.as_str(), "image/png" | "image/jpeg" | "image/gif") {
+            return Err(ApiError::invalid_param(
+                "icon Content-Type must be image/png, image/jpeg or image/gif",
+            ));
+        }
+        if app.catalog.get(uuid)?.is_none() {
+            return Err(ApiError::not_found(format!("image {uuid} not found")));
+        }
+        let declared = content_length(req.headers())?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::LENGTH_REQUIRED,
+                "InvalidHeader",
+                "Content-Length is required",
+            )
+        })?;
+        if declared == 0 || declared > MAX_ICON {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                format!("icon must be 1..={MAX_ICON} bytes"),
+            ));
+        }
+        let slot = app.catalog.begin_upload(uuid)?;
+        Ok(((declared, ct), slot))
+    })();
+    let ((declared, ct), _slot) = match checked {
+        Ok(x) => x,
+        Err(e) => {
+            // Too large: answer from the headers alone (no `100 Continue`).
+            if e.status != StatusCode::PAYLOAD_TOO_LARGE {
+                drain(app, &req, body).await;
+            }
+            return Err(e);
+        }
+    };
+    let mut blob = receive_blob(app, body, declared, None, format!("{uuid}-icon")).await?;
     blob.content_type = Some(ct);
     let key = blob.key.clone();
     let result = app

@@ -48,6 +48,10 @@ pub struct ImageRecord {
     pub file: Option<StoredBlob>,
     #[serde(default)]
     pub icon: Option<StoredBlob>,
+    /// `files[0]` of an imported manifest (imgadm publish sends it): the
+    /// upload must then have exactly this size and SHA-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<rvmadm::image::manifest::ImageFile>,
 }
 
 impl ImageRecord {
@@ -281,6 +285,7 @@ mod tests {
             activated: false,
             file: None,
             icon: None,
+            expect: None,
         }
     }
 
