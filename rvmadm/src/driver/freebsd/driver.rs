@@ -149,6 +149,7 @@ mod tests {
         let runner = Arc::new(RecordingRunner::new());
         runner.answer(&["sysctl"], ok("1\n"));
         runner.answer(&["ifconfig", "epair", "create"], ok("epair0a\n"));
+        runner.fail(&["jls", "-j"], "jls: jail not found");
         let fs = Arc::new(MemFs::default());
         let mut cfg = Config::default();
         cfg.networks.insert("admin".into(), "bridge0".into());
@@ -161,7 +162,8 @@ mod tests {
         let (runner, fs, d) = setup();
         d.start(&vm()).unwrap();
         let calls: Vec<String> = runner.calls().iter().map(|a| a.to_string()).collect();
-        assert_eq!(calls[0], "sysctl -n kern.racct.enable");
+        assert!(calls[0].starts_with("jls -j 6b8b4567"));
+        assert_eq!(calls[1], "sysctl -n kern.racct.enable");
         assert!(calls.iter().any(|c| c.starts_with("jail -c name=6b8b4567")));
         assert!(calls
             .last()
@@ -174,12 +176,21 @@ mod tests {
     }
 
     #[test]
+    fn start_refuses_an_existing_jail_without_touching_it() {
+        let (runner, _fs, d) = setup();
+        runner.answer(&["jls"], ok("3\n"));
+        let err = d.start(&vm()).unwrap_err().to_string();
+        assert!(err.contains("already exists"), "{err}");
+        assert_eq!(runner.calls().len(), 1);
+    }
+
+    #[test]
     fn racct_off_is_reported_before_anything_changes() {
         let (runner, _fs, d) = setup();
         runner.answer(&["sysctl"], ok("0\n"));
         let err = d.start(&vm()).unwrap_err().to_string();
         assert!(err.contains("kern.racct.enable=1"), "{err}");
-        assert_eq!(runner.calls().len(), 1);
+        assert_eq!(runner.calls().len(), 2);
     }
 
     #[test]
@@ -244,8 +255,9 @@ mod tests {
 
     #[test]
     fn stop_fails_when_the_jail_survives_removal() {
-        let (_runner, _fs, d) = setup();
+        let (runner, _fs, d) = setup();
         // jls succeeds: the jail is still listed after `jail -R`.
+        runner.answer(&["jls"], ok("3\n"));
         let err = d
             .stop(&vm(), StopOptions::default())
             .unwrap_err()

@@ -157,10 +157,20 @@ fn golden_plans_match() {
         }
         match std::fs::read_to_string(&path) {
             Ok(want) if want == text => {}
-            Ok(_) => problems.push(format!(
-                "{name}: plan differs from {} (UPDATE_GOLDEN=1 to accept)",
-                path.display()
-            )),
+            Ok(want) => {
+                let first = want
+                    .lines()
+                    .zip(text.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or_else(|| want.lines().count().min(text.lines().count()));
+                problems.push(format!(
+                    "{name}: plan differs from {} at line {}:\n  want: {}\n  got:  {}\n(UPDATE_GOLDEN=1 to accept)",
+                    path.display(),
+                    first + 1,
+                    want.lines().nth(first).unwrap_or("<end>"),
+                    text.lines().nth(first).unwrap_or("<end>"),
+                ))
+            }
             Err(_) => problems.push(format!("{name}: golden file {} missing", path.display())),
         }
     }
@@ -281,18 +291,28 @@ impl FailAt {
 impl CommandRunner for FailAt {
     fn output(&self, argv: &Argv, _stdin: Option<&[u8]>) -> Result<Output, ExecError> {
         self.calls.lock().unwrap().push(argv.clone());
+        // `jls -j` answers "no such jail" unless told otherwise: the start
+        // plan's first step requires the jail to be absent.
+        let is_jls = argv.program() == "jls";
         if let Some((t, nth)) = &self.target {
             if t == argv {
                 let mut seen = self.seen.lock().unwrap();
                 *seen += 1;
                 if *seen == nth + 1 {
                     return Ok(Output {
-                        status: 1,
+                        status: if is_jls { 0 } else { 1 },
                         stdout: vec![],
                         stderr: b"injected failure".to_vec(),
                     });
                 }
             }
+        }
+        if is_jls {
+            return Ok(Output {
+                status: 1,
+                stdout: vec![],
+                stderr: b"jls: jail not found".to_vec(),
+            });
         }
         let stdout = if argv.0 == ["ifconfig", "epair", "create"] {
             let mut n = self.epairs.lock().unwrap();
@@ -322,6 +342,10 @@ impl HostFs for FailFs {
             }
             _ => Ok(()),
         }
+    }
+    fn check_dir(&self, _r: &Path, _rel: &str) -> std::io::Result<()> {
+        // Only the step under test fails; unmount checks pass.
+        Ok(())
     }
     fn write_file(&self, r: &Path, rel: &str, _c: &[u8], _m: u32) -> std::io::Result<()> {
         self.ensure_dir(r, rel)

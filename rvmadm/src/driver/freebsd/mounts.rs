@@ -7,10 +7,11 @@
 //! which refuses symlinks: mount(8) resolves its path on the host, and the
 //! tenant's root is the tenant's to fill. Mounts happen before the tenant
 //! runs, so nothing can swap a directory between the check and the mount.
-//! Unmounting goes in reverse order and is best-effort (`-f`, the jail is gone).
+//! Unmounting goes in reverse order, is best-effort (`-f`, the jail is gone)
+//! and is skipped for a mount point that turned into a symlink.
 
 use super::layout;
-use super::plan::{argv, Action, Step};
+use super::plan::{argv, Action, OnFailure, Step};
 use crate::spec::VmSpec;
 
 /// One mount: file system type, options, and the mount point as (root, rel).
@@ -70,10 +71,19 @@ pub fn mount(vm: &VmSpec, ruleset: u32) -> Vec<Step> {
 }
 
 /// Stop: unmount everything, innermost first; already unmounted is fine.
+/// Each mount point is checked for symlinks first (see [`Action::Unmount`]),
+/// since by now the directory may be whatever the tenant or image left.
 pub fn unmount(vm: &VmSpec, ruleset: u32) -> Vec<Step> {
     mounts(vm, ruleset)
         .iter()
         .rev()
-        .map(|m| Step::try_run(argv(["umount", "-f", &m.point()])))
+        .map(|m| Step {
+            action: Action::Unmount {
+                root: m.root.clone(),
+                rel: m.rel.to_string(),
+            },
+            undo: None,
+            on_failure: OnFailure::Continue,
+        })
         .collect()
 }

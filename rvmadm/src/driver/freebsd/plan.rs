@@ -51,6 +51,10 @@ pub enum Action {
     /// Create `root/rel` as a directory if missing, refusing any symlink on
     /// the way: a tenant could otherwise point a host-side mount elsewhere.
     EnsureDir { root: String, rel: String },
+    /// `umount -f root/rel`, but only after checking that no component of
+    /// `rel` is a symlink: a tenant's `dev -> /dev` would otherwise make
+    /// umount(8) take the host's /dev away.
+    Unmount { root: String, rel: String },
     /// Write `contents` to `root/rel` from Rust (never through a shell),
     /// without following symlinks below `root`.
     WriteFile {
@@ -214,6 +218,7 @@ pub fn render_step(s: &Step) -> String {
         }
         Action::Absent { argv, .. } => format!("absent {}", render_argv(argv)),
         Action::EnsureDir { root, rel } => format!("ensure-dir {} {}", quote(root), quote(rel)),
+        Action::Unmount { root, rel } => format!("{verb}-umount {} {}", quote(root), quote(rel)),
         Action::WriteFile {
             root,
             rel,

@@ -163,7 +163,9 @@ impl<'a> PlanRunner<'a> {
                     stderr: String::new(),
                     message: message.clone(),
                 }),
-                _ => Ok(()),
+                Ok(_) => Ok(()),
+                // A command that could not run proves nothing either way.
+                Err(e) => Err(exec_error(e, message)),
             },
             Action::EnsureDir { root, rel } => {
                 self.fs
@@ -173,6 +175,20 @@ impl<'a> PlanRunner<'a> {
                         stderr: e.to_string(),
                         message: format!("cannot prepare directory {root}/{rel}: {e}"),
                     })
+            }
+            Action::Unmount { root, rel } => {
+                self.fs
+                    .check_dir(Path::new(root), rel)
+                    .map_err(|e| StepError {
+                        argv: None,
+                        stderr: e.to_string(),
+                        message: format!("not unmounting {root}/{rel}: {e}"),
+                    })?;
+                let argv = Argv::new(["umount", "-f", &format!("{root}/{rel}")]);
+                self.runner
+                    .run(&argv)
+                    .map(|_| ())
+                    .map_err(|e| exec_error(e, "cannot unmount"))
             }
             Action::WriteFile {
                 root,
@@ -242,6 +258,16 @@ pub(crate) mod tests {
             }
             Ok(())
         }
+        fn check_dir(&self, root: &Path, rel: &str) -> std::io::Result<()> {
+            self.ops
+                .lock()
+                .unwrap()
+                .push(format!("check-dir {}/{rel}", root.display()));
+            if self.fail {
+                return Err(std::io::Error::other("refused"));
+            }
+            Ok(())
+        }
         fn write_file(&self, root: &Path, rel: &str, c: &[u8], _m: u32) -> std::io::Result<()> {
             self.ops.lock().unwrap().push(format!(
                 "write {}/{rel} {}",
@@ -291,6 +317,31 @@ pub(crate) mod tests {
         let rep = PlanRunner::new(&r, &fs).execute(&p).unwrap();
         assert_eq!(rep.warnings.len(), 1);
         assert_eq!(r.calls().len(), 2);
+    }
+
+    #[test]
+    fn unmount_skips_a_symlinked_mount_point() {
+        let r = RecordingRunner::new();
+        let step = Step {
+            action: Action::Unmount {
+                root: "/zones/x/root".into(),
+                rel: "dev".into(),
+            },
+            undo: None,
+            on_failure: OnFailure::Continue,
+        };
+        let mut p = Plan::new();
+        p.push(step);
+        let bad = MemFs {
+            fail: true,
+            ..MemFs::default()
+        };
+        let rep = PlanRunner::new(&r, &bad).execute(&p).unwrap();
+        assert_eq!(rep.warnings.len(), 1);
+        assert!(r.calls().is_empty());
+        let good = MemFs::default();
+        PlanRunner::new(&r, &good).execute(&p).unwrap();
+        assert_eq!(r.calls()[0].to_string(), "umount -f /zones/x/root/dev");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The start plan: limits, mounts, network and the two nested jails, in an
 //! order where every step's undo leaves the host as it was.
 //!
-//! 1. Check `kern.racct.enable` (nothing changed yet if it is off).
+//! 1. Refuse if the outer jail exists; check `kern.racct.enable` (nothing
+//!    changed yet if it is off); clear epairs and mounts a crashed start left.
 //! 2. Dataset quota, then rctl rules on the outer jail's name (rules may exist
 //!    before the jail does).
 //! 3. devfs (explicit ruleset) for both roots, Linux ABI mounts for `lx`.
@@ -22,7 +23,7 @@ use super::layout;
 use super::limits;
 use super::mounts;
 use super::network;
-use super::plan::{argv, Plan, PlanError, Step};
+use super::plan::{argv, Action, Plan, PlanError, Step};
 use crate::config::Config;
 use crate::spec::VmSpec;
 
@@ -99,7 +100,24 @@ pub fn tenant_create(vm: &VmSpec, cfg: &Config) -> Step {
 pub fn plan(vm: &VmSpec, cfg: &Config) -> Result<Plan, PlanError> {
     guard::check_vm(vm, cfg)?;
     let mut p = Plan::new();
+    // Refuse before anything else: rolling back a start over a live jail
+    // would unmount and unplug the running VM.
+    let outer = layout::outer(vm);
+    p.push(Step::action(Action::Absent {
+        argv: argv(["jls", "-j", &outer, "jid"]),
+        message: format!(
+            "jail {outer} already exists; if the VM is not running, `vmadm stop -F` cleans it up"
+        ),
+    }));
     p.push(limits::racct_check());
+    // No jail exists, so whatever a crashed start left (epairs, mounts) is
+    // stale: clear it so the names and mount points are free.
+    for s in network::teardown(vm) {
+        p.push(s);
+    }
+    for s in mounts::unmount(vm, cfg.devfs_ruleset) {
+        p.push(s);
+    }
     p.push(limits::quota(vm));
     for s in limits::apply(vm) {
         p.push(s);

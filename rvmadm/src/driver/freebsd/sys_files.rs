@@ -20,6 +20,9 @@ pub trait HostFs: Send + Sync {
     /// Makes sure `root/rel` is a real directory (creating missing ones, mode
     /// 0755), refusing symlinks anywhere below `root`.
     fn ensure_dir(&self, root: &Path, rel: &str) -> io::Result<()>;
+    /// Checks that `root/rel` is a real directory reached without symlinks
+    /// (before unmounting it: umount(8) resolves the path on the host).
+    fn check_dir(&self, root: &Path, rel: &str) -> io::Result<()>;
     /// Replaces `root/rel` with `contents`, refusing symlinked directories.
     fn write_file(&self, root: &Path, rel: &str, contents: &[u8], mode: u32) -> io::Result<()>;
 }
@@ -106,6 +109,14 @@ impl HostFs for RealFs {
         let mut dir = open_root(root)?;
         for part in components(rel)? {
             dir = open_dir_at(&dir, part, true)?;
+        }
+        Ok(())
+    }
+
+    fn check_dir(&self, root: &Path, rel: &str) -> io::Result<()> {
+        let mut dir = open_root(root)?;
+        for part in components(rel)? {
+            dir = open_dir_at(&dir, part, false)?;
         }
         Ok(())
     }
@@ -223,8 +234,11 @@ mod tests {
             .is_err());
         std::os::unix::fs::symlink(outside.path(), t.path().join("proc")).unwrap();
         assert!(RealFs.ensure_dir(t.path(), "proc").is_err());
+        assert!(RealFs.check_dir(t.path(), "proc").is_err());
+        assert!(RealFs.check_dir(t.path(), "missing").is_err());
         assert!(RealFs.ensure_dir(t.path(), "dev/shm").is_ok());
         assert!(t.path().join("dev/shm").is_dir());
+        assert!(RealFs.check_dir(t.path(), "dev/shm").is_ok());
         assert!(RealFs.ensure_dir(t.path(), "../x").is_err());
         assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
     }
