@@ -41,7 +41,7 @@ pub fn human_size(n: u64) -> String {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#222}\
 h1{font-size:1.4rem}table{border-collapse:collapse;width:100%}\
 th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #ddd;vertical-align:top}\
-th{background:#f3f3f3}tr:hover td{background:#fafafa}td.num{text-align:right;white-space:nowrap}\
+th{background:#f3f3f3}tr:hover td{background:#fafafa}td.num{text-align:right;white-space:nowrap}.nw{white-space:nowrap}\
 code{font-size:.85em;color:#555}.empty{color:#777}footer{margin-top:1rem;color:#777;font-size:.85em}";
 
 /// Renders the page for the given (active) images, newest first.
@@ -77,8 +77,8 @@ pub fn catalog_page(entries: &[Arc<Entry>]) -> String {
                 .unwrap_or_default();
             let _ = write!(
                 s,
-                "<tr><td class=\"name\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
-<td>{}</td><td>{}</td><td><a href=\"/images/{}\"><code>{}</code></a></td></tr>",
+                "<tr><td class=\"name nw\">{}</td><td class=\"nw\">{}</td><td>{}</td><td class=\"num\">{}</td>\
+<td class=\"nw\">{}</td><td>{}</td><td><a href=\"/images/{}\"><code>{}</code></a></td></tr>",
                 escape(&m.name),
                 escape(&m.version),
                 escape(m.os.as_str()),
