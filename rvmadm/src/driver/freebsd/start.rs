@@ -27,6 +27,9 @@ use super::plan::{argv, Action, Plan, PlanError, Step};
 use crate::config::Config;
 use crate::spec::VmSpec;
 
+/// How long the tenant's `exec.start` (its rc boot) may take.
+pub const TENANT_BOOT_TIMEOUT_SECS: u32 = 600;
+
 /// Parameters both jails share; a child may not be less confined than its
 /// parent, so they are computed once.
 fn common_params(vm: &VmSpec, cfg: &Config) -> Vec<String> {
@@ -88,6 +91,9 @@ pub fn tenant_create(vm: &VmSpec, cfg: &Config) -> Step {
     ];
     a.extend(common_params(vm, cfg));
     a.push(format!("exec.consolelog={}", layout::CONSOLE_LOG_IN_OUTER));
+    // jail(8) waits for exec.start; a hung rc would hang `vmadm start`
+    // forever. After this many seconds jail(8) fails and the plan rolls back.
+    a.push(format!("exec.timeout={TENANT_BOOT_TIMEOUT_SECS}"));
     a.push(format!("exec.start={}", tenant_init(vm)));
     a.push("persist".into());
     Step::run_undo(
