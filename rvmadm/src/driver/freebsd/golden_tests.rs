@@ -436,3 +436,61 @@ fn a_failure_at_each_step_undoes_exactly_the_steps_before_it() {
     }
     assert!(checked > 100, "only {checked} failure points checked");
 }
+
+/// Random hostile strings in every user-controlled string field: the plan is
+/// either refused or made only of clean elements, and a value that does reach
+/// a plan is always inside exactly one element.
+#[test]
+fn random_hostile_values_never_split_or_leak() {
+    use rand::{Rng, SeedableRng};
+    let cfg = config();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+    let alphabet: Vec<char> = "ab-.0;$()`'\"\\ \n\t|&<>*?/=,:%@!{}#~".chars().collect();
+    let mut built = 0;
+    for _ in 0..2000 {
+        let len = rng.gen_range(1..40);
+        let s: String = (0..len)
+            .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+            .collect();
+        let field = rng.gen_range(0..6);
+        let mut obj = serde_json::json!({
+            "uuid": "66666666-7777-4888-8999-aaaaaaaaaaaa",
+            "brand": "jail",
+            "hostname": "h",
+            "image_uuid": "11111111-2222-4333-8444-555555555555",
+            "zpool": "zones",
+            "resolvers": ["192.0.2.53"],
+            "nics": [{"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "admin",
+                      "ips": ["192.0.2.10/24"], "gateways": ["192.0.2.1"]}]
+        });
+        match field {
+            0 => obj["hostname"] = s.clone().into(),
+            1 => obj["dns_domain"] = s.clone().into(),
+            2 => obj["alias"] = s.clone().into(),
+            3 => obj["routes"] = serde_json::json!({ s.clone(): "192.0.2.1" }),
+            4 => obj["nics"][0]["interface"] = s.clone().into(),
+            _ => obj["zonepath"] = format!("/zones/{s}").into(),
+        }
+        let Ok(vm) = VmSpec::from_object(obj.as_object().unwrap()) else {
+            continue;
+        };
+        let Ok(plan) = start::plan(&vm, &cfg) else {
+            continue;
+        };
+        built += 1;
+        for a in plan.all_argvs() {
+            for el in &a.0 {
+                if field == 5 {
+                    // Paths may hold odd characters, but only whole, as one element.
+                    assert!(!el.contains('\n'), "{el:?}");
+                    continue;
+                }
+                assert!(
+                    !el.contains(['$', '`', ';', '\n', '"', '\'', '\\', '|', '&', '<', '>']),
+                    "{s:?} produced {el:?}"
+                );
+            }
+        }
+    }
+    assert!(built > 0);
+}
