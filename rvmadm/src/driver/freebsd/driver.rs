@@ -96,7 +96,7 @@ impl Driver for FreeBsdDriver {
     }
 
     fn update_live(&self, vm: &VmSpec, changed: &[String]) -> DriverResult<Vec<String>> {
-        let (plan, reboot) = update::plan(vm, &self.config, changed).map_err(plan_error)?;
+        let (plan, reboot) = update::plan(vm, changed).map_err(plan_error)?;
         self.execute(vm, "live update of", &plan)?;
         Ok(reboot)
     }

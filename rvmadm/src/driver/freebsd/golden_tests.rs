@@ -110,7 +110,7 @@ fn render_all(vm: &VmSpec, cfg: &Config) -> String {
     section(&mut out, "kill SIGTERM", kill::kill_plan(vm, 15));
     section(&mut out, "kill SIGKILL", kill::kill_plan(vm, 9));
     for prop in UPDATE_PROPS {
-        let res = update::plan(vm, cfg, &[prop.to_string()]);
+        let res = update::plan(vm, &[prop.to_string()]);
         let title = format!("update {prop}");
         match res {
             Ok((p, reboot)) => {
@@ -228,11 +228,7 @@ fn no_plan_element_looks_like_shell() {
         plans.extend(stop::plan(&vm, &cfg, &graceful).ok());
         plans.extend(delete::cleanup_plan(&vm, &cfg).ok());
         for prop in UPDATE_PROPS {
-            plans.extend(
-                update::plan(&vm, &cfg, &[prop.to_string()])
-                    .ok()
-                    .map(|p| p.0),
-            );
+            plans.extend(update::plan(&vm, &[prop.to_string()]).ok().map(|p| p.0));
         }
         let mut forbidden: Vec<String> = Vec::new();
         for map in [&vm.customer_metadata, &vm.internal_metadata, &vm.tags] {

@@ -17,21 +17,8 @@ use std::path::{Component, Path};
 /// Checks every value a start plan uses.
 pub fn check_vm(vm: &VmSpec, cfg: &Config) -> Result<(), PlanError> {
     check_paths(vm)?;
-    let host = vm.effective_hostname();
-    if !valid_hostname(&host) {
-        return Err(PlanError::refused(
-            "hostname",
-            host,
-            "must be an RFC 1123 host name",
-        ));
-    }
-    if !vm.resolvers.is_empty() && !valid_hostname(&vm.dns_domain) {
-        return Err(PlanError::refused(
-            "dns_domain",
-            vm.dns_domain.clone(),
-            "must be a DNS domain name",
-        ));
-    }
+    check_hostname(vm)?;
+    check_dns_domain(vm)?;
     if vm.nics.len() > MAX_NICS {
         return Err(PlanError::Unsupported(format!(
             "at most {MAX_NICS} nics per VM, got {}",
@@ -64,6 +51,33 @@ pub fn check_vm(vm: &VmSpec, cfg: &Config) -> Result<(), PlanError> {
         check_init(init)?;
     }
     Ok(())
+}
+
+/// The host name both jails get.
+pub fn check_hostname(vm: &VmSpec) -> Result<(), PlanError> {
+    let host = vm.effective_hostname();
+    if valid_hostname(&host) {
+        Ok(())
+    } else {
+        Err(PlanError::refused(
+            "hostname",
+            host,
+            "must be an RFC 1123 host name",
+        ))
+    }
+}
+
+/// The search domain written into resolv.conf (only used with resolvers).
+pub fn check_dns_domain(vm: &VmSpec) -> Result<(), PlanError> {
+    if vm.resolvers.is_empty() || valid_hostname(&vm.dns_domain) {
+        Ok(())
+    } else {
+        Err(PlanError::refused(
+            "dns_domain",
+            vm.dns_domain.clone(),
+            "must be a DNS domain name",
+        ))
+    }
 }
 
 /// The checks teardown plans need: they only use names and paths.

@@ -14,7 +14,6 @@ use super::layout;
 use super::limits;
 use super::network;
 use super::plan::{argv, Plan, PlanError, Step};
-use crate::config::Config;
 use crate::spec::VmSpec;
 
 /// Properties whose change only takes effect at the next start.
@@ -31,11 +30,7 @@ pub const NEEDS_REBOOT: &[&str] = &[
 ];
 
 /// The live-update plan and the changed properties that need a reboot.
-pub fn plan(
-    vm: &VmSpec,
-    cfg: &Config,
-    changed: &[String],
-) -> Result<(Plan, Vec<String>), PlanError> {
+pub fn plan(vm: &VmSpec, changed: &[String]) -> Result<(Plan, Vec<String>), PlanError> {
     guard::check_paths(vm)?;
     let mut p = Plan::new();
     let mut reboot = Vec::new();
@@ -54,7 +49,7 @@ pub fn plan(
         } else if prop == "quota" {
             p.push(limits::quota(vm));
         } else if prop == "hostname" {
-            guard::check_vm(vm, cfg)?;
+            guard::check_hostname(vm)?;
             let h = format!("host.hostname={}", vm.effective_hostname());
             p.push(Step::run(argv([
                 "jail".to_string(),
@@ -69,7 +64,7 @@ pub fn plan(
                 h,
             ])));
         } else if prop == "resolvers" || prop == "dns_domain" {
-            guard::check_vm(vm, cfg)?;
+            guard::check_dns_domain(vm)?;
             if !resolv_done {
                 resolv_done = true;
                 if let Some(s) = network::resolv_conf(vm) {
