@@ -9,7 +9,7 @@
 
 use super::driver::LinuxDriver;
 use super::names::{cgroup_path, container_id, host_veth, netns_name, netns_path, JailDir};
-use super::netplan::{self, NetPlan};
+use super::netplan::{self, NetPlan, VlanMode};
 use super::state::{self, BootRecord};
 use super::{bundle, runtime, sys};
 use crate::driver::{DriverError, DriverResult, StopOptions};
@@ -40,12 +40,30 @@ impl LinuxDriver {
         .into())
     }
 
-    fn plan_network(&self, vm: &VmSpec) -> DriverResult<NetPlan> {
+    /// Set once this boot's kernel refused bridge VLAN filtering, so later
+    /// starts go straight to a bridge per VLAN. Keyed by the boot id because
+    /// a kernel's features only change with a reboot.
+    fn vlan_mode(&self) -> VlanMode {
+        let marker = self.run_dir.join("linux-no-vlan-filtering");
+        match (std::fs::read_to_string(marker), boot_id()) {
+            (Ok(m), Some(b)) if m.trim() == b => VlanMode::BridgePerVlan,
+            _ => VlanMode::Filtering,
+        }
+    }
+
+    fn remember_no_vlan_filtering(&self) {
+        if let Some(b) = boot_id() {
+            let _ = std::fs::create_dir_all(&self.run_dir);
+            let _ = std::fs::write(self.run_dir.join("linux-no-vlan-filtering"), b);
+        }
+    }
+
+    fn plan_network(&self, vm: &VmSpec, mode: VlanMode) -> DriverResult<NetPlan> {
         let out = self
             .runner
             .run_stdout(&Argv::new(["ip", "-o", "link", "show", "type", "bridge"]))?;
         let existing = netplan::parse_link_names(&out);
-        let plan = netplan::plan(vm, &self.networks, self.create_bridges, &existing)
+        let plan = netplan::plan(vm, &self.networks, self.create_bridges, &existing, mode)
             .map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
         for w in &plan.warnings {
             tracing::warn!(uuid = %vm.uuid, "{w}");
@@ -72,11 +90,26 @@ impl LinuxDriver {
             )));
         }
         let mut attempt = 0;
+        let mut mode = self.vlan_mode();
+        let has_vlans = vm.nics.iter().any(|n| n.vlan_id > 0);
         loop {
-            match self.start_steps(vm, &dir, host) {
+            match self.start_steps(vm, &dir, host, mode) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     let undo = self.teardown(vm, true);
+                    // Kernels built without bridge VLAN filtering answer
+                    // "Operation not supported": fall back to a bridge per VLAN.
+                    if has_vlans
+                        && mode == VlanMode::Filtering
+                        && e.to_string().contains("vlan_filtering")
+                        && e.to_string().contains("not supported")
+                        && undo.is_ok()
+                    {
+                        tracing::warn!(uuid = %vm.uuid, "no bridge VLAN filtering in this kernel: one bridge per VLAN");
+                        self.remember_no_vlan_filtering();
+                        mode = VlanMode::BridgePerVlan;
+                        continue;
+                    }
                     // A host veth of the previous boot may still be dying with
                     // its namespace (the kernel frees those asynchronously);
                     // the thorough teardown above removed it, so try once more.
@@ -94,12 +127,18 @@ impl LinuxDriver {
         }
     }
 
-    fn start_steps(&self, vm: &VmSpec, dir: &JailDir, host: bundle::HostCaps) -> DriverResult<()> {
+    fn start_steps(
+        &self,
+        vm: &VmSpec,
+        dir: &JailDir,
+        host: bundle::HostCaps,
+        mode: VlanMode,
+    ) -> DriverResult<()> {
         std::fs::create_dir_all(&dir.dir)?;
         let plan = if vm.nics.is_empty() {
             None
         } else {
-            Some(self.plan_network(vm)?)
+            Some(self.plan_network(vm, mode)?)
         };
         let ns_path = netns_path(&vm.uuid);
         let spec = bundle::build_spec(vm, dir, plan.as_ref().map(|_| ns_path.as_path()), host)
@@ -271,6 +310,13 @@ impl LinuxDriver {
             }
         }
     }
+}
+
+/// This boot of the kernel (`/proc/sys/kernel/random/boot_id`).
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// Polls until the init is gone (or a zombie); false on timeout.

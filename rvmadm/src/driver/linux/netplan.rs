@@ -13,6 +13,29 @@ use crate::spec::{NicAddr, VmSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+/// How NICs with a `vlan_id` are kept apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VlanMode {
+    /// Bridge VLAN filtering: the host end is an untagged member of its VLAN
+    /// on the shared bridge (tagged on the bridge's uplink).
+    Filtering,
+    /// For kernels built without bridge VLAN filtering: every VLAN of a
+    /// bridge gets its own vmadm-made bridge ([`vlan_bridge`]), so jails on
+    /// different VLANs still share no layer-2 domain (no uplink tagging).
+    BridgePerVlan,
+}
+
+/// The bridge standing for VLAN `vid` of `base` in [`VlanMode::BridgePerVlan`]:
+/// at most 10 characters of the base name, `v`, the VLAN id (≤ 15 in all).
+pub fn vlan_bridge(base: &str, vid: u16) -> String {
+    let cut = base
+        .char_indices()
+        .nth(10)
+        .map(|(i, _)| i)
+        .unwrap_or(base.len());
+    format!("{}v{vid}", &base[..cut])
+}
+
 /// The steps to give a jail its network, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetPlan {
@@ -72,6 +95,7 @@ pub fn plan(
     networks: &BTreeMap<String, String>,
     create_bridges: bool,
     existing: &BTreeSet<String>,
+    vlan_mode: VlanMode,
 ) -> Result<NetPlan, PlanError> {
     let ns = netns_name(&vm.uuid);
     let mut p = NetPlan::default();
@@ -112,6 +136,17 @@ pub fn plan(
             }
             p.create.push(bridge.clone());
         }
+        let per_vlan = nic.vlan_id > 0 && vlan_mode == VlanMode::BridgePerVlan;
+        let bridge = if per_vlan {
+            // Derived from a bridge the config allows, so always vmadm's to make.
+            let b = vlan_bridge(&bridge, nic.vlan_id);
+            if !existing.contains(&b) && !p.create.contains(&b) {
+                p.create.push(b.clone());
+            }
+            b
+        } else {
+            bridge
+        };
         if !p.bridges.iter().any(|(_, b)| *b == bridge) {
             p.bridges.push((nic.nic_tag.clone(), bridge.clone()));
         }
@@ -125,7 +160,7 @@ pub fn plan(
         ));
         p.host
             .push(format!("link set dev {host} master {bridge} up"));
-        if nic.vlan_id > 0 {
+        if nic.vlan_id > 0 && !per_vlan {
             vlan_bridges.insert(bridge.clone());
             p.vlan.push(format!(
                 "vlan add dev {host} vid {} pvid untagged",
@@ -246,7 +281,7 @@ mod tests {
              "ips": ["203.0.113.5/24", "dhcp"], "gateways": ["203.0.113.1"], "primary": true}
         ]));
         let existing: BTreeSet<String> = ["br0".to_string(), "br1".to_string()].into();
-        let p = plan(&v, &nets(), false, &existing).unwrap();
+        let p = plan(&v, &nets(), false, &existing, VlanMode::Filtering).unwrap();
         let ns = "vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60";
         assert_eq!(
             p.host,
@@ -286,9 +321,9 @@ mod tests {
     fn missing_bridge_is_created_only_when_allowed() {
         let v = vm(json!([{"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "admin"}]));
         let none = BTreeSet::new();
-        let e = plan(&v, &nets(), false, &none).unwrap_err();
+        let e = plan(&v, &nets(), false, &none, VlanMode::Filtering).unwrap_err();
         assert!(e.to_string().contains("create_bridges"), "{e}");
-        let p = plan(&v, &nets(), true, &none).unwrap();
+        let p = plan(&v, &nets(), true, &none, VlanMode::Filtering).unwrap();
         assert_eq!(p.create, vec!["br0"]);
         assert_eq!(p.host[0], "link add name br0 type bridge");
         assert_eq!(p.host[1], "link set dev br0 up");
@@ -298,13 +333,13 @@ mod tests {
     fn unknown_tag_and_bad_values_are_refused() {
         let v = vm(json!([{"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "nope"}]));
         assert!(matches!(
-            plan(&v, &nets(), true, &BTreeSet::new()),
+            plan(&v, &nets(), true, &BTreeSet::new(), VlanMode::Filtering),
             Err(PlanError::UnknownTag { .. })
         ));
         let v =
             vm(json!([{"interface": "net0 up", "mac": "02:00:00:00:00:01", "nic_tag": "admin"}]));
         assert!(matches!(
-            plan(&v, &nets(), true, &BTreeSet::new()),
+            plan(&v, &nets(), true, &BTreeSet::new(), VlanMode::Filtering),
             Err(PlanError::Invalid { .. })
         ));
     }
@@ -312,8 +347,29 @@ mod tests {
     #[test]
     fn no_nics_no_steps() {
         let v = vm(json!([]));
-        let p = plan(&v, &nets(), false, &BTreeSet::new()).unwrap();
+        let p = plan(&v, &nets(), false, &BTreeSet::new(), VlanMode::Filtering).unwrap();
         assert!(p.host.is_empty() && p.jail.is_empty());
+    }
+
+    #[test]
+    fn vlan_without_filtering_gets_its_own_bridge() {
+        let v = vm(
+            json!([{"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "admin",
+                           "vlan_id": 4094}]),
+        );
+        let existing: BTreeSet<String> = ["br0".to_string()].into();
+        let p = plan(&v, &nets(), false, &existing, VlanMode::BridgePerVlan).unwrap();
+        assert_eq!(p.create, vec!["br0v4094"]);
+        assert!(p.vlan.is_empty());
+        assert!(p
+            .host
+            .contains(&"link set dev vm6b8b456732n0 master br0v4094 up".to_string()));
+        assert!(!p.host.iter().any(|l| l.contains("vlan_filtering")));
+        assert_eq!(
+            vlan_bridge("averyverylongb", 4094),
+            "averyveryl".to_string() + "v4094"
+        );
+        assert!(vlan_bridge("averyverylongb", 4094).len() <= 15);
     }
 
     #[test]
