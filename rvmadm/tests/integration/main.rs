@@ -4,3 +4,5 @@
 //! Each area has its own module; `harness` builds the environment.
 
 mod harness;
+mod imgadm;
+mod imgserver;
