@@ -155,3 +155,35 @@ impl Config {
         Ok(cfg)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_parses() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, include_str!("../dist/imgapid.toml.example")).expect("write");
+        let c = Config::load(&p).expect("example config loads");
+        assert!(c.auth.public_reads);
+        assert!(!c.auth.allow_unauthenticated_writes);
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        for bad in [
+            "data_dir = \"/x\"\npublic_url = \"ftp://x\"\n",
+            "data_dir = \"/x\"\nmax_upload_bytes = 0\n",
+            "data_dir = \"/x\"\n[auth]\ntokens = [\"\"]\n",
+            "data_dir = \"/x\"\n[auth]\nusers = [{ user = \"a:b\", password = \"p\" }]\n",
+            "listen = \"nowhere\"\ndata_dir = \"/x\"\n",
+        ] {
+            std::fs::write(&p, bad).expect("write");
+            assert!(Config::load(&p).is_err(), "{bad}");
+        }
+    }
+}

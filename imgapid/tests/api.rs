@@ -1223,3 +1223,77 @@ fn bad_config_and_arguments() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
 }
+
+#[test]
+fn graceful_shutdown_finishes_open_downloads() {
+    let s = Server::start("");
+    let uuid = new_uuid();
+    let file = payload(8 * 1024 * 1024, 14);
+    publish(&s, &manifest(&uuid, "big", "1"), &file);
+    // Start a download and read only its first bytes…
+    let mut sock = std::net::TcpStream::connect(&s.addr).expect("connect");
+    write!(
+        sock,
+        "GET /images/{uuid}/file HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("req");
+    let mut first = [0u8; 4096];
+    std::io::Read::read_exact(&mut sock, &mut first).expect("first bytes");
+    // …then ask the server to stop, and read the rest: it must all arrive.
+    let pid = s.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    std::thread::sleep(Duration::from_millis(200));
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut sock, &mut rest).expect("rest");
+    let mut all = first.to_vec();
+    all.extend_from_slice(&rest);
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").expect("head") + 4;
+    assert_eq!(
+        &all[split..],
+        &file[..],
+        "the whole file arrived during shutdown"
+    );
+    // New connections are refused once the listener is closed.
+    assert!(std::net::TcpStream::connect(&s.addr).is_err());
+    let (status, _) = s.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn kill_9_mid_upload_leaves_the_old_state() {
+    let s = Server::start("");
+    let uuid = new_uuid();
+    let before = request(
+        "POST",
+        &s.url(&format!("/images/{uuid}?action=import")),
+        admin(),
+        &[],
+        Some(manifest(&uuid, "crash", "1").to_string().as_bytes()),
+    )
+    .json();
+    let mut sock = std::net::TcpStream::connect(&s.addr).expect("connect");
+    write!(sock, "PUT /images/{uuid}/file?compression=none HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 5000000\r\n\r\n").expect("head");
+    sock.write_all(&payload(2_000_000, 15)).expect("part");
+    eventually("bytes on disk", || !s.files_in("tmp").is_empty());
+    let dir = {
+        let mut s = s;
+        s.child.kill().expect("SIGKILL");
+        let _ = s.child.wait();
+        std::mem::replace(&mut s.dir, tempfile::tempdir().expect("tmp"))
+    };
+    drop(sock);
+    let s = Server::start_in(dir, "");
+    let after = request(
+        "GET",
+        &s.url(&format!("/images/{uuid}")),
+        admin(),
+        &[],
+        None,
+    )
+    .json();
+    assert_eq!(after, before);
+    s.assert_stored(1, 0);
+}
