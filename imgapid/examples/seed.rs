@@ -25,10 +25,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let uuid = uuid::Uuid::new_v4();
         let day = i % 28 + 1;
         let secs = i % 86_400;
+        let os = ["linux", "bsd", "bsd"][i % 3];
         let mut manifest: Manifest = serde_json::from_value(json!({
             "v": 2, "uuid": uuid.to_string(), "name": format!("image-{}", i % 100),
             "version": format!("1.{i}"), "type": "zone-dataset",
-            "os": ["linux", "bsd", "bsd"][i % 3],
+            "os": os,
             "description": format!("Benchmark image number {i}, a FreeBSD jail base with a few packages."),
             "published_at": format!("2024-01-{day:02}T{:02}:{:02}:{:02}.{:03}Z", secs / 3600, secs / 60 % 60, secs % 60, i % 1000),
             "requirements": {"networks": [{"name": "net0", "description": "public"}]},
