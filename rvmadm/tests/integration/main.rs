@@ -6,3 +6,4 @@
 mod harness;
 mod imgadm;
 mod imgserver;
+mod linux;

@@ -345,7 +345,7 @@ pub fn resolv_conf(vm: &VmSpec) -> String {
 /// `/etc/hosts`: loopback plus the hostname on every static address.
 pub fn hosts(vm: &VmSpec) -> String {
     let name = vm.effective_hostname();
-    let mut s = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut s = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
     let mut any = false;
     for nic in &vm.nics {
         for ip in &nic.ips {

@@ -73,8 +73,15 @@ impl Driver for LinuxDriver {
     }
 
     fn cleanup(&self, vm: &VmSpec) -> DriverResult<()> {
-        if super::state::running(&super::names::JailDir::new(&self.run_dir, &vm.uuid)).is_some() {
+        let dir = super::names::JailDir::new(&self.run_dir, &vm.uuid);
+        if super::state::running(&dir).is_some() {
             // A live jail is not debris; stop is the verb for it.
+            return Ok(());
+        }
+        // The run directory and the namespace are made before anything
+        // else, so without them (and without runtime state) there is
+        // nothing to repair and no process needs to run.
+        if !self.has_debris(vm, &dir) {
             return Ok(());
         }
         self.teardown(vm, true)

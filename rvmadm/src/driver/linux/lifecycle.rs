@@ -183,7 +183,7 @@ impl LinuxDriver {
     }
 
     /// True when anything a previous boot made is still around.
-    fn has_debris(&self, vm: &VmSpec, dir: &JailDir) -> bool {
+    pub(super) fn has_debris(&self, vm: &VmSpec, dir: &JailDir) -> bool {
         dir.dir.exists()
             || netns_path(&vm.uuid).exists()
             || self.runtime.state_dir(&container_id(&vm.uuid)).exists()
@@ -227,6 +227,19 @@ impl LinuxDriver {
     pub(super) fn teardown(&self, vm: &VmSpec, thorough: bool) -> DriverResult<()> {
         let id = container_id(&vm.uuid);
         let mut errors: Vec<String> = Vec::new();
+        if thorough {
+            // A vmadm killed mid-start leaves its runtime child running on
+            // its own; let it finish first so it cannot create the container
+            // after the teardown below.
+            let bundle = JailDir::new(&self.run_dir, &vm.uuid);
+            let busy = state::wait_no_process_with_arg(
+                &bundle.dir.to_string_lossy(),
+                Duration::from_secs(10),
+            );
+            if !busy {
+                errors.push("a runtime process for this jail is still running".into());
+            }
+        }
         if self.runtime.state_dir(&id).exists() {
             let out = self.runner.output(&self.runtime.delete(&id, false), None)?;
             if !out.success() {

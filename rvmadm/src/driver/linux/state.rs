@@ -59,6 +59,36 @@ pub fn timestamp(btime: u64, starttime: u64, ticks: u64) -> Option<String> {
     Some(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
+/// Waits until no process has `needle` as one of its arguments (bounded by
+/// `timeout`); true when none is left. One scan of /proc per round.
+pub fn wait_no_process_with_arg(needle: &str, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    let me = std::process::id().to_string();
+    loop {
+        let found = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.bytes().all(|b| b.is_ascii_digit()) && n != me.as_str()
+            })
+            .any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .map(|c| c.split(|b| *b == 0).any(|a| a == needle.as_bytes()))
+                    .unwrap_or(false)
+            });
+        if !found {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The record a successful start leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BootRecord {
@@ -140,6 +170,23 @@ mod tests {
         let s = proc_stat(me).unwrap();
         assert!(alive(me, s.starttime));
         assert!(!alive(me, s.starttime + 1));
+    }
+
+    #[test]
+    fn waits_for_processes_by_argument() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("7.25")
+            .spawn()
+            .unwrap();
+        let short = std::time::Duration::from_millis(50);
+        assert!(!wait_no_process_with_arg("7.25", short));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(wait_no_process_with_arg(
+            "7.25",
+            std::time::Duration::from_secs(2)
+        ));
+        assert!(wait_no_process_with_arg("no-such-arg-xyz", short));
     }
 
     #[test]
