@@ -814,6 +814,30 @@ fn vmadm_create_list_exec_stop_reboot_delete() {
         None,
     );
     crate::harness::assert_exit(&out, 0);
+    // console: a login shell on a real terminal (script(1) plays the user).
+    let env = lab.env.as_ref().expect("env");
+    let line = format!(
+        "nsenter --net=/run/netns/{} -- {} console {u}",
+        lab.hostns,
+        crate::harness::bin("vmadm").display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("VMADM_CONFIG", &env.config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script");
+    if let Some(mut pipe) = child.stdin.take() {
+        use std::io::Write;
+        let _ = pipe.write_all(b"tty; hostname; exit 5\n");
+    }
+    let out = child.wait_with_output().expect("console");
+    let text = stdout(&out);
+    assert!(text.contains("/dev/pts/"), "console output: {text}");
+    assert!(text.contains("e2e-host"), "console output: {text}");
+    assert_eq!(out.status.code(), Some(5), "console output: {text}");
     // stop / start / reboot / kill
     crate::harness::assert_exit(&lab.vmadm(&["stop", &u, "-t", "5"], None), 0);
     assert_eq!(lab.vm_state(&vm), "stopped");

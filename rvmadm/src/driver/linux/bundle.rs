@@ -185,6 +185,21 @@ pub fn mounts(vm: &VmSpec, dir: &JailDir) -> Result<Vec<Mount>, String> {
             &["nosuid", "nodev", "mode=1777", &size],
         )?);
     }
+    // Host directories from `filesystems` (SmartOS lofs): bind mounts, which
+    // the runtime places inside the rootfs without following jail symlinks.
+    for fs in &vm.filesystems {
+        if !matches!(fs.kind.as_str(), "lofs" | "bind") || !fs.target.starts_with('/') {
+            return Err(format!(
+                "filesystem {} -> {}: only lofs/bind mounts to absolute targets are supported",
+                fs.source, fs.target
+            ));
+        }
+        let mut opts = vec!["rbind", "rprivate", "nosuid", "nodev"];
+        if fs.read_only {
+            opts.push("ro");
+        }
+        m.push(mount(&fs.target, "bind", &fs.source, &opts)?);
+    }
     for (dest, file) in [
         ("/etc/resolv.conf", dir.resolv_conf()),
         ("/etc/hosts", dir.hosts()),
@@ -518,6 +533,25 @@ mod tests {
         for bad in ["CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_NET_ADMIN"] {
             assert!(!caps.contains(&json!(bad)), "{bad}");
         }
+    }
+
+    #[test]
+    fn filesystems_become_bind_mounts() {
+        let v = vm(json!({"filesystems": [
+            {"type": "lofs", "source": "/srv/data", "target": "/data", "options": ["ro"]}]}));
+        let j = spec_json(&v);
+        let m = j["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/data")
+            .unwrap()
+            .clone();
+        assert_eq!(m["source"], "/srv/data");
+        assert!(m["options"].as_array().unwrap().contains(&json!("ro")));
+        let bad = vm(json!({"filesystems": [{"type": "nfs", "source": "h:/x", "target": "/x"}]}));
+        let dir = JailDir::new(Path::new("/run/vmadm"), &bad.uuid);
+        assert!(build_spec(&bad, &dir, None, HostCaps::default()).is_err());
     }
 
     #[test]
