@@ -106,8 +106,27 @@ pub fn cgroup_mode(root: &Path) -> CgroupMode {
     }
 }
 
+/// Where `program` would be run from: itself when it holds a `/`, else the
+/// first match on `$PATH`.
+pub fn locate(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return p.is_file().then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
 /// Checks that `rt` can run containers here and what the host enforces.
 pub fn probe(rt: &Runtime, cgroup_root: &Path) -> DriverResult<HostCaps> {
+    if locate(&rt.program).is_none() {
+        return Err(DriverError::NotSupported(format!(
+            "OCI runtime {:?} (not found; install runc or set runtime in vmadm.toml)",
+            rt.program
+        )));
+    }
     let mode = cgroup_mode(cgroup_root);
     if let CgroupMode::Hybrid { v2_controllers } = &mode {
         if rt.is_crun() && !v2_controllers.is_empty() {
@@ -205,14 +224,22 @@ mod tests {
         std::fs::create_dir_all(tmp.path().join("unified")).unwrap();
         std::fs::create_dir_all(tmp.path().join("memory")).unwrap();
         std::fs::write(tmp.path().join("unified/cgroup.controllers"), "hugetlb\n").unwrap();
-        let e = probe(&rt("/usr/bin/crun"), tmp.path()).unwrap_err();
+        let fake_crun = tmp.path().join("crun");
+        std::fs::write(&fake_crun, "").unwrap();
+        let e = probe(&rt(&fake_crun.to_string_lossy()), tmp.path()).unwrap_err();
         assert!(e.to_string().contains("hybrid"), "{e}");
-        let caps = probe(&rt("runc"), tmp.path()).unwrap();
+        let fake_runc = tmp.path().join("runc");
+        std::fs::write(&fake_runc, "").unwrap();
+        let runc = rt(&fake_runc.to_string_lossy());
+        let caps = probe(&runc, tmp.path()).unwrap();
         assert!(!caps.swap_accounting);
         std::fs::write(tmp.path().join("unified/cgroup.controllers"), "").unwrap();
-        assert!(probe(&rt("crun"), tmp.path()).is_ok());
+        assert!(probe(&rt(&fake_crun.to_string_lossy()), tmp.path()).is_ok());
         std::fs::write(tmp.path().join("memory/memory.memsw.limit_in_bytes"), "1").unwrap();
-        assert!(probe(&rt("runc"), tmp.path()).unwrap().swap_accounting);
+        assert!(probe(&runc, tmp.path()).unwrap().swap_accounting);
+        let e = probe(&rt("no-such-runtime-xyz"), tmp.path()).unwrap_err();
+        assert!(e.to_string().contains("not found"), "{e}");
+        assert!(locate("sh").is_some());
     }
 
     #[test]
