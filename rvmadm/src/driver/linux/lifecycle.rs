@@ -146,8 +146,6 @@ impl LinuxDriver {
         bundle::write_bundle(vm, dir, &spec)?;
         if let Some(plan) = &plan {
             let ns = netns_name(&vm.uuid);
-            self.runner
-                .run(&Argv::new(["ip", "netns", "add", ns.as_str()]))?;
             self.batch(Argv::new(["ip", "-batch", "-"]), &plan.host)?;
             self.batch(Argv::new(["bridge", "-batch", "-"]), &plan.vlan)?;
             self.batch(

@@ -43,7 +43,8 @@ pub struct NetPlan {
     pub bridges: Vec<(String, String)>,
     /// Bridges to create first (missing ones, when `create_bridges`).
     pub create: Vec<String>,
-    /// `ip -batch` lines run in the host namespace (after `netns add`).
+    /// `ip -batch` lines run in the host namespace; the first one creates
+    /// the jail's named network namespace.
     pub host: Vec<String>,
     /// `bridge -batch` lines for VLAN membership (empty without VLANs).
     pub vlan: Vec<String>,
@@ -185,7 +186,7 @@ pub fn plan(
     }
     // Bridges first: created ones must exist before a port joins them, and
     // VLAN filtering must be on before the per-port VLAN lines run.
-    let mut pre = Vec::new();
+    let mut pre = vec![format!("netns add {ns}")];
     for b in &p.create {
         pre.push(format!("link add name {b} type bridge"));
         pre.push(format!("link set dev {b} up"));
@@ -196,7 +197,7 @@ pub fn plan(
     pre.append(&mut p.host);
     p.host = pre;
     if vm.nics.is_empty() {
-        return Ok(p);
+        return Ok(NetPlan::default());
     }
     p.jail.extend(default_routes(vm));
     for (dest, gw) in &vm.routes {
@@ -286,6 +287,7 @@ mod tests {
         assert_eq!(
             p.host,
             vec![
+                format!("netns add {ns}"),
                 "link set dev br1 type bridge vlan_filtering 1".to_string(),
                 format!("link add name vm6b8b456732n0 mtu 1400 type veth peer name net0 address 02:00:00:00:00:01 mtu 1400 netns {ns}"),
                 "link set dev vm6b8b456732n0 master br0 up".into(),
@@ -325,8 +327,8 @@ mod tests {
         assert!(e.to_string().contains("create_bridges"), "{e}");
         let p = plan(&v, &nets(), true, &none, VlanMode::Filtering).unwrap();
         assert_eq!(p.create, vec!["br0"]);
-        assert_eq!(p.host[0], "link add name br0 type bridge");
-        assert_eq!(p.host[1], "link set dev br0 up");
+        assert_eq!(p.host[1], "link add name br0 type bridge");
+        assert_eq!(p.host[2], "link set dev br0 up");
     }
 
     #[test]
