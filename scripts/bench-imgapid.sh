@@ -108,13 +108,20 @@ list_bench() { # name url -> "p50 p99 rps" medians
     "$(printf '%s\n' "${rpss[@]}" | median)"
 }
 
+# wrk's own Transfer/sec has two significant digits; this prints exact bytes/s.
+cat >"$work/bytes.lua" <<'LUA'
+done = function(summary, latency, requests)
+  io.write(string.format("BYTES_PER_SEC %.0f\n", summary.bytes / (summary.duration / 1e6)))
+end
+LUA
+
 dl_bench() { # url conns -> median MiB/s (wrk counts every byte read, so
   # partly-received responses still count: long files with many clients are fair)
   local url=$1 c=$2 t=1 vals=()
   ((c > 1)) && t=2
   for _ in $(seq "$RUNS"); do
-    out=$(wrk -t"$t" -c"$c" -d"$DURATION" "$url")
-    vals+=("$(awk '/^Transfer\/sec/{v=$2; m=1; if (v ~ /GB$/) m=1024; else if (v ~ /KB$/) m=1/1024; else if (v ~ /MB$/) m=1; else m=1/1048576; gsub(/[A-Za-z]+$/,"",v); printf "%.1f\n", v*m}' <<<"$out")")
+    out=$(wrk -t"$t" -c"$c" -d"$DURATION" -s "$work/bytes.lua" "$url")
+    vals+=("$(awk '/^BYTES_PER_SEC/{printf "%.1f\n", $2/1048576}' <<<"$out")")
   done
   printf '%s\n' "${vals[@]}" | median
 }
