@@ -902,3 +902,57 @@ fn kill_dash_nine_mid_start_then_start_and_delete_leak_nothing() {
     crate::harness::assert_exit(&lab.vmadm(&["delete", &u], None), 0);
     assert!(lab.leftovers(&vm).is_empty(), "{:?}", lab.leftovers(&vm));
 }
+
+#[test]
+fn vmadm_autoboot_starts_only_autoboot_jails() {
+    let Some(lab) = Lab::new() else { return };
+    let a = lab.vmadm_create(e2e_payload("192.0.2.80", json!({"alias": "boot-a"})));
+    let b = lab.vmadm_create(e2e_payload("192.0.2.81", json!({"alias": "boot-b"})));
+    let c = lab.vmadm_create(e2e_payload(
+        "192.0.2.82",
+        json!({"alias": "manual", "autoboot": false}),
+    ));
+    // A host reboot: every jail gone, records untouched.
+    for vm in [&a, &b] {
+        lab.driver
+            .stop(
+                vm,
+                StopOptions {
+                    force: true,
+                    timeout: Duration::from_secs(1),
+                },
+            )
+            .expect("stop");
+        assert_eq!(lab.vm_state(vm), "stopped");
+    }
+    let out = lab.vmadm(&["autoboot"], None);
+    crate::harness::assert_exit(&out, 0);
+    assert_eq!(lab.vm_state(&a), "running");
+    assert_eq!(lab.vm_state(&b), "running");
+    assert_eq!(lab.vm_state(&c), "stopped");
+    // A jail that cannot boot fails alone: break b's root, reboot the host.
+    for vm in [&a, &b] {
+        lab.driver
+            .stop(
+                vm,
+                StopOptions {
+                    force: true,
+                    timeout: Duration::from_secs(1),
+                },
+            )
+            .expect("stop");
+    }
+    std::fs::remove_file(b.zonepath.join("sbin/init")).expect("break init");
+    let out = lab.vmadm(&["autoboot"], None);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a failed jail must show in the exit code"
+    );
+    assert_eq!(lab.vm_state(&a), "running");
+    assert_eq!(lab.vm_state(&b), "stopped");
+    assert!(lab.leftovers(&b).is_empty(), "{:?}", lab.leftovers(&b));
+    for vm in [&a, &b, &c] {
+        crate::harness::assert_exit(&lab.vmadm(&["delete", &vm.uuid.to_string()], None), 0);
+    }
+}
