@@ -57,8 +57,16 @@ impl Body {
             let mut left = len;
             while left > 0 {
                 let n = usize::try_from(left).map_or(CHUNK, |l| l.min(CHUNK));
-                let mut buf = vec![0u8; n];
-                let item = reader.read_exact(&mut buf).map(|()| Bytes::from(buf));
+                // read_to_end into spare capacity: no zero-filling per chunk.
+                let mut buf = Vec::with_capacity(n);
+                let item = match (&mut reader).take(n as u64).read_to_end(&mut buf) {
+                    Ok(got) if got == n => Ok(Bytes::from(buf)),
+                    Ok(_) => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shorter than recorded",
+                    )),
+                    Err(e) => Err(e),
+                };
                 let failed = item.is_err();
                 if tx.blocking_send(item).is_err() || failed {
                     // Receiver gone (client left) or read failed: stop.
