@@ -1,11 +1,28 @@
 //! `imgapid --config FILE`: loads the config, sets up structured logging
-//! (tracing events with key=value fields on stderr, filtered by `RUST_LOG`)
-//! and runs the server until SIGTERM/SIGINT.
+//! (tracing events with key=value fields, or JSON lines, on stderr) and runs
+//! the server until SIGTERM/SIGINT.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: imgapid --config FILE\n\nServes IMGAPI (/images) and DSAPI (/datasets) from the data directory named in FILE.";
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`); with
+/// `IMGAPID_LOG_FORMAT=json` each event is one JSON object per line.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if std::env::var("IMGAPID_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+}
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -35,14 +52,7 @@ fn main() -> ExitCode {
         eprintln!("imgapid: --config FILE is required\n{USAGE}");
         return ExitCode::from(2);
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_logging();
     let cfg = match imgapid::config::Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
