@@ -174,6 +174,11 @@ pub fn build(
             e,
         ));
     }
+    // Manifests are meant to be shared (publish, a web server): world-readable.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&manifest_path, std::fs::Permissions::from_mode(0o644));
+    }
     writeln!(
         out,
         "Built image {} ({}@{})\nmanifest: {}\nfile: {}",

@@ -30,6 +30,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{self, IsTerminal, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
@@ -462,7 +463,11 @@ fn stream_into(
         Some(_) => {}
     }
     let argv = Zfs::receive_argv(partial)?;
+    // Own process group: a terminal Ctrl-C reaches only us, and we end the
+    // receive by closing its stdin. Killing a zfs client in the middle of an
+    // ioctl is what wedges zfs-fuse, so it is never done here.
     let mut child = exec::command(&argv)
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -508,7 +513,7 @@ fn stream_into(
     bar.finish_and_clear();
 
     if interrupt::interrupted() || matches!(pump_result, Err(PumpErr::Interrupted)) {
-        let _ = child.kill();
+        // stdin is closed: the truncated stream makes zfs receive fail.
         let _ = child.wait();
         return Err(ImgError::new(
             Code::Interrupted,
@@ -532,9 +537,6 @@ fn stream_into(
             DlEnd::Aborted
         }
     };
-    if pump_result.is_err() {
-        let _ = child.kill();
-    }
     let status = child
         .wait()
         .map_err(|e| ImgError::fs(&format!("cannot wait for `{argv}`"), e))?;

@@ -14,6 +14,7 @@ use crate::zfs::Zfs;
 use serde_json::Map;
 use sha1::{Digest, Sha1};
 use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
 
@@ -75,7 +76,10 @@ fn send_inner(
     let argv = Zfs::send_argv(snapshot, from)?;
     let file = std::fs::File::create(tmp)
         .map_err(|e| ImgError::fs(&format!("cannot create {}", tmp.display()), e))?;
+    // Own process group so a terminal Ctrl-C does not kill zfs mid-ioctl;
+    // on failure we close the pipe and zfs send ends with EPIPE.
     let mut child = exec::command(&argv)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -94,11 +98,11 @@ fn send_inner(
         sha1: Sha1::new(),
         bytes: 0,
     };
+    let mut stdout = child.stdout.take();
     let copy = (|| -> io::Result<Hashing<BufWriter<std::fs::File>>> {
         let mut enc = Encoder::new(compression, hashing)?;
-        let mut stdout = child
-            .stdout
-            .take()
+        let stdout = stdout
+            .as_mut()
             .ok_or_else(|| io::Error::other("no stdout pipe"))?;
         let mut buf = vec![0u8; 256 << 10];
         loop {
@@ -118,9 +122,7 @@ fn send_inner(
         h.inner.get_ref().sync_all()?;
         Ok(h)
     })();
-    if copy.is_err() {
-        let _ = child.kill();
-    }
+    drop(stdout);
     let status = child
         .wait()
         .map_err(|e| ImgError::fs(&format!("cannot wait for `{argv}`"), e))?;
