@@ -19,7 +19,8 @@ fi
 # zfs-fuse is a userland daemon: start it unless it already answers.
 if ! pgrep -x zfs-fuse >/dev/null; then
   echo "install-deps: starting zfs-fuse" >&2
-  mkdir -p /run
+  # A stale pid file from a dead daemon makes zfs-fuse refuse to start.
+  rm -f /run/zfs-fuse.pid
   zfs-fuse -p /run/zfs-fuse.pid
   for _ in $(seq 50); do zpool list >/dev/null 2>&1 && break; sleep 0.1; done
 fi

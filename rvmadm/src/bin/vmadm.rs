@@ -1,1 +1,451 @@
-fn main() {}
+//! `vmadm`: parse argv, call one ops verb, render, exit 0/1/2.
+//!
+//! Data goes to stdout, human messages to stderr, exactly as SmartOS's vmadm
+//! does, so scripts written for it keep working. This file never touches
+//! drivers, ZFS or record files itself.
+
+use clap::{Args, Parser, Subcommand};
+use rvmadm::driver::StopOptions;
+use rvmadm::ops::list::{LookupOptions, LookupOutput, ListOptions};
+use rvmadm::ops::{self, parse_uuid, Ctx, OpsError, OpsResult};
+use rvmadm::spec::Action;
+use serde_json::{Map, Value};
+use std::io::{IsTerminal, Read, Write};
+use std::time::Duration;
+
+/// Payloads larger than this are refused before parsing.
+const MAX_PAYLOAD: u64 = 1 << 20;
+
+#[derive(Parser)]
+#[command(
+    name = "vmadm",
+    about = "Manage jails the SmartOS vmadm way",
+    version,
+    disable_help_subcommand = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct PayloadArg {
+    /// JSON payload file (`-` or absent: stdin)
+    #[arg(short = 'f', long = "file")]
+    file: Option<String>,
+}
+
+#[derive(Args)]
+struct StopArgs {
+    uuid: String,
+    /// Stop at once, without the graceful phase
+    #[arg(short = 'F', long = "force")]
+    force: bool,
+    /// Seconds to wait for a graceful stop before killing
+    #[arg(short = 't', long = "timeout")]
+    timeout: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a VM from a JSON payload
+    Create(PayloadArg),
+    /// Print a VM's JSON object
+    #[command(alias = "json")]
+    Get { uuid: String },
+    /// List VMs as a table
+    List {
+        /// Parsable output: fields joined by ':'
+        #[arg(short = 'p', long = "parsable")]
+        parsable: bool,
+        /// No header line
+        #[arg(short = 'H')]
+        no_header: bool,
+        /// Columns (default uuid,type,ram,state,alias)
+        #[arg(short = 'o', long = "order")]
+        order: Option<String>,
+        /// Sort keys, '-' prefix for descending (default ram,uuid)
+        #[arg(short = 's', long = "sortby", allow_hyphen_values = true)]
+        sortby: Option<String>,
+        /// Filters: key=value or key=~regex
+        filters: Vec<String>,
+    },
+    /// Print UUIDs (or JSON objects) of matching VMs
+    Lookup {
+        /// JSON objects instead of UUIDs
+        #[arg(short = 'j', long = "json")]
+        json: bool,
+        /// Require exactly one match
+        #[arg(short = '1', long = "unique")]
+        unique: bool,
+        /// Keys to keep in JSON objects
+        #[arg(short = 'o', long = "output")]
+        output: Option<String>,
+        filters: Vec<String>,
+    },
+    /// Change a VM from a JSON payload or key=value arguments
+    Update {
+        uuid: String,
+        #[arg(short = 'f', long = "file")]
+        file: Option<String>,
+        /// key=value pairs (stdin/-f ignored when given)
+        pairs: Vec<String>,
+    },
+    /// Delete a VM and its dataset
+    #[command(alias = "destroy")]
+    Delete { uuid: String },
+    /// Validate a payload: `validate create` or `validate update <brand>`
+    Validate {
+        action: Option<String>,
+        brand: Option<String>,
+        #[arg(short = 'f', long = "file")]
+        file: Option<String>,
+    },
+    /// Start a VM
+    #[command(alias = "boot")]
+    Start { uuid: String },
+    /// Stop a VM
+    #[command(alias = "halt")]
+    Stop(StopArgs),
+    /// Reboot a running VM
+    Reboot(StopArgs),
+    /// Send a signal to a VM's init
+    Kill {
+        /// Signal name or number (default SIGTERM)
+        #[arg(short = 's', long = "signal")]
+        signal: Option<String>,
+        uuid: String,
+    },
+    /// Interactive login shell in a running VM
+    Console { uuid: String },
+    /// Run one command in a running VM: exec <uuid> -- cmd [args]
+    Exec {
+        uuid: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Start every VM marked autoboot (for host boot)
+    Autoboot,
+    /// Snapshot a VM's dataset
+    CreateSnapshot { uuid: String, name: String },
+    /// Delete a VM snapshot
+    DeleteSnapshot { uuid: String, name: String },
+    /// Roll a VM back to a snapshot
+    RollbackSnapshot { uuid: String, name: String },
+    /// Hardware-VM information (not available for jails)
+    Info { uuid: String, types: Vec<String> },
+}
+
+/// Turns SmartOS's `kill -9 <uuid>` / `kill -HUP <uuid>` into `-s`.
+fn rewrite_kill_args(mut args: Vec<String>) -> Vec<String> {
+    if args.get(1).map(String::as_str) == Some("kill") {
+        for a in args.iter_mut().skip(2) {
+            if let Some(sig) = a.strip_prefix('-') {
+                let looks_like_signal = !sig.is_empty()
+                    && sig != "s"
+                    && !sig.starts_with('-')
+                    && sig.chars().all(|c| c.is_ascii_alphanumeric());
+                if looks_like_signal {
+                    *a = format!("--signal={sig}");
+                }
+            }
+        }
+    }
+    args
+}
+
+fn read_payload(file: Option<&str>) -> OpsResult<Map<String, Value>> {
+    let mut text = String::new();
+    match file {
+        Some(path) if path != "-" => {
+            let f = std::fs::File::open(path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => OpsError::Failed(format!("File: {path} does not exist.")),
+                _ => OpsError::Failed(format!("File: {path} cannot be read: {e}")),
+            })?;
+            f.take(MAX_PAYLOAD + 1)
+                .read_to_string(&mut text)
+                .map_err(|e| OpsError::Failed(format!("File: {path} cannot be read: {e}")))?;
+        }
+        _ => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                return Err(OpsError::Usage(
+                    "will not read a payload from a terminal: use -f <file> or a pipe".into(),
+                ));
+            }
+            stdin
+                .lock()
+                .take(MAX_PAYLOAD + 1)
+                .read_to_string(&mut text)
+                .map_err(|e| OpsError::Failed(format!("Invalid JSON payload: cannot read stdin: {e}")))?;
+        }
+    }
+    if text.len() as u64 > MAX_PAYLOAD {
+        return Err(OpsError::Failed(format!(
+            "Invalid JSON payload: larger than {} KiB",
+            MAX_PAYLOAD / 1024
+        )));
+    }
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(OpsError::Failed("Invalid JSON payload: not a JSON object".into())),
+        Err(e) => Err(OpsError::Failed(format!("Invalid JSON payload: {e}"))),
+    }
+}
+
+/// Writes data to stdout; a closed pipe ends the program quietly (exit 0).
+fn out(text: &str) {
+    let mut so = std::io::stdout().lock();
+    if so.write_all(text.as_bytes()).and_then(|_| so.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
+
+fn json_out(v: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => out(&format!("{s}\n")),
+        Err(e) => eprintln!("cannot render JSON: {e}"),
+    }
+}
+
+fn stop_options(a: &StopArgs) -> StopOptions {
+    let mut o = StopOptions {
+        force: a.force,
+        ..Default::default()
+    };
+    if let Some(t) = a.timeout {
+        o.timeout = Duration::from_secs(t);
+    }
+    o
+}
+
+fn run(cmd: Command) -> OpsResult<i32> {
+    let ctx = Ctx::from_env()?;
+    let warn = &mut |m: String| eprintln!("{m}");
+    match cmd {
+        Command::Create(p) => {
+            let payload = read_payload(p.file.as_deref())?;
+            let uuid = ops::create::create(&ctx, &payload)?;
+            eprintln!("Successfully created VM {uuid}");
+        }
+        Command::Get { uuid } => {
+            let uuid = parse_uuid(&uuid, "get")?;
+            json_out(&ops::get::get(&ctx, &uuid)?);
+        }
+        Command::List {
+            parsable,
+            no_header,
+            order,
+            sortby,
+            filters,
+        } => {
+            let opts = ListOptions {
+                columns: order,
+                sort: sortby,
+                parsable,
+                header: !parsable && !no_header,
+                filters,
+            };
+            out(&ops::list::list(&ctx, &opts, warn)?);
+        }
+        Command::Lookup {
+            json,
+            unique,
+            output,
+            filters,
+        } => {
+            let opts = LookupOptions {
+                json,
+                unique,
+                fields: output,
+                filters,
+            };
+            match ops::list::lookup(&ctx, &opts, warn)? {
+                LookupOutput::Uuids(u) => {
+                    let mut s = u.join("\n");
+                    if !s.is_empty() {
+                        s.push('\n');
+                    }
+                    out(&s);
+                }
+                LookupOutput::Objects(o) => json_out(&o),
+            }
+        }
+        Command::Update { uuid, file, pairs } => {
+            let uuid = parse_uuid(&uuid, "update")?;
+            let payload = if pairs.is_empty() {
+                read_payload(file.as_deref())?
+            } else {
+                ops::update::payload_from_args(&pairs)?
+            };
+            let res = ops::update::update(&ctx, &uuid, &payload)?;
+            if !res.need_reboot.is_empty() {
+                eprintln!(
+                    "Note: {} will take effect at the next boot",
+                    res.need_reboot.join(",")
+                );
+            }
+            eprintln!("Successfully updated VM {uuid}");
+        }
+        Command::Delete { uuid } => {
+            let uuid = parse_uuid(&uuid, "delete")?;
+            ops::delete::delete(&ctx, &uuid)?;
+            eprintln!("Successfully deleted VM {uuid}");
+        }
+        Command::Validate {
+            action,
+            brand,
+            file,
+        } => {
+            let action = match action.as_deref() {
+                Some("create") => Action::Create,
+                Some("update") => {
+                    if brand.is_none() {
+                        return Err(OpsError::Usage(
+                            "Will not validate without a valid action and brand.".into(),
+                        ));
+                    }
+                    Action::Update
+                }
+                _ => {
+                    return Err(OpsError::Usage(
+                        "Will not validate without a valid action.".into(),
+                    ))
+                }
+            };
+            let payload = read_payload(file.as_deref())?;
+            match ops::validate::validate(action, brand.as_deref(), &payload) {
+                Ok(msg) => eprintln!("{msg}"),
+                Err(errors) => {
+                    eprintln!(
+                        "{}",
+                        serde_json::to_string_pretty(&errors).unwrap_or_default()
+                    );
+                    return Ok(1);
+                }
+            }
+        }
+        Command::Start { uuid } => {
+            let uuid = parse_uuid(&uuid, "start")?;
+            match ops::start::start(&ctx, &uuid)? {
+                ops::start::Started::Started => eprintln!("Successfully started VM {uuid}"),
+                ops::start::Started::AlreadyRunning => {
+                    eprintln!("Unable to start VM {uuid}: VM {uuid} is already 'running'")
+                }
+            }
+        }
+        Command::Stop(a) => {
+            let uuid = parse_uuid(&a.uuid, "stop")?;
+            match ops::stop::stop(&ctx, &uuid, stop_options(&a))? {
+                ops::stop::Stopped::Stopped => {
+                    eprintln!("Successfully completed stop for VM {uuid}")
+                }
+                ops::stop::Stopped::NotRunning(state) => eprintln!(
+                    "VM {uuid} is already not 'running' (currently: {state})"
+                ),
+            }
+        }
+        Command::Reboot(a) => {
+            let uuid = parse_uuid(&a.uuid, "reboot")?;
+            ops::reboot::reboot(&ctx, &uuid, stop_options(&a))?;
+            eprintln!("Successfully completed reboot for VM {uuid}");
+        }
+        Command::Kill { signal, uuid } => {
+            let uuid = parse_uuid(&uuid, "kill")?;
+            let (name, num) = ops::kill::parse_signal(signal.as_deref().unwrap_or("TERM"))?;
+            ops::kill::kill(&ctx, &uuid, num)?;
+            eprintln!("Sent signal \"{name}\" to init process for VM {uuid}");
+        }
+        Command::Console { uuid } => {
+            let uuid = parse_uuid(&uuid, "console")?;
+            return ops::console::console(&ctx, &uuid);
+        }
+        Command::Exec { uuid, command } => {
+            let uuid = parse_uuid(&uuid, "exec")?;
+            return ops::console::exec(&ctx, &uuid, &command);
+        }
+        Command::Autoboot => {
+            let mut failed = 0;
+            for (uuid, r) in ops::autoboot::autoboot(&ctx)? {
+                match r {
+                    Ok(()) => eprintln!("Successfully started VM {uuid}"),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{e}");
+                    }
+                }
+            }
+            return Ok(if failed > 0 { 1 } else { 0 });
+        }
+        Command::CreateSnapshot { uuid, name } => {
+            let uuid = parse_uuid(&uuid, "create-snapshot")?;
+            ops::snapshot::create_snapshot(&ctx, &uuid, &name)?;
+            eprintln!("Created snapshot {name} for VM {uuid}");
+        }
+        Command::DeleteSnapshot { uuid, name } => {
+            let uuid = parse_uuid(&uuid, "delete-snapshot")?;
+            ops::snapshot::delete_snapshot(&ctx, &uuid, &name)?;
+            eprintln!("Deleted snapshot {name} for VM {uuid}");
+        }
+        Command::RollbackSnapshot { uuid, name } => {
+            let uuid = parse_uuid(&uuid, "rollback-snapshot")?;
+            ops::snapshot::rollback_snapshot(&ctx, &uuid, &name)?;
+            eprintln!("Rolled back snapshot {name} for VM {uuid}");
+        }
+        Command::Info { uuid, types: _ } => {
+            let uuid = parse_uuid(&uuid, "info")?;
+            let vm = ops::get::get(&ctx, &uuid)?;
+            let brand = vm.get("brand").and_then(Value::as_str).unwrap_or("jail");
+            return Err(OpsError::Failed(format!(
+                "Unable to get VM info for VM {uuid}: no info types supported for brand {brand}"
+            )));
+        }
+    }
+    Ok(0)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VMADM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+fn main() {
+    init_logging();
+    let args = rewrite_kill_args(std::env::args().collect());
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    0
+                }
+                ErrorKind::InvalidSubcommand => {
+                    let cmd = args.get(1).cloned().unwrap_or_default();
+                    eprintln!("Invalid command: \"{cmd}\".");
+                    eprintln!("Usage: vmadm <command> [options]  (vmadm --help lists the commands)");
+                    2
+                }
+                _ => {
+                    let _ = e.print();
+                    2
+                }
+            };
+            std::process::exit(code);
+        }
+    };
+    let code = match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,1 +1,24 @@
-//! One module per verb.
+//! One module per verb, plus the shared context, errors, views and the
+//! list/lookup query language. The binaries call only into here.
+
+pub mod autoboot;
+pub mod console;
+pub mod context;
+pub mod create;
+pub mod delete;
+pub mod error;
+pub mod get;
+pub mod kill;
+mod lifecycle;
+pub mod list;
+pub mod query;
+pub mod reboot;
+pub mod snapshot;
+pub mod start;
+pub mod stop;
+pub mod update;
+pub mod validate;
+pub mod view;
+
+pub use context::Ctx;
+pub use error::{parse_uuid, OpsError, OpsResult};

@@ -147,7 +147,7 @@ pub fn new_vm_object(payload: &Map<String, Value>, ctx: &CreateContext) -> Map<S
         ("max_msg_ids", 4096.into()),
         ("max_sem_ids", 4096.into()),
         ("max_shm_ids", 4096.into()),
-        ("limit_priv", Value::from(vec!["default"])),
+        ("limit_priv", "default".into()),
         ("quota", 10.into()),
         ("resolvers", Value::Array(vec![])),
         ("firewall_enabled", false.into()),

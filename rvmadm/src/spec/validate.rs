@@ -116,6 +116,10 @@ pub fn check(input: &Map<String, Value>, action: Action) -> Checked {
                     Kind::NicUpdates => Value::Array(check_nics(key, &v, false, &mut errors)),
                     Kind::Filesystems => Value::Array(check_filesystems(key, &v, &mut errors)),
                     Kind::Keys if key == "remove_nics" => check_macs(key, v, &mut errors),
+                    // SmartOS stores and shows these two lists as comma strings.
+                    Kind::List if key == "limit_priv" || key == "fs_allowed" => {
+                        Value::String(super::value::list_items(&v).unwrap_or_default().join(","))
+                    }
                     _ => v,
                 };
                 payload.insert(key.clone(), v);

@@ -164,10 +164,12 @@ impl Env {
             .collect()
     }
 
-    /// Every file below the state dir, for "nothing changed" checks.
+    /// Every file below the state dir but lock files, for "nothing changed"
+    /// checks.
     pub fn state_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         walk(&self.root().join("state"), &mut out);
+        out.retain(|p| p.extension().is_none_or(|e| e != "lock"));
         out.sort();
         out
     }
@@ -187,10 +189,22 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 impl Drop for Env {
+    /// Destroys the pool. zfs-fuse answers "busy" for a moment after heavy
+    /// use, so retry; a leaked pool keeps ~40 daemon threads alive.
     fn drop(&mut self) {
-        let _ = Command::new("zpool")
-            .args(["destroy", "-f", &self.pool])
-            .output();
+        let mut last = String::new();
+        for attempt in 0..20 {
+            match Command::new("zpool")
+                .args(["destroy", "-f", &self.pool])
+                .output()
+            {
+                Ok(o) if o.status.success() => return,
+                Ok(o) => last = String::from_utf8_lossy(&o.stderr).into_owned(),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50 * (attempt + 1)));
+        }
+        eprintln!("warning: could not destroy test pool {}: {last}", self.pool);
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Each area has its own module; `harness` builds the environment.
 
+mod core;
 mod harness;
 mod imgadm;
 mod imgserver;

@@ -1,0 +1,104 @@
+//! `vmadm list` and `vmadm lookup`: every record read once, runtime state
+//! from one driver query for all VMs, then filter, sort and render.
+
+use super::context::Ctx;
+use super::error::{OpsError, OpsResult};
+use super::query::{self, Filter};
+use super::view::{add_list_fields, full_object};
+use serde_json::{Map, Value};
+
+/// All VMs as list/lookup see them (with `type` and `ram`). A corrupt
+/// record is reported through `warn` and left out; the others still show.
+pub fn all_vms(ctx: &Ctx, warn: &mut dyn FnMut(String)) -> OpsResult<Vec<Map<String, Value>>> {
+    let records = ctx.store.load_all()?;
+    let uuids: Vec<uuid::Uuid> = records.iter().map(|(u, _)| *u).collect();
+    let runtimes = if uuids.is_empty() {
+        Default::default()
+    } else {
+        ctx.runtimes(&uuids)?
+    };
+    let mut out = Vec::with_capacity(records.len());
+    for (uuid, rec) in records {
+        match rec {
+            Ok(rec) => {
+                let mut obj = full_object(&rec, runtimes.get(&uuid), ctx.config.server_uuid.as_deref());
+                add_list_fields(&mut obj);
+                out.push(obj);
+            }
+            Err(e) => warn(format!("WARNING: skipping VM {uuid}: {e}")),
+        }
+    }
+    Ok(out)
+}
+
+fn filtered(ctx: &Ctx, filters: &[String], lookup: bool, warn: &mut dyn FnMut(String)) -> OpsResult<Vec<Map<String, Value>>> {
+    let filters = filters
+        .iter()
+        .map(|f| Filter::parse(f, lookup))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut vms = all_vms(ctx, warn)?;
+    vms.retain(|vm| filters.iter().all(|f| f.matches(vm)));
+    Ok(vms)
+}
+
+pub struct ListOptions {
+    pub columns: Option<String>,
+    pub sort: Option<String>,
+    pub parsable: bool,
+    pub header: bool,
+    pub filters: Vec<String>,
+}
+
+/// The rendered table.
+pub fn list(ctx: &Ctx, opts: &ListOptions, warn: &mut dyn FnMut(String)) -> OpsResult<String> {
+    let columns = query::parse_columns(opts.columns.as_deref().unwrap_or("uuid,type,ram,state,alias"))?;
+    let sort = query::parse_sort(opts.sort.as_deref().unwrap_or("ram,uuid"))?;
+    let mut vms = filtered(ctx, &opts.filters, false, warn)?;
+    query::sort_vms(&mut vms, &sort);
+    Ok(query::render_table(&vms, &columns, opts.parsable, opts.header))
+}
+
+pub struct LookupOptions {
+    pub json: bool,
+    pub unique: bool,
+    pub fields: Option<String>,
+    pub filters: Vec<String>,
+}
+
+/// What lookup prints.
+pub enum LookupOutput {
+    Uuids(Vec<String>),
+    Objects(Vec<Map<String, Value>>),
+}
+
+pub fn lookup(ctx: &Ctx, opts: &LookupOptions, warn: &mut dyn FnMut(String)) -> OpsResult<LookupOutput> {
+    if opts.fields.is_some() && !opts.json {
+        return Err(OpsError::Failed("Cannot specify -o without -j".into()));
+    }
+    let mut vms = filtered(ctx, &opts.filters, true, warn)?;
+    if opts.unique && vms.len() != 1 {
+        return Err(OpsError::Failed(format!(
+            "Requested unique lookup but found {} results.",
+            vms.len()
+        )));
+    }
+    vms.sort_by(|a, b| query::js_string(&a["uuid"]).cmp(&query::js_string(&b["uuid"])));
+    if !opts.json {
+        return Ok(LookupOutput::Uuids(
+            vms.iter().map(|v| query::js_string(&v["uuid"])).collect(),
+        ));
+    }
+    if let Some(fields) = &opts.fields {
+        let keys: Vec<&str> = fields.split(',').collect();
+        vms = vms
+            .into_iter()
+            .map(|vm| {
+                keys.iter()
+                    .filter_map(|k| vm.get(*k).map(|v| ((*k).to_string(), v.clone())))
+                    .collect::<Map<String, Value>>()
+            })
+            .filter(|m| !m.is_empty())
+            .collect();
+    }
+    Ok(LookupOutput::Objects(vms))
+}

@@ -1,0 +1,85 @@
+//! `vmadm create-snapshot|delete-snapshot|rollback-snapshot`: ZFS snapshots
+//! named `<dataset>@vmsnap-<name>`, listed in the record's `snapshots` so
+//! `get` needs no ZFS call.
+
+use super::context::Ctx;
+use super::error::{OpsError, OpsResult};
+use super::lifecycle::lock_and_load;
+use crate::driver::StopOptions;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+fn check_name(name: &str) -> OpsResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:%".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(OpsError::Failed("Invalid snapshot name".into()))
+    }
+}
+
+fn snapshots(vm: &serde_json::Map<String, Value>) -> Vec<Value> {
+    vm.get("snapshots").and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+fn has(list: &[Value], name: &str) -> bool {
+    list.iter().any(|s| s.get("name").and_then(Value::as_str) == Some(name))
+}
+
+pub fn create_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
+    check_name(name)?;
+    let mut l = lock_and_load(ctx, uuid)?;
+    let mut list = snapshots(&l.rec.vm);
+    if has(&list, name) {
+        return Err(OpsError::Failed(format!("snapshot with name \"{name}\" already exists.")));
+    }
+    ctx.zfs().snapshot(&format!("{}@vmsnap-{name}", l.spec.zfs_filesystem))?;
+    let now = crate::store::iso_time(std::time::SystemTime::now());
+    list.insert(0, json!({"name": name, "created_at": now}));
+    l.rec.vm.insert("snapshots".into(), Value::Array(list));
+    ctx.store.save(uuid, &l.rec.vm)?;
+    Ok(())
+}
+
+pub fn delete_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
+    check_name(name)?;
+    let mut l = lock_and_load(ctx, uuid)?;
+    let mut list = snapshots(&l.rec.vm);
+    if !has(&list, name) {
+        return Err(OpsError::Failed(format!("No snapshot named \"{name}\" for VM {uuid}")));
+    }
+    ctx.zfs().destroy(&format!("{}@vmsnap-{name}", l.spec.zfs_filesystem), false)?;
+    list.retain(|s| s.get("name").and_then(Value::as_str) != Some(name));
+    l.rec.vm.insert("snapshots".into(), Value::Array(list));
+    ctx.store.save(uuid, &l.rec.vm)?;
+    Ok(())
+}
+
+/// Rolls back (destroying newer snapshots, as `zfs rollback -r` does). A
+/// running VM is stopped first and started again afterwards.
+pub fn rollback_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
+    check_name(name)?;
+    let mut l = lock_and_load(ctx, uuid)?;
+    let list = snapshots(&l.rec.vm);
+    let Some(pos) = list
+        .iter()
+        .position(|s| s.get("name").and_then(Value::as_str) == Some(name))
+    else {
+        return Err(OpsError::Failed(format!("No snapshot named \"{name}\" for VM {uuid}")));
+    };
+    let was_running = ctx.is_running(uuid)?;
+    if was_running {
+        ctx.driver.stop(&l.spec, StopOptions { force: true, ..Default::default() })?;
+        ctx.driver.cleanup(&l.spec)?;
+    }
+    ctx.zfs().rollback(&format!("{}@vmsnap-{name}", l.spec.zfs_filesystem))?;
+    // The list is newest first: everything before `pos` is gone now.
+    l.rec.vm.insert("snapshots".into(), Value::Array(list[pos..].to_vec()));
+    ctx.store.save(uuid, &l.rec.vm)?;
+    if was_running {
+        ctx.driver.start(&l.spec)?;
+    }
+    Ok(())
+}
