@@ -71,6 +71,9 @@ struct Index {
     by_uuid: HashMap<Uuid, Arc<Entry>>,
     /// Ascending (published_at, uuid): the stable order ListImages pages by.
     sorted: Vec<Arc<Entry>>,
+    /// The body of a plain `GET /images` (what imgadm avail and sdc-clients
+    /// ask first), built on first use after each change.
+    default_list: Option<Bytes>,
 }
 
 impl Index {
@@ -78,6 +81,7 @@ impl Index {
         let mut v: Vec<Arc<Entry>> = self.by_uuid.values().cloned().collect();
         v.sort_by_key(|e| e.sort_key());
         self.sorted = v;
+        self.default_list = None;
     }
 }
 
@@ -159,6 +163,21 @@ impl Catalog {
     pub fn with_sorted<T>(&self, f: impl FnOnce(&[Arc<Entry>]) -> T) -> ApiResult<T> {
         let idx = self.index.read().map_err(|_| poisoned())?;
         Ok(f(&idx.sorted))
+    }
+
+    /// The cached body for an unfiltered list, or `build` run over the
+    /// sorted entries and remembered until the next change.
+    pub fn default_list(&self, build: impl FnOnce(&[Arc<Entry>]) -> Vec<u8>) -> ApiResult<Bytes> {
+        if let Some(b) = &self.index.read().map_err(|_| poisoned())?.default_list {
+            return Ok(b.clone());
+        }
+        let mut idx = self.index.write().map_err(|_| poisoned())?;
+        if let Some(b) = &idx.default_list {
+            return Ok(b.clone());
+        }
+        let body = Bytes::from(build(&idx.sorted));
+        idx.default_list = Some(body.clone());
+        Ok(body)
     }
 
     /// Counts of images per state (for /metrics).

@@ -555,7 +555,7 @@ fn list_images(app: &App, req: &Request<Incoming>) -> ApiResult<Resp> {
                 .ok_or_else(|| ApiError::invalid_param("marker must be a UUID or an ISO date"))?,
         }),
     };
-    let body = app.catalog.with_sorted(|all| {
+    let build = |all: &[Arc<Entry>]| -> Vec<u8> {
         let mut out = Vec::with_capacity(limit.min(all.len()) * 512 + 2);
         out.push(b'[');
         let mut n = 0;
@@ -589,7 +589,13 @@ fn list_images(app: &App, req: &Request<Incoming>) -> ApiResult<Resp> {
         }
         out.push(b']');
         out
-    })?;
+    };
+    if pairs.is_empty() {
+        // No query at all: the common first request, served from a cache.
+        let body = app.catalog.default_list(build)?;
+        return Ok(json_response(StatusCode::OK, body));
+    }
+    let body = app.catalog.with_sorted(build)?;
     Ok(json_response(StatusCode::OK, body))
 }
 

@@ -376,6 +376,24 @@ fn filters_limit_and_inclusive_marker() {
             .collect()
     };
     assert_eq!(list(""), uuids, "ascending published_at");
+    // The unfiltered list is cached; every change must invalidate it.
+    let extra = new_uuid();
+    let mut m = manifest(&extra, "late", "9");
+    m["published_at"] = json!("2024-02-01T00:00:00Z");
+    publish(&s, &m, b"late");
+    assert_eq!(list("").last(), Some(&extra));
+    assert_eq!(
+        request(
+            "DELETE",
+            &s.url(&format!("/images/{extra}")),
+            admin(),
+            &[],
+            None
+        )
+        .status,
+        204
+    );
+    assert_eq!(list(""), uuids);
     assert_eq!(
         list("?name=base"),
         vec![uuids[0].clone(), uuids[2].clone(), uuids[4].clone()]
