@@ -134,6 +134,12 @@ enum Command {
     RollbackSnapshot { uuid: String, name: String },
     /// Hardware-VM information (not available for jails)
     Info { uuid: String, types: Vec<String> },
+    /// Image management: the same as `imgadm <args>`
+    #[command(disable_help_flag = true)]
+    Images {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Turns SmartOS's `kill -9 <uuid>` / `kill -HUP <uuid>` into `-s`.
@@ -219,7 +225,17 @@ fn stop_options(a: &StopArgs) -> StopOptions {
     o
 }
 
+/// `vmadm images …` is `imgadm …`.
+fn images(args: Vec<String>) -> i32 {
+    rvmadm::image::cli::run(std::iter::once("imgadm".to_string()).chain(args).collect())
+}
+
 fn run(cmd: Command) -> OpsResult<i32> {
+    // `vmadm images …` is imgadm; it reads the config itself.
+    let cmd = match cmd {
+        Command::Images { args } => return Ok(images(args)),
+        other => other,
+    };
     let ctx = Ctx::from_env()?;
     let warn = &mut |m: String| eprintln!("{m}");
     match cmd {
@@ -392,6 +408,7 @@ fn run(cmd: Command) -> OpsResult<i32> {
             ops::snapshot::rollback_snapshot(&ctx, &uuid, &name)?;
             eprintln!("Rolled back snapshot {name} for VM {uuid}");
         }
+        Command::Images { args } => return Ok(images(args)),
         Command::Info { uuid, types: _ } => {
             let uuid = parse_uuid(&uuid, "info")?;
             let vm = ops::get::get(&ctx, &uuid)?;

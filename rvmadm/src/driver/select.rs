@@ -1,6 +1,7 @@
 //! Picks the driver for this host from the configuration.
 
 use super::api::{Driver, DriverError, DriverResult, RuntimeState, StopOptions};
+use super::freebsd::FreeBsdDriver;
 use super::linux::LinuxDriver;
 use super::unsupported::Unsupported;
 use crate::config::Config;
@@ -21,10 +22,7 @@ pub fn for_host(config: &Config, runner: Arc<dyn CommandRunner>) -> Box<dyn Driv
     match wanted {
         "linux" => Box::new(LinuxDriver::new(config, runner)),
         "none" => Box::new(Unsupported),
-        "freebsd" => Box::new(Misconfigured(
-            "the freebsd driver is not built yet; set driver = \"none\" or \"linux\" in vmadm.toml"
-                .into(),
-        )),
+        "freebsd" => Box::new(FreeBsdDriver::new(config, runner)),
         other => Box::new(Misconfigured(format!(
             "unknown driver {other:?} in vmadm.toml (use auto, linux, freebsd or none)"
         ))),
@@ -91,13 +89,14 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert_eq!(pick("auto"), "linux");
         }
+        assert_eq!(pick("freebsd"), "freebsd");
         let cfg = Config {
-            driver: "freebsd".into(),
+            driver: "plan9".into(),
             ..Config::default()
         };
         let d = for_host(&cfg, Arc::new(RecordingRunner::new()));
         let e = d.cleanup_msg();
-        assert!(e.contains("freebsd"), "{e}");
+        assert!(e.contains("unknown driver"), "{e}");
     }
 
     trait Msg {
