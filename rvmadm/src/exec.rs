@@ -51,9 +51,9 @@ impl fmt::Display for Argv {
             }
             first = false;
             let plain = !item.is_empty()
-                && item.chars().all(|c| {
-                    c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)
-                });
+                && item
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
             if plain {
                 f.write_str(item)?;
             } else {
@@ -191,10 +191,12 @@ pub fn command(argv: &Argv) -> Command {
 
 /// Waits for a streaming child and turns a failure into an [`ExecError`].
 pub fn wait_checked(argv: &Argv, child: std::process::Child) -> Result<Output, ExecError> {
-    let out = child.wait_with_output().map_err(|source| ExecError::Spawn {
-        argv: argv.clone(),
-        source,
-    })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|source| ExecError::Spawn {
+            argv: argv.clone(),
+            source,
+        })?;
     let result = Output {
         status: status_code(out.status),
         stdout: out.stdout,

@@ -298,7 +298,16 @@ impl<'r> Zfs<'r> {
     pub fn dependent_clones(&self, dataset: &str) -> Result<Vec<String>, ZfsError> {
         let dataset = checked(dataset)?;
         let out = self.zfs(&[
-            "list", "-H", "-r", "-d", "1", "-t", "snapshot", "-o", "name,clones", dataset,
+            "list",
+            "-H",
+            "-r",
+            "-d",
+            "1",
+            "-t",
+            "snapshot",
+            "-o",
+            "name,clones",
+            dataset,
         ])?;
         Ok(out
             .lines()
@@ -443,17 +452,16 @@ mod tests {
     #[test]
     fn destroy_tolerates_missing_and_retries_busy() {
         let r = RecordingRunner::new();
-        r.fail(&["zfs", "destroy"], "cannot destroy 'p/x': dataset does not exist");
+        r.fail(
+            &["zfs", "destroy"],
+            "cannot destroy 'p/x': dataset does not exist",
+        );
         Zfs::new(&r).destroy("p/x", false).unwrap();
 
         let r = RecordingRunner::new();
         r.fail(&["zfs", "destroy"], "cannot unmount: dataset is busy");
         assert!(Zfs::new(&r).destroy("p/y", true).is_err());
-        let destroys = r
-            .calls()
-            .iter()
-            .filter(|a| a.0[1] == "destroy")
-            .count();
+        let destroys = r.calls().iter().filter(|a| a.0[1] == "destroy").count();
         assert_eq!(destroys, 6);
     }
 

@@ -6,7 +6,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use rvmadm::driver::StopOptions;
-use rvmadm::ops::list::{LookupOptions, LookupOutput, ListOptions};
+use rvmadm::ops::list::{ListOptions, LookupOptions, LookupOutput};
 use rvmadm::ops::{self, parse_uuid, Ctx, OpsError, OpsResult};
 use rvmadm::spec::Action;
 use serde_json::{Map, Value};
@@ -165,7 +165,9 @@ fn read_payload(file: Option<&str>) -> OpsResult<Map<String, Value>> {
     match file {
         Some(path) if path != "-" => {
             let f = std::fs::File::open(path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => OpsError::Failed(format!("File: {path} does not exist.")),
+                std::io::ErrorKind::NotFound => {
+                    OpsError::Failed(format!("File: {path} does not exist."))
+                }
                 _ => OpsError::Failed(format!("File: {path} cannot be read: {e}")),
             })?;
             f.take(MAX_PAYLOAD + 1)
@@ -183,7 +185,9 @@ fn read_payload(file: Option<&str>) -> OpsResult<Map<String, Value>> {
                 .lock()
                 .take(MAX_PAYLOAD + 1)
                 .read_to_string(&mut text)
-                .map_err(|e| OpsError::Failed(format!("Invalid JSON payload: cannot read stdin: {e}")))?;
+                .map_err(|e| {
+                    OpsError::Failed(format!("Invalid JSON payload: cannot read stdin: {e}"))
+                })?;
         }
     }
     if text.len() as u64 > MAX_PAYLOAD {
@@ -194,7 +198,9 @@ fn read_payload(file: Option<&str>) -> OpsResult<Map<String, Value>> {
     }
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(OpsError::Failed("Invalid JSON payload: not a JSON object".into())),
+        Ok(_) => Err(OpsError::Failed(
+            "Invalid JSON payload: not a JSON object".into(),
+        )),
         Err(e) => Err(OpsError::Failed(format!("Invalid JSON payload: {e}"))),
     }
 }
@@ -202,7 +208,11 @@ fn read_payload(file: Option<&str>) -> OpsResult<Map<String, Value>> {
 /// Writes data to stdout; a closed pipe ends the program quietly (exit 0).
 fn out(text: &str) {
     let mut so = std::io::stdout().lock();
-    if so.write_all(text.as_bytes()).and_then(|_| so.flush()).is_err() {
+    if so
+        .write_all(text.as_bytes())
+        .and_then(|_| so.flush())
+        .is_err()
+    {
         std::process::exit(0);
     }
 }
@@ -356,9 +366,9 @@ fn run(cmd: Command) -> OpsResult<i32> {
                 ops::stop::Stopped::Stopped => {
                     eprintln!("Successfully completed stop for VM {uuid}")
                 }
-                ops::stop::Stopped::NotRunning(state) => eprintln!(
-                    "VM {uuid} is already not 'running' (currently: {state})"
-                ),
+                ops::stop::Stopped::NotRunning(state) => {
+                    eprintln!("VM {uuid} is already not 'running' (currently: {state})")
+                }
             }
         }
         Command::Reboot(a) => {
@@ -446,7 +456,9 @@ fn main() {
                 ErrorKind::InvalidSubcommand => {
                     let cmd = args.get(1).cloned().unwrap_or_default();
                     eprintln!("Invalid command: \"{cmd}\".");
-                    eprintln!("Usage: vmadm <command> [options]  (vmadm --help lists the commands)");
+                    eprintln!(
+                        "Usage: vmadm <command> [options]  (vmadm --help lists the commands)"
+                    );
                     2
                 }
                 _ => {

@@ -29,7 +29,9 @@ pub fn autoboot(ctx: &Ctx) -> OpsResult<Vec<(Uuid, Result<(), String>)>> {
         if running.get(&uuid).is_some_and(|r| r.running) {
             continue;
         }
-        let r = super::start::start(ctx, &uuid).map(|_| ()).map_err(|e| e.to_string());
+        let r = super::start::start(ctx, &uuid)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
         out.push((uuid, r));
     }
     Ok(out)

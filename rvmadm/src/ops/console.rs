@@ -10,7 +10,9 @@ fn running_spec(ctx: &Ctx, uuid: &Uuid, what: &str) -> OpsResult<crate::spec::Vm
     let rt = ctx.runtime(uuid)?;
     if !rt.as_ref().is_some_and(|r| r.running) {
         let (state, _) = super::view::states(&rec, rt.as_ref());
-        return Err(OpsError::Failed(format!("cannot {what} when state is '{state}'")));
+        return Err(OpsError::Failed(format!(
+            "cannot {what} when state is '{state}'"
+        )));
     }
     ctx.spec(&rec)
 }
@@ -22,7 +24,9 @@ pub fn console(ctx: &Ctx, uuid: &Uuid) -> OpsResult<i32> {
 
 pub fn exec(ctx: &Ctx, uuid: &Uuid, argv: &[String]) -> OpsResult<i32> {
     if argv.is_empty() {
-        return Err(OpsError::Usage("exec needs a command: vmadm exec <uuid> -- cmd [args]".into()));
+        return Err(OpsError::Usage(
+            "exec needs a command: vmadm exec <uuid> -- cmd [args]".into(),
+        ));
     }
     let spec = running_spec(ctx, uuid, "run a command")?;
     Ok(ctx.driver.exec(&spec, argv)?)

@@ -45,7 +45,9 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     let _global = ctx.store.lock_global()?;
     sweep_incomplete(ctx);
     if ctx.store.exists(&uuid) || zfs.exists(&dataset)? {
-        return Err(OpsError::Failed(format!("VM with UUID {uuid} already exists")));
+        return Err(OpsError::Failed(format!(
+            "VM with UUID {uuid} already exists"
+        )));
     }
     if !zfs.pool_exists(&pool)? {
         return Err(OpsError::Failed(format!(
@@ -74,7 +76,11 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     ctx.store.save(&uuid, &obj)?;
 
     let quota = obj.get("quota").and_then(Value::as_u64).unwrap_or(0);
-    let quota_prop = if quota == 0 { "none".to_string() } else { format!("{quota}G") };
+    let quota_prop = if quota == 0 {
+        "none".to_string()
+    } else {
+        format!("{quota}G")
+    };
     let made = zfs
         .clone_snapshot(&origin, &dataset, &[("quota", &quota_prop)])
         .map_err(OpsError::from)
@@ -87,7 +93,10 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
             return Err(e);
         }
     };
-    obj.insert("zonepath".into(), Value::String(mountpoint.display().to_string()));
+    obj.insert(
+        "zonepath".into(),
+        Value::String(mountpoint.display().to_string()),
+    );
     obj.remove(INCOMPLETE_KEY);
     if let Err(e) = ctx.store.save(&uuid, &obj) {
         let _ = zfs.destroy(&dataset, true);
@@ -101,10 +110,17 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
             .load(&uuid)?
             .ok_or_else(|| OpsError::no_such_vm(&uuid))
             .and_then(|rec| ctx.spec(&rec))
-            .and_then(|spec| ctx.driver.start(&spec).map(|_| spec).map_err(OpsError::from));
+            .and_then(|spec| {
+                ctx.driver
+                    .start(&spec)
+                    .map(|_| spec)
+                    .map_err(OpsError::from)
+            });
         if let Err(e) = boot {
             undo(ctx, &uuid, &dataset, &obj);
-            return Err(OpsError::Failed(format!("failed to boot VM {uuid}: {e}; the VM was not created")));
+            return Err(OpsError::Failed(format!(
+                "failed to boot VM {uuid}: {e}; the VM was not created"
+            )));
         }
     }
     Ok(uuid)
@@ -122,7 +138,9 @@ fn undo(ctx: &Ctx, uuid: &Uuid, dataset: &str, obj: &Map<String, Value>) {
 /// Cleans up records left incomplete by a create that died. Callers hold
 /// the global lock, so no live create can own them.
 pub fn sweep_incomplete(ctx: &Ctx) {
-    let Ok(all) = ctx.store.load_all() else { return };
+    let Ok(all) = ctx.store.load_all() else {
+        return;
+    };
     for (uuid, rec) in all {
         let Ok(rec) = rec else { continue };
         if rec.vm.get(INCOMPLETE_KEY) != Some(&Value::Bool(true)) {

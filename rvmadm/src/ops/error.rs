@@ -45,8 +45,11 @@ pub type OpsResult<T> = Result<T, OpsError>;
 /// Parses a UUID argument with vmadm's message on failure.
 pub fn parse_uuid(arg: &str, command: &str) -> OpsResult<Uuid> {
     if crate::spec::value::is_uuid(arg) {
-        Uuid::parse_str(arg).map_err(|_| OpsError::Usage(format!("Invalid or missing UUID for {command}")))
+        Uuid::parse_str(arg)
+            .map_err(|_| OpsError::Usage(format!("Invalid or missing UUID for {command}")))
     } else {
-        Err(OpsError::Usage(format!("Invalid or missing UUID for {command}")))
+        Err(OpsError::Usage(format!(
+            "Invalid or missing UUID for {command}"
+        )))
     }
 }

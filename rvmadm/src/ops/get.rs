@@ -9,5 +9,9 @@ use uuid::Uuid;
 pub fn get(ctx: &Ctx, uuid: &Uuid) -> OpsResult<Map<String, Value>> {
     let rec = ctx.record(uuid)?;
     let rt = ctx.runtime(uuid)?;
-    Ok(full_object(&rec, rt.as_ref(), ctx.config.server_uuid.as_deref()))
+    Ok(full_object(
+        &rec,
+        rt.as_ref(),
+        ctx.config.server_uuid.as_deref(),
+    ))
 }

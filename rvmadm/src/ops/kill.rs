@@ -5,11 +5,36 @@ use super::error::{OpsError, OpsResult};
 use uuid::Uuid;
 
 const SIGNALS: &[(&str, i32)] = &[
-    ("HUP", 1), ("INT", 2), ("QUIT", 3), ("ILL", 4), ("TRAP", 5), ("ABRT", 6), ("BUS", 7),
-    ("FPE", 8), ("KILL", 9), ("USR1", 10), ("SEGV", 11), ("USR2", 12), ("PIPE", 13),
-    ("ALRM", 14), ("TERM", 15), ("CHLD", 17), ("CONT", 18), ("STOP", 19), ("TSTP", 20),
-    ("TTIN", 21), ("TTOU", 22), ("URG", 23), ("XCPU", 24), ("XFSZ", 25), ("VTALRM", 26),
-    ("PROF", 27), ("WINCH", 28), ("IO", 29), ("PWR", 30), ("SYS", 31),
+    ("HUP", 1),
+    ("INT", 2),
+    ("QUIT", 3),
+    ("ILL", 4),
+    ("TRAP", 5),
+    ("ABRT", 6),
+    ("BUS", 7),
+    ("FPE", 8),
+    ("KILL", 9),
+    ("USR1", 10),
+    ("SEGV", 11),
+    ("USR2", 12),
+    ("PIPE", 13),
+    ("ALRM", 14),
+    ("TERM", 15),
+    ("CHLD", 17),
+    ("CONT", 18),
+    ("STOP", 19),
+    ("TSTP", 20),
+    ("TTIN", 21),
+    ("TTOU", 22),
+    ("URG", 23),
+    ("XCPU", 24),
+    ("XFSZ", 25),
+    ("VTALRM", 26),
+    ("PROF", 27),
+    ("WINCH", 28),
+    ("IO", 29),
+    ("PWR", 30),
+    ("SYS", 31),
 ];
 
 /// Parses `9`, `KILL` or `SIGKILL` into (canonical name, number).
@@ -30,7 +55,9 @@ pub fn kill(ctx: &Ctx, uuid: &Uuid, signal: i32) -> OpsResult<()> {
     let rec = ctx.record(uuid)?;
     let spec = ctx.spec(&rec)?;
     if !ctx.is_running(uuid)? {
-        return Err(OpsError::Failed(format!("Cannot find running init PID for VM {uuid}")));
+        return Err(OpsError::Failed(format!(
+            "Cannot find running init PID for VM {uuid}"
+        )));
     }
     ctx.driver.kill(&spec, signal)?;
     Ok(())

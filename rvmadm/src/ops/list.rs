@@ -21,7 +21,8 @@ pub fn all_vms(ctx: &Ctx, warn: &mut dyn FnMut(String)) -> OpsResult<Vec<Map<Str
     for (uuid, rec) in records {
         match rec {
             Ok(rec) => {
-                let mut obj = full_object(&rec, runtimes.get(&uuid), ctx.config.server_uuid.as_deref());
+                let mut obj =
+                    full_object(&rec, runtimes.get(&uuid), ctx.config.server_uuid.as_deref());
                 add_list_fields(&mut obj);
                 out.push(obj);
             }
@@ -31,7 +32,12 @@ pub fn all_vms(ctx: &Ctx, warn: &mut dyn FnMut(String)) -> OpsResult<Vec<Map<Str
     Ok(out)
 }
 
-fn filtered(ctx: &Ctx, filters: &[String], lookup: bool, warn: &mut dyn FnMut(String)) -> OpsResult<Vec<Map<String, Value>>> {
+fn filtered(
+    ctx: &Ctx,
+    filters: &[String],
+    lookup: bool,
+    warn: &mut dyn FnMut(String),
+) -> OpsResult<Vec<Map<String, Value>>> {
     let filters = filters
         .iter()
         .map(|f| Filter::parse(f, lookup))
@@ -51,11 +57,20 @@ pub struct ListOptions {
 
 /// The rendered table.
 pub fn list(ctx: &Ctx, opts: &ListOptions, warn: &mut dyn FnMut(String)) -> OpsResult<String> {
-    let columns = query::parse_columns(opts.columns.as_deref().unwrap_or("uuid,type,ram,state,alias"))?;
+    let columns = query::parse_columns(
+        opts.columns
+            .as_deref()
+            .unwrap_or("uuid,type,ram,state,alias"),
+    )?;
     let sort = query::parse_sort(opts.sort.as_deref().unwrap_or("ram,uuid"))?;
     let mut vms = filtered(ctx, &opts.filters, false, warn)?;
     query::sort_vms(&mut vms, &sort);
-    Ok(query::render_table(&vms, &columns, opts.parsable, opts.header))
+    Ok(query::render_table(
+        &vms,
+        &columns,
+        opts.parsable,
+        opts.header,
+    ))
 }
 
 pub struct LookupOptions {
@@ -71,7 +86,11 @@ pub enum LookupOutput {
     Objects(Vec<Map<String, Value>>),
 }
 
-pub fn lookup(ctx: &Ctx, opts: &LookupOptions, warn: &mut dyn FnMut(String)) -> OpsResult<LookupOutput> {
+pub fn lookup(
+    ctx: &Ctx,
+    opts: &LookupOptions,
+    warn: &mut dyn FnMut(String),
+) -> OpsResult<LookupOutput> {
     if opts.fields.is_some() && !opts.json {
         return Err(OpsError::Failed("Cannot specify -o without -j".into()));
     }

@@ -57,10 +57,25 @@ pub const LIST_FIELDS: &[(&str, &str, usize)] = &[
 
 const HASHES: &[&str] = &["customer_metadata", "internal_metadata", "routes", "tags"];
 const NIC_FILTER_KEYS: &[&str] = &[
-    "dhcp_server", "gateway", "interface", "ip", "mac", "model", "netmask", "nic_tag", "vlan_id",
+    "dhcp_server",
+    "gateway",
+    "interface",
+    "ip",
+    "mac",
+    "model",
+    "netmask",
+    "nic_tag",
+    "vlan_id",
 ];
 const DISK_FILTER_KEYS: &[&str] = &[
-    "boot", "image_name", "image_size", "image_uuid", "size", "media", "model", "zpool",
+    "boot",
+    "image_name",
+    "image_size",
+    "image_uuid",
+    "size",
+    "media",
+    "model",
+    "zpool",
 ];
 
 fn plain_field(key: &str) -> Option<&'static (&'static str, &'static str, usize)> {
@@ -405,10 +420,24 @@ mod tests {
 
     #[test]
     fn keys() {
-        for ok in ["alias", "nics.*.ip", "nics.0.mac", "tags.role", "customer_metadata.x", "disks.*.size"] {
+        for ok in [
+            "alias",
+            "nics.*.ip",
+            "nics.0.mac",
+            "tags.role",
+            "customer_metadata.x",
+            "disks.*.size",
+        ] {
             assert!(valid_filter_key(ok), "{ok}");
         }
-        for bad in ["bogus", "nics.*.ips", "nics.x.ip", "tags.", "nics", "state.x"] {
+        for bad in [
+            "bogus",
+            "nics.*.ips",
+            "nics.x.ip",
+            "tags.",
+            "nics",
+            "state.x",
+        ] {
             assert!(!valid_filter_key(bad), "{bad}");
         }
         assert!(valid_column("nics.0.ip"));
@@ -456,12 +485,17 @@ mod tests {
         sort_vms(&mut vms, &parse_sort("-ram,uuid").unwrap());
         let order: Vec<&str> = vms.iter().map(|v| v["uuid"].as_str().unwrap()).collect();
         assert_eq!(order, ["b", "c", "a", "d"]);
-        assert_eq!(parse_sort("nope").unwrap_err(), QueryError::SortField("nope".into()));
+        assert_eq!(
+            parse_sort("nope").unwrap_err(),
+            QueryError::SortField("nope".into())
+        );
     }
 
     #[test]
     fn table_format() {
-        let vms = vec![vm(json!({"uuid": "u1", "type": "OS", "ram": 256, "state": "running", "alias": "averyveryverylongalias", "autoboot": false, "quota": 0}))];
+        let vms = vec![vm(
+            json!({"uuid": "u1", "type": "OS", "ram": 256, "state": "running", "alias": "averyveryverylongalias", "autoboot": false, "quota": 0}),
+        )];
         let cols = parse_columns("uuid,type,ram,state,alias").unwrap();
         let t = render_table(&vms, &cols, false, true);
         let want = format!(
@@ -473,7 +507,10 @@ mod tests {
         assert_eq!(render_table(&vms, &cols, true, false), "u1::0:\n");
         assert!(render_table(&vms, &cols, false, false).starts_with("u1"));
         assert!(render_table(&vms, &cols, false, false).contains("-"));
-        assert_eq!(parse_columns("x").unwrap_err(), QueryError::OrderField("x".into()));
+        assert_eq!(
+            parse_columns("x").unwrap_err(),
+            QueryError::OrderField("x".into())
+        );
     }
 
     #[test]

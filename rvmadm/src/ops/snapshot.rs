@@ -12,7 +12,9 @@ use uuid::Uuid;
 fn check_name(name: &str) -> OpsResult<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:%".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:%".contains(c));
     if ok {
         Ok(())
     } else {
@@ -21,11 +23,15 @@ fn check_name(name: &str) -> OpsResult<()> {
 }
 
 fn snapshots(vm: &serde_json::Map<String, Value>) -> Vec<Value> {
-    vm.get("snapshots").and_then(Value::as_array).cloned().unwrap_or_default()
+    vm.get("snapshots")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn has(list: &[Value], name: &str) -> bool {
-    list.iter().any(|s| s.get("name").and_then(Value::as_str) == Some(name))
+    list.iter()
+        .any(|s| s.get("name").and_then(Value::as_str) == Some(name))
 }
 
 pub fn create_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
@@ -33,9 +39,12 @@ pub fn create_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
     let mut l = lock_and_load(ctx, uuid)?;
     let mut list = snapshots(&l.rec.vm);
     if has(&list, name) {
-        return Err(OpsError::Failed(format!("snapshot with name \"{name}\" already exists.")));
+        return Err(OpsError::Failed(format!(
+            "snapshot with name \"{name}\" already exists."
+        )));
     }
-    ctx.zfs().snapshot(&format!("{}@vmsnap-{name}", l.spec.zfs_filesystem))?;
+    ctx.zfs()
+        .snapshot(&format!("{}@vmsnap-{name}", l.spec.zfs_filesystem))?;
     let now = crate::store::iso_time(std::time::SystemTime::now());
     list.insert(0, json!({"name": name, "created_at": now}));
     l.rec.vm.insert("snapshots".into(), Value::Array(list));
@@ -48,9 +57,12 @@ pub fn delete_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
     let mut l = lock_and_load(ctx, uuid)?;
     let mut list = snapshots(&l.rec.vm);
     if !has(&list, name) {
-        return Err(OpsError::Failed(format!("No snapshot named \"{name}\" for VM {uuid}")));
+        return Err(OpsError::Failed(format!(
+            "No snapshot named \"{name}\" for VM {uuid}"
+        )));
     }
-    ctx.zfs().destroy(&format!("{}@vmsnap-{name}", l.spec.zfs_filesystem), false)?;
+    ctx.zfs()
+        .destroy(&format!("{}@vmsnap-{name}", l.spec.zfs_filesystem), false)?;
     list.retain(|s| s.get("name").and_then(Value::as_str) != Some(name));
     l.rec.vm.insert("snapshots".into(), Value::Array(list));
     ctx.store.save(uuid, &l.rec.vm)?;
@@ -67,16 +79,27 @@ pub fn rollback_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
         .iter()
         .position(|s| s.get("name").and_then(Value::as_str) == Some(name))
     else {
-        return Err(OpsError::Failed(format!("No snapshot named \"{name}\" for VM {uuid}")));
+        return Err(OpsError::Failed(format!(
+            "No snapshot named \"{name}\" for VM {uuid}"
+        )));
     };
     let was_running = ctx.is_running(uuid)?;
     if was_running {
-        ctx.driver.stop(&l.spec, StopOptions { force: true, ..Default::default() })?;
+        ctx.driver.stop(
+            &l.spec,
+            StopOptions {
+                force: true,
+                ..Default::default()
+            },
+        )?;
         ctx.driver.cleanup(&l.spec)?;
     }
-    ctx.zfs().rollback(&format!("{}@vmsnap-{name}", l.spec.zfs_filesystem))?;
+    ctx.zfs()
+        .rollback(&format!("{}@vmsnap-{name}", l.spec.zfs_filesystem))?;
     // The list is newest first: everything before `pos` is gone now.
-    l.rec.vm.insert("snapshots".into(), Value::Array(list[pos..].to_vec()));
+    l.rec
+        .vm
+        .insert("snapshots".into(), Value::Array(list[pos..].to_vec()));
     ctx.store.save(uuid, &l.rec.vm)?;
     if was_running {
         ctx.driver.start(&l.spec)?;

@@ -15,9 +15,11 @@ use uuid::Uuid;
 pub fn payload_from_args(args: &[String]) -> OpsResult<Map<String, Value>> {
     let mut out = Map::new();
     for a in args {
-        let (k, v) = a
-            .split_once('=')
-            .ok_or_else(|| OpsError::Usage(format!("Invalid argument to update: {a} (expected key=value)")))?;
+        let (k, v) = a.split_once('=').ok_or_else(|| {
+            OpsError::Usage(format!(
+                "Invalid argument to update: {a} (expected key=value)"
+            ))
+        })?;
         out.insert(k.to_string(), Value::String(v.to_string()));
     }
     Ok(out)
@@ -39,7 +41,9 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
     let _lock = ctx.store.lock_vm(uuid)?;
     let rec = ctx.record(uuid)?;
     if rec.vm.get(INCOMPLETE_KEY).is_some() {
-        return Err(OpsError::Failed(format!("VM {uuid} is incomplete; delete it and create it again")));
+        return Err(OpsError::Failed(format!(
+            "VM {uuid} is incomplete; delete it and create it again"
+        )));
     }
     let mut obj = rec.vm.clone();
     let outcome = apply_update(&mut obj, &checked.payload).map_err(OpsError::Failed)?;
@@ -54,7 +58,10 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
     let zfs = ctx.zfs();
     for k in &outcome.changed {
         match k.as_str() {
-            "quota" => zfs.set_quota_gib(&dataset, obj.get("quota").and_then(Value::as_u64).unwrap_or(0))?,
+            "quota" => zfs.set_quota_gib(
+                &dataset,
+                obj.get("quota").and_then(Value::as_u64).unwrap_or(0),
+            )?,
             "zfs_root_compression" => zfs.set(
                 &dataset,
                 "compression",
@@ -82,7 +89,12 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
     }
     ctx.store.save(uuid, &obj)?;
     let mut need_reboot = Vec::new();
-    let live: Vec<String> = outcome.live.iter().filter(|k| k.as_str() != "quota").cloned().collect();
+    let live: Vec<String> = outcome
+        .live
+        .iter()
+        .filter(|k| k.as_str() != "quota")
+        .cloned()
+        .collect();
     if !live.is_empty() && ctx.is_running(uuid)? {
         let spec = crate::spec::VmSpec::from_object(&obj).map_err(OpsError::Failed)?;
         need_reboot = ctx.driver.update_live(&spec, &live)?;

@@ -5,9 +5,16 @@ use crate::spec::{self, brand, Action};
 use serde_json::{json, Map, Value};
 
 /// `Ok(message)` for a valid payload, `Err(json)` with the error object.
-pub fn validate(action: Action, brand_arg: Option<&str>, payload: &Map<String, Value>) -> Result<String, Value> {
+pub fn validate(
+    action: Action,
+    brand_arg: Option<&str>,
+    payload: &Map<String, Value>,
+) -> Result<String, Value> {
     let brand = match action {
-        Action::Create => payload.get("brand").and_then(Value::as_str).map(str::to_string),
+        Action::Create => payload
+            .get("brand")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         Action::Update => brand_arg.map(str::to_string),
     };
     let brand = match brand {
@@ -17,7 +24,10 @@ pub fn validate(action: Action, brand_arg: Option<&str>, payload: &Map<String, V
     };
     let checked = spec::check(payload, action);
     if checked.errors.is_clean() {
-        Ok(format!("VALID '{}' payload for {brand} brand VMs.", action.as_str()))
+        Ok(format!(
+            "VALID '{}' payload for {brand} brand VMs.",
+            action.as_str()
+        ))
     } else {
         Err(serde_json::to_value(&checked.errors).unwrap_or(Value::Null))
     }
@@ -33,13 +43,25 @@ mod tests {
 
     #[test]
     fn answers() {
-        let ok = validate(Action::Create, None, &obj(json!({"brand": "joyent", "image_uuid": "11111111-2222-4333-8444-555555555555"})));
+        let ok = validate(
+            Action::Create,
+            None,
+            &obj(json!({"brand": "joyent", "image_uuid": "11111111-2222-4333-8444-555555555555"})),
+        );
         assert_eq!(ok.unwrap(), "VALID 'create' payload for joyent brand VMs.");
         let bad = validate(Action::Create, None, &obj(json!({"brand": "kvm"}))).unwrap_err();
         assert_eq!(bad, json!({"bad_brand": "kvm"}));
         let bad = validate(Action::Create, None, &obj(json!({}))).unwrap_err();
         assert_eq!(bad, json!({"bad_brand": "undefined"}));
-        let bad = validate(Action::Update, Some("jail"), &obj(json!({"quota": -1, "foo": 1}))).unwrap_err();
-        assert_eq!(bad, json!({"bad_values": ["quota"], "bad_properties": ["foo"], "missing_properties": []}));
+        let bad = validate(
+            Action::Update,
+            Some("jail"),
+            &obj(json!({"quota": -1, "foo": 1})),
+        )
+        .unwrap_err();
+        assert_eq!(
+            bad,
+            json!({"bad_values": ["quota"], "bad_properties": ["foo"], "missing_properties": []})
+        );
     }
 }

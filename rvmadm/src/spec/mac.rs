@@ -40,9 +40,21 @@ mod tests {
 
     #[test]
     fn normalizes() {
-        assert_eq!(normalize("2:8:20:A:b:3").as_deref(), Some("02:08:20:0a:0b:03"));
-        assert_eq!(normalize("02-08-20-0a-0b-03").as_deref(), Some("02:08:20:0a:0b:03"));
-        for bad in ["", "02:08:20:0a:0b", "02:08:20:0a:0b:03:04", "0g:08:20:0a:0b:03", "002:08:20:0a:0b:03"] {
+        assert_eq!(
+            normalize("2:8:20:A:b:3").as_deref(),
+            Some("02:08:20:0a:0b:03")
+        );
+        assert_eq!(
+            normalize("02-08-20-0a-0b-03").as_deref(),
+            Some("02:08:20:0a:0b:03")
+        );
+        for bad in [
+            "",
+            "02:08:20:0a:0b",
+            "02:08:20:0a:0b:03:04",
+            "0g:08:20:0a:0b:03",
+            "002:08:20:0a:0b:03",
+        ] {
             assert!(normalize(bad).is_none(), "{bad}");
         }
     }

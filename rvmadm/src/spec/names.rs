@@ -42,8 +42,19 @@ mod tests {
         assert!(valid_hostname("web01"));
         assert!(valid_hostname("a.example.com"));
         for bad in [
-            "", "-a", "a-", "a..b", "a b", "a;b", "$(id)", "a/b", "..", "a\nb", "a\0b",
-            &"x".repeat(64), "a_b",
+            "",
+            "-a",
+            "a-",
+            "a..b",
+            "a b",
+            "a;b",
+            "$(id)",
+            "a/b",
+            "..",
+            "a\nb",
+            "a\0b",
+            &"x".repeat(64),
+            "a_b",
         ] {
             assert!(!valid_hostname(bad), "{bad:?}");
         }
@@ -53,7 +64,19 @@ mod tests {
     fn aliases() {
         assert!(valid_alias("web server (prod)"));
         assert!(valid_alias("db-1"));
-        for bad in ["", "..", "../x", "a/b", "a;b", "a`b`", "$(x)", "a\nb", "a\0b", " a", &"y".repeat(129)] {
+        for bad in [
+            "",
+            "..",
+            "../x",
+            "a/b",
+            "a;b",
+            "a`b`",
+            "$(x)",
+            "a\nb",
+            "a\0b",
+            " a",
+            &"y".repeat(129),
+        ] {
             assert!(!valid_alias(bad), "{bad:?}");
         }
     }

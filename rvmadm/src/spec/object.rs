@@ -54,10 +54,16 @@ fn complete_nics(nics: &mut [Value], existing: &[Value], brand: &str) {
     let mut used: Vec<String> = existing
         .iter()
         .chain(nics.iter())
-        .filter_map(|n| n.get("interface").and_then(Value::as_str).map(str::to_string))
+        .filter_map(|n| {
+            n.get("interface")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .collect();
     for nic in nics.iter_mut() {
-        let Some(obj) = nic.as_object_mut() else { continue };
+        let Some(obj) = nic.as_object_mut() else {
+            continue;
+        };
         if !obj.contains_key("interface") {
             let name = (0..)
                 .map(|i| format!("{prefix}{i}"))
@@ -70,20 +76,21 @@ fn complete_nics(nics: &mut [Value], existing: &[Value], brand: &str) {
             obj.insert("mac".into(), Value::String(mac::generate()));
         }
         // Keep the legacy single-address fields SmartOS shows in `get`.
-        let first_v4 = obj
-            .get("ips")
-            .and_then(Value::as_array)
-            .and_then(|ips| {
-                ips.iter()
-                    .filter_map(Value::as_str)
-                    .find(|ip| ip.contains('.') || *ip == "dhcp")
-                    .map(str::to_string)
-            });
+        let first_v4 = obj.get("ips").and_then(Value::as_array).and_then(|ips| {
+            ips.iter()
+                .filter_map(Value::as_str)
+                .find(|ip| ip.contains('.') || *ip == "dhcp")
+                .map(str::to_string)
+        });
         if let Some(ip) = first_v4 {
             match ip.split_once('/') {
                 Some((addr, bits)) => {
                     let bits: u32 = bits.parse().unwrap_or(32);
-                    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+                    let mask = if bits == 0 {
+                        0
+                    } else {
+                        u32::MAX << (32 - bits)
+                    };
                     obj.insert("ip".into(), Value::String(addr.into()));
                     obj.insert(
                         "netmask".into(),
@@ -119,7 +126,11 @@ fn sort_nics(nics: &mut [Value]) {
 
 /// Makes sure exactly one NIC is primary when there are any.
 fn ensure_primary(nics: &mut [Value]) {
-    if nics.is_empty() || nics.iter().any(|n| n.get("primary") == Some(&Value::Bool(true))) {
+    if nics.is_empty()
+        || nics
+            .iter()
+            .any(|n| n.get("primary") == Some(&Value::Bool(true)))
+    {
         return;
     }
     if let Some(obj) = nics[0].as_object_mut() {
@@ -175,7 +186,10 @@ pub fn new_vm_object(payload: &Map<String, Value>, ctx: &CreateContext) -> Map<S
     o.insert("uuid".into(), ctx.uuid.into());
     o.entry("zonename".to_string())
         .or_insert_with(|| ctx.uuid.into());
-    o.insert("zfs_filesystem".into(), format!("{pool}/{}", ctx.uuid).into());
+    o.insert(
+        "zfs_filesystem".into(),
+        format!("{pool}/{}", ctx.uuid).into(),
+    );
     o.insert("zonepath".into(), ctx.zonepath.into());
     o.insert("create_timestamp".into(), ctx.now.into());
     o.insert("last_modified".into(), ctx.now.into());
@@ -205,10 +219,20 @@ pub fn apply_update(
         .to_string();
     for (k, v) in payload {
         match k.as_str() {
-            "set_customer_metadata" | "set_internal_metadata" | "set_tags" | "set_routes"
-            | "remove_customer_metadata" | "remove_internal_metadata" | "remove_tags"
-            | "remove_routes" | "add_nics" | "update_nics" | "remove_nics"
-            | "add_filesystems" | "update_filesystems" | "remove_filesystems" => {}
+            "set_customer_metadata"
+            | "set_internal_metadata"
+            | "set_tags"
+            | "set_routes"
+            | "remove_customer_metadata"
+            | "remove_internal_metadata"
+            | "remove_tags"
+            | "remove_routes"
+            | "add_nics"
+            | "update_nics"
+            | "remove_nics"
+            | "add_filesystems"
+            | "update_filesystems"
+            | "remove_filesystems" => {}
             _ if v.is_null() => {
                 obj.remove(k);
             }
@@ -224,12 +248,18 @@ pub fn apply_update(
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        if let Some(keys) = payload.get(&format!("remove_{target}")).and_then(Value::as_array) {
+        if let Some(keys) = payload
+            .get(&format!("remove_{target}"))
+            .and_then(Value::as_array)
+        {
             for key in keys.iter().filter_map(Value::as_str) {
                 map.remove(key);
             }
         }
-        if let Some(set) = payload.get(&format!("set_{target}")).and_then(Value::as_object) {
+        if let Some(set) = payload
+            .get(&format!("set_{target}"))
+            .and_then(Value::as_object)
+        {
             for (key, val) in set {
                 map.insert(key.clone(), val.clone());
             }
@@ -241,7 +271,12 @@ pub fn apply_update(
     if payload.keys().any(|k| {
         matches!(
             k.as_str(),
-            "ram" | "max_physical_memory" | "max_locked_memory" | "max_swap" | "tmpfs" | "max_shm_memory"
+            "ram"
+                | "max_physical_memory"
+                | "max_locked_memory"
+                | "max_swap"
+                | "tmpfs"
+                | "max_shm_memory"
         )
     }) {
         fix_memory(obj, false);
@@ -297,7 +332,10 @@ fn update_nics(
         let mut new = add.clone();
         for n in &new {
             if let Some(m) = mac_of(n) {
-                if nics.iter().any(|e| mac_of(e).as_deref() == Some(m.as_str())) {
+                if nics
+                    .iter()
+                    .any(|e| mac_of(e).as_deref() == Some(m.as_str()))
+                {
                     return Err(format!("Cannot add multiple NICs with the same MAC: {m}"));
                 }
             }
@@ -315,7 +353,11 @@ fn update_nics(
             .get("add_nics")
             .or_else(|| payload.get("update_nics"))
             .and_then(Value::as_array)
-            .and_then(|a| a.iter().rev().find(|n| n.get("primary") == Some(&Value::Bool(true))))
+            .and_then(|a| {
+                a.iter()
+                    .rev()
+                    .find(|n| n.get("primary") == Some(&Value::Bool(true)))
+            })
             .and_then(mac_of);
         for n in nics.iter_mut() {
             if mac_of(n) != newest {
@@ -331,10 +373,17 @@ fn update_nics(
     Ok(())
 }
 
-fn update_filesystems(obj: &mut Map<String, Value>, payload: &Map<String, Value>) -> Result<(), String> {
-    let touched = ["add_filesystems", "update_filesystems", "remove_filesystems"]
-        .iter()
-        .any(|k| payload.contains_key(*k));
+fn update_filesystems(
+    obj: &mut Map<String, Value>,
+    payload: &Map<String, Value>,
+) -> Result<(), String> {
+    let touched = [
+        "add_filesystems",
+        "update_filesystems",
+        "remove_filesystems",
+    ]
+    .iter()
+    .any(|k| payload.contains_key(*k));
     if !touched {
         return Ok(());
     }
@@ -438,7 +487,9 @@ mod tests {
 
     #[test]
     fn ram_and_memory_clamps() {
-        let o = make(json!({"brand": "jail", "image_uuid": UUID, "ram": 1024, "tmpfs": 4096, "max_swap": 512}));
+        let o = make(
+            json!({"brand": "jail", "image_uuid": UUID, "ram": 1024, "tmpfs": 4096, "max_swap": 512}),
+        );
         assert_eq!(o["max_physical_memory"], json!(1024));
         assert_eq!(o["tmpfs"], json!(1024));
         assert_eq!(o["max_swap"], json!(1024));
@@ -474,7 +525,10 @@ mod tests {
     #[test]
     fn update_sets_removes_and_reports_live() {
         let mut o = make(json!({"brand": "jail", "image_uuid": UUID, "tags": {"a": 1, "b": 2}}));
-        let out = upd(&mut o, json!({"alias": "web", "quota": 20, "cpu_cap": 50, "set_tags": {"b": 3, "c": 4}, "remove_tags": ["a", "c"]}));
+        let out = upd(
+            &mut o,
+            json!({"alias": "web", "quota": 20, "cpu_cap": 50, "set_tags": {"b": 3, "c": 4}, "remove_tags": ["a", "c"]}),
+        );
         assert_eq!(o["tags"], json!({"b": 3, "c": 4}));
         assert_eq!(o["alias"], json!("web"));
         assert!(out.live.contains(&"quota".to_string()));
@@ -497,19 +551,34 @@ mod tests {
 
     #[test]
     fn nic_add_update_remove() {
-        let mut o = make(json!({"brand": "jail", "image_uuid": UUID, "nics": [{"nic_tag": "admin", "mac": "02:00:00:00:00:01"}]}));
-        upd(&mut o, json!({"add_nics": [{"nic_tag": "internal", "mac": "02:00:00:00:00:02", "primary": true}]}));
+        let mut o = make(
+            json!({"brand": "jail", "image_uuid": UUID, "nics": [{"nic_tag": "admin", "mac": "02:00:00:00:00:01"}]}),
+        );
+        upd(
+            &mut o,
+            json!({"add_nics": [{"nic_tag": "internal", "mac": "02:00:00:00:00:02", "primary": true}]}),
+        );
         let nics = o["nics"].as_array().unwrap().clone();
         assert_eq!(nics.len(), 2);
         assert_eq!(nics[1]["interface"], json!("net1"));
         assert!(nics[0].get("primary").is_none());
         assert_eq!(nics[1]["primary"], json!(true));
-        upd(&mut o, json!({"update_nics": [{"mac": "02:00:00:00:00:02", "vlan_id": 7}]}));
+        upd(
+            &mut o,
+            json!({"update_nics": [{"mac": "02:00:00:00:00:02", "vlan_id": 7}]}),
+        );
         assert_eq!(o["nics"][1]["vlan_id"], json!(7));
         upd(&mut o, json!({"remove_nics": ["02:00:00:00:00:02"]}));
         assert_eq!(o["nics"].as_array().unwrap().len(), 1);
         assert_eq!(o["nics"][0]["primary"], json!(true));
-        let c = check(json!({"update_nics": [{"mac": "02:00:00:00:00:09", "vlan_id": 1}]}).as_object().unwrap(), Action::Update);
-        assert!(apply_update(&mut o, &c.payload).unwrap_err().contains("no existing NIC"));
+        let c = check(
+            json!({"update_nics": [{"mac": "02:00:00:00:00:09", "vlan_id": 1}]})
+                .as_object()
+                .unwrap(),
+            Action::Update,
+        );
+        assert!(apply_update(&mut o, &c.payload)
+            .unwrap_err()
+            .contains("no existing NIC"));
     }
 }

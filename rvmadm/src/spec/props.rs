@@ -12,7 +12,10 @@ pub enum Kind {
     Bool,
     Uuid,
     /// Whole number in `min..=max` (numbers or numeric strings accepted).
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// Free text of at most this many bytes, without control characters.
     Text(usize),
     Hostname,
@@ -91,6 +94,7 @@ use Kind::*;
 use Live::{NotApplicable as NA, Reboot, Yes};
 
 /// Top-level properties of create and update payloads.
+#[rustfmt::skip]
 pub const PROPS: &[Prop] = &[
     p("alias", Alias, true, true, NA, "Free-form name shown by list; not unique."),
     p("archive_on_delete", Bool, true, true, NA, "Keep debug data on delete (recorded only)."),
@@ -168,6 +172,7 @@ pub const PROPS: &[Prop] = &[
 ];
 
 /// Properties of one NIC object.
+#[rustfmt::skip]
 pub const NIC_PROPS: &[Prop] = &[
     p("interface", Text(15), false, false, Reboot, "Name inside the jail (net0 …); assigned."),
     p("mac", Text(17), true, true, Reboot, "MAC address; generated when absent; key for updates."),
@@ -191,6 +196,7 @@ pub const NIC_PROPS: &[Prop] = &[
 ];
 
 /// Properties of one `filesystems` entry.
+#[rustfmt::skip]
 pub const FS_PROPS: &[Prop] = &[
     p("type", Text(16), true, true, Reboot, "nullfs (FreeBSD), bind (Linux) or lofs (SmartOS name)."),
     p("source", Text(1024), true, true, Reboot, "Absolute host path."),
@@ -254,6 +260,9 @@ mod tests {
         assert!(find("set_tags").is_some_and(|p| p.update && !p.create));
         assert!(find("quota").is_some_and(|p| p.live == Live::Yes));
         assert!(find("state").is_none());
-        assert_eq!(find_nic("vlan_id").map(|p| p.kind), Some(Int { min: 0, max: 4095 }));
+        assert_eq!(
+            find_nic("vlan_id").map(|p| p.kind),
+            Some(Int { min: 0, max: 4095 })
+        );
     }
 }

@@ -137,9 +137,7 @@ pub fn check(input: &Map<String, Value>, action: Action) -> Checked {
             }
         }
         for required in ["brand", "image_uuid"] {
-            if !payload.contains_key(required)
-                && !errors.bad_values.iter().any(|b| b == required)
-            {
+            if !payload.contains_key(required) && !errors.bad_values.iter().any(|b| b == required) {
                 errors.missing(required);
             }
         }
@@ -191,7 +189,12 @@ fn check_nics(key: &str, v: &Value, adding: bool, errors: &mut ValidationErrors)
                 errors.bad_value(elem(key, "mac"));
             }
         }
-        for ip in clean.get("ips").and_then(Value::as_array).into_iter().flatten() {
+        for ip in clean
+            .get("ips")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(NicAddr::Static { addr, .. }) = ip.as_str().and_then(NicAddr::parse) {
                 if !ips.insert(addr) {
                     errors.bad_value(elem(key, "ips"));
@@ -215,7 +218,8 @@ enum NicProblem {
 /// primary. Fills `ips`/`gateways` from the legacy fields.
 fn check_nic_semantics(nic: &mut Map<String, Value>, adding: bool) -> Result<(), NicProblem> {
     use NicProblem::{Bad, Missing};
-    let s = |nic: &Map<String, Value>, k: &str| nic.get(k).and_then(Value::as_str).map(str::to_string);
+    let s =
+        |nic: &Map<String, Value>, k: &str| nic.get(k).and_then(Value::as_str).map(str::to_string);
     match s(nic, "nic_tag") {
         Some(tag) if super::valid_nic_tag(&tag) => {}
         Some(_) => return Err(Bad("nic_tag")),
@@ -232,9 +236,9 @@ fn check_nic_semantics(nic: &mut Map<String, Value>, adding: bool) -> Result<(),
     }
     if let Some(ifname) = s(nic, "interface") {
         let ok = ["net", "eth"].iter().any(|p| {
-            ifname
-                .strip_prefix(p)
-                .is_some_and(|n| !n.is_empty() && n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit()))
+            ifname.strip_prefix(p).is_some_and(|n| {
+                !n.is_empty() && n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit())
+            })
         });
         if !ok {
             return Err(Bad("interface"));
@@ -272,19 +276,28 @@ fn check_nic_semantics(nic: &mut Map<String, Value>, adding: bool) -> Result<(),
     }
     if let Some(list) = nic.get("gateways").and_then(Value::as_array) {
         for gw in list {
-            let ok = gw.as_str().and_then(|g| g.parse::<IpAddr>().ok()).is_some_and(|a| a.is_ipv4());
+            let ok = gw
+                .as_str()
+                .and_then(|g| g.parse::<IpAddr>().ok())
+                .is_some_and(|a| a.is_ipv4());
             if !ok {
                 return Err(Bad("gateways"));
             }
         }
     }
     if let Some(list) = nic.get("allowed_ips").and_then(Value::as_array) {
-        if !list.iter().all(|i| i.as_str().is_some_and(value::is_ip_or_cidr)) {
+        if !list
+            .iter()
+            .all(|i| i.as_str().is_some_and(value::is_ip_or_cidr))
+        {
             return Err(Bad("allowed_ips"));
         }
     }
     if let Some(list) = nic.get("blocked_outgoing_ports").and_then(Value::as_array) {
-        if !list.iter().all(|p| p.as_str().is_some_and(|p| p.parse::<u16>().is_ok())) {
+        if !list
+            .iter()
+            .all(|p| p.as_str().is_some_and(|p| p.parse::<u16>().is_ok()))
+        {
             return Err(Bad("blocked_outgoing_ports"));
         }
     }
@@ -315,7 +328,9 @@ pub fn clean_abs_path(p: &str) -> bool {
     p.starts_with('/')
         && p.len() <= 1024
         && !p.chars().any(char::is_control)
-        && p[1..].split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && p[1..]
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
         || p == "/"
 }
 
@@ -382,7 +397,10 @@ mod tests {
     fn missing_required() {
         let c = create(json!({"alias": "x"}));
         assert_eq!(c.errors.missing_properties, vec!["brand", "image_uuid"]);
-        assert_eq!(c.errors.message(), "Missing required properties: brand,image_uuid");
+        assert_eq!(
+            c.errors.message(),
+            "Missing required properties: brand,image_uuid"
+        );
     }
 
     #[test]
@@ -412,21 +430,54 @@ mod tests {
             (json!({"alias": "a\u{0}b"}), "alias"),
             (json!({"alias": 5}), "alias"),
             (json!({"resolvers": ["x"]}), "resolvers"),
-            (json!({"customer_metadata": {"a": [1]}}), "customer_metadata"),
+            (
+                json!({"customer_metadata": {"a": [1]}}),
+                "customer_metadata",
+            ),
             (json!({"tags": "x"}), "tags"),
             (json!({"nics": {"a": 1}}), "nics"),
-            (json!({"nics": [{"nic_tag": "admin", "vlan_id": 5000}]}), "nics.*.vlan_id"),
+            (
+                json!({"nics": [{"nic_tag": "admin", "vlan_id": 5000}]}),
+                "nics.*.vlan_id",
+            ),
             (json!({"nics": [{"nic_tag": "ad min"}]}), "nics.*.nic_tag"),
-            (json!({"nics": [{"nic_tag": "admin", "ips": ["192.0.2.1"]}]}), "nics.*.ips"),
-            (json!({"nics": [{"nic_tag": "admin", "gateways": ["2001:db8::1"]}]}), "nics.*.gateways"),
-            (json!({"nics": [{"nic_tag": "admin", "mac": "zz:00:00:00:00:00"}]}), "nics.*.mac"),
-            (json!({"nics": [{"nic_tag": "admin", "ip": "192.0.2.1", "netmask": "255.0.255.0"}]}), "nics.*.netmask"),
-            (json!({"nics": [{"nic_tag": "a", "primary": true}, {"nic_tag": "b", "primary": true}]}), "nics.*.primary"),
-            (json!({"nics": [{"nic_tag": "a", "ips": ["192.0.2.1/24"]}, {"nic_tag": "b", "ips": ["192.0.2.1/24"]}]}), "nics.*.ips"),
-            (json!({"filesystems": [{"source": "/a/../b", "target": "/mnt"}]}), "filesystems.*.source"),
-            (json!({"filesystems": [{"source": "/data", "target": "relative"}]}), "filesystems.*.target"),
+            (
+                json!({"nics": [{"nic_tag": "admin", "ips": ["192.0.2.1"]}]}),
+                "nics.*.ips",
+            ),
+            (
+                json!({"nics": [{"nic_tag": "admin", "gateways": ["2001:db8::1"]}]}),
+                "nics.*.gateways",
+            ),
+            (
+                json!({"nics": [{"nic_tag": "admin", "mac": "zz:00:00:00:00:00"}]}),
+                "nics.*.mac",
+            ),
+            (
+                json!({"nics": [{"nic_tag": "admin", "ip": "192.0.2.1", "netmask": "255.0.255.0"}]}),
+                "nics.*.netmask",
+            ),
+            (
+                json!({"nics": [{"nic_tag": "a", "primary": true}, {"nic_tag": "b", "primary": true}]}),
+                "nics.*.primary",
+            ),
+            (
+                json!({"nics": [{"nic_tag": "a", "ips": ["192.0.2.1/24"]}, {"nic_tag": "b", "ips": ["192.0.2.1/24"]}]}),
+                "nics.*.ips",
+            ),
+            (
+                json!({"filesystems": [{"source": "/a/../b", "target": "/mnt"}]}),
+                "filesystems.*.source",
+            ),
+            (
+                json!({"filesystems": [{"source": "/data", "target": "relative"}]}),
+                "filesystems.*.target",
+            ),
             (json!({"init_name": "sbin/init"}), "init_name"),
-            (json!({"zfs_root_compression": "snappy"}), "zfs_root_compression"),
+            (
+                json!({"zfs_root_compression": "snappy"}),
+                "zfs_root_compression",
+            ),
             (json!({"routes": {"198.51.100.0/24": "; ls"}}), "routes"),
         ];
         for (extra, bad) in cases {
@@ -467,7 +518,9 @@ mod tests {
 
     #[test]
     fn update_permissions_and_unset() {
-        let u = update(json!({"brand": "lx", "image_uuid": IMG, "quota": "", "cpu_cap": null, "alias": "x", "set_tags": {"a": 1}}));
+        let u = update(
+            json!({"brand": "lx", "image_uuid": IMG, "quota": "", "cpu_cap": null, "alias": "x", "set_tags": {"a": 1}}),
+        );
         assert_eq!(u.errors.bad_properties, vec!["brand", "image_uuid"]);
         assert_eq!(u.payload["quota"], Value::Null);
         assert_eq!(u.payload["cpu_cap"], Value::Null);

@@ -34,9 +34,11 @@ fn as_text(v: &Value) -> Option<String> {
 
 fn parse_int(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        }),
         Value::String(s) => {
             let t = s.trim();
             if t.is_empty() || t.len() > 19 {
@@ -161,21 +163,24 @@ pub fn normalize(kind: Kind, v: &Value) -> Norm {
             _ => Bad,
         },
         Kind::Zpool => match v {
-            Value::String(s)
-                if crate::zfs::valid_name(s) && !s.contains(['/', '@']) =>
-            {
+            Value::String(s) if crate::zfs::valid_name(s) && !s.contains(['/', '@']) => {
                 ok(v.clone())
             }
             _ => Bad,
         },
         Kind::List => match list_items(v) {
-            Some(items) if items.len() <= 1024 && items.iter().all(|i| no_controls(i) && i.len() <= 1024) => {
+            Some(items)
+                if items.len() <= 1024
+                    && items.iter().all(|i| no_controls(i) && i.len() <= 1024) =>
+            {
                 ok(Value::from(items))
             }
             _ => Bad,
         },
         Kind::IpList => match list_items(v) {
-            Some(items) if items.len() <= 32 && items.iter().all(|i| i.parse::<IpAddr>().is_ok()) => {
+            Some(items)
+                if items.len() <= 32 && items.iter().all(|i| i.parse::<IpAddr>().is_ok()) =>
+            {
                 ok(Value::from(items))
             }
             _ => Bad,
@@ -260,7 +265,16 @@ mod tests {
         assert_eq!(n(k, json!(5.0)), Norm::Value(json!(5)));
         assert_eq!(n(k, json!("")), Norm::Unset);
         assert_eq!(n(k, json!(null)), Norm::Unset);
-        for bad in [json!(-1), json!(101), json!(1.5), json!("x"), json!(true), json!([1]), json!(1e300), json!("99999999999999999999999")] {
+        for bad in [
+            json!(-1),
+            json!(101),
+            json!(1.5),
+            json!("x"),
+            json!(true),
+            json!([1]),
+            json!(1e300),
+            json!("99999999999999999999999"),
+        ] {
             assert_eq!(n(k, bad.clone()), Norm::Bad, "{bad}");
         }
     }
@@ -280,11 +294,24 @@ mod tests {
     fn lists_and_objects() {
         assert_eq!(n(Kind::List, json!("a,b")), Norm::Value(json!(["a", "b"])));
         assert_eq!(n(Kind::List, json!(["a,b"])), Norm::Bad);
-        assert_eq!(n(Kind::IpList, json!("192.0.2.1,2001:db8::1")), Norm::Value(json!(["192.0.2.1", "2001:db8::1"])));
+        assert_eq!(
+            n(Kind::IpList, json!("192.0.2.1,2001:db8::1")),
+            Norm::Value(json!(["192.0.2.1", "2001:db8::1"]))
+        );
         assert_eq!(n(Kind::IpList, json!(["8.8.8.8; rm -rf /"])), Norm::Bad);
-        assert_eq!(n(Kind::FlatObject, json!({"a": 1, "b": "x", "c": true})), Norm::Value(json!({"a": 1, "b": "x", "c": true})));
+        assert_eq!(
+            n(Kind::FlatObject, json!({"a": 1, "b": "x", "c": true})),
+            Norm::Value(json!({"a": 1, "b": "x", "c": true}))
+        );
         assert_eq!(n(Kind::FlatObject, json!({"a": {"nested": 1}})), Norm::Bad);
-        assert_eq!(n(Kind::Routes, json!({"198.51.100.0/24": "192.0.2.1", "203.0.113.5": "nics[0]"})).clone(), Norm::Value(json!({"198.51.100.0/24": "192.0.2.1", "203.0.113.5": "nics[0]"})));
+        assert_eq!(
+            n(
+                Kind::Routes,
+                json!({"198.51.100.0/24": "192.0.2.1", "203.0.113.5": "nics[0]"})
+            )
+            .clone(),
+            Norm::Value(json!({"198.51.100.0/24": "192.0.2.1", "203.0.113.5": "nics[0]"}))
+        );
         assert_eq!(n(Kind::Routes, json!({"x": "192.0.2.1"})), Norm::Bad);
     }
 
@@ -301,6 +328,9 @@ mod tests {
         assert_eq!(n(Kind::Text(10), json!("a\nb")), Norm::Bad);
         assert_eq!(n(Kind::Text(3), json!("abcd")), Norm::Bad);
         assert_eq!(n(Kind::JailPath, json!("/sbin/../init")), Norm::Bad);
-        assert_eq!(n(Kind::JailPath, json!("/sbin/init")), Norm::Value(json!("/sbin/init")));
+        assert_eq!(
+            n(Kind::JailPath, json!("/sbin/init")),
+            Norm::Value(json!("/sbin/init"))
+        );
     }
 }

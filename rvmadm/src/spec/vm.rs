@@ -189,7 +189,12 @@ impl VmSpec {
             zfs_io_priority: u("zfs_io_priority").unwrap_or(100),
         };
         let mut nics = Vec::new();
-        for n in obj.get("nics").and_then(Value::as_array).into_iter().flatten() {
+        for n in obj
+            .get("nics")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             nics.push(nic_from_object(n)?);
         }
         let resolvers = obj
@@ -337,7 +342,10 @@ mod tests {
         assert_eq!(spec.limits.max_physical_memory, 512);
         assert_eq!(spec.limits.max_swap, 512);
         assert_eq!(spec.limits.cpu_cap, Some(50));
-        assert_eq!(spec.zfs_filesystem, "zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60");
+        assert_eq!(
+            spec.zfs_filesystem,
+            "zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60"
+        );
         assert_eq!(spec.nics[0].vlan_id, 12);
         assert_eq!(spec.primary_nic().unwrap().interface, "net0");
         assert_eq!(spec.resolvers.len(), 1);

@@ -32,6 +32,10 @@ pub struct Record {
     pub mtime: Option<String>,
 }
 
+/// One entry of [`Store::load_all`]: a VM's uuid and its record, or why it
+/// could not be read.
+pub type LoadedRecord = (Uuid, Result<Record, StoreError>);
+
 /// The record directory of one host.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -92,7 +96,7 @@ impl Store {
 
     /// Every record, sorted by UUID. A corrupt file is returned as an error
     /// for that VM only, so one bad file never hides the others.
-    pub fn load_all(&self) -> Result<Vec<(Uuid, Result<Record, StoreError>)>, StoreError> {
+    pub fn load_all(&self) -> Result<Vec<LoadedRecord>, StoreError> {
         let rd = match std::fs::read_dir(&self.vms) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -200,7 +204,10 @@ mod tests {
         let store = Store::new(dir.path());
         let good = Uuid::new_v4();
         store
-            .save(&good, json!({"uuid": good.to_string()}).as_object().unwrap())
+            .save(
+                &good,
+                json!({"uuid": good.to_string()}).as_object().unwrap(),
+            )
             .unwrap();
         let bad = Uuid::new_v4();
         std::fs::write(dir.path().join(format!("vms/{bad}.json")), "{not json").unwrap();
@@ -218,7 +225,12 @@ mod tests {
         let store = Store::new(dir.path());
         let a = Uuid::new_v4();
         store
-            .save(&a, json!({"uuid": Uuid::new_v4().to_string()}).as_object().unwrap())
+            .save(
+                &a,
+                json!({"uuid": Uuid::new_v4().to_string()})
+                    .as_object()
+                    .unwrap(),
+            )
             .unwrap();
         assert!(store.load(&a).is_err());
     }

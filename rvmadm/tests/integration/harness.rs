@@ -23,7 +23,9 @@ pub fn require_zfs() -> bool {
         .unwrap_or(false);
     if !ok {
         if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("ZFS is not available (zpool list failed) and CI=true: run scripts/install-deps.sh");
+            panic!(
+                "ZFS is not available (zpool list failed) and CI=true: run scripts/install-deps.sh"
+            );
         }
         eprintln!("SKIPPED: ZFS not available");
     }

@@ -423,6 +423,7 @@ fn hostile_manifests_are_refused() {
     let Some((env, srv)) = env_with_server() else {
         return;
     };
+    #[allow(clippy::type_complexity)]
     let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
         (
             "shell in name",
