@@ -61,7 +61,10 @@ T
   zfs create "$POOL/$IMG"
   build_rootfs
   cp -a "$ROOTFS/." "$W/mnt/$IMG/"
-  # The same idle init the peers' LXC runs: exits on SIGTERM.
+  # The same idle init the peers' LXC runs: exits on SIGTERM. The rootfs's
+  # sbin/init is an absolute symlink to /bin/busybox: remove it first, or the
+  # copy would follow it and overwrite the host's busybox.
+  rm -f "$W/mnt/$IMG/sbin/init"
   cp "$ROOTFS/sbin/init.sh" "$W/mnt/$IMG/sbin/init"
   zfs snapshot "$POOL/$IMG@final"
   ip link add benchbr0 type bridge && ip addr add 192.0.2.1/24 dev benchbr0 && ip link set benchbr0 up
