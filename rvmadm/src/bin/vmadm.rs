@@ -13,6 +13,9 @@ use serde_json::{Map, Value};
 use std::io::{IsTerminal, Read, Write};
 use std::time::Duration;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Payloads larger than this are refused before parsing.
 const MAX_PAYLOAD: u64 = 1 << 20;
 

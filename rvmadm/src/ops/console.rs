@@ -9,7 +9,7 @@ fn running_spec(ctx: &Ctx, uuid: &Uuid, what: &str) -> OpsResult<crate::spec::Vm
     let rec = ctx.record(uuid)?;
     let rt = ctx.runtime(uuid)?;
     if !rt.as_ref().is_some_and(|r| r.running) {
-        let (state, _) = super::view::states(&rec, rt.as_ref());
+        let (state, _) = super::view::states(&rec.vm, rt.as_ref());
         return Err(OpsError::Failed(format!(
             "cannot {what} when state is '{state}'"
         )));

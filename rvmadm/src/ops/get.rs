@@ -10,7 +10,7 @@ pub fn get(ctx: &Ctx, uuid: &Uuid) -> OpsResult<Map<String, Value>> {
     let rec = ctx.record(uuid)?;
     let rt = ctx.runtime(uuid)?;
     Ok(full_object(
-        &rec,
+        rec,
         rt.as_ref(),
         ctx.config.server_uuid.as_deref(),
     ))

@@ -4,12 +4,17 @@
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
 use super::query::{self, Filter};
-use super::view::{add_list_fields, full_object};
+use super::view::{add_list_fields, full_object, unordered_object};
 use serde_json::{Map, Value};
 
-/// All VMs as list/lookup see them (with `type` and `ram`). A corrupt
-/// record is reported through `warn` and left out; the others still show.
-pub fn all_vms(ctx: &Ctx, warn: &mut dyn FnMut(String)) -> OpsResult<Vec<Map<String, Value>>> {
+/// All VMs as list/lookup see them (with `type` and `ram`); `ordered` gives
+/// them `get`'s key order (lookup -j prints them). A corrupt record is
+/// reported through `warn` and left out; the others still show.
+pub fn all_vms(
+    ctx: &Ctx,
+    ordered: bool,
+    warn: &mut dyn FnMut(String),
+) -> OpsResult<Vec<Map<String, Value>>> {
     let records = ctx.store.load_all()?;
     let uuids: Vec<uuid::Uuid> = records.iter().map(|(u, _)| *u).collect();
     let runtimes = if uuids.is_empty() {
@@ -21,8 +26,12 @@ pub fn all_vms(ctx: &Ctx, warn: &mut dyn FnMut(String)) -> OpsResult<Vec<Map<Str
     for (uuid, rec) in records {
         match rec {
             Ok(rec) => {
-                let mut obj =
-                    full_object(&rec, runtimes.get(&uuid), ctx.config.server_uuid.as_deref());
+                let view = if ordered {
+                    full_object
+                } else {
+                    unordered_object
+                };
+                let mut obj = view(rec, runtimes.get(&uuid), ctx.config.server_uuid.as_deref());
                 add_list_fields(&mut obj);
                 out.push(obj);
             }
@@ -36,13 +45,14 @@ fn filtered(
     ctx: &Ctx,
     filters: &[String],
     lookup: bool,
+    ordered: bool,
     warn: &mut dyn FnMut(String),
 ) -> OpsResult<Vec<Map<String, Value>>> {
     let filters = filters
         .iter()
         .map(|f| Filter::parse(f, lookup))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut vms = all_vms(ctx, warn)?;
+    let mut vms = all_vms(ctx, ordered, warn)?;
     vms.retain(|vm| filters.iter().all(|f| f.matches(vm)));
     Ok(vms)
 }
@@ -63,7 +73,7 @@ pub fn list(ctx: &Ctx, opts: &ListOptions, warn: &mut dyn FnMut(String)) -> OpsR
             .unwrap_or("uuid,type,ram,state,alias"),
     )?;
     let sort = query::parse_sort(opts.sort.as_deref().unwrap_or("ram,uuid"))?;
-    let mut vms = filtered(ctx, &opts.filters, false, warn)?;
+    let mut vms = filtered(ctx, &opts.filters, false, false, warn)?;
     query::sort_vms(&mut vms, &sort);
     Ok(query::render_table(
         &vms,
@@ -94,7 +104,7 @@ pub fn lookup(
     if opts.fields.is_some() && !opts.json {
         return Err(OpsError::Failed("Cannot specify -o without -j".into()));
     }
-    let mut vms = filtered(ctx, &opts.filters, true, warn)?;
+    let mut vms = filtered(ctx, &opts.filters, true, opts.json, warn)?;
     if opts.unique && vms.len() != 1 {
         return Err(OpsError::Failed(format!(
             "Requested unique lookup but found {} results.",

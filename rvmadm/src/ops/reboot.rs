@@ -11,7 +11,7 @@ pub fn reboot(ctx: &Ctx, uuid: &Uuid, opts: StopOptions) -> OpsResult<()> {
     let l = lock_and_load(ctx, uuid)?;
     let rt = ctx.runtime(uuid)?;
     if !rt.as_ref().is_some_and(|r| r.running) {
-        let (state, _) = states(&l.rec, rt.as_ref());
+        let (state, _) = states(&l.rec.vm, rt.as_ref());
         return Err(OpsError::Failed(format!(
             "Cannot reboot vm from state \"{state}\", must be \"running\"."
         )));

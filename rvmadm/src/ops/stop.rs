@@ -20,7 +20,7 @@ pub fn stop(ctx: &Ctx, uuid: &Uuid, opts: StopOptions) -> OpsResult<Stopped> {
     set_autoboot(ctx, uuid, &mut l.rec, false)?;
     let rt = ctx.runtime(uuid)?;
     if !rt.as_ref().is_some_and(|r| r.running) {
-        let (state, _) = states(&l.rec, rt.as_ref());
+        let (state, _) = states(&l.rec.vm, rt.as_ref());
         return Ok(Stopped::NotRunning(state.to_string()));
     }
     ctx.driver.stop(&l.spec, opts)?;

@@ -81,12 +81,6 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
             _ => {}
         }
     }
-    if obj.get("last_modified").is_some() {
-        obj.insert(
-            "last_modified".into(),
-            crate::store::iso_time(std::time::SystemTime::now()).into(),
-        );
-    }
     ctx.store.save(uuid, &obj)?;
     let mut need_reboot = Vec::new();
     let live: Vec<String> = outcome

@@ -28,8 +28,6 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub vm: Map<String, Value>,
-    /// The record file's modification time (ISO-8601, ms).
-    pub mtime: Option<String>,
 }
 
 /// One entry of [`Store::load_all`]: a VM's uuid and its record, or why it
@@ -82,13 +80,7 @@ impl Store {
     pub fn load(&self, uuid: &Uuid) -> Result<Option<Record>, StoreError> {
         let path = self.path(uuid);
         match std::fs::read(&path) {
-            Ok(bytes) => {
-                let mtime = std::fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .map(iso_time);
-                parse(&path, &bytes, uuid).map(|vm| Some(Record { vm, mtime }))
-            }
+            Ok(bytes) => parse(&path, &bytes, uuid).map(|vm| Some(Record { vm })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(&path)(e)),
         }
@@ -102,7 +94,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(&self.vms)(e)),
         };
-        let mut out = Vec::new();
+        let mut uuids = Vec::new();
         for entry in rd {
             let entry = entry.map_err(io_err(&self.vms))?;
             let name = entry.file_name();
@@ -110,23 +102,54 @@ impl Store {
                 continue;
             };
             // Temp files start with '.', other names are not ours.
-            let Ok(uuid) = Uuid::parse_str(stem) else {
-                continue;
-            };
-            let rec = match self.load(&uuid) {
-                Ok(Some(r)) => Ok(r),
-                Ok(None) => continue, // deleted while we listed
-                Err(e) => Err(e),
-            };
-            out.push((uuid, rec));
+            if let Ok(uuid) = Uuid::parse_str(stem) {
+                uuids.push(uuid);
+            }
         }
-        out.sort_by_key(|(u, _)| *u);
+        uuids.sort();
+        // Parsing dominates at scale: split it over the cores (one thread
+        // per ~256 records, at most one per core).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = cores.min(uuids.len() / 256 + 1).max(1);
+        let chunk = uuids.len().div_ceil(threads).max(1);
+        let load_chunk = |part: &[Uuid]| -> Vec<LoadedRecord> {
+            part.iter()
+                .filter_map(|uuid| match self.load(uuid) {
+                    Ok(Some(r)) => Some((*uuid, Ok(r))),
+                    Ok(None) => None, // deleted while we listed
+                    Err(e) => Some((*uuid, Err(e))),
+                })
+                .collect()
+        };
+        if threads == 1 {
+            return Ok(load_chunk(&uuids));
+        }
+        let parts: Vec<Option<Vec<LoadedRecord>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = uuids
+                .chunks(chunk)
+                .map(|part| s.spawn(move || load_chunk(part)))
+                .collect();
+            handles.into_iter().map(|h| h.join().ok()).collect()
+        });
+        let mut out = Vec::with_capacity(uuids.len());
+        for part in parts {
+            out.extend(part.ok_or_else(|| StoreError::Corrupt {
+                path: self.vms.clone(),
+                reason: "a record reader thread panicked".into(),
+            })?);
+        }
         Ok(out)
     }
 
-    /// Writes a record atomically. Callers hold the VM or global lock.
+    /// Writes a record atomically, stamping `last_modified` (so reads need
+    /// no stat). Callers hold the VM or global lock.
     pub fn save(&self, uuid: &Uuid, vm: &Map<String, Value>) -> Result<(), StoreError> {
         let path = self.path(uuid);
+        let mut vm = vm.clone();
+        vm.insert(
+            "last_modified".into(),
+            Value::String(iso_time(std::time::SystemTime::now())),
+        );
         let doc = serde_json::json!({ "record_version": RECORD_VERSION, "vm": vm });
         let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
