@@ -333,7 +333,10 @@ pub fn parse_columns(spec: &str) -> Result<Vec<String>, QueryError> {
 }
 
 fn first_value<'a>(vm: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    field_values(vm, key).into_iter().next()
+    match vm.get(key) {
+        Some(v) => Some(v),
+        None => field_values(vm, key).into_iter().next(),
+    }
 }
 
 /// JavaScript `<` between two values as vmadm's sort uses it: numbers
@@ -351,25 +354,38 @@ fn compare_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
             .as_f64()
             .partial_cmp(&y.as_f64())
             .unwrap_or(Ordering::Equal),
+        // Most sort keys are strings: compare them without allocating.
+        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
         (Some(x), Some(y)) => js_string(x).cmp(&js_string(y)),
         _ => Ordering::Equal,
     }
 }
 
 /// Sorts VMs by the keys in order, ties falling through to the next key.
-pub fn sort_vms(vms: &mut [Map<String, Value>], keys: &[SortKey]) {
-    vms.sort_by(|a, b| {
-        for k in keys {
-            let mut ord = compare_values(first_value(a, &k.key), first_value(b, &k.key));
-            if k.descending {
-                ord = ord.reverse();
+pub fn sort_vms(vms: &mut Vec<Map<String, Value>>, keys: &[SortKey]) {
+    // Look every sort key up once per VM, sort positions, then reorder.
+    let order: Vec<usize> = {
+        let cols: Vec<Vec<Option<&Value>>> = vms
+            .iter()
+            .map(|vm| keys.iter().map(|k| first_value(vm, &k.key)).collect())
+            .collect();
+        let mut idx: Vec<usize> = (0..vms.len()).collect();
+        idx.sort_by(|&a, &b| {
+            for (i, k) in keys.iter().enumerate() {
+                let mut ord = compare_values(cols[a][i], cols[b][i]);
+                if k.descending {
+                    ord = ord.reverse();
+                }
+                if ord != Ordering::Equal {
+                    return ord;
+                }
             }
-            if ord != Ordering::Equal {
-                return ord;
-            }
-        }
-        Ordering::Equal
-    });
+            Ordering::Equal
+        });
+        idx
+    };
+    let mut slots: Vec<Option<Map<String, Value>>> = vms.drain(..).map(Some).collect();
+    vms.extend(order.into_iter().filter_map(|i| slots[i].take()));
 }
 
 /// Renders the list table (or parsable lines).

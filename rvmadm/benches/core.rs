@@ -1,0 +1,106 @@
+//! Criterion benchmarks of the hot pure functions behind `vmadm`: payload
+//! validation, building the VM object, and the list query pipeline
+//! (filter, sort, render) over 1000 VM objects.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use rvmadm::ops::query::{parse_columns, parse_sort, render_table, sort_vms, Filter};
+use rvmadm::spec::object::{new_vm_object, CreateContext};
+use rvmadm::spec::{check, Action};
+use serde_json::{json, Map, Value};
+
+fn payload() -> Map<String, Value> {
+    json!({
+        "brand": "jail", "image_uuid": "11111111-2222-4333-8444-555555555555",
+        "alias": "web01", "hostname": "web01", "ram": 1024, "quota": 20, "cpu_cap": 200,
+        "resolvers": ["192.0.2.53", "192.0.2.54"],
+        "nics": [{"nic_tag": "admin", "ips": ["192.0.2.10/24"], "gateways": ["192.0.2.1"], "vlan_id": 12},
+                 {"nic_tag": "internal", "ip": "198.51.100.10", "netmask": "255.255.255.0"}],
+        "customer_metadata": {"user-script": "#!/bin/sh\necho hi"}, "tags": {"role": "web"}
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default()
+}
+
+fn vms(n: usize) -> Vec<Map<String, Value>> {
+    let checked = check(&payload(), Action::Create);
+    (0..n)
+        .map(|i| {
+            let uuid = format!("{i:08x}-0000-4000-8000-000000000000");
+            let mut o = new_vm_object(
+                &checked.payload,
+                &CreateContext {
+                    uuid: &uuid,
+                    default_pool: "zones",
+                    zonepath: "/zones/x",
+                    now: "2026-01-01T00:00:00.000Z",
+                },
+            );
+            o.insert("state".into(), "running".into());
+            o.insert("type".into(), "OS".into());
+            o.insert("ram".into(), ((i % 4 + 1) * 256).into());
+            o
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let p = payload();
+    c.bench_function("validate create payload", |b| {
+        b.iter(|| check(black_box(&p), Action::Create))
+    });
+    let checked = check(&p, Action::Create);
+    c.bench_function("build VM object", |b| {
+        b.iter(|| {
+            new_vm_object(
+                black_box(&checked.payload),
+                &CreateContext {
+                    uuid: "6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60",
+                    default_pool: "zones",
+                    zonepath: "/zones/x",
+                    now: "2026-01-01T00:00:00.000Z",
+                },
+            )
+        })
+    });
+    let all = vms(1000);
+    let cols = parse_columns("uuid,type,ram,state,alias").unwrap_or_default();
+    let sort = parse_sort("ram,uuid").unwrap_or_default();
+    c.bench_function("list 1000: sort + render", |b| {
+        b.iter_batched(
+            || all.clone(),
+            |mut v| {
+                sort_vms(&mut v, &sort);
+                render_table(&v, &cols, false, true)
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    let filters: Vec<Filter> = ["alias=~^web", "nics.*.ip=192.0.2.10", "tags.role=web"]
+        .iter()
+        .filter_map(|f| Filter::parse(f, false).ok())
+        .collect();
+    c.bench_function("list 1000: three filters", |b| {
+        b.iter(|| {
+            all.iter()
+                .filter(|vm| filters.iter().all(|f| f.matches(vm)))
+                .count()
+        })
+    });
+    let text: Vec<String> = all
+        .iter()
+        .map(|vm| {
+            serde_json::to_string(&json!({"record_version": 1, "vm": vm})).unwrap_or_default()
+        })
+        .collect();
+    c.bench_function("parse 1000 records", |b| {
+        b.iter(|| {
+            text.iter()
+                .filter_map(|t| serde_json::from_str::<Value>(t).ok())
+                .count()
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
