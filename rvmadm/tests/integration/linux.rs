@@ -968,3 +968,35 @@ fn vmadm_autoboot_starts_only_autoboot_jails() {
         crate::harness::assert_exit(&lab.vmadm(&["delete", &vm.uuid.to_string()], None), 0);
     }
 }
+
+#[test]
+fn stop_right_after_start_reaches_a_slow_init() {
+    let Some(lab) = lab() else { return };
+    // An init that installs its SIGTERM handler only after a second: a
+    // single SIGTERM sent right after start would be dropped by the kernel.
+    let vm = lab.jail(json!({"init_name": "/sbin/slowinit"}));
+    let script = "#!/bin/sh\nsleep 1\ntrap 'exit 0' TERM\nwhile :; do sleep 1000 & wait $!; done\n";
+    let path = vm.zonepath.join("sbin/slowinit");
+    std::fs::write(&path, script).expect("slowinit");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    lab.start(&vm);
+    let t = Instant::now();
+    lab.driver
+        .stop(
+            &vm,
+            StopOptions {
+                force: false,
+                timeout: Duration::from_secs(60),
+            },
+        )
+        .expect("stop");
+    assert!(!lab.running(&vm));
+    // Well inside the grace period: the init got a later SIGTERM and exited.
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    assert!(lab.leftovers(&vm).is_empty(), "{:?}", lab.leftovers(&vm));
+}

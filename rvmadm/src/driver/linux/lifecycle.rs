@@ -193,8 +193,21 @@ impl LinuxDriver {
         let dir = JailDir::new(&self.run_dir, &vm.uuid);
         if let Some(rec) = state::running(&dir) {
             if !opts.force {
-                sys::kill(rec.pid, sys::SIGTERM)?;
-                wait_dead(&rec, opts.timeout);
+                // An init that has not installed its SIGTERM handler yet (a
+                // stop right after a start) drops the signal: the kernel
+                // ignores default-action signals to a namespace's init. So
+                // the signal is repeated, at growing intervals, until the
+                // grace period ends.
+                let deadline = Instant::now() + opts.timeout;
+                let mut interval = Duration::from_millis(100);
+                loop {
+                    sys::kill(rec.pid, sys::SIGTERM)?;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if wait_dead(&rec, interval.min(left)) || left <= interval {
+                        break;
+                    }
+                    interval = (interval * 2).min(Duration::from_secs(2));
+                }
             }
             if rec.alive() {
                 sys::kill(rec.pid, sys::SIGKILL)?;
