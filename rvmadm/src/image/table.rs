@@ -186,8 +186,16 @@ pub fn render(rows: &[Map<String, Value>], columns: &str, header: bool) -> Strin
                 .collect(),
         );
     }
+    // tabula sizes a column to max(header, longest cell) even when the
+    // header line is not printed (-H).
     let widths: Vec<usize> = (0..cols.len())
-        .map(|i| grid.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            grid.iter()
+                .map(|r| r[i].chars().count())
+                .chain(std::iter::once(cols[i].chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for r in &grid {

@@ -81,10 +81,18 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     } else {
         format!("{quota}G")
     };
+    let delegate = obj.get("delegate_dataset") == Some(&Value::Bool(true));
     let made = zfs
         .clone_snapshot(&origin, &dataset, &[("quota", &quota_prop)])
-        .map_err(OpsError::from)
-        .and_then(|_| Ok(zfs.mountpoint(&dataset)?));
+        .and_then(|_| {
+            // SmartOS's delegated dataset: <zfs_filesystem>/data, for the
+            // jail's own use (destroyed with the VM by the recursive delete).
+            if delegate {
+                zfs.create(&format!("{dataset}/data"), &[])?;
+            }
+            zfs.mountpoint(&dataset)
+        })
+        .map_err(OpsError::from);
     let mountpoint = match made {
         Ok(m) => m,
         Err(e) => {
@@ -93,6 +101,12 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
             return Err(e);
         }
     };
+    if delegate {
+        obj.insert(
+            "datasets".into(),
+            Value::from(vec![format!("{dataset}/data")]),
+        );
+    }
     obj.insert(
         "zonepath".into(),
         Value::String(mountpoint.display().to_string()),

@@ -2,6 +2,7 @@
 //! object and the typed VmSpec drivers consume.
 
 pub mod brand;
+pub mod docs;
 pub mod mac;
 mod names;
 pub mod object;

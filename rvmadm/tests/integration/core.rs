@@ -584,3 +584,14 @@ fn lifecycle_verbs_without_a_driver_say_so() {
     assert_exit(&o, 1);
     assert!(stderr(&o).contains("Cannot reboot vm from state \"stopped\""));
 }
+
+#[test]
+fn delegated_dataset_is_created_and_deleted_with_the_vm() {
+    let Some(env) = env_with_image() else { return };
+    let uuid = create(&env, json!({"delegate_dataset": true}));
+    let data = format!("{}/{uuid}/data", env.pool);
+    assert!(env.datasets().contains(&data));
+    assert_eq!(get(&env, &uuid)["datasets"], json!([data]));
+    assert_exit(&env.vmadm(&["delete", &uuid]), 0);
+    assert!(!env.datasets().iter().any(|d| d.contains(&uuid)));
+}

@@ -343,7 +343,9 @@ fn every_download_failure_leaves_nothing() {
 
     // Correct size and sha1 of a corrupt gzip: decompression error.
     let mut corrupt = with_file(&fx, |_| {});
-    for b in corrupt.file.iter_mut().skip(4000).take(20_000) {
+    // Break the gzip header: corrupt deflate data further in may instead
+    // reach zfs receive first, which then fails (also a clean failure).
+    for b in corrupt.file.iter_mut().take(2) {
         *b ^= 0x5a;
     }
     restamp(&mut corrupt);
@@ -396,7 +398,7 @@ fn ctrl_c_during_import_leaves_nothing() {
     let f = with_file(&fx, |_| {});
     let uuid = uuid_of(&f.manifest);
     srv.add(f.manifest, f.file);
-    srv.set_mode(&uuid, FileMode::Slow(Duration::from_millis(20)));
+    srv.set_mode(&uuid, FileMode::Slow(Duration::from_millis(500)));
     let child = Command::new(bin("imgadm"))
         .args(["import", &uuid])
         .env("VMADM_CONFIG", &env.config)

@@ -179,6 +179,14 @@ mod tests {
             .spawn()
             .unwrap();
         let short = std::time::Duration::from_millis(50);
+        // Until the child has exec'd, its cmdline is still ours: wait for it.
+        let cmdline = format!("/proc/{}/cmdline", child.id());
+        for _ in 0..200 {
+            if std::fs::read(&cmdline).is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"7.25")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert!(!wait_no_process_with_arg("7.25", short));
         child.kill().unwrap();
         child.wait().unwrap();
