@@ -19,6 +19,8 @@ pub const MAX_LIST_BYTES: u64 = 64 << 20;
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
+    /// `Authorization` header value sent with writes, if any.
+    auth: Option<String>,
 }
 
 impl Default for Client {
@@ -71,7 +73,20 @@ impl Client {
             .timeout_write(Duration::from_secs(120))
             .user_agent(concat!("imgadm/", env!("CARGO_PKG_VERSION"), " (rvmadm)"))
             .build();
-        Client { agent }
+        Client { agent, auth: None }
+    }
+
+    /// The same client, sending `Authorization: <value>` with every write.
+    pub fn with_auth(mut self, value: Option<String>) -> Self {
+        self.auth = value;
+        self
+    }
+
+    fn authorized(&self, req: ureq::Request) -> ureq::Request {
+        match &self.auth {
+            Some(v) => req.set("Authorization", v),
+            None => req,
+        }
     }
 
     fn read_capped(url: &str, resp: ureq::Response, cap: u64) -> Result<Value> {
@@ -123,7 +138,9 @@ impl Client {
 
     /// POST a JSON body (or none) and read the JSON answer.
     pub fn post_json(&self, url: &str, body: Option<&Value>) -> Result<Value> {
-        let req = self.agent.post(url).set("Accept", "application/json");
+        let req = self
+            .authorized(self.agent.post(url))
+            .set("Accept", "application/json");
         let res = match body {
             Some(b) => req
                 .set("Content-Type", "application/json")
@@ -137,8 +154,7 @@ impl Client {
     /// PUT a raw body of known length (not chunked: IMGAPI wants Content-Length).
     pub fn put_stream(&self, url: &str, len: u64, body: impl Read) -> Result<Value> {
         let resp = self
-            .agent
-            .put(url)
+            .authorized(self.agent.put(url))
             .set("Accept", "application/json")
             .set("Content-Type", "application/octet-stream")
             .set("Content-Length", &len.to_string())
@@ -149,7 +165,11 @@ impl Client {
 
     /// DELETE; a 404 counts as done.
     pub fn delete(&self, url: &str) -> Result<()> {
-        match self.agent.delete(url).set("Content-Length", "0").call() {
+        match self
+            .authorized(self.agent.delete(url))
+            .set("Content-Length", "0")
+            .call()
+        {
             Ok(_) | Err(ureq::Error::Status(404, _)) => Ok(()),
             Err(e) => Err(describe(url, e)),
         }

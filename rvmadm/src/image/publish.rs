@@ -80,9 +80,10 @@ pub fn publish(
             ));
         }
     }
+    let (url, auth) = credentials(url);
     let base = url.trim_end_matches('/');
     let uuid = m.uuid;
-    let client = Client::new();
+    let client = Client::new().with_auth(auth);
     // The server records the file from the PUT; state/files in the body are its to compute.
     let mut body = obj.clone();
     body.remove("files");
@@ -128,4 +129,46 @@ pub fn publish(
     }
     writeln!(out, "Successfully published image {uuid} to {base}")
         .map_err(|e| ImgError::fs("cannot write output", e))
+}
+
+/// Credentials for the server's authenticated writes: `user:password@` in
+/// the URL becomes HTTP Basic (and is removed from the URL); otherwise a
+/// bearer token from `$IMGAPI_TOKEN`. SmartOS's imgadm sends none, which
+/// servers allow only with unauthenticated writes switched on.
+pub fn credentials(url: &str) -> (String, Option<String>) {
+    use base64::Engine;
+    let bearer = || {
+        std::env::var("IMGAPI_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(|t| format!("Bearer {t}"))
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), bearer());
+    };
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_end].rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let basic = base64::engine::general_purpose::STANDARD.encode(userinfo);
+            (
+                format!("{scheme}://{host}{}", &rest[host_end..]),
+                Some(format!("Basic {basic}")),
+            )
+        }
+        None => (url.to_string(), bearer()),
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::credentials;
+
+    #[test]
+    fn userinfo_becomes_basic_auth() {
+        let (url, auth) = credentials("http://admin:s3cret@127.0.0.1:8080/x");
+        assert_eq!(url, "http://127.0.0.1:8080/x");
+        assert_eq!(auth.as_deref(), Some("Basic YWRtaW46czNjcmV0"));
+        let (url, _) = credentials("http://127.0.0.1:8080");
+        assert_eq!(url, "http://127.0.0.1:8080");
+    }
 }
