@@ -98,7 +98,11 @@ VM=$(grep -o '[0-9a-f]\{8\}-[0-9a-f-]\{27\}' "$WORK/create.err" | head -n1)
 if ip link show "$BRIDGE" >/dev/null 2>&1 && ! ip -o addr show dev "$BRIDGE" | grep -q '192\.0\.2\.1/'; then
     ip addr add 192.0.2.1/24 dev "$BRIDGE"
 fi
-"$VMADM" start "$VM"
+# The example has autoboot true, so create already booted it; start is for
+# payloads that do not.
+if ! "$VMADM" get "$VM" | grep -q '"state": *"running"'; then
+    "$VMADM" start "$VM"
+fi
 
 say "vmadm list"
 "$VMADM" list
