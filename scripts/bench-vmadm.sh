@@ -24,7 +24,18 @@ VMADM=${CARGO_TARGET_DIR:-$PWD/target}/release/vmadm
 WORK=$(mktemp -d /tmp/rvmadm-bench.XXXXXX)
 POOL=rvbench$$
 IMAGE=b0b0b0b0-0000-4000-8000-000000000001
-cleanup() { zpool destroy -f "$POOL" 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() {
+  # zfs-fuse may call a pool with many fresh mounts busy for a while.
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    zpool destroy -f "$POOL" 2>/dev/null && break
+    zfs list -H -o name -r "$POOL" 2>/dev/null | sort -r | while read -r ds; do
+      zfs unmount -f "$ds" 2>/dev/null || true
+    done
+    sleep 1
+  done
+  zpool list "$POOL" >/dev/null 2>&1 && echo "bench: could not destroy pool $POOL" >&2
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 truncate -s 2G "$WORK/pool.img"
 zpool create -f -m "$WORK/mnt" "$POOL" "$WORK/pool.img"
