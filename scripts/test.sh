@@ -8,4 +8,13 @@ bash scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/rvmadm-test.log
+# Test pools left by an interrupted earlier run keep zfs-fuse mounts and
+# threads busy: remove them first.
+for p in $(zpool list -H -o name 2>/dev/null | grep -E '^(rvt[0-9]+x[0-9]+|imgc[0-9]+)$' || true); do
+  timeout 60 zpool destroy -f "$p" || echo "test.sh: could not destroy stale pool $p" >&2
+done
+# One test at a time: zfs-fuse is the shared daemon under every integration
+# test and has hung under many concurrent pool/mount operations here. The
+# timeout turns a hang into a clear failure instead of a silent CI overrun.
+export RUST_TEST_THREADS=1
+timeout 45m cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/rvmadm-test.log
