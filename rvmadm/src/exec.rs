@@ -189,6 +189,20 @@ pub fn command(argv: &Argv) -> Command {
     cmd
 }
 
+/// Reads a streaming child's stderr (first 64 KiB) on a thread, so a
+/// chatty child never blocks on a full pipe; join for the text.
+pub fn drain_stderr(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
+    use std::io::Read;
+    let mut pipe = child.stderr.take();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(p) = pipe.as_mut() {
+            let _ = p.take(64 << 10).read_to_string(&mut s);
+        }
+        s
+    })
+}
+
 /// Waits for a streaming child and turns a failure into an [`ExecError`].
 pub fn wait_checked(argv: &Argv, child: std::process::Child) -> Result<Output, ExecError> {
     let out = child

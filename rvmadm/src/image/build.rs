@@ -161,9 +161,25 @@ pub fn build(
         eprintln!("warning: could not remove build dataset {ds}: {e}");
     }
     let file = result?;
+    write_manifest(out, "Built", m, &file, &parsed, manifest_path, file_path)
+}
+
+/// Records `file` in the manifest, writes the manifest beside the image
+/// file (atomically, world-readable: manifests are meant to be shared),
+/// and reports `<verb> image <uuid> (<name>@<version>)` on `out`. On a
+/// failed manifest write the image file is removed too.
+pub fn write_manifest(
+    out: &mut dyn Write,
+    verb: &str,
+    mut m: Map<String, Value>,
+    file: &impl serde::Serialize,
+    parsed: &Manifest,
+    manifest_path: PathBuf,
+    file_path: PathBuf,
+) -> Result<Built> {
     m.insert(
         "files".into(),
-        Value::Array(vec![serde_json::to_value(&file).unwrap_or(Value::Null)]),
+        Value::Array(vec![serde_json::to_value(file).unwrap_or(Value::Null)]),
     );
     let text = serde_json::to_vec_pretty(&Value::Object(m.clone()))
         .map_err(|e| ImgError::new(Code::InternalError, e.to_string()))?;
@@ -174,14 +190,13 @@ pub fn build(
             e,
         ));
     }
-    // Manifests are meant to be shared (publish, a web server): world-readable.
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&manifest_path, std::fs::Permissions::from_mode(0o644));
     }
     writeln!(
         out,
-        "Built image {} ({}@{})\nmanifest: {}\nfile: {}",
+        "{verb} image {} ({}@{})\nmanifest: {}\nfile: {}",
         parsed.uuid,
         parsed.name,
         parsed.version,

@@ -6,7 +6,7 @@
 //! `<name>-<version>.json` + `<name>-<version>.zfs.<ext>`. The temporary
 //! snapshot is removed afterwards; the VM is left as it was.
 
-use super::build::{base_manifest, checked_manifest, parse_fields, Built};
+use super::build::{base_manifest, checked_manifest, parse_fields, write_manifest, Built};
 use super::compress;
 use super::error::{parse_uuid, Code, ImgError, Result};
 use super::manifest::Compression;
@@ -211,37 +211,5 @@ pub fn create(
         eprintln!("warning: could not remove snapshot {snap}: {e}");
     }
     let file = sent?;
-    m.insert(
-        "files".into(),
-        Value::Array(vec![serde_json::to_value(&file).unwrap_or(Value::Null)]),
-    );
-    let text = serde_json::to_vec_pretty(&Value::Object(m.clone()))
-        .map_err(|e| ImgError::new(Code::InternalError, e.to_string()))?;
-    if let Err(e) = crate::store::atomic_write(&manifest_path, &text) {
-        let _ = std::fs::remove_file(&file_path);
-        return Err(ImgError::fs(
-            &format!("cannot write {}", manifest_path.display()),
-            e,
-        ));
-    }
-    // Manifests are meant to be shared (publish, a web server): world-readable.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&manifest_path, std::fs::Permissions::from_mode(0o644));
-    }
-    writeln!(
-        out,
-        "Created image {} ({}@{})\nmanifest: {}\nfile: {}",
-        parsed.uuid,
-        parsed.name,
-        parsed.version,
-        manifest_path.display(),
-        file_path.display()
-    )
-    .map_err(|e| ImgError::fs("cannot write output", e))?;
-    Ok(Built {
-        manifest: Value::Object(m),
-        manifest_path,
-        file_path,
-    })
+    write_manifest(out, "Created", m, &file, &parsed, manifest_path, file_path)
 }

@@ -473,14 +473,7 @@ fn stream_into(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| ImgError::fs(&format!("cannot run `{argv}`"), e))?;
-    let mut stderr_pipe = child.stderr.take();
-    let stderr_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(p) = stderr_pipe.as_mut() {
-            let _ = p.take(64 << 10).read_to_string(&mut s);
-        }
-        s
-    });
+    let stderr_thread = exec::drain_stderr(&mut child);
     let bar = progress_bar(size, quiet);
     let (tx, rx) = sync_channel::<Vec<u8>>(CHANNEL_DEPTH);
     let dl_bar = bar.clone();
