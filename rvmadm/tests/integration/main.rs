@@ -8,3 +8,4 @@ mod harness;
 mod imgadm;
 mod imgserver;
 mod linux;
+mod model;
