@@ -135,6 +135,19 @@ enum Command {
     DeleteSnapshot { uuid: String, name: String },
     /// Roll a VM back to a snapshot
     RollbackSnapshot { uuid: String, name: String },
+    /// Write a VM (JSON and dataset) as one stream to stdout
+    Send {
+        uuid: String,
+        /// Ignored, as in SmartOS: the stream always goes to stdout
+        target: Option<String>,
+    },
+    /// Create a VM from a `vmadm send` stream on stdin
+    #[command(alias = "recv")]
+    Receive {
+        /// Accepted for compatibility; the stream is read from stdin
+        #[arg(short = 'f', long = "file")]
+        file: Option<String>,
+    },
     /// Hardware-VM information (not available for jails)
     Info { uuid: String, types: Vec<String> },
     /// Image management: the same as `imgadm <args>`
@@ -422,6 +435,25 @@ fn run(cmd: Command) -> OpsResult<i32> {
             eprintln!("Rolled back snapshot {name} for VM {uuid}");
         }
         Command::Images { args } => return Ok(images(args)),
+        Command::Send { uuid, target: _ } => {
+            let uuid = parse_uuid(&uuid, "send")?;
+            if std::io::stdout().is_terminal() {
+                return Err(OpsError::Failed("Cannot send VM to a TTY.".into()));
+            }
+            let mut so = std::io::stdout().lock();
+            ops::send::send(&ctx, &uuid, &mut so)?;
+            eprintln!("Successfully sent VM {uuid}");
+        }
+        Command::Receive { file: _ } => {
+            if std::io::stdin().is_terminal() {
+                return Err(OpsError::Usage(
+                    "will not read a VM stream from a terminal: pipe `vmadm send` into it".into(),
+                ));
+            }
+            let mut si = std::io::stdin().lock();
+            let uuid = ops::send::receive(&ctx, &mut si)?;
+            eprintln!("Successfully received VM {uuid}");
+        }
         Command::Info { uuid, types: _ } => {
             let uuid = parse_uuid(&uuid, "info")?;
             let vm = ops::get::get(&ctx, &uuid)?;

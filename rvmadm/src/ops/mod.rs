@@ -13,6 +13,7 @@ mod lifecycle;
 pub mod list;
 pub mod query;
 pub mod reboot;
+pub mod send;
 pub mod snapshot;
 pub mod start;
 pub mod stop;

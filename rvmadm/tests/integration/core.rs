@@ -595,3 +595,77 @@ fn delegated_dataset_is_created_and_deleted_with_the_vm() {
     assert_exit(&env.vmadm(&["delete", &uuid]), 0);
     assert!(!env.datasets().iter().any(|d| d.contains(&uuid)));
 }
+
+#[test]
+fn send_then_receive_moves_a_vm_with_its_data() {
+    let Some(env) = env_with_image() else { return };
+    let uuid = create(
+        &env,
+        json!({"alias": "mover", "quota": 3, "tags": {"a": 1}}),
+    );
+    let ds = format!("{}/{uuid}", env.pool);
+    std::fs::write(env.mountpoint(&ds).join("etc/motd"), "moved\n").unwrap();
+    let before = get(&env, &uuid);
+
+    let o = env.vmadm(&["send", &uuid]);
+    assert_exit(&o, 0);
+    assert_eq!(stderr(&o).trim(), format!("Successfully sent VM {uuid}"));
+    let stream = o.stdout;
+    assert!(stream.starts_with(b"MAGIC-VMBUNDLE\0"));
+    assert!(!env.datasets().iter().any(|d| d.ends_with("@sending")));
+
+    // The same uuid cannot be received twice.
+    let o = env.run("vmadm", &["receive"], Some(&stream));
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+
+    assert_exit(&env.vmadm(&["delete", &uuid]), 0);
+    let empty = (env.state_files(), env.datasets());
+
+    // Truncated or corrupt streams are refused and leave nothing.
+    for bad in [
+        stream[..stream.len() / 2].to_vec(),
+        stream[..300].to_vec(),
+        b"not a bundle at all".to_vec(),
+        {
+            let mut s = stream.clone();
+            s[0] = b'X';
+            s
+        },
+    ] {
+        let o = env.run("vmadm", &["receive"], Some(&bad));
+        assert_exit(&o, 1);
+        assert!(stderr(&o).contains("Invalid VM bundle"), "{}", stderr(&o));
+        assert_eq!(empty, (env.state_files(), env.datasets()));
+    }
+
+    let o = env.run("vmadm", &["receive"], Some(&stream));
+    assert_exit(&o, 0);
+    assert_eq!(
+        stderr(&o).trim(),
+        format!("Successfully received VM {uuid}")
+    );
+    let after = get(&env, &uuid);
+    for k in [
+        "alias",
+        "quota",
+        "tags",
+        "max_physical_memory",
+        "nics",
+        "image_uuid",
+        "brand",
+    ] {
+        assert_eq!(after[k], before[k], "{k}");
+    }
+    assert_eq!(after["state"], json!("stopped"));
+    assert_eq!(
+        std::fs::read_to_string(env.mountpoint(&ds).join("etc/motd")).unwrap(),
+        "moved\n"
+    );
+    assert_eq!(
+        zfs(&["get", "-H", "-o", "value", "quota", &ds]).trim(),
+        "3G"
+    );
+    assert!(!env.datasets().iter().any(|d| d.ends_with("@sending")));
+    assert_exit(&env.vmadm(&["delete", &uuid]), 0);
+}
