@@ -135,6 +135,20 @@ enum Command {
     DeleteSnapshot { uuid: String, name: String },
     /// Roll a VM back to a snapshot
     RollbackSnapshot { uuid: String, name: String },
+    /// Print VM changes as they happen (runs until interrupted)
+    Events {
+        /// Full dates and zonenames
+        #[arg(short = 'f', long = "full")]
+        full: bool,
+        /// One JSON object per line
+        #[arg(short = 'j', long = "json")]
+        json: bool,
+        /// Print a ready event first
+        #[arg(short = 'r', long = "ready")]
+        ready: bool,
+        /// Only this VM
+        uuid: Option<String>,
+    },
     /// Write a VM (JSON and dataset) as one stream to stdout
     Send {
         uuid: String,
@@ -435,6 +449,23 @@ fn run(cmd: Command) -> OpsResult<i32> {
             eprintln!("Rolled back snapshot {name} for VM {uuid}");
         }
         Command::Images { args } => return Ok(images(args)),
+        Command::Events {
+            full,
+            json,
+            ready,
+            uuid,
+        } => {
+            let uuid = uuid.map(|u| parse_uuid(&u, "events")).transpose()?;
+            let opts = ops::events::EventOptions {
+                full,
+                json,
+                ready,
+                uuid,
+                interval: Duration::from_millis(250),
+            };
+            let mut so = std::io::stdout().lock();
+            ops::events::events(&ctx, &opts, &mut so, &|| false)?;
+        }
         Command::Send { uuid, target: _ } => {
             let uuid = parse_uuid(&uuid, "send")?;
             if std::io::stdout().is_terminal() {

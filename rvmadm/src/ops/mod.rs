@@ -7,6 +7,7 @@ pub mod context;
 pub mod create;
 pub mod delete;
 pub mod error;
+pub mod events;
 pub mod get;
 pub mod kill;
 mod lifecycle;

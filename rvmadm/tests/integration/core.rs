@@ -669,3 +669,56 @@ fn send_then_receive_moves_a_vm_with_its_data() {
     assert!(!env.datasets().iter().any(|d| d.ends_with("@sending")));
     assert_exit(&env.vmadm(&["delete", &uuid]), 0);
 }
+
+#[test]
+fn events_stream_creates_modifies_and_deletes() {
+    use std::io::{BufRead, BufReader};
+    let Some(env) = env_with_image() else { return };
+    let mut child = std::process::Command::new(crate::harness::bin("vmadm"))
+        .args(["events", "-j", "-r"])
+        .env("VMADM_CONFIG", &env.config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // A watchdog: if an expected event never comes, the stream ends and the
+    // test fails instead of hanging.
+    let pid = child.id() as i32;
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    assert_eq!(next()["type"], json!("ready"));
+    let uuid = create(&env, json!({"alias": "watched"}));
+    let e = next();
+    assert_eq!(
+        (e["type"].clone(), e["uuid"].clone()),
+        (json!("create"), json!(uuid))
+    );
+    assert_eq!(e["vm"]["alias"], json!("watched"));
+    assert_exit(&env.vmadm(&["update", &uuid, "alias=renamed"]), 0);
+    let e = next();
+    assert_eq!(e["type"], json!("modify"));
+    let alias_change = e["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["prettyPath"] == json!("alias"))
+        .cloned()
+        .unwrap();
+    assert_eq!(alias_change["oldValue"], json!("watched"));
+    assert_eq!(alias_change["newValue"], json!("renamed"));
+    assert_exit(&env.vmadm(&["delete", &uuid]), 0);
+    let e = next();
+    assert_eq!(
+        (e["type"].clone(), e["uuid"].clone()),
+        (json!("delete"), json!(uuid))
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let o = env.vmadm(&["events", "99999999-0000-4000-8000-000000000000"]);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("not found"));
+}
