@@ -135,6 +135,12 @@ enum Command {
     DeleteSnapshot { uuid: String, name: String },
     /// Roll a VM back to a snapshot
     RollbackSnapshot { uuid: String, name: String },
+    /// Replace a VM's root with a fresh clone of an image (payload: image_uuid)
+    Reprovision {
+        uuid: String,
+        #[arg(short = 'f', long = "file")]
+        file: Option<String>,
+    },
     /// Print VM changes as they happen (runs until interrupted)
     Events {
         /// Full dates and zonenames
@@ -449,6 +455,12 @@ fn run(cmd: Command) -> OpsResult<i32> {
             eprintln!("Rolled back snapshot {name} for VM {uuid}");
         }
         Command::Images { args } => return Ok(images(args)),
+        Command::Reprovision { uuid, file } => {
+            let uuid = parse_uuid(&uuid, "reprovision")?;
+            let payload = read_payload(file.as_deref())?;
+            ops::reprovision::reprovision(&ctx, &uuid, &payload)?;
+            eprintln!("Successfully reprovisioned VM {uuid}");
+        }
         Command::Events {
             full,
             json,

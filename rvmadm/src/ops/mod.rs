@@ -14,6 +14,7 @@ mod lifecycle;
 pub mod list;
 pub mod query;
 pub mod reboot;
+pub mod reprovision;
 pub mod send;
 pub mod snapshot;
 pub mod start;

@@ -722,3 +722,62 @@ fn events_stream_creates_modifies_and_deletes() {
     assert_exit(&o, 1);
     assert!(stderr(&o).contains("not found"));
 }
+
+#[test]
+fn reprovision_swaps_the_root_and_keeps_data_and_record() {
+    let Some(env) = env_with_image() else { return };
+    let image2 = "a1b2c3d4-0000-4000-8000-00000000002b";
+    let img2 = format!("{}/{image2}", env.pool);
+    zfs(&["create", &img2]);
+    std::fs::create_dir_all(env.mountpoint(&img2).join("etc")).unwrap();
+    std::fs::write(env.mountpoint(&img2).join("etc/motd"), "image two\n").unwrap();
+    zfs(&["snapshot", &format!("{img2}@final")]);
+    let uuid = create(
+        &env,
+        json!({"alias": "rp", "quota": 2, "delegate_dataset": true}),
+    );
+    let ds = format!("{}/{uuid}", env.pool);
+    std::fs::write(env.mountpoint(&ds).join("etc/motd"), "changed by tenant\n").unwrap();
+    std::fs::write(env.mountpoint(&format!("{ds}/data")).join("keep"), "kept\n").unwrap();
+
+    let o = env.vmadm_in(&["reprovision", &uuid], "{}");
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("payload is missing image_uuid"));
+    let o = env.vmadm_in(
+        &["reprovision", &uuid],
+        &json!({"image_uuid": "ffffffff-0000-4000-8000-000000000000"}).to_string(),
+    );
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("imgadm import"));
+
+    let o = env.vmadm_in(
+        &["reprovision", &uuid],
+        &json!({"image_uuid": image2}).to_string(),
+    );
+    assert_exit(&o, 0);
+    assert_eq!(
+        stderr(&o).trim(),
+        format!("Successfully reprovisioned VM {uuid}")
+    );
+    let vm = get(&env, &uuid);
+    assert_eq!(vm["image_uuid"], json!(image2));
+    assert_eq!(vm["alias"], json!("rp"));
+    assert_eq!(
+        std::fs::read_to_string(env.mountpoint(&ds).join("etc/motd")).unwrap(),
+        "image two\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.mountpoint(&format!("{ds}/data")).join("keep")).unwrap(),
+        "kept\n"
+    );
+    assert_eq!(
+        zfs(&["get", "-H", "-o", "value", "origin", &ds]).trim(),
+        format!("{}/{image2}@final", env.pool)
+    );
+    assert_eq!(
+        zfs(&["get", "-H", "-o", "value", "quota", &ds]).trim(),
+        "2G"
+    );
+    assert_exit(&env.vmadm(&["delete", &uuid]), 0);
+    assert!(!env.datasets().iter().any(|d| d.contains(&uuid)));
+}

@@ -1,0 +1,92 @@
+//! `vmadm reprovision <uuid> [-f file]`: give a VM a fresh root from an
+//! image (the payload names `image_uuid`), keeping its record, its
+//! delegated `data` dataset and its quota. A VM that ran is started again.
+
+use super::context::Ctx;
+use super::error::{OpsError, OpsResult};
+use super::lifecycle::lock_and_load;
+use crate::driver::StopOptions;
+use crate::spec::value::is_uuid;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsResult<()> {
+    let fail = |m: String| OpsError::Failed(format!("Failed to reprovision VM {uuid}: {m}"));
+    let image = match payload.get("image_uuid").and_then(Value::as_str) {
+        Some(i) if is_uuid(i) => i.to_ascii_lowercase(),
+        Some(_) => return Err(fail("invalid image_uuid".into())),
+        None => return Err(fail("payload is missing image_uuid".into())),
+    };
+    let _global = ctx.store.lock_global()?;
+    let mut l = lock_and_load(ctx, uuid)?;
+    if l.rec.vm.get("indestructible_zoneroot") == Some(&Value::Bool(true)) {
+        return Err(fail("indestructible_zoneroot is set".into()));
+    }
+    let zfs = ctx.zfs();
+    let dataset = l.spec.zfs_filesystem.clone();
+    let origin = format!("{}/{image}@final", l.spec.zpool);
+    if !zfs.exists(&origin)? {
+        return Err(fail(format!(
+            "image {image} is not installed (no {origin}); run `imgadm import {image}` first"
+        )));
+    }
+    let was_running = ctx.is_running(uuid)?;
+    if was_running {
+        ctx.driver.stop(
+            &l.spec,
+            StopOptions {
+                force: true,
+                ..Default::default()
+            },
+        )?;
+    }
+    ctx.driver.cleanup(&l.spec)?;
+
+    // The delegated dataset survives: park it beside the VM meanwhile.
+    let data = format!("{dataset}/data");
+    let parked = format!("{}/{uuid}-reprovision-data", l.spec.zpool);
+    let has_data = zfs.exists(&data)?;
+    if has_data {
+        zfs.rename_unbusy(&data, &parked)?;
+    }
+    let quota = l.spec.limits.quota;
+    let quota_prop = if quota == 0 {
+        "none".to_string()
+    } else {
+        format!("{quota}G")
+    };
+    let rebuilt = zfs
+        .destroy(&dataset, true)
+        .and_then(|_| zfs.clone_snapshot(&origin, &dataset, &[("quota", &quota_prop)]))
+        .and_then(|_| {
+            if has_data {
+                zfs.rename_unbusy(&parked, &data)?;
+            }
+            zfs.mountpoint(&dataset)
+        });
+    let mountpoint = rebuilt.map_err(|e| {
+        fail(format!(
+            "{e}{}",
+            if has_data {
+                format!(" (the delegated dataset is kept as {parked})")
+            } else {
+                String::new()
+            }
+        ))
+    })?;
+    l.rec.vm.insert("image_uuid".into(), image.into());
+    l.rec
+        .vm
+        .insert("zonepath".into(), mountpoint.display().to_string().into());
+    l.rec
+        .vm
+        .insert("snapshots".into(), Value::Array(Vec::new()));
+    ctx.store.save(uuid, &l.rec.vm)?;
+    if was_running {
+        let spec = ctx.spec(&l.rec)?;
+        ctx.driver
+            .start(&spec)
+            .map_err(|e| fail(format!("reprovisioned, but the boot failed: {e}")))?;
+    }
+    Ok(())
+}
