@@ -33,8 +33,10 @@ IMG=11111111-2222-4333-8444-555555555555
 
 vmadm_pass() { # runs inside `unshare -n`: our private "host" network
   ip link set lo up
-  local W; W=$(mktemp -d /tmp/rvmadm-bench.XXXXXX)
-  local POOL=rvbench$$ VMADM=$TARGET/vmadm VER
+  # Globals, not locals: the EXIT trap's teardown runs after this function.
+  W=$(mktemp -d /tmp/rvmadm-bench.XXXXXX)
+  POOL=rvbench$$ VMADM=$TARGET/vmadm
+  local VER
   VER="vmadm $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo dev)"
   cat > "$W/vmadm.toml" <<T
 pool = "$POOL"
