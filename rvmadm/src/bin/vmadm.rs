@@ -509,14 +509,19 @@ fn run(cmd: Command) -> OpsResult<i32> {
     Ok(0)
 }
 
+/// Logs go to stderr: warnings by default, `VMADM_LOG` (an env-filter
+/// string such as `debug`) for more. The filter parser is only built when
+/// asked for: it costs a noticeable share of a 2 ms command.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VMADM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .without_time()
-        .try_init();
+        .without_time();
+    let _ = match std::env::var("VMADM_LOG") {
+        Ok(spec) if !spec.is_empty() => builder
+            .with_env_filter(tracing_subscriber::EnvFilter::new(spec))
+            .try_init(),
+        _ => builder.with_max_level(tracing::Level::WARN).try_init(),
+    };
 }
 
 fn main() {
