@@ -679,6 +679,13 @@ fn isolation_from_host_and_other_jails() {
     assert!(lab
         .sh_ok(&b, "grep NoNewPrivs /proc/self/status")
         .contains('1'));
+    // The seccomp filter is on (mode 2) and refuses new namespaces, which
+    // capabilities alone would allow (an unprivileged user namespace).
+    assert!(lab
+        .sh_ok(&b, "grep Seccomp: /proc/self/status")
+        .contains('2'));
+    assert!(!lab.sh(&b, "unshare -U true").status.success());
+    assert!(!lab.sh(&b, "unshare -n true").status.success());
     // /sys is read-only.
     assert!(!lab
         .sh(&b, "echo 1 > /sys/kernel/mm/ksm/run")

@@ -324,6 +324,7 @@ fn build_spec_inner(
         .cgroups_path(PathBuf::from(cgroup_path(&vm.uuid)))
         .masked_paths(masked_paths())
         .readonly_paths(readonly_paths())
+        .seccomp(super::seccomp::profile()?)
         .rootfs_propagation("rprivate")
         .build()
         .map_err(err)?;

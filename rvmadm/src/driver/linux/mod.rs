@@ -8,6 +8,7 @@ mod lifecycle;
 pub mod names;
 pub mod netplan;
 pub mod runtime;
+mod seccomp;
 pub mod state;
 mod sys;
 mod update;
