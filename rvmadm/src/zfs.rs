@@ -259,39 +259,54 @@ impl<'r> Zfs<'r> {
         }
         argv.push(name);
         let argv = Argv::new(argv);
+        let unmount = (!name.contains('@')).then_some(name);
+        self.run_unbusy(&argv, unmount, &|err| {
+            err.contains("does not exist") || err.contains("could not find")
+        })
+        .map(|_| ())
+    }
+
+    /// Runs `argv`; while zfs answers "busy" (zfs-fuse does for a moment
+    /// after heavy use), force-unmounts `unmount` and retries with a growing
+    /// pause, six tries in all. A failure whose stderr satisfies `done`
+    /// counts as success. Returns whether it had to unmount.
+    fn run_unbusy(
+        &self,
+        argv: &Argv,
+        unmount: Option<&str>,
+        done: &dyn Fn(&str) -> bool,
+    ) -> Result<bool, ZfsError> {
+        let mut unmounted = false;
         let mut last = None;
         for attempt in 0..6 {
-            let out = self.runner.output(&argv, None)?;
+            let out = self.runner.output(argv, None)?;
             if out.success() {
-                return Ok(());
+                return Ok(unmounted);
             }
             let err = out.stderr_str();
-            if err.contains("does not exist") || err.contains("could not find") {
-                return Ok(());
+            if done(&err) {
+                return Ok(unmounted);
             }
-            if !err.contains("busy") {
-                return Err(ExecError::Failed {
-                    argv,
-                    status: out.status,
-                    stderr: err,
-                }
-                .into());
-            }
-            if !name.contains('@') {
-                let _ = self
-                    .runner
-                    .output(&Argv::new(["zfs", "unmount", "-f", name]), None);
-            }
-            std::thread::sleep(Duration::from_millis(50 << attempt));
-            last = Some(ExecError::Failed {
+            let failed = ExecError::Failed {
                 argv: argv.clone(),
                 status: out.status,
                 stderr: err,
-            });
+            };
+            if !failed.stderr().contains("busy") {
+                return Err(failed.into());
+            }
+            if let Some(ds) = unmount {
+                let _ = self
+                    .runner
+                    .output(&Argv::new(["zfs", "unmount", "-f", ds]), None);
+                unmounted = true;
+            }
+            std::thread::sleep(Duration::from_millis(50 << attempt));
+            last = Some(failed);
         }
         Err(last
             .map(ZfsError::from)
-            .unwrap_or_else(|| ZfsError::NotFound(name.to_string())))
+            .unwrap_or_else(|| ZfsError::NotFound(argv.to_string())))
     }
 
     /// Datasets cloned from any snapshot of `dataset` (for "image in use").
@@ -380,40 +395,11 @@ impl Zfs<'_> {
     /// freshly received (mounted) dataset: unmount, retry, mount again.
     pub fn rename_unbusy(&self, from: &str, to: &str) -> Result<(), ZfsError> {
         let argv = Argv::new(["zfs", "rename", checked(from)?, checked(to)?]);
-        let mut unmounted = false;
-        let mut last = None;
-        for attempt in 0..6 {
-            let out = self.runner.output(&argv, None)?;
-            if out.success() {
-                if unmounted {
-                    // Best effort: an unmounted image still clones fine.
-                    let _ = self.runner.output(&Argv::new(["zfs", "mount", to]), None);
-                }
-                return Ok(());
-            }
-            let err = out.stderr_str();
-            if !err.contains("busy") {
-                return Err(ExecError::Failed {
-                    argv,
-                    status: out.status,
-                    stderr: err,
-                }
-                .into());
-            }
-            let _ = self
-                .runner
-                .output(&Argv::new(["zfs", "unmount", "-f", from]), None);
-            unmounted = true;
-            std::thread::sleep(Duration::from_millis(50 << attempt));
-            last = Some(ExecError::Failed {
-                argv: argv.clone(),
-                status: out.status,
-                stderr: err,
-            });
+        if self.run_unbusy(&argv, Some(from), &|_| false)? {
+            // Best effort: an unmounted image still clones fine.
+            let _ = self.runner.output(&Argv::new(["zfs", "mount", to]), None);
         }
-        Err(last
-            .map(ZfsError::from)
-            .unwrap_or_else(|| ZfsError::NotFound(from.to_string())))
+        Ok(())
     }
 
     /// argv of `zfs receive <target>` for a caller that streams into stdin.

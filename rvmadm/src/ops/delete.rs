@@ -4,7 +4,7 @@
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
-use crate::driver::StopOptions;
+use super::lifecycle::force_stop;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -17,18 +17,8 @@ pub fn delete(ctx: &Ctx, uuid: &Uuid) -> OpsResult<()> {
             "Failed to delete VM {uuid}: indestructible_zoneroot is set, cannot delete"
         )));
     }
-    let spec = ctx.spec(&rec).ok();
-    if let Some(spec) = &spec {
-        if ctx.is_running(uuid)? {
-            ctx.driver.stop(
-                spec,
-                StopOptions {
-                    force: true,
-                    ..Default::default()
-                },
-            )?;
-        }
-        ctx.driver.cleanup(spec)?;
+    if let Ok(spec) = ctx.spec(&rec) {
+        force_stop(ctx, uuid, &spec)?;
     }
     let dataset = rec
         .vm

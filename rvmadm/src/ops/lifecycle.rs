@@ -4,6 +4,7 @@
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
 use super::view::INCOMPLETE_KEY;
+use crate::driver::StopOptions;
 use crate::spec::VmSpec;
 use crate::store::{LockGuard, Record};
 use serde_json::Value;
@@ -36,4 +37,21 @@ pub fn set_autoboot(ctx: &Ctx, uuid: &Uuid, rec: &mut Record, value: bool) -> Op
         ctx.store.save(uuid, &rec.vm)?;
     }
     Ok(())
+}
+
+/// Stops a running VM at once (no grace) and removes what the driver set
+/// up; a stopped VM is only cleaned up. Returns whether it was running.
+pub fn force_stop(ctx: &Ctx, uuid: &Uuid, spec: &VmSpec) -> OpsResult<bool> {
+    let was_running = ctx.is_running(uuid)?;
+    if was_running {
+        ctx.driver.stop(
+            spec,
+            StopOptions {
+                force: true,
+                ..Default::default()
+            },
+        )?;
+    }
+    ctx.driver.cleanup(spec)?;
+    Ok(was_running)
 }

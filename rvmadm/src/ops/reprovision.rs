@@ -4,8 +4,7 @@
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
-use super::lifecycle::lock_and_load;
-use crate::driver::StopOptions;
+use super::lifecycle::{force_stop, lock_and_load};
 use crate::spec::value::is_uuid;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -30,17 +29,7 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
             "image {image} is not installed (no {origin}); run `imgadm import {image}` first"
         )));
     }
-    let was_running = ctx.is_running(uuid)?;
-    if was_running {
-        ctx.driver.stop(
-            &l.spec,
-            StopOptions {
-                force: true,
-                ..Default::default()
-            },
-        )?;
-    }
-    ctx.driver.cleanup(&l.spec)?;
+    let was_running = force_stop(ctx, uuid, &l.spec)?;
 
     // The delegated dataset survives: park it beside the VM meanwhile.
     let data = format!("{dataset}/data");

@@ -4,8 +4,7 @@
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
-use super::lifecycle::lock_and_load;
-use crate::driver::StopOptions;
+use super::lifecycle::{force_stop, lock_and_load};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -83,17 +82,7 @@ pub fn rollback_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
             "No snapshot named \"{name}\" for VM {uuid}"
         )));
     };
-    let was_running = ctx.is_running(uuid)?;
-    if was_running {
-        ctx.driver.stop(
-            &l.spec,
-            StopOptions {
-                force: true,
-                ..Default::default()
-            },
-        )?;
-        ctx.driver.cleanup(&l.spec)?;
-    }
+    let was_running = force_stop(ctx, uuid, &l.spec)?;
     ctx.zfs()
         .rollback(&format!("{}@vmsnap-{name}", l.spec.zfs_filesystem))?;
     // The list is newest first: everything before `pos` is gone now.
