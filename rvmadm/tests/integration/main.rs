@@ -4,6 +4,7 @@
 //! Each area has its own module; `harness` builds the environment.
 
 mod core;
+mod golden;
 mod harness;
 mod imgadm;
 mod imgserver;
