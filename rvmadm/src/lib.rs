@@ -3,14 +3,13 @@
 //!
 //! Layers, top to bottom: the binaries (`src/bin`) parse argv and render;
 //! [`ops`] holds one module per verb; [`spec`], [`store`] and [`image`] hold the
-//! payload, VM records and images; [`driver`] runs jails on a host; [`zfs`],
-//! [`net`] and [`exec`] talk to the system. Only [`exec`] spawns processes.
+//! payload, VM records and images; [`driver`] runs jails on a host; [`zfs`]
+//! and [`exec`] talk to the system. Only [`exec`] spawns processes.
 
 pub mod config;
 pub mod driver;
 pub mod exec;
 pub mod image;
-pub mod net;
 pub mod ops;
 pub mod spec;
 pub mod store;

@@ -1,1 +1,0 @@
-//! Network plans shared by the drivers.
