@@ -1,6 +1,11 @@
-//! `imgadm`: SmartOS-compatible image management. All logic lives in
-//! `rvmadm::image`; this binary only hands it argv and exits with its code.
+//! `imgadm`: SmartOS-compatible image management. The command line (clap
+//! definitions and rendering) is `imgadm_cli`, shared with `vmadm images`;
+//! the verbs are `rvmadm::ops::images`. This file only hands it argv and
+//! exits with its code.
+
+#[path = "imgadm_cli/mod.rs"]
+mod imgadm_cli;
 
 fn main() {
-    std::process::exit(rvmadm::image::cli::run(std::env::args().collect()));
+    std::process::exit(imgadm_cli::run(std::env::args().collect()));
 }

@@ -13,6 +13,9 @@ use serde_json::{Map, Value};
 use std::io::{IsTerminal, Read, Write};
 use std::time::Duration;
 
+#[path = "imgadm_cli/mod.rs"]
+mod imgadm_cli;
+
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -271,9 +274,10 @@ fn stop_options(a: &StopArgs) -> StopOptions {
     o
 }
 
-/// `vmadm images …` is `imgadm …`.
+/// `vmadm images …` is `imgadm …`: the same command line, verbs, output
+/// and exit codes.
 fn images(args: Vec<String>) -> i32 {
-    rvmadm::image::cli::run(std::iter::once("imgadm".to_string()).chain(args).collect())
+    imgadm_cli::run(std::iter::once("imgadm".to_string()).chain(args).collect())
 }
 
 fn run(cmd: Command) -> OpsResult<i32> {

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::exec::{Argv, CommandRunner};
 use crate::zfs::Zfs;
 use serde_json::{Map, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
@@ -79,9 +79,12 @@ pub struct BuildOpts {
     pub pool: Option<String>,
 }
 
-/// What a build produced.
+/// What a build (or a create) produced.
 #[derive(Debug, Clone)]
 pub struct Built {
+    pub uuid: Uuid,
+    pub name: String,
+    pub version: String,
     pub manifest: Value,
     pub manifest_path: PathBuf,
     pub file_path: PathBuf,
@@ -105,12 +108,13 @@ pub fn base_manifest(fields: &Map<String, Value>) -> Map<String, Value> {
     m
 }
 
-/// `imgadm build <tree|tarball> name=… version=… os=… [type=…]`.
+/// `imgadm build <tree|tarball> name=… version=… os=… [type=…]`. A build
+/// dataset that cannot be removed afterwards is reported to `warn`.
 pub fn build(
     cfg: &Config,
     runner: &dyn CommandRunner,
     opts: &BuildOpts,
-    out: &mut dyn Write,
+    warn: &mut dyn FnMut(String),
 ) -> Result<Built> {
     let fields = parse_fields(&opts.fields)?;
     for required in ["name", "version", "os"] {
@@ -158,19 +162,16 @@ pub fn build(
         pack::send_to_file(&zfs, &snap, None, opts.compression, &file_path)
     })();
     if let Err(e) = zfs.destroy(&ds, true) {
-        eprintln!("warning: could not remove build dataset {ds}: {e}");
+        warn(format!("could not remove build dataset {ds}: {e}"));
     }
     let file = result?;
-    write_manifest(out, "Built", m, &file, &parsed, manifest_path, file_path)
+    write_manifest(m, &file, &parsed, manifest_path, file_path)
 }
 
-/// Records `file` in the manifest, writes the manifest beside the image
-/// file (atomically, world-readable: manifests are meant to be shared),
-/// and reports `<verb> image <uuid> (<name>@<version>)` on `out`. On a
-/// failed manifest write the image file is removed too.
+/// Records `file` in the manifest and writes the manifest beside the image
+/// file (atomically, world-readable: manifests are meant to be shared). On
+/// a failed manifest write the image file is removed too.
 pub fn write_manifest(
-    out: &mut dyn Write,
-    verb: &str,
     mut m: Map<String, Value>,
     file: &impl serde::Serialize,
     parsed: &Manifest,
@@ -194,17 +195,10 @@ pub fn write_manifest(
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&manifest_path, std::fs::Permissions::from_mode(0o644));
     }
-    writeln!(
-        out,
-        "{verb} image {} ({}@{})\nmanifest: {}\nfile: {}",
-        parsed.uuid,
-        parsed.name,
-        parsed.version,
-        manifest_path.display(),
-        file_path.display()
-    )
-    .map_err(|e| ImgError::fs("cannot write output", e))?;
     Ok(Built {
+        uuid: parsed.uuid,
+        name: parsed.name.clone(),
+        version: parsed.version.clone(),
         manifest: Value::Object(m),
         manifest_path,
         file_path,

@@ -5,18 +5,20 @@
 //! names that image as its `origin`), compresses, and writes
 //! `<name>-<version>.json` + `<name>-<version>.zfs.<ext>`. The temporary
 //! snapshot is removed afterwards; the VM is left as it was.
+//!
+//! Which VM, and whether it may be imaged at all (it exists, it is not
+//! running), is settled by the verb (`ops::images::create`) under the VM's
+//! lock, from the VM store and the driver; this module gets the facts.
 
 use super::build::{base_manifest, checked_manifest, parse_fields, write_manifest, Built};
 use super::compress;
-use super::error::{parse_uuid, Code, ImgError, Result};
+use super::error::{Code, ImgError, Result};
 use super::manifest::Compression;
 use super::pack;
 use super::records;
 use crate::config::Config;
-use crate::exec::CommandRunner;
 use crate::zfs::Zfs;
 use serde_json::{Map, Value};
-use std::io::Write;
 use std::path::PathBuf;
 use uuid::Uuid;
 
@@ -36,10 +38,9 @@ const INHERITED: &[&str] = &[
     "image_size",
 ];
 
-/// Options of `imgadm create`.
+/// Options of `imgadm create` (the VM is given apart, as a [`SourceVm`]).
 #[derive(Debug, Clone)]
 pub struct CreateOpts {
-    pub vm_uuid: String,
     pub outdir: PathBuf,
     pub incremental: bool,
     pub compression: Compression,
@@ -48,27 +49,14 @@ pub struct CreateOpts {
     pub fields: Vec<String>,
 }
 
-/// Reads `<state_dir>/vms/<uuid>.json` (`{"vm": {…}}`).
-fn load_vm(cfg: &Config, uuid: &Uuid) -> Result<Map<String, Value>> {
-    let path = cfg.vm_dir().join(format!("{uuid}.json"));
-    let bytes = std::fs::read(&path)
-        .map_err(|_| ImgError::new(Code::VmNotFound, format!("VM {uuid} does not exist")))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ImgError::new(
-            Code::VmNotFound,
-            format!("VM record {} is unreadable: {e}", path.display()),
-        )
-    })?;
-    v.get("vm")
-        .and_then(Value::as_object)
-        .or_else(|| v.as_object())
-        .cloned()
-        .ok_or_else(|| {
-            ImgError::new(
-                Code::VmNotFound,
-                format!("VM record {} has no \"vm\" object", path.display()),
-            )
-        })
+/// What an image is made from: a VM, as its record describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceVm {
+    pub uuid: Uuid,
+    /// The pool holding its dataset (`zpool` of the record).
+    pub zpool: String,
+    /// Its brand; an `lx*` brand makes the image require `brand: lx`.
+    pub brand: Option<String>,
 }
 
 /// The image uuid a dataset was cloned from (`<pool>/<uuid>@…`), if any.
@@ -83,29 +71,17 @@ fn origin_image(zfs: &Zfs, dataset: &str, pool: &str) -> Result<Option<Uuid>> {
         .and_then(|u| Uuid::parse_str(u).ok()))
 }
 
-/// `imgadm create`.
+/// Makes the image of a stopped VM. Problems with the temporary snapshot's
+/// removal go to `warn`; the image is made all the same.
 pub fn create(
     cfg: &Config,
-    runner: &dyn CommandRunner,
+    zfs: &Zfs,
+    vm: &SourceVm,
     opts: &CreateOpts,
-    out: &mut dyn Write,
+    warn: &mut dyn FnMut(String),
 ) -> Result<Built> {
-    let vm_uuid = parse_uuid(&opts.vm_uuid)?;
-    let vm = load_vm(cfg, &vm_uuid)?;
-    if let Some(state) = vm.get("state").and_then(Value::as_str) {
-        if state != "stopped" {
-            return Err(ImgError::new(
-                Code::VmNotStopped,
-                format!("VM {vm_uuid} is {state}; stop it first (vmadm stop {vm_uuid})"),
-            ));
-        }
-    }
-    let zfs = Zfs::new(runner);
-    let pool = vm
-        .get("zpool")
-        .and_then(Value::as_str)
-        .unwrap_or(&cfg.pool)
-        .to_string();
+    let vm_uuid = vm.uuid;
+    let pool = vm.zpool.clone();
     let dataset = format!("{pool}/{vm_uuid}");
     if !zfs.exists(&dataset)? {
         return Err(ImgError::new(
@@ -113,7 +89,7 @@ pub fn create(
             format!("dataset {dataset} of VM {vm_uuid} does not exist"),
         ));
     }
-    let origin = origin_image(&zfs, &dataset, &pool)?;
+    let origin = origin_image(zfs, &dataset, &pool)?;
     let origin_manifest = origin
         .and_then(|o| records::load_record(cfg, &pool, &o))
         .map(|r| r.manifest)
@@ -152,11 +128,7 @@ pub fn create(
             }
         }
     }
-    if vm
-        .get("brand")
-        .and_then(Value::as_str)
-        .is_some_and(|b| b.starts_with("lx"))
-    {
+    if vm.brand.as_deref().is_some_and(|b| b.starts_with("lx")) {
         let req = m
             .entry("requirements")
             .or_insert_with(|| Value::Object(Map::new()));
@@ -206,10 +178,10 @@ pub fn create(
 
     let snap = format!("{dataset}@imgadm-create-{}", parsed.uuid);
     zfs.snapshot(&snap)?;
-    let sent = pack::send_to_file(&zfs, &snap, from.as_deref(), opts.compression, &file_path);
+    let sent = pack::send_to_file(zfs, &snap, from.as_deref(), opts.compression, &file_path);
     if let Err(e) = zfs.destroy(&snap, false) {
-        eprintln!("warning: could not remove snapshot {snap}: {e}");
+        warn(format!("could not remove snapshot {snap}: {e}"));
     }
     let file = sent?;
-    write_manifest(out, "Created", m, &file, &parsed, manifest_path, file_path)
+    write_manifest(m, &file, &parsed, manifest_path, file_path)
 }

@@ -133,6 +133,14 @@ impl From<crate::exec::ExecError> for ImgError {
     }
 }
 
+/// Lock and record-store failures (the global lock of import and delete,
+/// the per-VM lock and record of create).
+impl From<crate::store::StoreError> for ImgError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ImgError::new(Code::FileSystem, e.to_string())
+    }
+}
+
 impl From<crate::config::ConfigError> for ImgError {
     fn from(e: crate::config::ConfigError) -> Self {
         ImgError::new(Code::ConfigError, e.to_string())

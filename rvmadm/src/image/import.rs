@@ -15,24 +15,30 @@
 //! then is the manifest record written. Any failure — HTTP error, short read,
 //! wrong size or SHA-1, corrupt compression, `zfs receive` error, Ctrl-C —
 //! destroys the partial dataset, so nothing is left behind.
+//!
+//! This module prints nothing and takes no lock: the `import` verb
+//! (`ops::images::import`) holds the global lock around it, and what happens
+//! is told through [`ImportReport`] (messages, and a byte counter the caller
+//! may draw as a progress bar).
 
 use super::compress;
-use super::error::{parse_uuid, Code, ImgError, Result};
+use super::error::{Code, ImgError, Result};
 use super::http::Client;
 use super::interrupt;
 use super::manifest::{ImageFile, ImageState, Manifest};
 use super::records::{self, label_of, Record};
 use super::sources::{self, Remote};
 use crate::config::{Config, Source};
-use crate::exec::{self, CommandRunner};
+use crate::exec;
+use crate::store::Store;
 use crate::zfs::Zfs;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -43,13 +49,43 @@ const CHANNEL_DEPTH: usize = 8;
 /// Longest origin chain we follow (imgadm's MaxOriginDepth spirit).
 const MAX_ORIGIN_DEPTH: usize = 64;
 
-/// Options of `imgadm import`.
-#[derive(Debug, Clone, Default)]
-pub struct ImportOpts {
-    pub pool: Option<String>,
-    pub quiet: bool,
-    /// `-S URL`: use these sources instead of the configured ones.
-    pub sources: Vec<Source>,
+/// A step of an import worth telling the user about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportNote {
+    /// `<pool>/<uuid>` is already an installed image: nothing to do.
+    AlreadyInstalled {
+        uuid: Uuid,
+        name: String,
+        version: String,
+    },
+    /// One image of the chain (the one asked for, or a missing origin)
+    /// starts downloading; `label` is `<name>@<version>`.
+    Importing {
+        uuid: Uuid,
+        label: String,
+        source: String,
+    },
+    /// One image of the chain is installed.
+    Imported { uuid: Uuid, label: String },
+    /// A clean-up after a failure did not work (the import still fails
+    /// with its own error).
+    Warning(String),
+}
+
+/// Counts the bytes of one download as they arrive; shared with the
+/// download thread, so it must be `Send + Sync`.
+pub trait DownloadProgress: Send + Sync {
+    fn inc(&self, bytes: u64);
+    /// The download ended (well or not): remove any display.
+    fn finish(&self);
+}
+
+/// How an import reports while it runs. A failing note (the output is
+/// gone) ends the import with that error, as a failed write always has.
+pub trait ImportReport {
+    fn note(&mut self, note: ImportNote) -> Result<()>;
+    /// A download of `size` bytes of image `uuid` starts.
+    fn download(&mut self, uuid: &Uuid, size: u64) -> Arc<dyn DownloadProgress>;
 }
 
 /// A remote image whose manifest passed validation.
@@ -93,31 +129,21 @@ fn label(m: &Manifest) -> String {
     format!("{}@{}", m.name, m.version)
 }
 
-/// `imgadm import <uuid>`: installs the image and any missing origins.
+/// Installs image `uuid` on `pool` and any missing origins, from
+/// `sources_list` (the configured sources or `-S` ones). `vms` tells VM
+/// datasets apart from images. The caller holds the global lock.
 pub fn import(
     cfg: &Config,
-    runner: &dyn CommandRunner,
-    uuid_arg: &str,
-    opts: &ImportOpts,
-    out: &mut dyn Write,
+    vms: &Store,
+    zfs: &Zfs,
+    uuid: Uuid,
+    pool: &str,
+    sources_list: &[Source],
+    report: &mut dyn ImportReport,
 ) -> Result<()> {
-    let uuid = parse_uuid(uuid_arg)?;
-    let pool = opts.pool.clone().unwrap_or_else(|| cfg.pool.clone());
-    if !crate::zfs::valid_name(&pool) || pool.contains(['/', '@']) {
-        return Err(ImgError::usage(format!("invalid pool name \"{pool}\"")));
+    if let Some(done) = already_installed(cfg, vms, zfs, pool, &uuid)? {
+        return report.note(done);
     }
-    let zfs = Zfs::new(runner);
-    let say = |out: &mut dyn Write, s: String| {
-        writeln!(out, "{s}").map_err(|e| ImgError::fs("cannot write output", e))
-    };
-    if let Some(done) = already_installed(cfg, &zfs, &pool, &uuid)? {
-        return say(out, done);
-    }
-    let sources_list = if opts.sources.is_empty() {
-        &cfg.sources
-    } else {
-        &opts.sources
-    };
     let client = Client::new();
     let remote = sources::find(&client, sources_list, &uuid)?.ok_or_else(|| {
         let urls: Vec<&str> = sources_list.iter().map(|s| s.url.as_str()).collect();
@@ -161,25 +187,31 @@ pub fn import(
         chain.push(checked);
     }
     for img in chain.iter().rev() {
-        install_one(cfg, &zfs, &client, img, &pool, opts.quiet, out)?;
+        install_one(cfg, vms, zfs, &client, img, pool, report)?;
     }
     Ok(())
 }
 
-/// The skip message when `<pool>/<uuid>` already exists (as an image).
-fn already_installed(cfg: &Config, zfs: &Zfs, pool: &str, uuid: &Uuid) -> Result<Option<String>> {
+/// The skip note when `<pool>/<uuid>` already exists (as an image).
+fn already_installed(
+    cfg: &Config,
+    vms: &Store,
+    zfs: &Zfs,
+    pool: &str,
+    uuid: &Uuid,
+) -> Result<Option<ImportNote>> {
     if !zfs.exists(&format!("{pool}/{uuid}"))? {
         return Ok(None);
     }
-    match records::find_installed(cfg, zfs, pool, uuid)? {
+    match records::find_installed(cfg, vms, zfs, pool, uuid)? {
         Some(inst) => {
             let m = inst.manifest();
             let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            Ok(Some(format!(
-                "Image {uuid} ({} {}) is already installed, skipping",
-                s("name"),
-                s("version")
-            )))
+            Ok(Some(ImportNote::AlreadyInstalled {
+                uuid: *uuid,
+                name: s("name"),
+                version: s("version"),
+            }))
         }
         None => Err(ImgError::new(
             Code::FileSystem,
@@ -188,52 +220,18 @@ fn already_installed(cfg: &Config, zfs: &Zfs, pool: &str, uuid: &Uuid) -> Result
     }
 }
 
-/// An exclusive per-image lock so two imports of one uuid never race.
-struct ImportLock {
-    _file: std::fs::File,
-}
-
-impl ImportLock {
-    fn take(cfg: &Config, uuid: &Uuid) -> Result<ImportLock> {
-        use std::os::fd::AsRawFd;
-        let dir = cfg.state_dir.join("locks");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| ImgError::fs(&format!("cannot create {}", dir.display()), e))?;
-        let path = dir.join(format!("img.{uuid}.import.lock"));
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| ImgError::fs(&format!("cannot open {}", path.display()), e))?;
-        // SAFETY: flock on a descriptor we own; released when the file closes.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        if rc != 0 {
-            return Err(ImgError::fs(
-                &format!("cannot lock {}", path.display()),
-                io::Error::last_os_error(),
-            ));
-        }
-        Ok(ImportLock { _file: f })
-    }
-}
-
 fn install_one(
     cfg: &Config,
+    vms: &Store,
     zfs: &Zfs,
     client: &Client,
     img: &Checked,
     pool: &str,
-    quiet: bool,
-    out: &mut dyn Write,
+    report: &mut dyn ImportReport,
 ) -> Result<()> {
     let uuid = img.manifest.uuid;
-    let _lock = ImportLock::take(cfg, &uuid)?;
-    let say = |out: &mut dyn Write, s: String| {
-        writeln!(out, "{s}").map_err(|e| ImgError::fs("cannot write output", e))
-    };
-    if let Some(done) = already_installed(cfg, zfs, pool, &uuid)? {
-        return say(out, done);
+    if let Some(done) = already_installed(cfg, vms, zfs, pool, &uuid)? {
+        return report.note(done);
     }
     if let Some(origin) = img.manifest.origin {
         if !zfs.exists(&format!("{pool}/{origin}@final"))? {
@@ -247,20 +245,15 @@ fn install_one(
     let target = format!("{pool}/{uuid}");
     // A previous crash may have left a partial dataset: it is ours to remove.
     zfs.destroy(&partial, true)?;
-    if !quiet {
-        say(
-            out,
-            format!(
-                "Importing {uuid} ({}) from \"{}\"",
-                label(&img.manifest),
-                img.remote.source.url
-            ),
-        )?;
-    }
-    let result = stream_into(zfs, client, img, &partial, quiet)
+    report.note(ImportNote::Importing {
+        uuid,
+        label: label(&img.manifest),
+        source: img.remote.source.url.clone(),
+    })?;
+    let result = stream_into(zfs, client, img, &partial, report)
         .and_then(|()| finalize(zfs, &partial, &target));
     if let Err(e) = result {
-        cleanup(zfs, &partial);
+        cleanup(zfs, &partial, report);
         return Err(e);
     }
     let record = Record {
@@ -269,19 +262,22 @@ fn install_one(
         source: Some(img.remote.source.url.clone()),
     };
     if let Err(e) = records::save_record(cfg, &uuid, &record) {
-        cleanup(zfs, &target);
+        cleanup(zfs, &target, report);
         return Err(e);
     }
-    say(
-        out,
-        format!("Imported image {uuid} ({})", label_of(&img.remote.manifest)),
-    )
+    report.note(ImportNote::Imported {
+        uuid,
+        label: label_of(&img.remote.manifest),
+    })
 }
 
-fn cleanup(zfs: &Zfs, dataset: &str) {
+fn cleanup(zfs: &Zfs, dataset: &str, report: &mut dyn ImportReport) {
     if let Err(e) = zfs.destroy(dataset, true) {
         tracing::warn!(dataset, error = %e, "could not remove dataset after a failed import");
-        eprintln!("warning: could not remove {dataset}: {e}");
+        // The import's own error follows; a lost warning must not replace it.
+        let _ = report.note(ImportNote::Warning(format!(
+            "could not remove {dataset}: {e}"
+        )));
     }
 }
 
@@ -324,7 +320,7 @@ fn download_loop(
     mut body: Box<dyn Read + Send + Sync>,
     size: u64,
     tx: SyncSender<Vec<u8>>,
-    bar: ProgressBar,
+    bar: Arc<dyn DownloadProgress>,
 ) -> DlEnd {
     use sha1::{Digest, Sha1};
     let mut hasher = Sha1::new();
@@ -424,26 +420,13 @@ fn pump(src: &mut dyn Read, dst: &mut dyn Write) -> std::result::Result<(), Pump
     }
 }
 
-fn progress_bar(size: u64, quiet: bool) -> ProgressBar {
-    if quiet || !io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-    {
-        bar.set_style(style);
-    }
-    bar
-}
-
 /// Downloads, verifies and receives one file into `partial`.
 fn stream_into(
     zfs: &Zfs,
     client: &Client,
     img: &Checked,
     partial: &str,
-    quiet: bool,
+    report: &mut dyn ImportReport,
 ) -> Result<()> {
     let _ = zfs;
     let size = img.file.size;
@@ -474,7 +457,7 @@ fn stream_into(
         .spawn()
         .map_err(|e| ImgError::fs(&format!("cannot run `{argv}`"), e))?;
     let stderr_thread = exec::drain_stderr(&mut child);
-    let bar = progress_bar(size, quiet);
+    let bar = report.download(&img.manifest.uuid, size);
     let (tx, rx) = sync_channel::<Vec<u8>>(CHANNEL_DEPTH);
     let dl_bar = bar.clone();
     let body = dl.body;
@@ -503,7 +486,7 @@ fn stream_into(
         drop(stdin);
         r
     };
-    bar.finish_and_clear();
+    bar.finish();
 
     if interrupt::interrupted() || matches!(pump_result, Err(PumpErr::Interrupted)) {
         // stdin is closed: the truncated stream makes zfs receive fail.

@@ -1,22 +1,20 @@
-//! Images (datasets): manifests, sources, import, build, publish.
+//! Images (datasets): the domain parts behind the image verbs.
 //!
 //! One file per concern: `manifest` (IMGAPI v2 types), `records` (installed
 //! images and their db records), `sources` + `http` (remote lookups),
-//! `import` (the verified streaming pipeline), `list` (list/get/delete),
-//! `avail` (avail/show), `build` (image from a tree or tarball), `create`
-//! (image from a VM), `pack` (snapshot → compressed file), `publish`,
-//! `table` (filters and formatting), `compress`, `interrupt`, `error`, and
-//! `cli` (the `imgadm` command line, also used by `vmadm images`).
-pub mod avail;
+//! `import` (the verified streaming pipeline), `build` (image from a tree or
+//! tarball), `create` (image from a VM's dataset), `pack` (snapshot →
+//! compressed file), `publish` (the IMGAPI upload protocol), `table` (rows,
+//! filters, sorting and the text table), `compress`, `interrupt`, `error`.
+//! The verbs themselves (locks, the VM store, the driver) are in
+//! `ops::images`; the `imgadm` command line is in `src/bin`.
 pub mod build;
-pub mod cli;
 pub mod compress;
 pub mod create;
 pub mod error;
 pub mod http;
 pub mod import;
 pub mod interrupt;
-pub mod list;
 pub mod manifest;
 pub mod pack;
 pub mod publish;

@@ -10,7 +10,7 @@ use super::error::{Code, ImgError, Result};
 use super::http::{Client, MAX_MANIFEST_BYTES};
 use serde_json::Value;
 use sha1::{Digest, Sha1};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 fn sha1_of(path: &Path) -> Result<(String, u64)> {
@@ -32,13 +32,22 @@ fn sha1_of(path: &Path) -> Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), n_total))
 }
 
-/// Uploads manifest + file and activates the image.
+/// An image now active on a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub uuid: uuid::Uuid,
+    /// The server's base URL, credentials removed.
+    pub server: String,
+}
+
+/// Uploads manifest + file and activates the image. A failed roll-back
+/// after a failed upload is reported to `warn` before the upload's error.
 pub fn publish(
     manifest_path: &Path,
     file_path: &Path,
     url: &str,
-    out: &mut dyn Write,
-) -> Result<()> {
+    warn: &mut dyn FnMut(String),
+) -> Result<Published> {
     let bytes = std::fs::read(manifest_path)
         .map_err(|e| ImgError::fs(&format!("cannot read {}", manifest_path.display()), e))?;
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
@@ -120,15 +129,17 @@ pub fn publish(
     })();
     if let Err(e) = rest {
         if let Err(d) = client.delete(&format!("{base}/images/{uuid}")) {
-            eprintln!(
-                "warning: could not roll back image {uuid} on {base}: {}",
+            warn(format!(
+                "could not roll back image {uuid} on {base}: {}",
                 d.message
-            );
+            ));
         }
         return Err(ImgError::new(Code::UploadError, e.message));
     }
-    writeln!(out, "Successfully published image {uuid} to {base}")
-        .map_err(|e| ImgError::fs("cannot write output", e))
+    Ok(Published {
+        uuid,
+        server: base.to_string(),
+    })
 }
 
 /// Credentials for the server's authenticated writes: `user:password@` in

@@ -5,10 +5,12 @@
 //! SmartOS imgadm db layout) only adds the manifest. A dataset without a record
 //! is still listed (with just its uuid); a record without a dataset is ignored.
 //! VM datasets share the `<pool>/<uuid>` shape, so they are told apart by their
-//! VM record and by being a clone of an image without an `@final` of their own.
+//! VM record (asked from the VM [`Store`]) and by being a clone of an image
+//! without an `@final` of their own.
 
 use super::error::{Code, ImgError, Result};
 use crate::config::Config;
+use crate::store::Store;
 use crate::zfs::Zfs;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -122,8 +124,13 @@ pub fn label_of(manifest: &Value) -> String {
     format!("{}@{}", s("name"), s("version"))
 }
 
-/// Every image installed on `pool`.
-pub fn installed_images(cfg: &Config, zfs: &Zfs, pool: &str) -> Result<Vec<Installed>> {
+/// Every image installed on `pool`; `vms` tells VM datasets apart.
+pub fn installed_images(
+    cfg: &Config,
+    vms: &Store,
+    zfs: &Zfs,
+    pool: &str,
+) -> Result<Vec<Installed>> {
     let origins = zfs.origins(pool)?;
     let snapshots: BTreeSet<String> = zfs.all_snapshots(pool)?.into_iter().collect();
     let mut clones: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -147,7 +154,7 @@ pub fn installed_images(cfg: &Config, zfs: &Zfs, pool: &str) -> Result<Vec<Insta
             continue;
         }
         let has_final = snapshots.contains(&format!("{name}@final"));
-        if cfg.vm_dir().join(format!("{uuid}.json")).exists() {
+        if vms.exists(&uuid) {
             continue;
         }
         if origin.as_deref().is_some_and(|o| o.ends_with("@final")) && !has_final {
@@ -167,6 +174,7 @@ pub fn installed_images(cfg: &Config, zfs: &Zfs, pool: &str) -> Result<Vec<Insta
 /// One installed image, or `None`.
 pub fn find_installed(
     cfg: &Config,
+    vms: &Store,
     zfs: &Zfs,
     pool: &str,
     uuid: &Uuid,
@@ -175,7 +183,7 @@ pub fn find_installed(
     if !zfs.exists(&ds)? {
         return Ok(None);
     }
-    Ok(installed_images(cfg, zfs, pool)?
+    Ok(installed_images(cfg, vms, zfs, pool)?
         .into_iter()
         .find(|i| i.uuid == *uuid))
 }

@@ -1,4 +1,5 @@
-//! Image sources: the `sources` verb and lookups across the configured list.
+//! Image sources: lookups across the configured list (the `sources` verb
+//! that edits the list is `ops::images::sources`).
 //!
 //! Sources live in `vmadm.toml` (`[[sources]] url, type`) and are queried in
 //! order: for one image the first source that knows it wins; a 404 means "try
@@ -8,10 +9,8 @@
 
 use super::error::{Code, ImgError, Result};
 use super::http::{Client, MAX_LIST_BYTES, MAX_MANIFEST_BYTES};
-use crate::config::{Config, Source};
-use serde_json::{Map, Value};
-use std::io::Write;
-use std::path::Path;
+use crate::config::Source;
+use serde_json::Value;
 use uuid::Uuid;
 
 /// An image found in a source.
@@ -33,7 +32,8 @@ pub fn base_url(src: &Source) -> String {
     }
 }
 
-fn check_url(url: &str) -> Result<()> {
+/// Refuses anything but a plain http(s) URL as a source.
+pub fn check_url(url: &str) -> Result<()> {
     let ok = (url.starts_with("http://") || url.starts_with("https://"))
         && url.len() <= 2048
         && !url.chars().any(|c| c.is_control() || c.is_whitespace());
@@ -71,100 +71,6 @@ fn truthy(v: &Value) -> bool {
         Value::Number(n) => n.as_f64() != Some(0.0),
         _ => true,
     }
-}
-
-/// What `imgadm sources` was asked to do.
-#[derive(Debug, Clone, Default)]
-pub struct SourcesArgs {
-    pub add: Option<String>,
-    pub delete: Option<String>,
-    pub kind: Option<String>,
-    pub force: bool,
-    pub json: bool,
-    pub verbose: bool,
-}
-
-/// `imgadm sources`: list, add or delete, saving the config.
-pub fn sources_cmd(
-    cfg: &mut Config,
-    path: &Path,
-    args: &SourcesArgs,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let w = |out: &mut dyn Write, s: String| {
-        writeln!(out, "{s}").map_err(|e| ImgError::fs("cannot write output", e))
-    };
-    if args.add.is_some() && args.delete.is_some() {
-        return Err(ImgError::usage("only one of -a and -d may be given"));
-    }
-    if let Some(url) = &args.add {
-        check_url(url)?;
-        let kind = args.kind.clone().unwrap_or_else(|| "imgapi".into());
-        if kind != "imgapi" && kind != "dsapi" {
-            return Err(ImgError::usage(format!(
-                "unknown source type \"{kind}\" (imgapi or dsapi)"
-            )));
-        }
-        if kind == "dsapi" && !url.trim_end_matches('/').ends_with("/datasets") {
-            return Err(ImgError::new(
-                Code::InvalidArgument,
-                format!("a dsapi source URL must end in \"/datasets\": {url}"),
-            ));
-        }
-        if cfg.sources.iter().any(|s| s.url == *url) {
-            return w(out, format!("Already have {url}, no change"));
-        }
-        let src = Source {
-            url: url.clone(),
-            kind,
-        };
-        if !args.force {
-            ping(&Client::new(), &src)?;
-        }
-        cfg.sources.push(src);
-        cfg.save(path)?;
-        return w(out, format!("Added {url}"));
-    }
-    if let Some(url) = &args.delete {
-        let before = cfg.sources.len();
-        cfg.sources.retain(|s| s.url != *url);
-        if cfg.sources.len() == before {
-            return w(
-                out,
-                format!("Do not have image source \"{url}\", no change"),
-            );
-        }
-        cfg.save(path)?;
-        return w(out, format!("Deleted {url}"));
-    }
-    if args.json {
-        let list: Vec<Value> = cfg
-            .sources
-            .iter()
-            .map(|s| serde_json::json!({"url": s.url, "type": s.kind}))
-            .collect();
-        return w(out, serde_json::to_string_pretty(&list).unwrap_or_default());
-    }
-    if args.verbose {
-        let rows: Vec<Map<String, Value>> = cfg
-            .sources
-            .iter()
-            .map(|s| {
-                let mut m = Map::new();
-                m.insert("url".into(), Value::from(s.url.clone()));
-                m.insert("type".into(), Value::from(s.kind.clone()));
-                m
-            })
-            .collect();
-        let text = super::table::render(&rows, "url,type", true);
-        return out
-            .write_all(text.as_bytes())
-            .map_err(|e| ImgError::fs("cannot write output", e));
-    }
-    for s in &cfg.sources {
-        w(out, s.url.clone())?;
-    }
-    Ok(())
 }
 
 /// Upgrades a DSAPI v1 manifest to v2 (imgmanifest's `upgradeTo2`).

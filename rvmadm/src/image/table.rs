@@ -149,6 +149,12 @@ fn compare(a: Option<&Value>, b: Option<&Value>) -> Ordering {
 
 /// Sorts rows by comma-separated fields, `-field` descending.
 pub fn sort_rows(rows: &mut [Map<String, Value>], spec: &str) {
+    sort_by_row(rows, |r| r, spec);
+}
+
+/// Sorts anything that carries a row, as [`sort_rows`] sorts rows (stable:
+/// equal rows keep their order).
+pub fn sort_by_row<T>(items: &mut [T], row: impl Fn(&T) -> &Map<String, Value>, spec: &str) {
     let keys: Vec<(String, bool)> = spec
         .split(',')
         .filter(|s| !s.is_empty())
@@ -157,7 +163,8 @@ pub fn sort_rows(rows: &mut [Map<String, Value>], spec: &str) {
             None => (s.to_string(), false),
         })
         .collect();
-    rows.sort_by(|a, b| {
+    items.sort_by(|a, b| {
+        let (a, b) = (row(a), row(b));
         for (field, desc) in &keys {
             let ord = compare(lookup(a, field), lookup(b, field));
             let ord = if *desc { ord.reverse() } else { ord };

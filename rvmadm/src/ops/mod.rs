@@ -1,5 +1,6 @@
 //! One module per verb, plus the shared context, errors, views and the
-//! list/lookup query language. The binaries call only into here.
+//! list/lookup query language; the image verbs are under [`images`]. The
+//! binaries call only into here.
 
 pub mod autoboot;
 pub mod console;
@@ -9,6 +10,7 @@ pub mod delete;
 pub mod error;
 pub mod events;
 pub mod get;
+pub mod images;
 pub mod kill;
 mod lifecycle;
 pub mod list;

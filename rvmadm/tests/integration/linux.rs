@@ -803,6 +803,24 @@ fn vmadm_create_list_exec_stop_reboot_delete() {
     let vm = lab.vmadm_create(e2e_payload("192.0.2.60", json!({})));
     let u = vm.uuid.to_string();
     assert_eq!(lab.vm_state(&vm), "running");
+    // An image is never made of a running VM: the driver is asked.
+    let img_out = lab.env.as_ref().expect("env").root().join("img-out");
+    let out = lab.vmadm(
+        &[
+            "images",
+            "create",
+            &u,
+            "-o",
+            img_out.to_str().expect("utf-8 path"),
+            "name=x",
+            "version=1",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error (VmNotStopped)"), "{err}");
+    assert!(!img_out.exists());
     let list = lab.vmadm(&["list", "-p", "-o", "uuid,state"], None);
     crate::harness::assert_exit(&list, 0);
     assert!(

@@ -1,22 +1,23 @@
-//! The `imgadm` command line (also `vmadm images …`): parse argv, call the
-//! verb, print, and map the outcome to imgadm's exit codes (0 ok, 1 error,
-//! 2 usage, 3 image not installed).
+//! The `imgadm` command line, shared by the `imgadm` binary and `vmadm
+//! images …` (both include this directory with `#[path]`, so the two can
+//! never drift apart): parse argv with clap, call one verb of
+//! `rvmadm::ops::images`, render its result, and map the outcome to
+//! imgadm's exit codes (0 ok, 1 error, 2 usage, 3 image not installed).
 //!
-//! Errors are printed once, here, as `imgadm <verb>: error (<Code>): <message>`.
+//! Errors are printed once, here, as `imgadm <verb>: error (<Code>): <message>`;
+//! data and change messages go to stdout, warnings and the import progress
+//! bar to stderr.
 
-use super::avail;
-use super::build::{self, BuildOpts};
-use super::create::{self, CreateOpts};
-use super::error::Result;
-use super::import::{self, ImportOpts};
-use super::interrupt;
-use super::list::{self, ListOpts};
-use super::manifest::Compression;
-use super::publish;
-use super::sources::{self, SourcesArgs};
-use crate::config::{Config, Source};
-use crate::exec::SystemRunner;
+mod progress;
+mod render;
+
 use clap::{Args, Parser, Subcommand};
+use rvmadm::image::build::BuildOpts;
+use rvmadm::image::create::CreateOpts;
+use rvmadm::image::error::Result;
+use rvmadm::image::interrupt;
+use rvmadm::image::manifest::Compression;
+use rvmadm::ops::images::{self, sources::SourcesRequest};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -173,24 +174,19 @@ impl Cmd {
     }
 }
 
-fn list_opts(t: TableArgs, pool: Option<String>) -> ListOpts {
-    ListOpts {
-        json: t.json,
-        no_header: t.no_header,
-        columns: t.columns,
-        sort: t.sort,
-        filters: t.filters,
-        pool,
-    }
-}
-
 fn cwd() -> PathBuf {
     std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
 }
 
+/// Clean-up problems the verbs report on the way (their error, if any,
+/// follows).
+fn warn(message: String) {
+    eprintln!("warning: {message}");
+}
+
+/// One verb: open the host's context, call the verb, render its result.
 fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
-    let (mut cfg, cfg_path) = Config::load()?;
-    let runner = SystemRunner;
+    let (ctx, config_path) = images::open()?;
     match cmd {
         Cmd::Sources {
             add,
@@ -200,18 +196,21 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
             json,
             long,
         } => {
-            let args = SourcesArgs {
+            let req = SourcesRequest {
                 add,
                 delete,
                 kind,
                 force,
-                json,
-                verbose: long,
             };
-            sources::sources_cmd(&mut cfg, &cfg_path, &args, out)
+            let outcome = images::sources::sources(&ctx, &config_path, &req)?;
+            render::sources(out, &outcome, json, long)
         }
-        Cmd::Avail(t) => avail::avail(&cfg, &list_opts(t, None), out),
-        Cmd::Show { uuid } => avail::show(&cfg, &uuid, out),
+        Cmd::Avail(t) => {
+            let avail_warn = &mut |m: String| eprintln!("imgadm avail: warning: {m}");
+            let found = images::avail::avail(&ctx, &t.filters, avail_warn)?;
+            render::images(out, found, &t, false)
+        }
+        Cmd::Show { uuid } => render::json(out, &images::show::show(&ctx, &uuid)?),
         Cmd::Import {
             uuid,
             pool,
@@ -219,28 +218,21 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
             source,
         } => {
             interrupt::install();
-            let sources = source
-                .into_iter()
-                .map(|url| Source {
-                    url,
-                    kind: "imgapi".into(),
-                })
-                .collect();
-            import::import(
-                &cfg,
-                &runner,
-                &uuid,
-                &ImportOpts {
-                    pool,
-                    quiet,
-                    sources,
-                },
-                out,
-            )
+            let mut report = progress::Report::new(out, quiet);
+            images::import::import(&ctx, &uuid, pool.as_deref(), &source, &mut report)
         }
-        Cmd::List { table, pool } => list::list(&cfg, &runner, &list_opts(table, pool), out),
-        Cmd::Get { uuid, pool } => list::get(&cfg, &runner, &uuid, pool.as_deref(), out),
-        Cmd::Delete { uuid, pool } => list::delete(&cfg, &runner, &uuid, pool.as_deref(), out),
+        Cmd::List { table, pool } => {
+            let found = images::list::list(&ctx, &table.filters, pool.as_deref())?;
+            render::images(out, found, &table, true)
+        }
+        Cmd::Get { uuid, pool } => {
+            let image = images::get::get(&ctx, &uuid, pool.as_deref())?;
+            render::json(out, &image.info_json())
+        }
+        Cmd::Delete { uuid, pool } => {
+            let uuid = images::delete::delete(&ctx, &uuid, pool.as_deref())?;
+            render::line(out, format_args!("Deleted image {uuid}"))
+        }
         Cmd::Create {
             vm_uuid,
             outdir,
@@ -251,14 +243,14 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
         } => {
             interrupt::install();
             let opts = CreateOpts {
-                vm_uuid,
                 outdir: outdir.unwrap_or_else(cwd),
                 incremental,
                 compression: compression.unwrap_or(Compression::Gzip),
                 manifest,
                 fields,
             };
-            create::create(&cfg, &runner, &opts, out).map(|_| ())
+            let built = images::create::create(&ctx, &vm_uuid, &opts, &mut warn)?;
+            render::built(out, "Created", &built)
         }
         Cmd::Build {
             source,
@@ -275,14 +267,24 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
                 compression: compression.unwrap_or(Compression::Gzip),
                 pool,
             };
-            build::build(&cfg, &runner, &opts, out).map(|_| ())
+            let built = images::build::build(&ctx, &opts, &mut warn)?;
+            render::built(out, "Built", &built)
         }
         Cmd::Publish {
             manifest,
             file,
             url,
             quiet: _,
-        } => publish::publish(&manifest, &file, &url, out),
+        } => {
+            let done = images::publish::publish(&manifest, &file, &url, &mut warn)?;
+            render::line(
+                out,
+                format_args!(
+                    "Successfully published image {} to {}",
+                    done.uuid, done.server
+                ),
+            )
+        }
     }
 }
 
