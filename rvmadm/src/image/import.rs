@@ -16,10 +16,12 @@
 //! wrong size or SHA-1, corrupt compression, `zfs receive` error, Ctrl-C —
 //! destroys the partial dataset, so nothing is left behind.
 //!
-//! This module prints nothing and takes no lock: the `import` verb
-//! (`ops::images::import`) holds the global lock around it, and what happens
-//! is told through [`ImportReport`] (messages, and a byte counter the caller
-//! may draw as a progress bar).
+//! This module prints nothing. Each image is installed under its own lock
+//! from the store ([`Store::lock_image`]), so two imports of one image never
+//! race while imports of different images, and `vmadm create`/`delete`, go
+//! on meanwhile: a half-received image is `<uuid>-partial`, which nothing
+//! clones. What happens is told through [`ImportReport`] (messages, and a
+//! byte counter the caller may draw as a progress bar).
 
 use super::compress;
 use super::error::{Code, ImgError, Result};
@@ -131,7 +133,7 @@ fn label(m: &Manifest) -> String {
 
 /// Installs image `uuid` on `pool` and any missing origins, from
 /// `sources_list` (the configured sources or `-S` ones). `vms` tells VM
-/// datasets apart from images. The caller holds the global lock.
+/// datasets apart from images and provides the per-image locks.
 pub fn import(
     cfg: &Config,
     vms: &Store,
@@ -230,6 +232,7 @@ fn install_one(
     report: &mut dyn ImportReport,
 ) -> Result<()> {
     let uuid = img.manifest.uuid;
+    let _lock = vms.lock_image(&uuid)?;
     if let Some(done) = already_installed(cfg, vms, zfs, pool, &uuid)? {
         return report.note(done);
     }

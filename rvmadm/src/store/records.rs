@@ -66,6 +66,13 @@ impl Store {
         exclusive(&p).map_err(io_err(&p))
     }
 
+    /// The lock that keeps two imports of one image apart (the file name is
+    /// the one earlier releases used, so old and new processes agree).
+    pub fn lock_image(&self, uuid: &Uuid) -> Result<LockGuard, StoreError> {
+        let p = self.locks.join(format!("img.{uuid}.import.lock"));
+        exclusive(&p).map_err(io_err(&p))
+    }
+
     /// The lock for changes to one VM.
     pub fn lock_vm(&self, uuid: &Uuid) -> Result<LockGuard, StoreError> {
         let p = self.locks.join(format!("{uuid}.lock"));

@@ -1,8 +1,9 @@
 //! `imgadm import <uuid>`: install an image and its missing origins from the
-//! sources, under the global lock (an import creates datasets the way
-//! `vmadm create` does, and `vmadm create` must never clone a half-imported
-//! image). The pipeline itself is `image::import`; it reports through the
-//! caller's [`ImportReport`].
+//! sources. The pipeline itself is `image::import`; it locks each image it
+//! installs (not the global lock: a long download must not hold up
+//! `vmadm create`, and a half-received image is never cloned because it only
+//! gets its name after verification). It reports through the caller's
+//! [`ImportReport`].
 
 use crate::config::Source;
 use crate::image::error::{parse_uuid, ImgError, Result};
@@ -35,7 +36,6 @@ pub fn import(
     } else {
         &given
     };
-    let _global = ctx.store.lock_global()?;
     pipeline::import(
         &ctx.config,
         &ctx.store,
