@@ -418,9 +418,9 @@ fn run(cmd: Command) -> OpsResult<i32> {
         }
         Command::Kill { signal, uuid } => {
             let uuid = parse_uuid(&uuid, "kill")?;
-            let (name, num) = ops::kill::parse_signal(signal.as_deref().unwrap_or("TERM"))?;
-            ops::kill::kill(&ctx, &uuid, num)?;
-            eprintln!("Sent signal \"{name}\" to init process for VM {uuid}");
+            let signal = ops::kill::parse_signal(signal.as_deref().unwrap_or("TERM"))?;
+            ops::kill::kill(&ctx, &uuid, signal)?;
+            eprintln!("Sent signal \"{signal}\" to init process for VM {uuid}");
         }
         Command::Console { uuid } => {
             let uuid = parse_uuid(&uuid, "console")?;

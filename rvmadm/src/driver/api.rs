@@ -3,7 +3,12 @@
 //! A driver never reads or writes VM records; ops hands it a validated
 //! [`VmSpec`] and turns its answers into SmartOS states. Runtime state is
 //! always asked from the OS (jail ids, init pid and start time), never cached.
+//! Updates arrive as a typed [`DatasetChange`]/[`Limit`] set and signals as a
+//! [`Signal`], which each driver resolves for its OS.
 
+use super::change::{DatasetChange, Limit};
+use super::freebsd::{PlanError, PlanFailed};
+use super::signal::Signal;
 use crate::exec::ExecError;
 use crate::spec::VmSpec;
 use std::collections::HashMap;
@@ -50,6 +55,27 @@ pub enum DriverError {
     Zfs(#[from] crate::zfs::ZfsError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The action needs a running init and there is none.
+    #[error("{0} is not running")]
+    NotRunning(Uuid),
+    /// A FreeBSD plan refused the VM's values before touching the host.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A step of a FreeBSD plan failed; the steps before it were undone.
+    #[error("{what} {uuid} failed: {source}")]
+    PlanFailed {
+        what: &'static str,
+        uuid: Uuid,
+        source: Box<PlanFailed>,
+    },
+    /// The kernel refused bridge VLAN filtering (Linux): the caller may fall
+    /// back to a bridge per VLAN.
+    #[error(transparent)]
+    NoVlanFiltering(ExecError),
+    /// A link name is taken (Linux), typically by a host veth of the
+    /// previous boot that the kernel has not freed yet.
+    #[error(transparent)]
+    LinkExists(ExecError),
     #[error("{0}")]
     Other(String),
 }
@@ -70,12 +96,17 @@ pub trait Driver: Send + Sync {
     /// Stops a running VM: graceful, then forced after `opts.timeout`.
     fn stop(&self, vm: &VmSpec, opts: StopOptions) -> DriverResult<()>;
 
-    /// Sends a signal to the VM's init.
-    fn kill(&self, vm: &VmSpec, signal: i32) -> DriverResult<()>;
+    /// Sends a signal to the VM's init (FreeBSD: to every tenant process).
+    fn kill(&self, vm: &VmSpec, signal: Signal) -> DriverResult<()>;
 
-    /// Applies the named properties to a running VM where the OS allows it
-    /// (limits, quota). Returns the properties that need a reboot instead.
-    fn update_live(&self, vm: &VmSpec, changed: &[String]) -> DriverResult<Vec<String>>;
+    /// Applies an update's changes to the VM's dataset, running or not.
+    /// Called before the record is saved, so a refused change leaves the
+    /// record as it was.
+    fn update_dataset(&self, vm: &VmSpec, changes: &[DatasetChange]) -> DriverResult<()>;
+
+    /// Applies changed limits to a running VM where the OS allows it, with
+    /// the amounts in `vm`. Returns the limits that need a reboot instead.
+    fn update_live(&self, vm: &VmSpec, limits: &[Limit]) -> DriverResult<Vec<Limit>>;
 
     /// An interactive login shell on the caller's terminal; returns its exit code.
     fn console(&self, vm: &VmSpec) -> DriverResult<i32>;

@@ -2,6 +2,8 @@
 //! records the calls made, without touching the host.
 
 use super::api::{Driver, DriverError, DriverResult, RuntimeState, StopOptions};
+use super::change::{DatasetChange, Limit};
+use super::signal::Signal;
 use crate::spec::VmSpec;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -70,12 +72,17 @@ impl Driver for FakeDriver {
         self.set_running(vm.uuid, false);
         Ok(())
     }
-    fn kill(&self, vm: &VmSpec, signal: i32) -> DriverResult<()> {
+    fn kill(&self, vm: &VmSpec, signal: Signal) -> DriverResult<()> {
         self.record(format!("kill {} {signal}", vm.uuid));
         Ok(())
     }
-    fn update_live(&self, vm: &VmSpec, changed: &[String]) -> DriverResult<Vec<String>> {
-        self.record(format!("update {} {}", vm.uuid, changed.join(",")));
+    fn update_dataset(&self, vm: &VmSpec, changes: &[DatasetChange]) -> DriverResult<()> {
+        self.record(format!("update dataset {} {changes:?}", vm.uuid));
+        Ok(())
+    }
+    fn update_live(&self, vm: &VmSpec, limits: &[Limit]) -> DriverResult<Vec<Limit>> {
+        let names: Vec<&str> = limits.iter().map(|l| l.property()).collect();
+        self.record(format!("update {} {}", vm.uuid, names.join(",")));
         Ok(Vec::new())
     }
     fn console(&self, vm: &VmSpec) -> DriverResult<i32> {

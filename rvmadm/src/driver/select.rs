@@ -1,12 +1,16 @@
 //! Picks the driver for this host from the configuration.
 
 use super::api::{Driver, DriverError, DriverResult, RuntimeState, StopOptions};
+use super::change::{DatasetChange, Limit};
+use super::dataset;
 use super::freebsd::FreeBsdDriver;
 use super::linux::LinuxDriver;
+use super::signal::Signal;
 use super::unsupported::Unsupported;
 use crate::config::Config;
 use crate::exec::CommandRunner;
 use crate::spec::VmSpec;
+use crate::zfs::Zfs;
 use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -21,21 +25,28 @@ pub fn for_host(config: &Config, runner: Arc<dyn CommandRunner>) -> Box<dyn Driv
     };
     match wanted {
         "linux" => Box::new(LinuxDriver::new(config, runner)),
-        "none" => Box::new(Unsupported),
+        "none" => Box::new(Unsupported::new(runner)),
         "freebsd" => Box::new(FreeBsdDriver::new(config, runner)),
-        other => Box::new(Misconfigured(format!(
-            "unknown driver {other:?} in vmadm.toml (use auto, linux, freebsd or none)"
-        ))),
+        other => Box::new(Misconfigured {
+            why: format!(
+                "unknown driver {other:?} in vmadm.toml (use auto, linux, freebsd or none)"
+            ),
+            runner,
+        }),
     }
 }
 
 /// Stands in for a driver that cannot be built: every action reports why,
-/// while reads (states) still work and show every VM stopped.
-struct Misconfigured(String);
+/// while reads (states) still work and show every VM stopped, and the
+/// dataset side of updates applies as with the `none` driver.
+struct Misconfigured {
+    why: String,
+    runner: Arc<dyn CommandRunner>,
+}
 
 impl Misconfigured {
     fn no<T>(&self) -> DriverResult<T> {
-        Err(DriverError::NotSupported(self.0.clone()))
+        Err(DriverError::NotSupported(self.why.clone()))
     }
 }
 
@@ -52,10 +63,13 @@ impl Driver for Misconfigured {
     fn stop(&self, _vm: &VmSpec, _opts: StopOptions) -> DriverResult<()> {
         self.no()
     }
-    fn kill(&self, _vm: &VmSpec, _signal: i32) -> DriverResult<()> {
+    fn kill(&self, _vm: &VmSpec, _signal: Signal) -> DriverResult<()> {
         self.no()
     }
-    fn update_live(&self, _vm: &VmSpec, _changed: &[String]) -> DriverResult<Vec<String>> {
+    fn update_dataset(&self, vm: &VmSpec, changes: &[DatasetChange]) -> DriverResult<()> {
+        dataset::apply(&Zfs::new(self.runner.as_ref()), vm, changes)
+    }
+    fn update_live(&self, _vm: &VmSpec, _limits: &[Limit]) -> DriverResult<Vec<Limit>> {
         self.no()
     }
     fn console(&self, _vm: &VmSpec) -> DriverResult<i32> {

@@ -1,13 +1,28 @@
 //! The driver used where no real one is available (or configured `none`):
 //! nothing runs, so every VM is stopped and every action says so plainly.
+//! The VM's dataset still exists, so dataset changes of an update apply.
 
 use super::api::{Driver, DriverError, DriverResult, RuntimeState, StopOptions};
+use super::change::{DatasetChange, Limit};
+use super::dataset;
+use super::signal::Signal;
+use crate::exec::CommandRunner;
 use crate::spec::VmSpec;
+use crate::zfs::Zfs;
 use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
-#[derive(Debug, Default)]
-pub struct Unsupported;
+pub struct Unsupported {
+    runner: Arc<dyn CommandRunner>,
+}
+
+impl Unsupported {
+    /// `runner` carries the dataset changes of updates.
+    pub fn new(runner: Arc<dyn CommandRunner>) -> Self {
+        Unsupported { runner }
+    }
+}
 
 fn no<T>(what: &str) -> DriverResult<T> {
     Err(DriverError::NotSupported(what.to_string()))
@@ -26,11 +41,15 @@ impl Driver for Unsupported {
     fn stop(&self, _vm: &VmSpec, _opts: StopOptions) -> DriverResult<()> {
         no("stopping a jail")
     }
-    fn kill(&self, _vm: &VmSpec, _signal: i32) -> DriverResult<()> {
+    fn kill(&self, _vm: &VmSpec, _signal: Signal) -> DriverResult<()> {
         no("signalling a jail")
     }
-    fn update_live(&self, _vm: &VmSpec, changed: &[String]) -> DriverResult<Vec<String>> {
-        Ok(changed.to_vec())
+    fn update_dataset(&self, vm: &VmSpec, changes: &[DatasetChange]) -> DriverResult<()> {
+        dataset::apply(&Zfs::new(self.runner.as_ref()), vm, changes)
+    }
+    fn update_live(&self, _vm: &VmSpec, limits: &[Limit]) -> DriverResult<Vec<Limit>> {
+        // Nothing runs here, so nothing could take a change live.
+        Ok(limits.to_vec())
     }
     fn console(&self, _vm: &VmSpec) -> DriverResult<i32> {
         no("console")

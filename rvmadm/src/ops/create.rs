@@ -75,12 +75,8 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     obj.insert(INCOMPLETE_KEY.into(), Value::Bool(true));
     ctx.store.save(&uuid, &obj)?;
 
-    let quota = obj.get("quota").and_then(Value::as_u64).unwrap_or(0);
-    let quota_prop = if quota == 0 {
-        "none".to_string()
-    } else {
-        format!("{quota}G")
-    };
+    let quota_prop =
+        crate::driver::dataset::quota_value(obj.get("quota").and_then(Value::as_u64).unwrap_or(0));
     let delegate = obj.get("delegate_dataset") == Some(&Value::Bool(true));
     let made = zfs
         .clone_snapshot(&origin, &dataset, &[("quota", &quota_prop)])

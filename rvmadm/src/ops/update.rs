@@ -1,10 +1,11 @@
-//! `vmadm update`: validate, apply to the stored object, push ZFS properties
-//! (quota, compression, recsize) at once, and hand the live properties to
-//! the driver when the jail runs. Everything else takes effect at next boot.
+//! `vmadm update`: validate, apply to the stored object, hand the driver the
+//! typed host changes: dataset properties (quota, compression, recsize) at
+//! once, limits when the jail runs. Everything else takes effect at next boot.
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
 use super::view::INCOMPLETE_KEY;
+use crate::driver::{Changes, DatasetChange, Limit};
 use crate::spec::object::apply_update;
 use crate::spec::{self, Action};
 use serde_json::{Map, Value};
@@ -50,23 +51,53 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
     if outcome.changed.is_empty() {
         return Ok(Updated::default());
     }
-    let dataset = obj
-        .get("zfs_filesystem")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| ctx.config.vm_dataset(uuid));
-    let zfs = ctx.zfs();
-    for k in &outcome.changed {
+    let changes = host_changes(&outcome.changed, &obj)?;
+    // Only an update with host effects needs the typed view.
+    let spec = if changes.is_empty() {
+        None
+    } else {
+        Some(crate::spec::VmSpec::from_object(&obj).map_err(OpsError::Failed)?)
+    };
+    if let Some(spec) = spec.as_ref().filter(|_| !changes.dataset.is_empty()) {
+        ctx.driver.update_dataset(spec, &changes.dataset)?;
+    }
+    ctx.store.save(uuid, &obj)?;
+    let mut need_reboot = Vec::new();
+    if let Some(spec) = spec.as_ref().filter(|_| !changes.limits.is_empty()) {
+        if ctx.is_running(uuid)? {
+            need_reboot = ctx
+                .driver
+                .update_live(spec, &changes.limits)?
+                .iter()
+                .map(|l| l.property().to_string())
+                .collect();
+        }
+    }
+    Ok(Updated {
+        changed: outcome.changed,
+        need_reboot,
+    })
+}
+
+/// The host effects of the changed properties, in the order they changed.
+/// Refuses a record size zfs would refuse before anything is applied.
+fn host_changes(changed: &[String], obj: &Map<String, Value>) -> OpsResult<Changes> {
+    let mut out = Changes::default();
+    for k in changed {
+        if let Some(limit) = Limit::from_property(k) {
+            out.limits.push(limit);
+            continue;
+        }
         match k.as_str() {
-            "quota" => zfs.set_quota_gib(
-                &dataset,
+            "quota" => out.dataset.push(DatasetChange::Quota(
                 obj.get("quota").and_then(Value::as_u64).unwrap_or(0),
-            )?,
-            "zfs_root_compression" => zfs.set(
-                &dataset,
-                "compression",
-                obj.get(k).and_then(Value::as_str).unwrap_or("off"),
-            )?,
+            )),
+            "zfs_root_compression" => out.dataset.push(DatasetChange::Compression(
+                obj.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("off")
+                    .to_string(),
+            )),
             "zfs_root_recsize" => {
                 let v = obj.get(k).and_then(Value::as_u64).unwrap_or(131_072);
                 if v != 0 {
@@ -75,26 +106,73 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
                             "invalid zfs_root_recsize ({v}), must be 512-131072 and a power of 2. (0 to disable)"
                         )));
                     }
-                    zfs.set(&dataset, "recordsize", &v.to_string())?;
+                    out.dataset.push(DatasetChange::RecordSize(v));
                 }
             }
             _ => {}
         }
     }
-    ctx.store.save(uuid, &obj)?;
-    let mut need_reboot = Vec::new();
-    let live: Vec<String> = outcome
-        .live
-        .iter()
-        .filter(|k| k.as_str() != "quota")
-        .cloned()
-        .collect();
-    if !live.is_empty() && ctx.is_running(uuid)? {
-        let spec = crate::spec::VmSpec::from_object(&obj).map_err(OpsError::Failed)?;
-        need_reboot = ctx.driver.update_live(&spec, &live)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn changes(keys: &[&str], obj: Value) -> OpsResult<Changes> {
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        host_changes(&keys, obj.as_object().unwrap())
     }
-    Ok(Updated {
-        changed: outcome.changed,
-        need_reboot,
-    })
+
+    #[test]
+    fn changed_properties_become_typed_host_changes() {
+        let c = changes(
+            &[
+                "alias",
+                "quota",
+                "cpu_cap",
+                "hostname",
+                "zfs_root_compression",
+                "max_lwps",
+            ],
+            json!({"quota": 5, "zfs_root_compression": "lz4"}),
+        )
+        .unwrap();
+        assert_eq!(
+            c.dataset,
+            [
+                DatasetChange::Quota(5),
+                DatasetChange::Compression("lz4".into())
+            ]
+        );
+        assert_eq!(c.limits, [Limit::CpuCap, Limit::MaxLwps]);
+        // Removed values fall back to no quota / compression off.
+        let c = changes(&["quota", "zfs_root_compression"], json!({})).unwrap();
+        assert_eq!(
+            c.dataset,
+            [
+                DatasetChange::Quota(0),
+                DatasetChange::Compression("off".into())
+            ]
+        );
+        assert!(changes(&["alias", "hostname", "nics"], json!({}))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn record_sizes_zfs_refuses_are_refused_first() {
+        let e = changes(
+            &["quota", "zfs_root_recsize"],
+            json!({"zfs_root_recsize": 1000}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("invalid zfs_root_recsize (1000)"), "{e}");
+        let c = changes(&["zfs_root_recsize"], json!({"zfs_root_recsize": 0})).unwrap();
+        assert!(c.is_empty());
+        let c = changes(&["zfs_root_recsize"], json!({"zfs_root_recsize": 8192})).unwrap();
+        assert_eq!(c.dataset, [DatasetChange::RecordSize(8192)]);
+    }
 }

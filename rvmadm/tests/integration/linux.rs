@@ -12,7 +12,7 @@
 use crate::harness::{zfs, Env};
 use rvmadm::config::Config;
 use rvmadm::driver::linux::LinuxDriver;
-use rvmadm::driver::{Driver, StopOptions};
+use rvmadm::driver::{Driver, Limit, Signal, StopOptions};
 use rvmadm::exec::{Argv, CommandRunner, ExecError, Output, SystemRunner};
 use rvmadm::spec::VmSpec;
 use serde_json::{json, Value};
@@ -614,12 +614,15 @@ fn limits_memory_cpu_lwps_quota() {
     let mut vm2 = vm.clone();
     vm2.limits.cpu_cap = Some(50);
     vm2.limits.max_lwps = 77;
-    vm2.limits.tmpfs = 10;
+    vm2.limits.max_locked_memory = 10;
     let reboot = lab
         .driver
-        .update_live(&vm2, &["cpu_cap".into(), "max_lwps".into(), "tmpfs".into()])
+        .update_live(
+            &vm2,
+            &[Limit::CpuCap, Limit::MaxLwps, Limit::MaxLockedMemory],
+        )
         .expect("update");
-    assert_eq!(reboot, vec!["tmpfs".to_string()]);
+    assert_eq!(reboot, vec![Limit::MaxLockedMemory]);
     assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
     assert_eq!(read("pids", "pids.max"), "77");
     lab.stop(&vm);
@@ -727,7 +730,7 @@ fn lifecycle_cycles_state_exec_and_crash_repair() {
     assert_eq!(code, 7);
     // kill: a signal to init; SIGKILL makes the jail stopped.
     let pid = lab.driver.states(&[vm.uuid]).expect("states")[&vm.uuid].pid;
-    lab.driver.kill(&vm, 9).expect("kill");
+    lab.driver.kill(&vm, Signal::Kill).expect("kill");
     let deadline = Instant::now() + Duration::from_secs(5);
     while lab.running(&vm) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));

@@ -3,14 +3,18 @@
 //! file only wires them to a [`CommandRunner`] and turns failures into
 //! [`DriverError`]s that carry the failing argv and its stderr.
 
-use super::plan::{Plan, PlanError};
+use super::plan::Plan;
 use super::runner::{PlanFailed, PlanRunner};
 use super::sys_files::{HostFs, RealFs};
 use super::{console, delete, kill, start, state, stop, update};
 use crate::config::Config;
-use crate::driver::{Driver, DriverError, DriverResult, RuntimeState, StopOptions};
+use crate::driver::{
+    dataset, DatasetChange, Driver, DriverError, DriverResult, Limit, RuntimeState, Signal,
+    StopOptions,
+};
 use crate::exec::{self, Argv, CommandRunner};
 use crate::spec::VmSpec;
+use crate::zfs::Zfs;
 use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -21,12 +25,12 @@ pub struct FreeBsdDriver {
     fs: Arc<dyn HostFs>,
 }
 
-fn plan_error(e: PlanError) -> DriverError {
-    DriverError::Other(e.to_string())
-}
-
-fn failed(uuid: &Uuid, what: &str, e: Box<PlanFailed>) -> DriverError {
-    DriverError::Other(format!("{what} {uuid} failed: {e}"))
+fn failed(uuid: &Uuid, what: &'static str, source: Box<PlanFailed>) -> DriverError {
+    DriverError::PlanFailed {
+        what,
+        uuid: *uuid,
+        source,
+    }
 }
 
 impl FreeBsdDriver {
@@ -43,7 +47,7 @@ impl FreeBsdDriver {
         }
     }
 
-    fn execute(&self, vm: &VmSpec, what: &str, plan: &Plan) -> DriverResult<()> {
+    fn execute(&self, vm: &VmSpec, what: &'static str, plan: &Plan) -> DriverResult<()> {
         let report = PlanRunner::new(self.runner.as_ref(), self.fs.as_ref())
             .execute(plan)
             .map_err(|e| failed(&vm.uuid, what, e))?;
@@ -81,24 +85,28 @@ impl Driver for FreeBsdDriver {
     }
 
     fn start(&self, vm: &VmSpec) -> DriverResult<()> {
-        let plan = start::plan(vm, &self.config).map_err(plan_error)?;
+        let plan = start::plan(vm, &self.config)?;
         self.execute(vm, "start of", &plan)
     }
 
     fn stop(&self, vm: &VmSpec, opts: StopOptions) -> DriverResult<()> {
-        let plan = stop::plan(vm, &self.config, &opts).map_err(plan_error)?;
+        let plan = stop::plan(vm, &self.config, &opts)?;
         self.execute(vm, "stop of", &plan)
     }
 
-    fn kill(&self, vm: &VmSpec, signal: i32) -> DriverResult<()> {
-        let plan = kill::kill_plan(vm, signal).map_err(plan_error)?;
+    fn kill(&self, vm: &VmSpec, signal: Signal) -> DriverResult<()> {
+        let plan = kill::kill_plan(vm, signal)?;
         self.execute(vm, "kill of", &plan)
     }
 
-    fn update_live(&self, vm: &VmSpec, changed: &[String]) -> DriverResult<Vec<String>> {
-        let (plan, reboot) = update::plan(vm, changed).map_err(plan_error)?;
+    fn update_dataset(&self, vm: &VmSpec, changes: &[DatasetChange]) -> DriverResult<()> {
+        dataset::apply(&Zfs::new(self.runner.as_ref()), vm, changes)
+    }
+
+    fn update_live(&self, vm: &VmSpec, limits: &[Limit]) -> DriverResult<Vec<Limit>> {
+        let plan = update::plan(vm, limits)?;
         self.execute(vm, "live update of", &plan)?;
-        Ok(reboot)
+        Ok(Vec::new())
     }
 
     fn console(&self, vm: &VmSpec) -> DriverResult<i32> {
@@ -106,12 +114,12 @@ impl Driver for FreeBsdDriver {
     }
 
     fn exec(&self, vm: &VmSpec, argv: &[String]) -> DriverResult<i32> {
-        let a = console::exec_argv(vm, argv).map_err(plan_error)?;
+        let a = console::exec_argv(vm, argv)?;
         self.interactive(&a)
     }
 
     fn cleanup(&self, vm: &VmSpec) -> DriverResult<()> {
-        let plan = delete::cleanup_plan(vm, &self.config).map_err(plan_error)?;
+        let plan = delete::cleanup_plan(vm, &self.config)?;
         self.execute(vm, "cleanup of", &plan)
     }
 }
@@ -237,15 +245,30 @@ mod tests {
     fn update_kill_and_cleanup() {
         let (runner, _fs, d) = setup();
         let reboot = d
-            .update_live(&vm(), &["max_physical_memory".into(), "nics".into()])
+            .update_live(&vm(), &[Limit::MaxPhysicalMemory, Limit::CpuShares])
             .unwrap();
-        assert_eq!(reboot, ["nics"]);
+        assert!(reboot.is_empty());
         assert!(runner
             .calls()
             .iter()
             .any(|a| a.to_string().ends_with(":memoryuse:deny=256M")));
-        assert!(d.kill(&vm(), 0).is_err());
-        d.kill(&vm(), 15).unwrap();
+        d.update_dataset(&vm(), &[DatasetChange::Quota(3)]).unwrap();
+        assert_eq!(
+            runner.calls().last().unwrap().to_string(),
+            "zfs set quota=3G zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60"
+        );
+        let e = d.kill(&vm(), Signal::Pwr).unwrap_err().to_string();
+        assert!(
+            e.contains("SIGPWR") && e.contains("FreeBSD has no such signal"),
+            "{e}"
+        );
+        d.kill(&vm(), Signal::Usr1).unwrap();
+        assert!(runner
+            .calls()
+            .last()
+            .unwrap()
+            .to_string()
+            .ends_with("/bin/kill -s USR1 -1"));
         // Cleanup of a stopped VM: everything is already gone, which is fine.
         runner.fail(&["jls"], "jls: jail not found");
         runner.fail(&["rctl"], "No such process");

@@ -9,7 +9,7 @@ use super::runner::PlanRunner;
 use super::sys_files::HostFs;
 use super::{console, delete, kill, start, state, stop, update};
 use crate::config::Config;
-use crate::driver::StopOptions;
+use crate::driver::{Limit, Signal, StopOptions};
 use crate::exec::{Argv, CommandRunner, ExecError, Output};
 use crate::spec::VmSpec;
 use std::collections::BTreeMap;
@@ -57,25 +57,22 @@ fn fixtures() -> Vec<(String, VmSpec)> {
         .collect()
 }
 
-const UPDATE_PROPS: &[&str] = &[
-    "max_physical_memory",
-    "max_swap",
-    "max_locked_memory",
-    "max_shm_memory",
-    "cpu_cap",
-    "max_lwps",
-    "max_msg_ids",
-    "max_sem_ids",
-    "max_shm_ids",
-    "quota",
-    "hostname",
-    "resolvers",
-    "dns_domain",
-    "nics",
-    "routes",
-    "alias",
-    "customer_metadata",
+/// The limits whose live update is rendered (each alone).
+const UPDATE_LIMITS: &[Limit] = &[
+    Limit::MaxPhysicalMemory,
+    Limit::MaxSwap,
+    Limit::MaxLockedMemory,
+    Limit::MaxShmMemory,
+    Limit::CpuCap,
+    Limit::MaxLwps,
+    Limit::MaxMsgIds,
+    Limit::MaxSemIds,
+    Limit::MaxShmIds,
+    Limit::CpuShares,
 ];
+
+/// The signals whose kill plan is rendered.
+const KILL_SIGNALS: &[Signal] = &[Signal::Term, Signal::Kill, Signal::Hup, Signal::Usr1];
 
 fn section(out: &mut String, title: &str, plan: Result<Plan, super::plan::PlanError>) {
     out.push_str(&format!("## {title}\n"));
@@ -107,21 +104,19 @@ fn render_all(vm: &VmSpec, cfg: &Config) -> String {
         }
         Err(e) => section(&mut out, "reboot", Err(e)),
     }
-    section(&mut out, "kill SIGTERM", kill::kill_plan(vm, 15));
-    section(&mut out, "kill SIGKILL", kill::kill_plan(vm, 9));
-    for prop in UPDATE_PROPS {
-        let res = update::plan(vm, &[prop.to_string()]);
-        let title = format!("update {prop}");
-        match res {
-            Ok((p, reboot)) => {
-                let mut r = p.render();
-                if !reboot.is_empty() {
-                    r.push_str(&format!("needs reboot: {}\n", reboot.join(",")));
-                }
-                out.push_str(&format!("## {title}\n{r}\n"));
-            }
-            Err(e) => section(&mut out, &title, Err(e)),
-        }
+    for signal in KILL_SIGNALS {
+        section(
+            &mut out,
+            &format!("kill {signal}"),
+            kill::kill_plan(vm, *signal),
+        );
+    }
+    for limit in UPDATE_LIMITS {
+        section(
+            &mut out,
+            &format!("update {limit}"),
+            update::plan(vm, &[*limit]),
+        );
     }
     section(&mut out, "cleanup", delete::cleanup_plan(vm, cfg));
     section(&mut out, "delete", delete::delete_plan(vm, cfg));
@@ -227,8 +222,11 @@ fn no_plan_element_looks_like_shell() {
         plans.extend(start::plan(&vm, &cfg).ok());
         plans.extend(stop::plan(&vm, &cfg, &graceful).ok());
         plans.extend(delete::cleanup_plan(&vm, &cfg).ok());
-        for prop in UPDATE_PROPS {
-            plans.extend(update::plan(&vm, &[prop.to_string()]).ok().map(|p| p.0));
+        for limit in UPDATE_LIMITS {
+            plans.extend(update::plan(&vm, &[*limit]).ok());
+        }
+        for signal in KILL_SIGNALS {
+            plans.extend(kill::kill_plan(&vm, *signal).ok());
         }
         let mut forbidden: Vec<String> = Vec::new();
         for map in [&vm.customer_metadata, &vm.internal_metadata, &vm.tags] {

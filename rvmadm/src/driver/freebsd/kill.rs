@@ -1,24 +1,26 @@
 //! kill and reboot.
 //!
 //! `kill` signals every process of the tenant: `jexec <uuid>.tenant
-//! /bin/kill -<n> -1` (inside a jail, pid -1 means all processes of that
-//! jail). The signal is a number checked to be a real signal. `reboot` is the
-//! stop plan followed by the start plan; the driver runs them as two plans so
-//! a failed start does not undo the completed stop.
+//! /bin/kill -s <NAME> -1` (inside a jail, pid -1 means all processes of
+//! that jail). The signal goes by name, never by number: numbers differ
+//! between OSes (Linux's 10 is FreeBSD's SIGBUS), names do not, and a signal
+//! FreeBSD lacks is refused before anything runs. `reboot` is the stop plan
+//! followed by the start plan; the driver runs them as two plans so a failed
+//! start does not undo the completed stop.
 
 use super::layout;
 use super::plan::{argv, Plan, PlanError, Step};
 use super::{start, stop};
 use crate::config::Config;
-use crate::driver::StopOptions;
+use crate::driver::{Os, Signal, StopOptions};
 use crate::spec::VmSpec;
 
-pub fn kill_plan(vm: &VmSpec, signal: i32) -> Result<Plan, PlanError> {
-    if !(1..=31).contains(&signal) {
+pub fn kill_plan(vm: &VmSpec, signal: Signal) -> Result<Plan, PlanError> {
+    if signal.number(Os::FreeBsd).is_none() {
         return Err(PlanError::refused(
             "signal",
             signal.to_string(),
-            "must be a signal number from 1 to 31",
+            "FreeBSD has no such signal",
         ));
     }
     let mut p = Plan::new();
@@ -26,7 +28,8 @@ pub fn kill_plan(vm: &VmSpec, signal: i32) -> Result<Plan, PlanError> {
         "jexec".to_string(),
         layout::tenant(vm),
         "/bin/kill".into(),
-        format!("-{signal}"),
+        "-s".into(),
+        signal.name().into(),
         "-1".into(),
     ])));
     Ok(p)

@@ -1,5 +1,5 @@
 //! Resource limits: SmartOS properties → rctl(8) rules on the outer jail, and
-//! the dataset quota.
+//! the dataset quota a start re-applies.
 //!
 //! Rules are keyed by the outer jail's name (the UUID) and match its
 //! descendants too, so limiting the outer jail limits the tenant. They live in
@@ -11,11 +11,12 @@
 //! update is a plain `rctl -a`.
 
 use super::plan::{argv, Action, Step};
+use crate::driver::{dataset, Limit};
 use crate::spec::{Limits, VmSpec};
 
-/// One SmartOS property and the rctl resources it limits.
+/// One SmartOS limit and the rctl resources it limits.
 struct Mapping {
-    property: &'static str,
+    limit: Limit,
     resources: &'static [&'static str],
     /// Suffix of the amount (`M` for MiB properties, empty for counts).
     unit: &'static str,
@@ -28,56 +29,56 @@ fn nonzero(v: u64) -> Option<u64> {
 
 const MAPPINGS: &[Mapping] = &[
     Mapping {
-        property: "max_physical_memory",
+        limit: Limit::MaxPhysicalMemory,
         resources: &["memoryuse"],
         unit: "M",
         value: |l| nonzero(l.max_physical_memory),
     },
     Mapping {
-        property: "max_swap",
+        limit: Limit::MaxSwap,
         resources: &["swapuse"],
         unit: "M",
         value: |l| nonzero(l.max_swap),
     },
     Mapping {
-        property: "max_locked_memory",
+        limit: Limit::MaxLockedMemory,
         resources: &["memorylocked"],
         unit: "M",
         value: |l| nonzero(l.max_locked_memory),
     },
     Mapping {
-        property: "max_shm_memory",
+        limit: Limit::MaxShmMemory,
         resources: &["shmsize"],
         unit: "M",
         value: |l| nonzero(l.max_shm_memory),
     },
     Mapping {
-        property: "cpu_cap",
+        limit: Limit::CpuCap,
         resources: &["pcpu"],
         unit: "",
         value: |l| l.cpu_cap.and_then(nonzero),
     },
     // LWPs are threads; maxproc as well so a fork bomb stops at the same count.
     Mapping {
-        property: "max_lwps",
+        limit: Limit::MaxLwps,
         resources: &["maxproc", "nthr"],
         unit: "",
         value: |l| nonzero(l.max_lwps),
     },
     Mapping {
-        property: "max_msg_ids",
+        limit: Limit::MaxMsgIds,
         resources: &["nmsgq"],
         unit: "",
         value: |l| nonzero(l.max_msg_ids),
     },
     Mapping {
-        property: "max_sem_ids",
+        limit: Limit::MaxSemIds,
         resources: &["nsem"],
         unit: "",
         value: |l| nonzero(l.max_sem_ids),
     },
     Mapping {
-        property: "max_shm_ids",
+        limit: Limit::MaxShmIds,
         resources: &["nshm"],
         unit: "",
         value: |l| nonzero(l.max_shm_ids),
@@ -131,10 +132,11 @@ pub fn remove(vm: &VmSpec) -> Step {
     Step::try_run(argv(["rctl", "-r", &subject(vm)]))
 }
 
-/// Update of one property: set the new amount, or drop the rule when the
-/// property was cleared. `None` when the property is not an rctl one.
-pub fn update(vm: &VmSpec, property: &str) -> Option<Vec<Step>> {
-    let m = MAPPINGS.iter().find(|m| m.property == property)?;
+/// Update of one limit: set the new amount, or drop the rule when the limit
+/// was cleared. `None` when FreeBSD has no rctl for it (`cpu_shares`,
+/// `zfs_io_priority`).
+pub fn update(vm: &VmSpec, limit: Limit) -> Option<Vec<Step>> {
+    let m = MAPPINGS.iter().find(|m| m.limit == limit)?;
     if (m.value)(&vm.limits).is_some() {
         // No undo: a live update that fails half-way leaves the old amounts,
         // which the next start replaces anyway.
@@ -160,9 +162,6 @@ pub fn update(vm: &VmSpec, property: &str) -> Option<Vec<Step>> {
 
 /// `zfs set quota` on the VM's dataset (GiB; 0 = none).
 pub fn quota(vm: &VmSpec) -> Step {
-    let value = match vm.limits.quota {
-        0 => "quota=none".to_string(),
-        q => format!("quota={q}G"),
-    };
+    let value = format!("quota={}", dataset::quota_value(vm.limits.quota));
     Step::run(argv(["zfs", "set", &value, &vm.zfs_filesystem]))
 }

@@ -3,9 +3,12 @@
 
 use super::runtime::Runtime;
 use crate::config::Config;
-use crate::driver::{Driver, DriverResult, RuntimeState, StopOptions};
+use crate::driver::{
+    dataset, DatasetChange, Driver, DriverResult, Limit, RuntimeState, Signal, StopOptions,
+};
 use crate::exec::CommandRunner;
 use crate::spec::VmSpec;
+use crate::zfs::Zfs;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,12 +59,16 @@ impl Driver for LinuxDriver {
         self.stop_jail(vm, opts)
     }
 
-    fn kill(&self, vm: &VmSpec, signal: i32) -> DriverResult<()> {
+    fn kill(&self, vm: &VmSpec, signal: Signal) -> DriverResult<()> {
         self.signal_jail(vm, signal)
     }
 
-    fn update_live(&self, vm: &VmSpec, changed: &[String]) -> DriverResult<Vec<String>> {
-        self.update_jail(vm, changed)
+    fn update_dataset(&self, vm: &VmSpec, changes: &[DatasetChange]) -> DriverResult<()> {
+        dataset::apply(&Zfs::new(self.runner.as_ref()), vm, changes)
+    }
+
+    fn update_live(&self, vm: &VmSpec, limits: &[Limit]) -> DriverResult<Vec<Limit>> {
+        self.update_jail(vm, limits)
     }
 
     fn console(&self, vm: &VmSpec) -> DriverResult<i32> {

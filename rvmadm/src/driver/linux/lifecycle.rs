@@ -12,7 +12,7 @@ use super::names::{cgroup_path, container_id, host_veth, netns_name, netns_path,
 use super::netplan::{self, NetPlan, VlanMode};
 use super::state::{self, BootRecord};
 use super::{bundle, runtime, sys};
-use crate::driver::{DriverError, DriverResult, StopOptions};
+use crate::driver::{DriverError, DriverResult, Signal, StopOptions};
 use crate::exec::{Argv, ExecError};
 use crate::spec::VmSpec;
 use std::time::{Duration, Instant};
@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
 impl LinuxDriver {
-    /// Runs one batch of `ip`/`bridge` lines in a single process.
+    /// Runs one batch of `ip`/`bridge` lines in a single process. The two
+    /// failures a start recovers from get their own error variants.
     fn batch(&self, argv: Argv, lines: &[String]) -> DriverResult<()> {
         if lines.is_empty() {
             return Ok(());
@@ -32,12 +33,7 @@ impl LinuxDriver {
         if out.success() {
             return Ok(());
         }
-        Err(ExecError::Failed {
-            argv,
-            status: out.status,
-            stderr: format!("{} (batch: {})", out.stderr_str(), lines.join("; ")),
-        }
-        .into())
+        Err(batch_failure(argv, out.status, &out.stderr_str(), lines))
     }
 
     /// Set once this boot's kernel refused bridge VLAN filtering, so later
@@ -97,26 +93,27 @@ impl LinuxDriver {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     let undo = self.teardown(vm, true);
-                    // Kernels built without bridge VLAN filtering answer
-                    // "Operation not supported": fall back to a bridge per VLAN.
-                    if has_vlans
-                        && mode == VlanMode::Filtering
-                        && e.to_string().contains("vlan_filtering")
-                        && e.to_string().contains("not supported")
-                        && undo.is_ok()
-                    {
-                        tracing::warn!(uuid = %vm.uuid, "no bridge VLAN filtering in this kernel: one bridge per VLAN");
-                        self.remember_no_vlan_filtering();
-                        mode = VlanMode::BridgePerVlan;
-                        continue;
-                    }
-                    // A host veth of the previous boot may still be dying with
-                    // its namespace (the kernel frees those asynchronously);
-                    // the thorough teardown above removed it, so try once more.
-                    if attempt == 0 && e.to_string().contains("File exists") && undo.is_ok() {
-                        attempt += 1;
-                        std::thread::sleep(Duration::from_millis(20));
-                        continue;
+                    match e {
+                        // Kernels built without bridge VLAN filtering: fall
+                        // back to a bridge per VLAN.
+                        DriverError::NoVlanFiltering(_)
+                            if has_vlans && mode == VlanMode::Filtering && undo.is_ok() =>
+                        {
+                            tracing::warn!(uuid = %vm.uuid, "no bridge VLAN filtering in this kernel: one bridge per VLAN");
+                            self.remember_no_vlan_filtering();
+                            mode = VlanMode::BridgePerVlan;
+                            continue;
+                        }
+                        // A host veth of the previous boot may still be dying
+                        // with its namespace (the kernel frees those
+                        // asynchronously); the thorough teardown above removed
+                        // it, so try once more.
+                        DriverError::LinkExists(_) if attempt == 0 && undo.is_ok() => {
+                            attempt += 1;
+                            std::thread::sleep(Duration::from_millis(20));
+                            continue;
+                        }
+                        _ => {}
                     }
                     if let Err(u) = undo {
                         tracing::warn!(uuid = %vm.uuid, error = %u, "undoing a failed start");
@@ -201,7 +198,7 @@ impl LinuxDriver {
                 let deadline = Instant::now() + opts.timeout;
                 let mut interval = Duration::from_millis(100);
                 loop {
-                    sys::kill(rec.pid, sys::SIGTERM)?;
+                    sys::kill(rec.pid, Signal::Term)?;
                     let left = deadline.saturating_duration_since(Instant::now());
                     if wait_dead(&rec, interval.min(left)) || left <= interval {
                         break;
@@ -210,7 +207,7 @@ impl LinuxDriver {
                 }
             }
             if rec.alive() {
-                sys::kill(rec.pid, sys::SIGKILL)?;
+                sys::kill(rec.pid, Signal::Kill)?;
                 if !wait_dead(&rec, KILL_WAIT) {
                     return Err(DriverError::Other(format!(
                         "{}: init (pid {}) survived SIGKILL for {}s",
@@ -225,10 +222,9 @@ impl LinuxDriver {
     }
 
     /// Sends `signal` to the jail's init.
-    pub(super) fn signal_jail(&self, vm: &VmSpec, signal: i32) -> DriverResult<()> {
+    pub(super) fn signal_jail(&self, vm: &VmSpec, signal: Signal) -> DriverResult<()> {
         let dir = JailDir::new(&self.run_dir, &vm.uuid);
-        let rec = state::running(&dir)
-            .ok_or_else(|| DriverError::Other(format!("{} is not running", vm.uuid)))?;
+        let rec = state::running(&dir).ok_or(DriverError::NotRunning(vm.uuid))?;
         sys::kill(rec.pid, signal)?;
         Ok(())
     }
@@ -336,6 +332,25 @@ impl LinuxDriver {
     }
 }
 
+/// The error of a failed `ip`/`bridge` batch. `ip` reports only through its
+/// stderr, so this is the one place that reads it: a refused
+/// `vlan_filtering` line ("Operation not supported") and a link name already
+/// taken ("File exists") become variants the start loop matches on.
+fn batch_failure(argv: Argv, status: i32, stderr: &str, lines: &[String]) -> DriverError {
+    let err = ExecError::Failed {
+        argv,
+        status,
+        stderr: format!("{stderr} (batch: {})", lines.join("; ")),
+    };
+    if stderr.contains("not supported") && lines.iter().any(|l| l.contains("vlan_filtering")) {
+        DriverError::NoVlanFiltering(err)
+    } else if stderr.contains("File exists") {
+        DriverError::LinkExists(err)
+    } else {
+        DriverError::Exec(err)
+    }
+}
+
 /// This boot of the kernel (`/proc/sys/kernel/random/boot_id`).
 fn boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -356,5 +371,44 @@ fn wait_dead(rec: &BootRecord, timeout: Duration) -> bool {
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn batch_failures_are_typed() {
+        let argv = || Argv::new(["ip", "-batch", "-"]);
+        let vlan = lines(&[
+            "link add br1 type bridge",
+            "link set dev br1 type bridge vlan_filtering 1",
+        ]);
+        let e = batch_failure(
+            argv(),
+            1,
+            "Error: Operation not supported.\nCommand failed -:2",
+            &vlan,
+        );
+        assert!(matches!(e, DriverError::NoVlanFiltering(_)), "{e:?}");
+        // The message stays what the user saw before: argv, stderr, lines.
+        let text = e.to_string();
+        assert!(
+            text.contains("ip -batch -") && text.contains("vlan_filtering 1"),
+            "{text}"
+        );
+
+        let veth = lines(&["link add vm1 type veth peer name net0"]);
+        let e = batch_failure(argv(), 2, "RTNETLINK answers: File exists", &veth);
+        assert!(matches!(e, DriverError::LinkExists(_)), "{e:?}");
+
+        // "not supported" without a vlan_filtering line is a plain failure.
+        let e = batch_failure(argv(), 2, "Error: Operation not supported.", &veth);
+        assert!(matches!(e, DriverError::Exec(_)), "{e:?}");
     }
 }

@@ -14,4 +14,3 @@ mod sys;
 mod update;
 
 pub use driver::LinuxDriver;
-pub use sys::signal_number;

@@ -3,10 +3,20 @@
 //!
 //! Kept here so the rest of the driver stays free of `unsafe` and libc.
 
+use crate::driver::{Os, Signal};
 use std::io;
 
-/// Sends `signal` to `pid`. `ESRCH` (already gone) is reported as `Ok(false)`.
-pub fn kill(pid: u32, signal: i32) -> io::Result<bool> {
+/// Sends `signal` (as Linux numbers it) to `pid`. `ESRCH` (already gone) is
+/// reported as `Ok(false)`.
+pub fn kill(pid: u32, signal: Signal) -> io::Result<bool> {
+    let signal = signal
+        .number_on(Os::Linux)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    send(pid, signal)
+}
+
+/// kill(2) with a raw number; 0 only checks that `pid` exists.
+fn send(pid: u32, signal: libc::c_int) -> io::Result<bool> {
     let pid = libc::pid_t::try_from(pid)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
     if pid <= 0 {
@@ -39,52 +49,16 @@ pub fn clock_ticks() -> u64 {
     }
 }
 
-/// Parses a signal name (`TERM`, `SIGKILL`, `9`) into its number.
-pub fn signal_number(name: &str) -> Option<i32> {
-    let n = name.trim();
-    if let Ok(v) = n.parse::<i32>() {
-        return (1..=64).contains(&v).then_some(v);
-    }
-    let n = n.to_ascii_uppercase();
-    let n = n.strip_prefix("SIG").unwrap_or(&n);
-    Some(match n {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "TERM" => libc::SIGTERM,
-        "ALRM" => libc::SIGALRM,
-        "CONT" => libc::SIGCONT,
-        "STOP" => libc::SIGSTOP,
-        "PWR" => libc::SIGPWR,
-        "WINCH" => libc::SIGWINCH,
-        _ => return None,
-    })
-}
-
-pub const SIGTERM: i32 = libc::SIGTERM;
-pub const SIGKILL: i32 = libc::SIGKILL;
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn signals_parse() {
-        assert_eq!(signal_number("TERM"), Some(15));
-        assert_eq!(signal_number("sigkill"), Some(9));
-        assert_eq!(signal_number("9"), Some(9));
-        assert_eq!(signal_number("bogus"), None);
-        assert_eq!(signal_number("0"), None);
-    }
-
-    #[test]
     fn kill_of_missing_pid_is_false() {
         // pid_max is at most 4194304; this one cannot exist.
-        assert!(!kill(4_194_305, 0).unwrap_or(true));
-        assert!(kill(std::process::id(), 0).unwrap());
-        assert!(kill(0, 0).is_err());
+        assert!(!send(4_194_305, 0).unwrap_or(true));
+        assert!(send(std::process::id(), 0).unwrap());
+        assert!(send(0, 0).is_err());
+        assert!(kill(0, Signal::Term).is_err());
     }
 }

@@ -1,64 +1,59 @@
 //! Live update of a running jail's limits through the runtime's `update`
-//! verb (and the clone's quota through ZFS). Properties the running jail
-//! cannot take are returned so ops can say a reboot applies them.
+//! verb. Limits the running jail cannot take are returned so ops can say a
+//! reboot applies them. The dataset side of an update is shared by every
+//! driver (`driver::dataset`).
 
 use super::driver::LinuxDriver;
 use super::names::{container_id, JailDir};
 use super::{bundle, runtime, state};
-use crate::driver::{DriverError, DriverResult};
-use crate::zfs::Zfs;
+use crate::driver::{DriverError, DriverResult, Limit};
+use crate::spec::VmSpec;
 
-/// Changed in place by `update --resources`.
-const LIVE_LIMITS: &[&str] = &[
-    "max_physical_memory",
-    "max_swap",
-    "cpu_cap",
-    "cpu_shares",
-    "max_lwps",
-];
+/// How a running jail takes a changed limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Takes {
+    /// Through `update --resources` (cgroup memory, swap, cpu, pids).
+    Runtime,
+    /// Only at the next boot: fixed in the bundle's mounts or rlimits.
+    NextBoot,
+    /// Never: Linux has no counterpart (System V ids, I/O priority).
+    Ignored,
+}
 
-/// Read only at boot: the bundle, the namespace or the init depend on them.
-const NEED_REBOOT: &[&str] = &[
-    "tmpfs",
-    "nics",
-    "resolvers",
-    "hostname",
-    "dns_domain",
-    "init_name",
-    "filesystems",
-    "routes",
-    "max_locked_memory",
-    "max_shm_memory",
-];
+fn takes(limit: Limit) -> Takes {
+    match limit {
+        Limit::MaxPhysicalMemory
+        | Limit::MaxSwap
+        | Limit::CpuCap
+        | Limit::CpuShares
+        | Limit::MaxLwps => Takes::Runtime,
+        Limit::MaxLockedMemory | Limit::MaxShmMemory => Takes::NextBoot,
+        Limit::MaxMsgIds | Limit::MaxSemIds | Limit::MaxShmIds | Limit::ZfsIoPriority => {
+            Takes::Ignored
+        }
+    }
+}
 
-/// Which of `changed` a running jail takes live, and which need a reboot.
-pub fn classify(changed: &[String]) -> (bool, bool, Vec<String>) {
-    let limits = changed.iter().any(|c| LIVE_LIMITS.contains(&c.as_str()));
-    let quota = changed.iter().any(|c| c == "quota");
-    let reboot = changed
+/// Whether the runtime must be told, and which limits need a reboot.
+fn classify(limits: &[Limit]) -> (bool, Vec<Limit>) {
+    let runtime = limits.iter().any(|l| takes(*l) == Takes::Runtime);
+    let reboot = limits
         .iter()
-        .filter(|c| NEED_REBOOT.contains(&c.as_str()) || c.starts_with("nics") || c.contains("nic"))
-        .cloned()
+        .copied()
+        .filter(|l| takes(*l) == Takes::NextBoot)
         .collect();
-    (limits, quota, reboot)
+    (runtime, reboot)
 }
 
 impl LinuxDriver {
-    pub(super) fn update_jail(
-        &self,
-        vm: &crate::spec::VmSpec,
-        changed: &[String],
-    ) -> DriverResult<Vec<String>> {
-        let (limits, quota, reboot) = classify(changed);
-        if quota {
-            Zfs::new(self.runner.as_ref()).set_quota_gib(&vm.zfs_filesystem, vm.limits.quota)?;
-        }
+    pub(super) fn update_jail(&self, vm: &VmSpec, limits: &[Limit]) -> DriverResult<Vec<Limit>> {
+        let (runtime_update, reboot) = classify(limits);
         let dir = JailDir::new(&self.run_dir, &vm.uuid);
         if state::running(&dir).is_none() {
             // The next boot builds its bundle from the new spec.
             return Ok(Vec::new());
         }
-        if limits {
+        if runtime_update {
             let host = runtime::probe(&self.runtime, &self.cgroup_root)?;
             let mut res = bundle::resources(&vm.limits, host)
                 .map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
@@ -91,16 +86,12 @@ mod tests {
 
     #[test]
     fn classification() {
-        let c = |v: &[&str]| classify(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(c(&["max_physical_memory"]), (true, false, vec![]));
-        assert_eq!(c(&["quota", "alias"]), (false, true, vec![]));
+        assert_eq!(classify(&[Limit::MaxPhysicalMemory]), (true, vec![]));
+        assert_eq!(classify(&[Limit::MaxMsgIds]), (false, vec![]));
         assert_eq!(
-            c(&["cpu_cap", "tmpfs", "resolvers"]),
-            (
-                true,
-                false,
-                vec!["tmpfs".to_string(), "resolvers".to_string()]
-            )
+            classify(&[Limit::CpuCap, Limit::MaxLockedMemory, Limit::MaxShmMemory]),
+            (true, vec![Limit::MaxLockedMemory, Limit::MaxShmMemory])
         );
+        assert_eq!(classify(&[]), (false, vec![]));
     }
 }
