@@ -58,6 +58,7 @@ pub struct Term {
     /// The field's name as the subject knows it (`name`, `tag.role`,
     /// `requirements.brand`).
     pub field: String,
+    /// How the field's text is compared with `value`.
     pub op: Op,
     /// The text compared with, prefix removed.
     pub value: String,
@@ -170,6 +171,7 @@ impl FromIterator<Term> for Query {
 /// Something filters can look at: the text of a named field, or `None`
 /// when it has no such field.
 pub trait Fields {
+    /// The text of field `name`, as filters compare it.
     fn field(&self, name: &str) -> Option<Cow<'_, str>>;
 }
 
