@@ -5,7 +5,7 @@
 //! Usage: cargo run --release -p imgapid --example seed -- DATA_DIR COUNT FILE_MIB
 
 use imgapid::store::{ImageRecord, LocalDisk, Storage, StoredBlob};
-use rvmadm::image::manifest::{Compression, ImageFile, Manifest};
+use rvmadm_manifest::{Compression, ImageFile, Manifest};
 use serde_json::json;
 use sha1::{Digest, Sha1};
 use std::path::PathBuf;

@@ -11,7 +11,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::store::{ImageRecord, Storage};
 use bytes::Bytes;
 use hyper::StatusCode;
-use rvmadm::image::manifest::{ImageState, Manifest};
+use rvmadm_manifest::{ImageState, Manifest};
 use sha1::{Digest, Sha1};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};

@@ -87,7 +87,7 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 fn default_max_upload() -> u64 {
-    rvmadm::image::manifest::MAX_FILE_SIZE
+    rvmadm_manifest::MAX_FILE_SIZE
 }
 fn default_max_json() -> usize {
     1024 * 1024

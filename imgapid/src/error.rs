@@ -4,7 +4,7 @@
 //! from GetImage as "try the next source" and anything else as fatal).
 
 use hyper::StatusCode;
-use rvmadm::image::manifest::{FieldError, ValidationError};
+use rvmadm_manifest::{FieldError, ValidationError};
 use serde::Serialize;
 
 /// An error answer: status, IMGAPI code and a human message.

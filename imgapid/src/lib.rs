@@ -2,7 +2,8 @@
 //!
 //! [`server`] accepts connections, [`routes`] answers them from the
 //! [`catalog`], which keeps an in-memory index over durable [`store`]s.
-//! Manifests are the shared `rvmadm::image::manifest` types.
+//! Manifests and the image filter engine come from the small shared
+//! `rvmadm-manifest` crate, so the server never builds the CLI crate.
 
 pub mod auth;
 pub mod body;

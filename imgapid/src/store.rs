@@ -11,7 +11,7 @@
 //! The trait is blocking on purpose: callers run it on tokio's blocking pool,
 //! and an object-store backend can block on its own client just the same.
 
-use rvmadm::image::manifest::Manifest;
+use rvmadm_manifest::Manifest;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -51,7 +51,7 @@ pub struct ImageRecord {
     /// `files[0]` of an imported manifest (imgadm publish sends it): the
     /// upload must then have exactly this size and SHA-1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expect: Option<rvmadm::image::manifest::ImageFile>,
+    pub expect: Option<rvmadm_manifest::ImageFile>,
 }
 
 impl ImageRecord {

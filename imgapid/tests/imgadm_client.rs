@@ -9,6 +9,7 @@ use common::Server;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 
 fn zfs_ok() -> bool {
     let ok = Command::new("zpool")
@@ -27,21 +28,29 @@ fn zfs_ok() -> bool {
     ok
 }
 
-/// The imgadm binary next to imgapid; built on demand when only imgapid's
-/// tests were asked for.
+/// The imgadm binary next to imgapid. imgapid does not depend on the rvmadm
+/// crate (a dev-dependency would build its library, not its binaries), so
+/// ask cargo for the binary once per run: a no-op when it is fresh, and
+/// never a stale one.
 fn imgadm_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(build_imgadm).clone()
+}
+
+fn build_imgadm() -> PathBuf {
     let dir = Path::new(env!("CARGO_BIN_EXE_imgapid"))
         .parent()
         .expect("bin dir")
         .to_path_buf();
-    let bin = dir.join("imgadm");
-    if !bin.exists() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-p", "rvmadm", "--bin", "imgadm"])
-            .status()
-            .expect("cargo build imgadm");
-        assert!(st.success(), "building imgadm failed");
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "--quiet", "-p", "rvmadm", "--bin", "imgadm"]);
+    if dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
     }
+    let st = build.status().expect("cargo build imgadm");
+    assert!(st.success(), "building imgadm failed");
+    let bin = dir.join("imgadm");
+    assert!(bin.exists(), "cargo built no {}", bin.display());
     bin
 }
 

@@ -8,6 +8,9 @@
 //! for missing cells, and prints nothing at all for zero rows.
 
 use super::error::{ImgError, Result};
+/// Dotted-path lookup (`requirements.brand`), shared with the filter engine.
+pub use super::manifest::filter::lookup;
+use super::manifest::filter::{value_text, Syntax, Term};
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
 
@@ -48,66 +51,20 @@ pub fn make_row(
     row
 }
 
-/// Looks up a dotted path (`requirements.brand`, `tags.role`, `files.0.size`).
-pub fn lookup<'a>(row: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    let mut parts = path.split('.');
-    let mut cur = row.get(parts.next()?)?;
-    for p in parts {
-        cur = match cur {
-            Value::Object(m) => m.get(p)?,
-            Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
-}
-
-/// One `field=value` / `field=~substr` filter.
+/// One `field=value` / `field=~substr` filter over a row, matched by the
+/// engine imgapid's ListImages uses too.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Filter {
-    pub field: String,
-    pub value: String,
-    pub substring: bool,
-}
+pub struct Filter(Term);
 
 impl Filter {
     pub fn parse(arg: &str) -> Result<Filter> {
-        let bad = || {
-            ImgError::usage(format!(
-                "invalid filter: \"{arg}\" (must be of the form \"field=value\")"
-            ))
-        };
-        let (field, value) = arg.split_once('=').ok_or_else(bad)?;
-        if field.is_empty() {
-            return Err(bad());
-        }
-        Ok(match value.strip_prefix('~') {
-            Some(sub) => Filter {
-                field: field.into(),
-                value: sub.into(),
-                substring: true,
-            },
-            None => Filter {
-                field: field.into(),
-                value: value.into(),
-                substring: false,
-            },
-        })
+        Term::parse_arg(arg, Syntax::SUBSTRING)
+            .map(Filter)
+            .map_err(|e| ImgError::usage(e.to_string()))
     }
 
     pub fn matches(&self, row: &Map<String, Value>) -> bool {
-        let Some(actual) = lookup(row, &self.field) else {
-            return false;
-        };
-        let text = cell_text(actual);
-        if self.substring {
-            return text.contains(&self.value);
-        }
-        match (actual, self.value.as_str()) {
-            (Value::Bool(b), "true") => *b,
-            (Value::Bool(b), "false") => !*b,
-            _ => text == self.value,
-        }
+        self.0.matches(row)
     }
 }
 
@@ -118,13 +75,7 @@ pub fn parse_filters(args: &[String]) -> Result<Vec<Filter>> {
 
 /// How a value prints in a cell (and compares in a filter).
 pub fn cell_text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        other => other.to_string(),
-    }
+    value_text(v).into_owned()
 }
 
 fn as_number(v: &Value) -> Option<f64> {
