@@ -1,11 +1,14 @@
 //! Criterion benchmarks of the hot pure functions behind `vmadm`: payload
-//! validation, building the VM object, and the list query pipeline
-//! (filter, sort, render) over 1000 VM objects.
+//! validation, building the VM record, reading record files into typed
+//! records and turning them into what `get`/`list` show, and the list query
+//! pipeline (filter, sort, render) over 1000 VM objects.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use rvmadm::ops::query::{parse_columns, parse_sort, render_table, sort_vms, Filter};
-use rvmadm::spec::object::{new_vm_object, CreateContext};
-use rvmadm::spec::{check, Action};
+use rvmadm::ops::view::{full_object, unordered_object};
+use rvmadm::spec::object::{new_vm_record, CreateContext};
+use rvmadm::spec::{check, Action, VmRecord};
+use rvmadm::store::{decode, Record};
 use serde_json::{json, Map, Value};
 
 fn payload() -> Map<String, Value> {
@@ -22,12 +25,12 @@ fn payload() -> Map<String, Value> {
     .unwrap_or_default()
 }
 
-fn vms(n: usize) -> Vec<Map<String, Value>> {
+fn records(n: usize) -> Vec<VmRecord> {
     let checked = check(&payload(), Action::Create);
     (0..n)
         .map(|i| {
             let uuid = format!("{i:08x}-0000-4000-8000-000000000000");
-            let mut o = new_vm_object(
+            new_vm_record(
                 &checked.payload,
                 &CreateContext {
                     uuid: &uuid,
@@ -35,7 +38,17 @@ fn vms(n: usize) -> Vec<Map<String, Value>> {
                     zonepath: "/zones/x",
                     now: "2026-01-01T00:00:00.000Z",
                 },
-            );
+            )
+        })
+        .collect()
+}
+
+fn vms(n: usize) -> Vec<Map<String, Value>> {
+    records(n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut o = r.into_map();
             o.insert("state".into(), "running".into());
             o.insert("type".into(), "OS".into());
             o.insert("ram".into(), ((i % 4 + 1) * 256).into());
@@ -52,7 +65,7 @@ fn bench(c: &mut Criterion) {
     let checked = check(&p, Action::Create);
     c.bench_function("build VM object", |b| {
         b.iter(|| {
-            new_vm_object(
+            new_vm_record(
                 black_box(&checked.payload),
                 &CreateContext {
                     uuid: "6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60",
@@ -87,7 +100,8 @@ fn bench(c: &mut Criterion) {
                 .count()
         })
     });
-    let text: Vec<String> = all
+    let stored = records(1000);
+    let text: Vec<String> = stored
         .iter()
         .map(|vm| {
             serde_json::to_string(&json!({"record_version": 1, "vm": vm})).unwrap_or_default()
@@ -96,9 +110,43 @@ fn bench(c: &mut Criterion) {
     c.bench_function("parse 1000 records", |b| {
         b.iter(|| {
             text.iter()
-                .filter_map(|t| serde_json::from_str::<Value>(t).ok())
+                .filter_map(|t| decode(t.as_bytes()).ok())
                 .count()
         })
+    });
+    c.bench_function("view 1000 records (get order)", |b| {
+        b.iter_batched(
+            || stored.clone(),
+            |recs| {
+                recs.into_iter()
+                    .map(|vm| full_object(Record { vm }, None, None).len())
+                    .sum::<usize>()
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    // What `vmadm list` reads by default: its columns and sort keys.
+    let wanted: Vec<String> = [
+        "uuid",
+        "brand",
+        "max_physical_memory",
+        "type",
+        "ram",
+        "state",
+        "alias",
+    ]
+    .map(String::from)
+    .to_vec();
+    c.bench_function("view 1000 records (list columns)", |b| {
+        b.iter_batched(
+            || stored.clone(),
+            |recs| {
+                recs.into_iter()
+                    .map(|vm| unordered_object(Record { vm }, None, None, Some(&wanted)).len())
+                    .sum::<usize>()
+            },
+            criterion::BatchSize::LargeInput,
+        )
     });
 }
 

@@ -3,7 +3,6 @@
 
 use super::context::Ctx;
 use super::error::OpsResult;
-use serde_json::Value;
 use uuid::Uuid;
 
 /// Outcome per VM, in start order.
@@ -11,13 +10,8 @@ pub fn autoboot(ctx: &Ctx) -> OpsResult<Vec<(Uuid, Result<(), String>)>> {
     let mut candidates: Vec<(String, Uuid)> = Vec::new();
     for (uuid, rec) in ctx.store.load_all()? {
         let Ok(rec) = rec else { continue };
-        if rec.vm.get("autoboot") == Some(&Value::Bool(true)) {
-            let created = rec
-                .vm
-                .get("create_timestamp")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+        if rec.vm.autoboot == Some(true) {
+            let created = rec.vm.create_timestamp.unwrap_or_default();
             candidates.push((created, uuid));
         }
     }

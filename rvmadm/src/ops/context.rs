@@ -52,10 +52,10 @@ impl Ctx {
 
     /// The typed view drivers take.
     pub fn spec(&self, rec: &Record) -> OpsResult<VmSpec> {
-        VmSpec::from_object(&rec.vm).map_err(|e| {
+        VmSpec::from_record(&rec.vm).map_err(|e| {
             OpsError::Failed(format!(
                 "VM record {} is inconsistent: {e}",
-                rec.vm.get("uuid").and_then(|u| u.as_str()).unwrap_or("?")
+                rec.vm.uuid.as_deref().unwrap_or("?")
             ))
         })
     }

@@ -8,9 +8,8 @@
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
-use super::view::INCOMPLETE_KEY;
-use crate::spec::object::{new_vm_object, CreateContext};
-use crate::spec::{self, Action};
+use crate::spec::object::{new_vm_record, CreateContext};
+use crate::spec::{self, Action, Field, VmRecord};
 use crate::store::iso_time;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -63,7 +62,7 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     let now = iso_time(std::time::SystemTime::now());
     let uuid_s = uuid.to_string();
     let guess_path = format!("/{pool}/{uuid}");
-    let mut obj = new_vm_object(
+    let mut obj = new_vm_record(
         &payload,
         &CreateContext {
             uuid: &uuid_s,
@@ -72,12 +71,12 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
             now: &now,
         },
     );
-    obj.insert(INCOMPLETE_KEY.into(), Value::Bool(true));
+    obj.incomplete = Some(true);
+    obj.place(Field::Incomplete);
     ctx.store.save(&uuid, &obj)?;
 
-    let quota_prop =
-        crate::driver::dataset::quota_value(obj.get("quota").and_then(Value::as_u64).unwrap_or(0));
-    let delegate = obj.get("delegate_dataset") == Some(&Value::Bool(true));
+    let quota_prop = crate::driver::dataset::quota_value(obj.quota.unwrap_or(0));
+    let delegate = obj.delegate_dataset == Some(true);
     let made = zfs
         .clone_snapshot(&origin, &dataset, &[("quota", &quota_prop)])
         .and_then(|_| {
@@ -98,23 +97,19 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         }
     };
     if delegate {
-        obj.insert(
-            "datasets".into(),
-            Value::from(vec![format!("{dataset}/data")]),
-        );
+        obj.datasets = Some(vec![format!("{dataset}/data")]);
+        obj.place(Field::Datasets);
     }
-    obj.insert(
-        "zonepath".into(),
-        Value::String(mountpoint.display().to_string()),
-    );
-    obj.remove(INCOMPLETE_KEY);
+    obj.zonepath = Some(mountpoint.display().to_string());
+    obj.place(Field::Zonepath);
+    obj.remove(Field::Incomplete.name());
     if let Err(e) = ctx.store.save(&uuid, &obj) {
         let _ = zfs.destroy(&dataset, true);
         let _ = ctx.store.remove(&uuid);
         return Err(e.into());
     }
 
-    if obj.get("autoboot") == Some(&Value::Bool(true)) {
+    if obj.autoboot == Some(true) {
         let boot = ctx
             .store
             .load(&uuid)?
@@ -137,8 +132,8 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
 }
 
 /// Removes a half-made VM: runtime leftovers, dataset, record.
-fn undo(ctx: &Ctx, uuid: &Uuid, dataset: &str, obj: &Map<String, Value>) {
-    if let Ok(spec) = crate::spec::VmSpec::from_object(obj) {
+fn undo(ctx: &Ctx, uuid: &Uuid, dataset: &str, obj: &VmRecord) {
+    if let Ok(spec) = crate::spec::VmSpec::from_record(obj) {
         let _ = ctx.driver.cleanup(&spec);
     }
     let _ = ctx.zfs().destroy(dataset, true);
@@ -153,14 +148,13 @@ pub fn sweep_incomplete(ctx: &Ctx) {
     };
     for (uuid, rec) in all {
         let Ok(rec) = rec else { continue };
-        if rec.vm.get(INCOMPLETE_KEY) != Some(&Value::Bool(true)) {
+        if !rec.vm.is_incomplete() {
             continue;
         }
         let dataset = rec
             .vm
-            .get("zfs_filesystem")
-            .and_then(Value::as_str)
-            .map(str::to_string)
+            .zfs_filesystem
+            .clone()
             .unwrap_or_else(|| ctx.config.vm_dataset(&uuid));
         tracing::info!(%uuid, "removing VM left incomplete by an interrupted create");
         undo(ctx, &uuid, &dataset, &rec.vm);

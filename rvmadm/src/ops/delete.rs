@@ -5,14 +5,13 @@
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
 use super::lifecycle::force_stop;
-use serde_json::Value;
 use uuid::Uuid;
 
 pub fn delete(ctx: &Ctx, uuid: &Uuid) -> OpsResult<()> {
     let _global = ctx.store.lock_global()?;
     let _lock = ctx.store.lock_vm(uuid)?;
     let rec = ctx.record(uuid)?;
-    if rec.vm.get("indestructible_zoneroot") == Some(&Value::Bool(true)) {
+    if rec.vm.indestructible_zoneroot == Some(true) {
         return Err(OpsError::Failed(format!(
             "Failed to delete VM {uuid}: indestructible_zoneroot is set, cannot delete"
         )));
@@ -22,9 +21,8 @@ pub fn delete(ctx: &Ctx, uuid: &Uuid) -> OpsResult<()> {
     }
     let dataset = rec
         .vm
-        .get("zfs_filesystem")
-        .and_then(Value::as_str)
-        .map(str::to_string)
+        .zfs_filesystem
+        .clone()
         .unwrap_or_else(|| ctx.config.vm_dataset(uuid));
     ctx.zfs().destroy(&dataset, true)?;
     ctx.store.remove(uuid)?;

@@ -3,11 +3,9 @@
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
-use super::view::INCOMPLETE_KEY;
 use crate::driver::StopOptions;
-use crate::spec::VmSpec;
+use crate::spec::{Field, VmSpec};
 use crate::store::{LockGuard, Record};
-use serde_json::Value;
 use uuid::Uuid;
 
 pub struct Locked {
@@ -19,7 +17,7 @@ pub struct Locked {
 pub fn lock_and_load(ctx: &Ctx, uuid: &Uuid) -> OpsResult<Locked> {
     let lock = ctx.store.lock_vm(uuid)?;
     let rec = ctx.record(uuid)?;
-    if rec.vm.get(INCOMPLETE_KEY).is_some() {
+    if rec.vm.has_incomplete_marker() {
         return Err(OpsError::Failed(format!("VM {uuid} is incomplete")));
     }
     let spec = ctx.spec(&rec)?;
@@ -32,8 +30,9 @@ pub fn lock_and_load(ctx: &Ctx, uuid: &Uuid) -> OpsResult<Locked> {
 
 /// Stores `autoboot` when it differs.
 pub fn set_autoboot(ctx: &Ctx, uuid: &Uuid, rec: &mut Record, value: bool) -> OpsResult<()> {
-    if rec.vm.get("autoboot") != Some(&Value::Bool(value)) {
-        rec.vm.insert("autoboot".into(), Value::Bool(value));
+    if rec.vm.autoboot != Some(value) {
+        rec.vm.autoboot = Some(value);
+        rec.vm.place(Field::Autoboot);
         ctx.store.save(uuid, &rec.vm)?;
     }
     Ok(())

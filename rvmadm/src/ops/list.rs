@@ -7,12 +7,38 @@ use super::query::{self, Filter};
 use super::view::{add_list_fields, full_object, unordered_object};
 use serde_json::{Map, Value};
 
-/// All VMs as list/lookup see them (with `type` and `ram`); `ordered` gives
-/// them `get`'s key order (lookup -j prints them). A corrupt record is
-/// reported through `warn` and left out; the others still show.
+/// How much of each VM list and lookup need.
+pub enum Shape {
+    /// Every key, in `get`'s order (lookup -j prints these).
+    Full,
+    /// Only the stored keys these query keys read (plus runtime fields and
+    /// `type`/`ram`), unordered: `list` reads a few fields of many VMs.
+    Reading(Vec<String>),
+}
+
+/// The stored keys that query keys read: each key as a whole (a stored key
+/// may contain dots), its top-level part (`nics` of `nics.0.ip`), and what
+/// `type` and `ram` derive from.
+fn stored_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = ["uuid", "brand", "max_physical_memory"]
+        .map(String::from)
+        .to_vec();
+    for k in keys {
+        for n in [k, k.split('.').next().unwrap_or(k)] {
+            if !out.iter().any(|o| o == n) {
+                out.push(n.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// All VMs as list/lookup see them (with `type` and `ram`), in `shape`. A
+/// corrupt record is reported through `warn` and left out; the others
+/// still show.
 pub fn all_vms(
     ctx: &Ctx,
-    ordered: bool,
+    shape: &Shape,
     warn: &mut dyn FnMut(String),
 ) -> OpsResult<Vec<Map<String, Value>>> {
     let records = ctx.store.load_all()?;
@@ -26,12 +52,12 @@ pub fn all_vms(
     for (uuid, rec) in records {
         match rec {
             Ok(rec) => {
-                let view = if ordered {
-                    full_object
-                } else {
-                    unordered_object
+                let rt = runtimes.get(&uuid);
+                let server = ctx.config.server_uuid.as_deref();
+                let mut obj = match shape {
+                    Shape::Full => full_object(rec, rt, server),
+                    Shape::Reading(keys) => unordered_object(rec, rt, server, Some(keys)),
                 };
-                let mut obj = view(rec, runtimes.get(&uuid), ctx.config.server_uuid.as_deref());
                 add_list_fields(&mut obj);
                 out.push(obj);
             }
@@ -41,18 +67,27 @@ pub fn all_vms(
     Ok(out)
 }
 
+/// The VMs matching every filter. `reading` names what the caller reads
+/// besides the filters; `None` asks for full objects in `get` order.
 fn filtered(
     ctx: &Ctx,
     filters: &[String],
     lookup: bool,
-    ordered: bool,
+    reading: Option<Vec<&str>>,
     warn: &mut dyn FnMut(String),
 ) -> OpsResult<Vec<Map<String, Value>>> {
     let filters = filters
         .iter()
         .map(|f| Filter::parse(f, lookup))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut vms = all_vms(ctx, ordered, warn)?;
+    let shape = match reading {
+        Some(keys) => Shape::Reading(stored_keys(
+            keys.into_iter()
+                .chain(filters.iter().map(|f| f.key.as_str())),
+        )),
+        None => Shape::Full,
+    };
+    let mut vms = all_vms(ctx, &shape, warn)?;
     vms.retain(|vm| filters.iter().all(|f| f.matches(vm)));
     Ok(vms)
 }
@@ -73,7 +108,12 @@ pub fn list(ctx: &Ctx, opts: &ListOptions, warn: &mut dyn FnMut(String)) -> OpsR
             .unwrap_or("uuid,type,ram,state,alias"),
     )?;
     let sort = query::parse_sort(opts.sort.as_deref().unwrap_or("ram,uuid"))?;
-    let mut vms = filtered(ctx, &opts.filters, false, false, warn)?;
+    let reading = columns
+        .iter()
+        .chain(sort.iter().map(|s| &s.key))
+        .map(String::as_str)
+        .collect();
+    let mut vms = filtered(ctx, &opts.filters, false, Some(reading), warn)?;
     query::sort_vms(&mut vms, &sort);
     Ok(query::render_table(
         &vms,
@@ -104,7 +144,9 @@ pub fn lookup(
     if opts.fields.is_some() && !opts.json {
         return Err(OpsError::Failed("Cannot specify -o without -j".into()));
     }
-    let mut vms = filtered(ctx, &opts.filters, true, opts.json, warn)?;
+    // Without -j only uuids are printed; with it, whole objects in `get` order.
+    let reading = (!opts.json).then(|| vec!["uuid"]);
+    let mut vms = filtered(ctx, &opts.filters, true, reading, warn)?;
     if opts.unique && vms.len() != 1 {
         return Err(OpsError::Failed(format!(
             "Requested unique lookup but found {} results.",

@@ -6,6 +6,7 @@ use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
 use super::lifecycle::{force_stop, lock_and_load};
 use crate::spec::value::is_uuid;
+use crate::spec::Field;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -18,7 +19,7 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
     };
     let _global = ctx.store.lock_global()?;
     let mut l = lock_and_load(ctx, uuid)?;
-    if l.rec.vm.get("indestructible_zoneroot") == Some(&Value::Bool(true)) {
+    if l.rec.vm.indestructible_zoneroot == Some(true) {
         return Err(fail("indestructible_zoneroot is set".into()));
     }
     let zfs = ctx.zfs();
@@ -63,13 +64,13 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
             }
         ))
     })?;
-    l.rec.vm.insert("image_uuid".into(), image.into());
-    l.rec
-        .vm
-        .insert("zonepath".into(), mountpoint.display().to_string().into());
-    l.rec
-        .vm
-        .insert("snapshots".into(), Value::Array(Vec::new()));
+    let vm = &mut l.rec.vm;
+    vm.image_uuid = Some(image);
+    vm.place(Field::ImageUuid);
+    vm.zonepath = Some(mountpoint.display().to_string());
+    vm.place(Field::Zonepath);
+    vm.snapshots = Some(Vec::new());
+    vm.place(Field::Snapshots);
     ctx.store.save(uuid, &l.rec.vm)?;
     if was_running {
         let spec = ctx.spec(&l.rec)?;

@@ -11,10 +11,9 @@
 use super::context::Ctx;
 use super::create::sweep_incomplete;
 use super::error::{OpsError, OpsResult};
-use super::view::INCOMPLETE_KEY;
 use crate::driver::StopOptions;
 use crate::exec::{self, Argv};
-use crate::spec::{self, Action};
+use crate::spec::{self, Action, Field, VmRecord};
 use serde_json::{Map, Value};
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -74,7 +73,7 @@ fn parse_header(h: &[u8; BLOCK]) -> OpsResult<(String, usize, usize)> {
 pub fn send(ctx: &Ctx, uuid: &Uuid, out: &mut dyn Write) -> OpsResult<()> {
     let _lock = ctx.store.lock_vm(uuid)?;
     let rec = ctx.record(uuid)?;
-    if rec.vm.get(INCOMPLETE_KEY).is_some() {
+    if rec.vm.has_incomplete_marker() {
         return Err(OpsError::Failed(format!("VM {uuid} is incomplete")));
     }
     let spec = ctx.spec(&rec)?;
@@ -206,17 +205,17 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
             "VM with UUID {uuid} already exists"
         )));
     }
-    let mut obj = checked.payload.clone();
+    let mut obj = VmRecord::from_map(checked.payload.clone());
     for (k, v) in &vm {
         if matches!(k.as_str(), "create_timestamp" | "snapshots" | "zonename") {
-            obj.insert(k.clone(), v.clone());
+            obj.set(k, v.clone());
         }
     }
-    obj.insert("uuid".into(), uuid.to_string().into());
-    obj.insert("zpool".into(), pool.clone().into());
-    obj.insert("zfs_filesystem".into(), dataset.clone().into());
-    obj.insert("zonepath".into(), format!("/{dataset}").into());
-    obj.insert(INCOMPLETE_KEY.into(), Value::Bool(true));
+    obj.set(Field::Uuid.name(), uuid.to_string().into());
+    obj.set(Field::Zpool.name(), pool.clone().into());
+    obj.set(Field::ZfsFilesystem.name(), dataset.clone().into());
+    obj.set(Field::Zonepath.name(), format!("/{dataset}").into());
+    obj.set(Field::Incomplete.name(), Value::Bool(true));
     ctx.store.save(&uuid, &obj)?;
 
     let undo = |e: OpsError| {
@@ -262,9 +261,9 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
             &format!("{dataset}@{SENDING}"),
         ]));
         let mp = zfs.mountpoint(&dataset)?;
-        obj.insert("zonepath".into(), mp.display().to_string().into());
-        obj.remove(INCOMPLETE_KEY);
-        obj.insert("autoboot".into(), Value::Bool(false));
+        obj.set(Field::Zonepath.name(), mp.display().to_string().into());
+        obj.remove(Field::Incomplete.name());
+        obj.set(Field::Autoboot.name(), Value::Bool(false));
         ctx.store.save(&uuid, &obj)?;
         Ok(())
     })();

@@ -5,7 +5,7 @@
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
 use super::lifecycle::{force_stop, lock_and_load};
-use serde_json::{json, Value};
+use crate::spec::{Field, Snapshot, VmRecord};
 use uuid::Uuid;
 
 fn check_name(name: &str) -> OpsResult<()> {
@@ -21,16 +21,18 @@ fn check_name(name: &str) -> OpsResult<()> {
     }
 }
 
-fn snapshots(vm: &serde_json::Map<String, Value>) -> Vec<Value> {
-    vm.get("snapshots")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
+fn snapshots(vm: &VmRecord) -> Vec<Snapshot> {
+    vm.snapshots.clone().unwrap_or_default()
 }
 
-fn has(list: &[Value], name: &str) -> bool {
-    list.iter()
-        .any(|s| s.get("name").and_then(Value::as_str) == Some(name))
+fn has(list: &[Snapshot], name: &str) -> bool {
+    list.iter().any(|s| s.name == name)
+}
+
+/// Stores the list (a record without one gets it at the end).
+fn store_list(vm: &mut VmRecord, list: Vec<Snapshot>) {
+    vm.snapshots = Some(list);
+    vm.place(Field::Snapshots);
 }
 
 pub fn create_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
@@ -45,8 +47,14 @@ pub fn create_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
     ctx.zfs()
         .snapshot(&format!("{}@vmsnap-{name}", l.spec.zfs_filesystem))?;
     let now = crate::store::iso_time(std::time::SystemTime::now());
-    list.insert(0, json!({"name": name, "created_at": now}));
-    l.rec.vm.insert("snapshots".into(), Value::Array(list));
+    list.insert(
+        0,
+        Snapshot {
+            name: name.to_string(),
+            created_at: now,
+        },
+    );
+    store_list(&mut l.rec.vm, list);
     ctx.store.save(uuid, &l.rec.vm)?;
     Ok(())
 }
@@ -62,8 +70,8 @@ pub fn delete_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
     }
     ctx.zfs()
         .destroy(&format!("{}@vmsnap-{name}", l.spec.zfs_filesystem), false)?;
-    list.retain(|s| s.get("name").and_then(Value::as_str) != Some(name));
-    l.rec.vm.insert("snapshots".into(), Value::Array(list));
+    list.retain(|s| s.name != name);
+    store_list(&mut l.rec.vm, list);
     ctx.store.save(uuid, &l.rec.vm)?;
     Ok(())
 }
@@ -74,10 +82,7 @@ pub fn rollback_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
     check_name(name)?;
     let mut l = lock_and_load(ctx, uuid)?;
     let list = snapshots(&l.rec.vm);
-    let Some(pos) = list
-        .iter()
-        .position(|s| s.get("name").and_then(Value::as_str) == Some(name))
-    else {
+    let Some(pos) = list.iter().position(|s| s.name == name) else {
         return Err(OpsError::Failed(format!(
             "No snapshot named \"{name}\" for VM {uuid}"
         )));
@@ -86,9 +91,7 @@ pub fn rollback_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
     ctx.zfs()
         .rollback(&format!("{}@vmsnap-{name}", l.spec.zfs_filesystem))?;
     // The list is newest first: everything before `pos` is gone now.
-    l.rec
-        .vm
-        .insert("snapshots".into(), Value::Array(list[pos..].to_vec()));
+    store_list(&mut l.rec.vm, list[pos..].to_vec());
     ctx.store.save(uuid, &l.rec.vm)?;
     if was_running {
         ctx.driver.start(&l.spec)?;

@@ -4,10 +4,9 @@
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
-use super::view::INCOMPLETE_KEY;
 use crate::driver::{Changes, DatasetChange, Limit};
 use crate::spec::object::apply_update;
-use crate::spec::{self, Action};
+use crate::spec::{self, Action, Field, VmRecord};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -41,7 +40,7 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
     }
     let _lock = ctx.store.lock_vm(uuid)?;
     let rec = ctx.record(uuid)?;
-    if rec.vm.get(INCOMPLETE_KEY).is_some() {
+    if rec.vm.has_incomplete_marker() {
         return Err(OpsError::Failed(format!(
             "VM {uuid} is incomplete; delete it and create it again"
         )));
@@ -56,7 +55,7 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
     let spec = if changes.is_empty() {
         None
     } else {
-        Some(crate::spec::VmSpec::from_object(&obj).map_err(OpsError::Failed)?)
+        Some(crate::spec::VmSpec::from_record(&obj).map_err(OpsError::Failed)?)
     };
     if let Some(spec) = spec.as_ref().filter(|_| !changes.dataset.is_empty()) {
         ctx.driver.update_dataset(spec, &changes.dataset)?;
@@ -81,7 +80,7 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
 
 /// The host effects of the changed properties, in the order they changed.
 /// Refuses a record size zfs would refuse before anything is applied.
-fn host_changes(changed: &[String], obj: &Map<String, Value>) -> OpsResult<Changes> {
+fn host_changes(changed: &[String], obj: &VmRecord) -> OpsResult<Changes> {
     let mut out = Changes::default();
     for k in changed {
         if let Some(limit) = Limit::from_property(k) {
@@ -89,17 +88,20 @@ fn host_changes(changed: &[String], obj: &Map<String, Value>) -> OpsResult<Chang
             continue;
         }
         match k.as_str() {
+            // Absent values mean what the property table says (no quota,
+            // compression off, the default record size).
             "quota" => out.dataset.push(DatasetChange::Quota(
-                obj.get("quota").and_then(Value::as_u64).unwrap_or(0),
+                obj.int_or_default(Field::Quota).unwrap_or(0),
             )),
             "zfs_root_compression" => out.dataset.push(DatasetChange::Compression(
-                obj.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or("off")
+                obj.str_or_default(Field::ZfsRootCompression)
+                    .unwrap_or_default()
                     .to_string(),
             )),
             "zfs_root_recsize" => {
-                let v = obj.get(k).and_then(Value::as_u64).unwrap_or(131_072);
+                let v = obj
+                    .int_or_default(Field::ZfsRootRecsize)
+                    .unwrap_or_default();
                 if v != 0 {
                     if !v.is_power_of_two() || v < 512 {
                         return Err(OpsError::Failed(format!(
@@ -122,7 +124,7 @@ mod tests {
 
     fn changes(keys: &[&str], obj: Value) -> OpsResult<Changes> {
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        host_changes(&keys, obj.as_object().unwrap())
+        host_changes(&keys, &VmRecord::from_map(obj.as_object().unwrap().clone()))
     }
 
     #[test]

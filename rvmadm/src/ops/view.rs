@@ -1,12 +1,13 @@
-//! The VM object as `get`, `list` and `lookup` show it: the stored object
-//! plus runtime fields from the OS, in SmartOS's key order.
+//! The VM object as `get`, `list` and `lookup` show it: the stored record
+//! plus runtime fields from the OS, in SmartOS's key order (keys outside
+//! that order follow in stored order; `_`-prefixed bookkeeping is hidden).
 
 use crate::driver::RuntimeState;
+use crate::spec::record::Key;
+use crate::spec::{Field, VmRecord};
 use crate::store::Record;
 use serde_json::{Map, Value};
-
-/// Keys that exist only inside records (bookkeeping, never shown).
-pub const INCOMPLETE_KEY: &str = "_incomplete";
+use std::sync::OnceLock;
 
 /// The order `vmadm get` prints the well-known keys in; others follow.
 const ORDER: &[&str] = &[
@@ -58,8 +59,8 @@ const ORDER: &[&str] = &[
 ];
 
 /// SmartOS `state` and `zone_state` for a record and its runtime.
-pub fn states(vm: &Map<String, Value>, rt: Option<&RuntimeState>) -> (&'static str, &'static str) {
-    if vm.get(INCOMPLETE_KEY) == Some(&Value::Bool(true)) {
+pub fn states(vm: &VmRecord, rt: Option<&RuntimeState>) -> (&'static str, &'static str) {
+    if vm.is_incomplete() {
         return ("incomplete", "incomplete");
     }
     match rt {
@@ -68,50 +69,86 @@ pub fn states(vm: &Map<String, Value>, rt: Option<&RuntimeState>) -> (&'static s
     }
 }
 
+/// Where each known property sits in [`ORDER`], by field (looked up once:
+/// `lookup` renders thousands of records).
+fn field_ranks() -> &'static [Option<usize>] {
+    static RANKS: OnceLock<Vec<Option<usize>>> = OnceLock::new();
+    RANKS.get_or_init(|| {
+        Field::ALL
+            .iter()
+            .map(|f| ORDER.iter().position(|k| *k == f.name()))
+            .collect()
+    })
+}
+
+fn rank(key: &Key) -> Option<usize> {
+    match key {
+        Key::Field(f) => field_ranks().get(*f as usize).copied().flatten(),
+        Key::Extra(n) => ORDER.iter().position(|k| k == n),
+    }
+}
+
 /// The full object: stored keys, runtime keys, in `get` order. Takes the
 /// record by value and moves its values (lookup renders thousands of these).
+/// A key both stored and from the OS shows the stored value, in its place.
 pub fn full_object(
     rec: Record,
     rt: Option<&RuntimeState>,
     server_uuid: Option<&str>,
 ) -> Map<String, Value> {
-    let mut vm = rec.vm;
-    let mut extra = runtime_fields(&vm, rt, server_uuid);
-    let mut out = Map::new();
-    for k in ORDER {
-        if let Some(v) = extra.remove(*k).or_else(|| vm.shift_remove(*k)) {
+    let mut runtime = runtime_fields(&rec.vm, rt, server_uuid);
+    let entries = rec.vm.into_entries();
+    let mut ordered: Vec<Option<Value>> = vec![None; ORDER.len()];
+    let mut rest = Vec::with_capacity(entries.len());
+    for (k, v) in entries {
+        match rank(&k) {
+            Some(i) => ordered[i] = Some(v),
+            None => rest.push((k, v)),
+        }
+    }
+    let mut out = Map::with_capacity(ORDER.len() + rest.len());
+    for (k, v) in ORDER.iter().zip(ordered) {
+        if let Some(v) = v.or_else(|| runtime.remove(*k)) {
             out.insert((*k).to_string(), v);
         }
     }
     if !out.contains_key("snapshots") {
         out.insert("snapshots".into(), Value::Array(Vec::new()));
     }
-    for (k, v) in vm {
-        if !k.starts_with('_') {
-            out.insert(k, v);
+    for (k, v) in rest {
+        if !k.name().starts_with('_') {
+            out.insert(k.name().to_string(), v);
         }
     }
     out
 }
 
 /// The same content as [`full_object`] without the `get` key order: for
-/// `list`, which only reads fields, at a fraction of the cost.
+/// `list`, which only reads fields. Here a runtime field wins over a stored
+/// key of the same name. `wanted` limits the stored keys to those a query
+/// reads (`None`: all of them); runtime fields are always there.
 pub fn unordered_object(
     rec: Record,
     rt: Option<&RuntimeState>,
     server_uuid: Option<&str>,
+    wanted: Option<&[String]>,
 ) -> Map<String, Value> {
-    let mut vm = rec.vm;
-    let extra = runtime_fields(&vm, rt, server_uuid);
+    let extra = runtime_fields(&rec.vm, rt, server_uuid);
+    let mut vm = match wanted {
+        Some(keys) => rec.vm.into_map_of(keys),
+        None => rec.vm.into_map(),
+    };
     vm.extend(extra);
-    vm.entry("snapshots")
-        .or_insert_with(|| Value::Array(Vec::new()));
+    if wanted.is_none_or(|w| w.iter().any(|k| k == "snapshots")) {
+        vm.entry("snapshots")
+            .or_insert_with(|| Value::Array(Vec::new()));
+    }
     vm
 }
 
 /// The fields that come from the OS and the host, not the record.
 fn runtime_fields(
-    vm: &Map<String, Value>,
+    vm: &VmRecord,
     rt: Option<&RuntimeState>,
     server_uuid: Option<&str>,
 ) -> Map<String, Value> {

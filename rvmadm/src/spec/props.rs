@@ -4,7 +4,10 @@
 //! bounds, whether create and/or update payloads may carry it, whether a
 //! running jail picks up a change live, and a line of documentation.
 //! Validation, defaults, `get`, `list -o` and `docs/properties.md` all read
-//! this table, so adding a property is one row.
+//! this table, so adding a property is one row. The defaults column is the
+//! only place that says what a property is when a payload or a record
+//! leaves it out: `create` fills them in from here, and the typed record
+//! ([`super::record`]) reads them from here for a record without them.
 
 /// How a value is checked and normalised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +61,83 @@ pub enum Live {
     NotApplicable,
 }
 
+/// A default that does not depend on the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixed {
+    Bool(bool),
+    Int(u64),
+    Text(&'static str),
+    EmptyList,
+    EmptyObject,
+}
+
+impl Fixed {
+    pub fn to_value(self) -> Value {
+        match self {
+            Fixed::Bool(b) => Value::Bool(b),
+            Fixed::Int(n) => Value::from(n),
+            Fixed::Text(t) => Value::from(t),
+            Fixed::EmptyList => Value::Array(Vec::new()),
+            Fixed::EmptyObject => Value::Object(Map::new()),
+        }
+    }
+
+    pub fn as_u64(self) -> Option<u64> {
+        match self {
+            Fixed::Int(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(self) -> Option<bool> {
+        match self {
+            Fixed::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            Fixed::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// What a property is when it is left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultRule {
+    /// Nothing: a VM without the property has none.
+    NoDefault,
+    /// `create` stores this when the payload has none, and a record without
+    /// the property means the same.
+    Stored(Fixed),
+    /// `create` stores this, but a record without the property has none of
+    /// it (`quota`: clearing it leaves the dataset without a quota).
+    OnCreate(Fixed),
+    /// Never stored: an object without the property means this (NIC and
+    /// filesystem fields, the compression a cleared property goes back to).
+    Implied(Fixed),
+    /// The VM's `max_physical_memory`, and never more than it.
+    PhysicalMemory,
+    /// The VM's `max_physical_memory`, but at least the property's minimum.
+    AtLeastPhysicalMemory,
+    /// The VM's uuid.
+    VmUuid,
+    /// `pool` from vmadm.toml.
+    HostPool,
+}
+
+impl DefaultRule {
+    /// The value of a rule that does not depend on the VM.
+    pub fn fixed(self) -> Option<Fixed> {
+        match self {
+            DefaultRule::Stored(f) | DefaultRule::OnCreate(f) | DefaultRule::Implied(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Prop {
     pub name: &'static str,
@@ -66,7 +146,25 @@ pub struct Prop {
     pub update: bool,
     pub live: Live,
     pub doc: &'static str,
+    pub default: DefaultRule,
 }
+
+impl Prop {
+    const fn defaults_to(self, default: DefaultRule) -> Prop {
+        Prop { default, ..self }
+    }
+
+    /// The lower bound of an integer property (0 for other kinds).
+    pub fn min(&self) -> u64 {
+        match self.kind {
+            Kind::Int { min, .. } => u64::try_from(min).unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
+/// The owner/billing uuid of a VM nobody claimed.
+pub const ZERO_UUID: &str = "00000000-0000-0000-0000-000000000000";
 
 const MIB_MAX: i64 = 16 << 20; // 16 TiB in MiB
 const GIB_MAX: i64 = 1 << 20; // 1 PiB in GiB
@@ -87,9 +185,14 @@ const fn p(
         update,
         live,
         doc,
+        default: DefaultRule::NoDefault,
     }
 }
 
+use serde_json::{Map, Value};
+use DefaultRule::{
+    AtLeastPhysicalMemory, HostPool, Implied, OnCreate, PhysicalMemory, Stored, VmUuid,
+};
 use Kind::*;
 use Live::{NotApplicable as NA, Reboot, Yes};
 
@@ -98,59 +201,59 @@ use Live::{NotApplicable as NA, Reboot, Yes};
 pub const PROPS: &[Prop] = &[
     p("alias", Alias, true, true, NA, "Free-form name shown by list; not unique."),
     p("archive_on_delete", Bool, true, true, NA, "Keep debug data on delete (recorded only)."),
-    p("autoboot", Bool, true, true, NA, "Start at host boot; set by start, cleared by stop."),
-    p("billing_id", Uuid, true, true, NA, "Package/billing UUID (bookkeeping)."),
+    p("autoboot", Bool, true, true, NA, "Start at host boot; set by start, cleared by stop.").defaults_to(Stored(Fixed::Bool(true))),
+    p("billing_id", Uuid, true, true, NA, "Package/billing UUID (bookkeeping).").defaults_to(Stored(Fixed::Text(ZERO_UUID))),
     p("brand", Brand, true, false, NA, "jail, joyent, joyent-minimal, lx or lx-jail; kept as given."),
     p("cpu_cap", Int { min: 0, max: 102_400 }, true, true, Yes, "CPU cap in percent of one CPU; 0 removes the cap."),
-    p("cpu_shares", Int { min: 0, max: 65_535 }, true, true, Yes, "Relative CPU weight (default 100)."),
-    p("customer_metadata", FlatObject, true, false, NA, "Key/value metadata for the guest; update with set_/remove_customer_metadata."),
+    p("cpu_shares", Int { min: 0, max: 65_535 }, true, true, Yes, "Relative CPU weight (default 100).").defaults_to(Stored(Fixed::Int(100))),
+    p("customer_metadata", FlatObject, true, false, NA, "Key/value metadata for the guest; update with set_/remove_customer_metadata.").defaults_to(Stored(Fixed::EmptyObject)),
     p("delegate_dataset", Bool, true, false, NA, "Create <zfs_filesystem>/data for the jail to manage."),
-    p("dns_domain", Domain, true, true, Reboot, "DNS domain of the jail (default local)."),
+    p("dns_domain", Domain, true, true, Reboot, "DNS domain of the jail (default local).").defaults_to(Stored(Fixed::Text("local"))),
     p("do_not_inventory", Bool, true, true, NA, "Hide from inventory tools."),
     p("filesystems", Filesystems, true, false, Reboot, "Host paths mounted into the jail (nullfs/bind)."),
-    p("firewall_enabled", Bool, true, true, NA, "Recorded for compatibility; no firewall is managed."),
+    p("firewall_enabled", Bool, true, true, NA, "Recorded for compatibility; no firewall is managed.").defaults_to(Stored(Fixed::Bool(false))),
     p("fs_allowed", List, true, true, Reboot, "File system types the jail may mount."),
     p("hostname", Hostname, true, true, Reboot, "Host name inside the jail (RFC 1123)."),
     p("image_uuid", Uuid, true, false, NA, "The installed image the jail is cloned from (required)."),
     p("indestructible_delegated", Bool, true, true, NA, "Refuse to delete the delegated dataset."),
     p("indestructible_zoneroot", Bool, true, true, NA, "Refuse to delete the jail's root dataset."),
     p("init_name", JailPath, true, true, Reboot, "Init program run at boot (default /sbin/init on Linux, /etc/rc on FreeBSD)."),
-    p("internal_metadata", FlatObject, true, false, NA, "Operator metadata; update with set_/remove_internal_metadata."),
+    p("internal_metadata", FlatObject, true, false, NA, "Operator metadata; update with set_/remove_internal_metadata.").defaults_to(Stored(Fixed::EmptyObject)),
     p("internal_metadata_namespaces", List, true, true, NA, "Namespaces of internal metadata readable in the jail."),
     p("kernel_version", Text(64), true, true, Reboot, "Linux kernel version reported to lx jails."),
-    p("limit_priv", List, true, true, Reboot, "Privilege set (recorded; jails use their own mechanisms)."),
+    p("limit_priv", List, true, true, Reboot, "Privilege set (recorded; jails use their own mechanisms).").defaults_to(Stored(Fixed::Text("default"))),
     p("maintain_resolvers", Bool, true, true, NA, "Rewrite resolv.conf when resolvers change."),
-    p("max_locked_memory", Int { min: 0, max: MIB_MAX }, true, true, Yes, "Locked memory limit in MiB."),
-    p("max_lwps", Int { min: 1, max: COUNT_MAX }, true, true, Yes, "Maximum processes/threads (default 2000)."),
-    p("max_msg_ids", Int { min: 0, max: COUNT_MAX }, true, true, Yes, "System V message queue ids."),
-    p("max_physical_memory", Int { min: 1, max: MIB_MAX }, true, true, Yes, "Memory limit in MiB (default 256)."),
-    p("max_sem_ids", Int { min: 0, max: COUNT_MAX }, true, true, Yes, "System V semaphore ids."),
-    p("max_shm_ids", Int { min: 0, max: COUNT_MAX }, true, true, Yes, "System V shared memory ids."),
-    p("max_shm_memory", Int { min: 0, max: MIB_MAX }, true, true, Yes, "System V shared memory in MiB."),
-    p("max_swap", Int { min: 256, max: MIB_MAX }, true, true, Yes, "Memory plus swap limit in MiB (at least 256)."),
+    p("max_locked_memory", Int { min: 0, max: MIB_MAX }, true, true, Yes, "Locked memory limit in MiB.").defaults_to(PhysicalMemory),
+    p("max_lwps", Int { min: 1, max: COUNT_MAX }, true, true, Yes, "Maximum processes/threads (default 2000).").defaults_to(Stored(Fixed::Int(2000))),
+    p("max_msg_ids", Int { min: 0, max: COUNT_MAX }, true, true, Yes, "System V message queue ids.").defaults_to(Stored(Fixed::Int(4096))),
+    p("max_physical_memory", Int { min: 1, max: MIB_MAX }, true, true, Yes, "Memory limit in MiB (default 256).").defaults_to(Stored(Fixed::Int(256))),
+    p("max_sem_ids", Int { min: 0, max: COUNT_MAX }, true, true, Yes, "System V semaphore ids.").defaults_to(Stored(Fixed::Int(4096))),
+    p("max_shm_ids", Int { min: 0, max: COUNT_MAX }, true, true, Yes, "System V shared memory ids.").defaults_to(Stored(Fixed::Int(4096))),
+    p("max_shm_memory", Int { min: 0, max: MIB_MAX }, true, true, Yes, "System V shared memory in MiB.").defaults_to(PhysicalMemory),
+    p("max_swap", Int { min: 256, max: MIB_MAX }, true, true, Yes, "Memory plus swap limit in MiB (at least 256).").defaults_to(AtLeastPhysicalMemory),
     p("mdata_exec_timeout", Int { min: 0, max: COUNT_MAX }, true, false, NA, "Seconds allowed for the metadata user-script."),
-    p("nics", Nics, true, false, Reboot, "Network interfaces; update with add_/update_/remove_nics."),
+    p("nics", Nics, true, false, Reboot, "Network interfaces; update with add_/update_/remove_nics.").defaults_to(Stored(Fixed::EmptyList)),
     p("nowait", Bool, true, false, NA, "Do not wait for provisioning to finish."),
-    p("owner_uuid", Uuid, true, true, NA, "Owner of the jail (bookkeeping)."),
+    p("owner_uuid", Uuid, true, true, NA, "Owner of the jail (bookkeeping).").defaults_to(Stored(Fixed::Text(ZERO_UUID))),
     p("package_name", Text(256), true, true, NA, "Package name (deprecated, bookkeeping)."),
     p("package_version", Text(64), true, true, NA, "Package version (deprecated, bookkeeping)."),
-    p("quota", Int { min: 0, max: GIB_MAX }, true, true, Yes, "Disk quota in GiB on the jail's dataset (default 10, 0 = none)."),
+    p("quota", Int { min: 0, max: GIB_MAX }, true, true, Yes, "Disk quota in GiB on the jail's dataset (default 10, 0 = none).").defaults_to(OnCreate(Fixed::Int(10))),
     p("ram", Int { min: 1, max: MIB_MAX }, true, true, Yes, "Shorthand for max_physical_memory in MiB."),
-    p("resolvers", IpList, true, true, Reboot, "DNS resolvers written to the jail's resolv.conf."),
-    p("restart_init", Bool, true, true, Reboot, "Restart the jail when init exits."),
-    p("routes", Routes, true, false, Reboot, "Static routes; update with set_/remove_routes."),
-    p("tags", FlatObject, true, false, NA, "Key/value tags; update with set_/remove_tags."),
-    p("tmpfs", Int { min: 0, max: MIB_MAX }, true, true, Reboot, "Size of the tmpfs on /tmp in MiB (0 = none)."),
+    p("resolvers", IpList, true, true, Reboot, "DNS resolvers written to the jail's resolv.conf.").defaults_to(Stored(Fixed::EmptyList)),
+    p("restart_init", Bool, true, true, Reboot, "Restart the jail when init exits.").defaults_to(Stored(Fixed::Bool(true))),
+    p("routes", Routes, true, false, Reboot, "Static routes; update with set_/remove_routes.").defaults_to(Stored(Fixed::EmptyObject)),
+    p("tags", FlatObject, true, false, NA, "Key/value tags; update with set_/remove_tags.").defaults_to(Stored(Fixed::EmptyObject)),
+    p("tmpfs", Int { min: 0, max: MIB_MAX }, true, true, Reboot, "Size of the tmpfs on /tmp in MiB (0 = none).").defaults_to(PhysicalMemory),
     p("uuid", Uuid, true, false, NA, "The VM's UUID (generated when absent)."),
     p("zfs_data_compression", Compression, true, true, Yes, "Compression of the delegated dataset."),
     p("zfs_data_recsize", Int { min: 0, max: 131_072 }, true, true, Yes, "Record size of the delegated dataset (power of 2)."),
     p("zfs_filesystem_limit", Int { min: 0, max: COUNT_MAX }, true, true, Yes, "Maximum child file systems."),
-    p("zfs_io_priority", Int { min: 0, max: 16_383 }, true, true, Yes, "Relative I/O weight (default 100)."),
-    p("zfs_root_compression", Compression, true, true, Yes, "Compression of the jail's dataset."),
-    p("zfs_root_recsize", Int { min: 0, max: 131_072 }, true, true, Yes, "Record size of the jail's dataset (power of 2)."),
+    p("zfs_io_priority", Int { min: 0, max: 16_383 }, true, true, Yes, "Relative I/O weight (default 100).").defaults_to(Stored(Fixed::Int(100))),
+    p("zfs_root_compression", Compression, true, true, Yes, "Compression of the jail's dataset.").defaults_to(Implied(Fixed::Text("off"))),
+    p("zfs_root_recsize", Int { min: 0, max: 131_072 }, true, true, Yes, "Record size of the jail's dataset (power of 2).").defaults_to(Stored(Fixed::Int(131_072))),
     p("zfs_snapshot_limit", Int { min: 0, max: COUNT_MAX }, true, true, Yes, "Maximum snapshots."),
-    p("zonename", Text(64), true, false, NA, "Zone name (defaults to the uuid; discouraged)."),
-    p("zpool", Zpool, true, false, NA, "Pool for the jail's dataset (default from vmadm.toml)."),
+    p("zonename", Text(64), true, false, NA, "Zone name (defaults to the uuid; discouraged).").defaults_to(VmUuid),
+    p("zpool", Zpool, true, false, NA, "Pool for the jail's dataset (default from vmadm.toml).").defaults_to(HostPool),
     // Deprecated names SmartOS still maps on create.
     p("dataset_uuid", Uuid, true, false, NA, "Deprecated name of image_uuid."),
     p("zfs_storage_pool_name", Zpool, true, false, NA, "Deprecated name of zpool."),
@@ -182,7 +285,7 @@ pub const NIC_PROPS: &[Prop] = &[
     p("ip", Text(45), true, true, Reboot, "Deprecated single IPv4 address (with netmask) or dhcp."),
     p("netmask", Text(15), true, true, Reboot, "Deprecated dotted IPv4 netmask for ip."),
     p("gateway", Text(45), true, true, Reboot, "Deprecated single gateway."),
-    p("vlan_id", Int { min: 0, max: 4095 }, true, true, Reboot, "802.1Q VLAN id; 0 = untagged."),
+    p("vlan_id", Int { min: 0, max: 4095 }, true, true, Reboot, "802.1Q VLAN id; 0 = untagged.").defaults_to(Implied(Fixed::Int(0))),
     p("primary", Bool, true, true, Reboot, "The NIC that carries the default route."),
     p("mtu", Int { min: 576, max: 9000 }, true, true, Reboot, "Link MTU."),
     p("network_uuid", Uuid, true, true, NA, "Network UUID (bookkeeping)."),
@@ -198,7 +301,7 @@ pub const NIC_PROPS: &[Prop] = &[
 /// Properties of one `filesystems` entry.
 #[rustfmt::skip]
 pub const FS_PROPS: &[Prop] = &[
-    p("type", Text(16), true, true, Reboot, "nullfs (FreeBSD), bind (Linux) or lofs (SmartOS name)."),
+    p("type", Text(16), true, true, Reboot, "nullfs (FreeBSD), bind (Linux) or lofs (SmartOS name).").defaults_to(Implied(Fixed::Text("lofs"))),
     p("source", Text(1024), true, true, Reboot, "Absolute host path."),
     p("target", Text(1024), true, true, Reboot, "Absolute path in the jail."),
     p("raw", Text(1024), true, true, Reboot, "Raw device (recorded only)."),
@@ -264,5 +367,34 @@ mod tests {
             find_nic("vlan_id").map(|p| p.kind),
             Some(Int { min: 0, max: 4095 })
         );
+    }
+
+    #[test]
+    fn defaults_are_valid_values_and_match_their_docs() {
+        use crate::spec::value::{normalize, Norm};
+        for p in PROPS.iter().chain(NIC_PROPS).chain(FS_PROPS) {
+            let Some(fixed) = p.default.fixed() else {
+                continue;
+            };
+            assert!(
+                matches!(normalize(p.kind, &fixed.to_value()), Norm::Value(_)),
+                "{}: default {fixed:?} is not a valid value",
+                p.name
+            );
+            // A doc that names the default must name this one.
+            if let Some(rest) = p.doc.split("(default ").nth(1) {
+                let said = rest.split([',', ')', ' ']).next().unwrap_or_default();
+                let value = match fixed {
+                    Fixed::Int(n) => n.to_string(),
+                    Fixed::Text(t) => t.to_string(),
+                    other => format!("{other:?}"),
+                };
+                assert_eq!(said, value, "{}", p.name);
+            }
+        }
+        let rule = |n: &str| find(n).map(|p| p.default);
+        assert_eq!(rule("max_swap"), Some(DefaultRule::AtLeastPhysicalMemory));
+        assert_eq!(find("max_swap").map(|p| p.min()), Some(256));
+        assert_eq!(rule("quota"), Some(DefaultRule::OnCreate(Fixed::Int(10))));
     }
 }

@@ -1,11 +1,13 @@
-//! `VmSpec`: the typed, validated view of a VM object that drivers consume.
+//! `VmSpec`: the typed, validated view of a VM that drivers consume.
 //!
-//! The VM object itself (the SmartOS JSON, as stored in the record and shown by
-//! `get`) stays a JSON map so unknown-but-valid properties round-trip in their
-//! given order. Drivers never read that map: they get this struct, built by
-//! [`VmSpec::from_object`] after validation, so every value here has already
-//! passed the property table's checks.
+//! The stored record ([`VmRecord`]) keeps what `get` shows, absent
+//! properties included. Drivers get this struct instead, built by
+//! [`VmSpec::from_record`]: every value resolved (defaults from the
+//! property table), NICs and addresses parsed, so a driver never looks at
+//! JSON or decides a default.
 
+use super::props::{self, Prop};
+use super::record::{Field, VmRecord};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -154,63 +156,52 @@ impl VmSpec {
             .or_else(|| self.nics.first())
     }
 
-    /// Builds the typed view from a validated VM object. Fails only on a
-    /// record that was written by something other than vmadm.
-    pub fn from_object(obj: &Map<String, Value>) -> Result<VmSpec, String> {
-        let s = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
-        let u = |k: &str| obj.get(k).and_then(Value::as_u64);
-        let b = |k: &str, d: bool| obj.get(k).and_then(Value::as_bool).unwrap_or(d);
-        let uuid_of = |k: &str| -> Result<Uuid, String> {
-            s(k).and_then(|v| Uuid::parse_str(&v).ok())
+    /// Builds the typed view of a stored record. Absent properties take
+    /// what the property table says a record without them means. Fails
+    /// only on a record that was written by something other than vmadm.
+    pub fn from_record(rec: &VmRecord) -> Result<VmSpec, String> {
+        let uuid_of = |v: Option<&String>, k: &str| -> Result<Uuid, String> {
+            v.and_then(|v| Uuid::parse_str(v).ok())
                 .ok_or_else(|| format!("{k} missing or invalid"))
         };
-        let strmap = |k: &str| -> Map<String, Value> {
-            obj.get(k)
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let uuid = uuid_of("uuid")?;
-        let zpool = s("zpool").ok_or("zpool missing")?;
-        let max_phys = u("max_physical_memory").unwrap_or(256);
+        let int = |f: Field| rec.int_or_default(f).unwrap_or_default();
+        let uuid = uuid_of(rec.uuid.as_ref(), "uuid")?;
+        let zpool = rec.zpool.clone().ok_or("zpool missing")?;
         let limits = Limits {
-            max_physical_memory: max_phys,
-            max_locked_memory: u("max_locked_memory").unwrap_or(max_phys),
-            max_swap: u("max_swap").unwrap_or(max_phys.max(256)),
-            max_shm_memory: u("max_shm_memory").unwrap_or(max_phys),
-            cpu_cap: u("cpu_cap").filter(|c| *c > 0),
-            cpu_shares: u("cpu_shares").unwrap_or(100),
-            max_lwps: u("max_lwps").unwrap_or(2000),
-            max_msg_ids: u("max_msg_ids").unwrap_or(4096),
-            max_sem_ids: u("max_sem_ids").unwrap_or(4096),
-            max_shm_ids: u("max_shm_ids").unwrap_or(4096),
-            quota: u("quota").unwrap_or(0),
-            tmpfs: u("tmpfs").unwrap_or(max_phys),
-            zfs_io_priority: u("zfs_io_priority").unwrap_or(100),
+            max_physical_memory: int(Field::MaxPhysicalMemory),
+            max_locked_memory: int(Field::MaxLockedMemory),
+            max_swap: int(Field::MaxSwap),
+            max_shm_memory: int(Field::MaxShmMemory),
+            cpu_cap: rec.cpu_cap.filter(|c| *c > 0),
+            cpu_shares: int(Field::CpuShares),
+            max_lwps: int(Field::MaxLwps),
+            max_msg_ids: int(Field::MaxMsgIds),
+            max_sem_ids: int(Field::MaxSemIds),
+            max_shm_ids: int(Field::MaxShmIds),
+            // A record without quota has none (0).
+            quota: int(Field::Quota),
+            tmpfs: int(Field::Tmpfs),
+            zfs_io_priority: int(Field::ZfsIoPriority),
         };
+        if rec.extra.contains_key(Field::Nics.name()) {
+            return Err("nic is not an object".into());
+        }
         let mut nics = Vec::new();
-        for n in obj
-            .get("nics")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for n in rec.nics.iter().flatten() {
             nics.push(nic_from_object(n)?);
         }
-        let resolvers = obj
-            .get("resolvers")
-            .and_then(Value::as_array)
-            .into_iter()
+        let resolvers = rec
+            .resolvers
+            .iter()
             .flatten()
-            .filter_map(|r| r.as_str().and_then(|r| r.parse().ok()))
+            .filter_map(|r| r.parse().ok())
             .collect();
-        let filesystems = obj
-            .get("filesystems")
-            .and_then(Value::as_array)
-            .into_iter()
+        let fs_type = implied_str(props::find_fs("type"));
+        let filesystems = rec
+            .filesystems
+            .iter()
             .flatten()
             .filter_map(|f| {
-                let f = f.as_object()?;
                 let g = |k: &str| f.get(k).and_then(Value::as_str).map(str::to_string);
                 let options: Vec<String> = f
                     .get("options")
@@ -220,7 +211,7 @@ impl VmSpec {
                     .filter_map(|o| o.as_str().map(str::to_string))
                     .collect();
                 Some(Filesystem {
-                    kind: g("type").unwrap_or_else(|| "lofs".into()),
+                    kind: g("type").unwrap_or_else(|| fs_type.to_string()),
                     source: g("source")?,
                     target: g("target")?,
                     read_only: options.iter().any(|o| o == "ro"),
@@ -228,39 +219,61 @@ impl VmSpec {
                 })
             })
             .collect();
-        let routes = strmap("routes")
-            .into_iter()
-            .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
+        let routes = rec
+            .routes
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
             .collect();
+        let object = |m: &Option<Map<String, Value>>| m.clone().unwrap_or_default();
         Ok(VmSpec {
             uuid,
-            brand: s("brand").ok_or("brand missing")?,
-            alias: s("alias"),
-            hostname: s("hostname"),
-            dns_domain: s("dns_domain").unwrap_or_else(|| "local".into()),
-            image_uuid: uuid_of("image_uuid")?,
-            zfs_filesystem: s("zfs_filesystem").unwrap_or_else(|| format!("{zpool}/{uuid}")),
-            zonepath: s("zonepath")
+            brand: rec.brand.clone().ok_or("brand missing")?,
+            alias: rec.alias.clone(),
+            hostname: rec.hostname.clone(),
+            dns_domain: rec
+                .str_or_default(Field::DnsDomain)
+                .unwrap_or_default()
+                .to_string(),
+            image_uuid: uuid_of(rec.image_uuid.as_ref(), "image_uuid")?,
+            zfs_filesystem: rec
+                .zfs_filesystem
+                .clone()
+                .unwrap_or_else(|| format!("{zpool}/{uuid}")),
+            zonepath: rec
+                .zonepath
+                .as_ref()
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(format!("/{zpool}/{uuid}"))),
             zpool,
-            autoboot: b("autoboot", true),
-            init_name: s("init_name"),
-            restart_init: b("restart_init", true),
+            autoboot: rec.bool_or_default(Field::Autoboot).unwrap_or_default(),
+            init_name: rec.init_name.clone(),
+            restart_init: rec.bool_or_default(Field::RestartInit).unwrap_or_default(),
             limits,
             nics,
             resolvers,
             filesystems,
             routes,
-            customer_metadata: strmap("customer_metadata"),
-            internal_metadata: strmap("internal_metadata"),
-            tags: strmap("tags"),
+            customer_metadata: object(&rec.customer_metadata),
+            internal_metadata: object(&rec.internal_metadata),
+            tags: object(&rec.tags),
         })
+    }
+
+    /// The typed view of a JSON object read as a record (fixtures, tests).
+    pub fn from_object(obj: &Map<String, Value>) -> Result<VmSpec, String> {
+        VmSpec::from_record(&VmRecord::from_map(obj.clone()))
     }
 }
 
-fn nic_from_object(n: &Value) -> Result<Nic, String> {
-    let n = n.as_object().ok_or("nic is not an object")?;
+/// The text an absent nested property stands for, from its table row.
+fn implied_str(p: Option<&Prop>) -> &'static str {
+    p.and_then(|p| p.default.fixed())
+        .and_then(|f| f.as_str())
+        .unwrap_or_default()
+}
+
+fn nic_from_object(n: &Map<String, Value>) -> Result<Nic, String> {
     let s = |k: &str| n.get(k).and_then(Value::as_str).map(str::to_string);
     let b = |k: &str| n.get(k).and_then(Value::as_bool).unwrap_or(false);
     let strs = |k: &str| -> Vec<String> {
@@ -288,8 +301,9 @@ fn nic_from_object(n: &Value) -> Result<Nic, String> {
         vlan_id: n
             .get("vlan_id")
             .and_then(Value::as_u64)
+            .or_else(|| props::find_nic("vlan_id").and_then(|p| p.default.fixed()?.as_u64()))
             .and_then(|v| u16::try_from(v).ok())
-            .unwrap_or(0),
+            .unwrap_or_default(),
         mtu: n
             .get("mtu")
             .and_then(Value::as_u64)

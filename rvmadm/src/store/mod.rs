@@ -6,4 +6,4 @@ mod records;
 
 pub use atomic::atomic_write;
 pub use lock::{exclusive, LockGuard};
-pub use records::{iso_time, LoadedRecord, Record, Store, StoreError, RECORD_VERSION};
+pub use records::{decode, iso_time, LoadedRecord, Record, Store, StoreError, RECORD_VERSION};

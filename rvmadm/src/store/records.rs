@@ -1,11 +1,16 @@
 //! VM records: one versioned JSON file per VM, `<state_dir>/vms/<uuid>.json`,
-//! holding the SmartOS VM object (without runtime fields, which are derived
-//! from the OS on every read). Written atomically; read without locks, so
-//! `list` and `get` never wait for a writer.
+//! `{"record_version": 1, "vm": {…}}`, holding the typed VM record (without
+//! runtime fields, which are derived from the OS on every read). Written
+//! atomically; read without locks, so `list` and `get` never wait for a
+//! writer.
 
 use super::atomic::atomic_write;
 use super::lock::{exclusive, LockGuard};
-use serde_json::{Map, Value};
+use crate::spec::VmRecord;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
@@ -27,7 +32,7 @@ pub enum StoreError {
 /// A record as stored.
 #[derive(Debug, Clone)]
 pub struct Record {
-    pub vm: Map<String, Value>,
+    pub vm: VmRecord,
 }
 
 /// One entry of [`Store::load_all`]: a VM's uuid and its record, or why it
@@ -87,7 +92,10 @@ impl Store {
     pub fn load(&self, uuid: &Uuid) -> Result<Option<Record>, StoreError> {
         let path = self.path(uuid);
         match std::fs::read(&path) {
-            Ok(bytes) => parse(&path, &bytes, uuid).map(|vm| Some(Record { vm })),
+            Ok(bytes) => decode(&bytes)
+                .and_then(|vm| check_uuid(vm, uuid))
+                .map(|vm| Some(Record { vm }))
+                .map_err(|reason| StoreError::Corrupt { path, reason }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(&path)(e)),
         }
@@ -150,14 +158,20 @@ impl Store {
 
     /// Writes a record atomically, stamping `last_modified` (so reads need
     /// no stat). Callers hold the VM or global lock.
-    pub fn save(&self, uuid: &Uuid, vm: &Map<String, Value>) -> Result<(), StoreError> {
+    pub fn save(&self, uuid: &Uuid, vm: &VmRecord) -> Result<(), StoreError> {
+        #[derive(serde::Serialize)]
+        struct File<'a> {
+            record_version: u64,
+            vm: &'a VmRecord,
+        }
         let path = self.path(uuid);
         let mut vm = vm.clone();
-        vm.insert(
-            "last_modified".into(),
-            Value::String(iso_time(std::time::SystemTime::now())),
-        );
-        let doc = serde_json::json!({ "record_version": RECORD_VERSION, "vm": vm });
+        vm.last_modified = Some(iso_time(std::time::SystemTime::now()));
+        vm.place(crate::spec::Field::LastModified);
+        let doc = File {
+            record_version: RECORD_VERSION,
+            vm: &vm,
+        };
         let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
             reason: e.to_string(),
@@ -179,23 +193,104 @@ impl Store {
     }
 }
 
-fn parse(path: &Path, bytes: &[u8], uuid: &Uuid) -> Result<Map<String, Value>, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut doc: Map<String, Value> =
-        serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    match doc.get("record_version").and_then(Value::as_u64) {
-        Some(RECORD_VERSION) => {}
-        Some(v) => return Err(corrupt(format!("unsupported record_version {v}"))),
-        None => return Err(corrupt("no record_version".into())),
+/// A whole record file, read in one pass; checked by [`decode`].
+struct RecordFile {
+    version: Option<Value>,
+    vm: Option<VmRecord>,
+}
+
+impl<'de> Deserialize<'de> for RecordFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FileVisitor;
+        impl<'de> Visitor<'de> for FileVisitor {
+            type Value = RecordFile;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a VM record file")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RecordFile, A::Error> {
+                let mut file = RecordFile {
+                    version: None,
+                    vm: None,
+                };
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "record_version" => file.version = Some(map.next_value()?),
+                        // The record itself goes straight into its typed
+                        // form; anything but an object means there is none.
+                        "vm" => file.vm = map.next_value_seed(VmSeed)?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(file)
+            }
+        }
+        d.deserialize_map(FileVisitor)
     }
-    let Some(Value::Object(vm)) = doc.remove("vm") else {
-        return Err(corrupt("no vm object".into()));
-    };
-    if vm.get("uuid").and_then(Value::as_str) != Some(uuid.to_string().as_str()) {
-        return Err(corrupt("uuid does not match the file name".into()));
+}
+
+/// Reads the `vm` value as a record when it is an object (without building
+/// a JSON map first), else as `None`.
+struct VmSeed;
+
+impl<'de> de::DeserializeSeed<'de> for VmSeed {
+    type Value = Option<VmRecord>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<VmRecord>, D::Error> {
+        struct AnyVisitor;
+        impl<'de> Visitor<'de> for AnyVisitor {
+            type Value = Option<VmRecord>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a VM object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<VmRecord>, A::Error> {
+                VmRecord::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Option<VmRecord>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<VmRecord>, E> {
+                Ok(None)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<VmRecord>, E> {
+                Ok(None)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<VmRecord>, E> {
+                Ok(None)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<VmRecord>, E> {
+                Ok(None)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<VmRecord>, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Option<VmRecord>, E> {
+                Ok(None)
+            }
+        }
+        d.deserialize_any(AnyVisitor)
+    }
+}
+
+/// Decodes the bytes of a record file into its VM record; the error is the
+/// reason the file is corrupt.
+pub fn decode(bytes: &[u8]) -> Result<VmRecord, String> {
+    let file: RecordFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    match file.version.as_ref().and_then(Value::as_u64) {
+        Some(RECORD_VERSION) => {}
+        Some(v) => return Err(format!("unsupported record_version {v}")),
+        None => return Err("no record_version".into()),
+    }
+    file.vm.ok_or_else(|| "no vm object".into())
+}
+
+fn check_uuid(vm: VmRecord, uuid: &Uuid) -> Result<VmRecord, String> {
+    if vm.uuid.as_deref() != Some(uuid.to_string().as_str()) {
+        return Err("uuid does not match the file name".into());
     }
     Ok(vm)
 }
@@ -219,9 +314,12 @@ mod tests {
         let b = Uuid::new_v4();
         for u in [a, b] {
             let vm = json!({"uuid": u.to_string(), "alias": "x"});
-            store.save(&u, vm.as_object().unwrap()).unwrap();
+            store.save(&u, &record(vm)).unwrap();
         }
-        assert_eq!(store.load(&a).unwrap().unwrap().vm["alias"], json!("x"));
+        assert_eq!(
+            store.load(&a).unwrap().unwrap().vm.alias.as_deref(),
+            Some("x")
+        );
         assert_eq!(store.load_all().unwrap().len(), 2);
         store.remove(&a).unwrap();
         assert!(store.load(&a).unwrap().is_none());
@@ -234,10 +332,7 @@ mod tests {
         let store = Store::new(dir.path());
         let good = Uuid::new_v4();
         store
-            .save(
-                &good,
-                json!({"uuid": good.to_string()}).as_object().unwrap(),
-            )
+            .save(&good, &record(json!({"uuid": good.to_string()})))
             .unwrap();
         let bad = Uuid::new_v4();
         std::fs::write(dir.path().join(format!("vms/{bad}.json")), "{not json").unwrap();
@@ -255,13 +350,58 @@ mod tests {
         let store = Store::new(dir.path());
         let a = Uuid::new_v4();
         store
-            .save(
-                &a,
-                json!({"uuid": Uuid::new_v4().to_string()})
-                    .as_object()
-                    .unwrap(),
-            )
+            .save(&a, &record(json!({"uuid": Uuid::new_v4().to_string()})))
             .unwrap();
         assert!(store.load(&a).is_err());
+    }
+
+    #[test]
+    fn files_round_trip_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let u = Uuid::new_v4();
+        // What the map-based store wrote: keys in record order, numbers as
+        // given, unknown keys kept, last_modified where it was.
+        let text = format!(
+            "{{\n  \"record_version\": 1,\n  \"vm\": {{\n    \"uuid\": \"{u}\",\n    \"zz\": [\n      1.5\n    ],\n    \"last_modified\": \"2026-01-01T00:00:00.000Z\",\n    \"quota\": 10\n  }}\n}}\n"
+        );
+        std::fs::create_dir_all(dir.path().join("vms")).unwrap();
+        let path = dir.path().join(format!("vms/{u}.json"));
+        std::fs::write(&path, &text).unwrap();
+        let rec = store.load(&u).unwrap().unwrap();
+        store.save(&u, &rec.vm).unwrap();
+        let again = std::fs::read_to_string(&path).unwrap();
+        let stamp = regex_free_stamp(&again);
+        assert_eq!(again.replace(&stamp, "2026-01-01T00:00:00.000Z"), text);
+    }
+
+    /// The last_modified value in a saved file.
+    fn regex_free_stamp(text: &str) -> String {
+        let at = text.find("\"last_modified\": \"").unwrap() + 18;
+        text[at..at + 24].to_string()
+    }
+
+    #[test]
+    fn bad_files_say_why() {
+        for (text, why) in [
+            (r#"{"vm": {}}"#, "no record_version"),
+            (
+                r#"{"record_version": 2, "vm": {}}"#,
+                "unsupported record_version 2",
+            ),
+            (r#"{"record_version": 1}"#, "no vm object"),
+            (
+                r#"{"record_version": 1, "vm": [1, {"a": 2}]}"#,
+                "no vm object",
+            ),
+            (r#"{"record_version": 1, "vm": "#, "EOF"),
+        ] {
+            let e = decode(text.as_bytes()).unwrap_err();
+            assert!(e.contains(why), "{text}: {e}");
+        }
+    }
+
+    fn record(v: serde_json::Value) -> VmRecord {
+        VmRecord::from_map(v.as_object().unwrap().clone())
     }
 }

@@ -9,7 +9,6 @@ use crate::image::build::Built;
 use crate::image::create::{self as pipeline, CreateOpts, SourceVm};
 use crate::image::error::{parse_uuid, Code, ImgError, Result};
 use crate::ops::Ctx;
-use serde_json::Value;
 
 /// Makes an image of VM `vm_uuid_arg`, which must exist and be stopped.
 /// A temporary snapshot left behind is reported to `warn`.
@@ -35,11 +34,10 @@ pub fn create(
             format!("VM {uuid} is running; stop it first (vmadm stop {uuid})"),
         ));
     }
-    let text = |key: &str| rec.vm.get(key).and_then(Value::as_str).map(str::to_string);
     let vm = SourceVm {
         uuid,
-        zpool: text("zpool").unwrap_or_else(|| ctx.config.pool.clone()),
-        brand: text("brand"),
+        zpool: rec.vm.zpool.unwrap_or_else(|| ctx.config.pool.clone()),
+        brand: rec.vm.brand,
     };
     pipeline::create(&ctx.config, &ctx.zfs(), &vm, opts, warn)
 }
@@ -80,7 +78,8 @@ mod tests {
             "uuid": uuid.to_string(), "brand": "lx", "zpool": "zones",
             "image_uuid": "11111111-2222-4333-8444-555555555555",
         });
-        ctx.store.save(&uuid, vm.as_object().unwrap()).unwrap();
+        let vm = crate::spec::VmRecord::from_map(vm.as_object().unwrap().clone());
+        ctx.store.save(&uuid, &vm).unwrap();
         uuid
     }
 
