@@ -15,6 +15,8 @@ pub struct FakeDriver {
     calls: Mutex<Vec<String>>,
     /// When set, `start` fails with this message.
     pub fail_start: Option<String>,
+    /// Limits `update_live` reports as needing a reboot (when asked for).
+    pub reboot_limits: Vec<Limit>,
 }
 
 impl FakeDriver {
@@ -32,7 +34,9 @@ impl FakeDriver {
         }
     }
 
-    fn set_running(&self, uuid: Uuid, running: bool) {
+    /// Marks a VM running or stopped without recording a call, as if the
+    /// OS had changed under vmadm (a jail that died, a host that rebooted).
+    pub fn set_running(&self, uuid: Uuid, running: bool) {
         if let Ok(mut r) = self.running.lock() {
             if running {
                 r.insert(
@@ -83,7 +87,11 @@ impl Driver for FakeDriver {
     fn update_live(&self, vm: &VmSpec, limits: &[Limit]) -> DriverResult<Vec<Limit>> {
         let names: Vec<&str> = limits.iter().map(|l| l.property()).collect();
         self.record(format!("update {} {}", vm.uuid, names.join(",")));
-        Ok(Vec::new())
+        Ok(limits
+            .iter()
+            .filter(|l| self.reboot_limits.contains(l))
+            .copied()
+            .collect())
     }
     fn console(&self, vm: &VmSpec) -> DriverResult<i32> {
         self.record(format!("console {}", vm.uuid));

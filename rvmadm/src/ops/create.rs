@@ -160,3 +160,228 @@ pub fn sweep_incomplete(ctx: &Ctx) {
         undo(ctx, &uuid, &dataset, &rec.vm);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::fake::FakeDriver;
+    use crate::ops::testing::{Fixture, IMAGE};
+    use serde_json::json;
+
+    #[test]
+    fn clones_the_image_with_its_quota_and_writes_a_complete_record() {
+        let fx = Fixture::new();
+        let uuid = Uuid::new_v4();
+        fx.answer_mountpoint(&uuid);
+        let payload = fx.payload(&uuid, json!({"quota": 10, "alias": "web01"}));
+        assert_eq!(create(&fx.ctx, &payload).unwrap(), uuid);
+        assert_eq!(
+            fx.runner
+                .calls()
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>(),
+            [
+                format!("zfs list -H -o name -t all zones/{uuid}"),
+                "zpool list -H -o name zones".to_string(),
+                format!("zfs list -H -o name -t all zones/{IMAGE}@final"),
+                format!("zfs clone -o quota=10G zones/{IMAGE}@final zones/{uuid}"),
+                format!("zfs get -H -o value mountpoint zones/{uuid}"),
+            ]
+        );
+        let rec = fx.record(&uuid);
+        assert_eq!(rec.uuid.as_deref(), Some(uuid.to_string().as_str()));
+        assert_eq!(rec.alias.as_deref(), Some("web01"));
+        assert_eq!(rec.quota, Some(10));
+        assert_eq!(rec.zfs_filesystem, Some(format!("zones/{uuid}")));
+        // The zonepath is where zfs says the clone is mounted.
+        assert_eq!(rec.zonepath, Some(format!("/zones/{uuid}")));
+        assert!(!rec.has_incomplete_marker());
+        assert_eq!(rec.autoboot, Some(false));
+        assert!(fx.driver.calls().is_empty(), "{:?}", fx.driver.calls());
+    }
+
+    #[test]
+    fn quota_zero_clones_without_a_quota() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({"quota": 0}));
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        assert!(
+            cmds.contains(&format!(
+                "zfs clone -o quota=none zones/{IMAGE}@final zones/{uuid}"
+            )),
+            "{cmds:?}"
+        );
+    }
+
+    #[test]
+    fn a_payload_without_uuid_gets_a_fresh_one() {
+        let fx = Fixture::new();
+        let mut payload = fx.payload(&Uuid::nil(), json!({}));
+        payload.remove("uuid");
+        let a = create(&fx.ctx, &payload).unwrap();
+        let b = create(&fx.ctx, &payload).unwrap();
+        assert_ne!(a, b);
+        assert!(fx.ctx.store.exists(&a) && fx.ctx.store.exists(&b));
+    }
+
+    #[test]
+    fn autoboot_starts_the_vm_through_the_driver() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({"autoboot": true}));
+        assert_eq!(fx.driver.calls(), [format!("start {uuid}")]);
+        assert!(fx.ctx.is_running(&uuid).unwrap());
+        assert_eq!(fx.record(&uuid).autoboot, Some(true));
+    }
+
+    #[test]
+    fn autoboot_defaults_to_on_as_in_smartos() {
+        let fx = Fixture::new();
+        let uuid = Uuid::new_v4();
+        fx.answer_mountpoint(&uuid);
+        let mut payload = fx.payload(&uuid, json!({}));
+        payload.remove("autoboot");
+        create(&fx.ctx, &payload).unwrap();
+        assert_eq!(fx.driver.calls(), [format!("start {uuid}")]);
+    }
+
+    #[test]
+    fn a_failed_boot_undoes_the_clone_and_the_record() {
+        let mut fake = FakeDriver::new();
+        fake.fail_start = Some("no init".into());
+        let fx = Fixture::with_driver(fake);
+        let uuid = Uuid::new_v4();
+        fx.answer_mountpoint(&uuid);
+        let payload = fx.payload(&uuid, json!({"autoboot": true}));
+        let err = create(&fx.ctx, &payload).unwrap_err().to_string();
+        assert!(err.contains(&format!("failed to boot VM {uuid}")), "{err}");
+        assert!(err.contains("no init"), "{err}");
+        assert!(err.contains("the VM was not created"), "{err}");
+        assert_eq!(
+            fx.driver.calls(),
+            [format!("start {uuid}"), format!("cleanup {uuid}")]
+        );
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            cmds.last().map(String::as_str),
+            Some(format!("zfs destroy -r zones/{uuid}").as_str()),
+            "{cmds:?}"
+        );
+        assert!(!fx.ctx.store.exists(&uuid));
+        assert!(!fx.ctx.is_running(&uuid).unwrap());
+    }
+
+    #[test]
+    fn a_failed_clone_leaves_no_record() {
+        let fx = Fixture::new();
+        fx.runner.fail(&["zfs", "clone"], "out of space");
+        let uuid = Uuid::new_v4();
+        let err = create(&fx.ctx, &fx.payload(&uuid, json!({})))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("out of space"), "{err}");
+        assert!(!fx.ctx.store.exists(&uuid));
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        assert!(
+            cmds.contains(&format!("zfs destroy -r zones/{uuid}")),
+            "{cmds:?}"
+        );
+        assert!(fx.driver.calls().is_empty());
+    }
+
+    #[test]
+    fn delegate_dataset_creates_data_below_the_clone() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({"delegate_dataset": true}));
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        let clone = cmds.iter().position(|c| c.starts_with("zfs clone"));
+        let data = cmds
+            .iter()
+            .position(|c| *c == format!("zfs create zones/{uuid}/data"));
+        assert!(
+            matches!((clone, data), (Some(c), Some(d)) if c < d),
+            "{cmds:?}"
+        );
+        assert_eq!(
+            fx.record(&uuid).datasets,
+            Some(vec![format!("zones/{uuid}/data")])
+        );
+    }
+
+    #[test]
+    fn a_missing_image_is_refused_before_anything_is_made() {
+        let fx = Fixture::new();
+        let uuid = Uuid::new_v4();
+        let other = "b1b2c3d4-0000-4000-8000-00000000000b";
+        let err = create(&fx.ctx, &fx.payload(&uuid, json!({"image_uuid": other})))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("image {other} is not installed")),
+            "{err}"
+        );
+        assert!(err.contains("imgadm import"), "{err}");
+        assert!(!fx.ctx.store.exists(&uuid));
+        assert!(!fx
+            .runner
+            .calls()
+            .iter()
+            .any(|a| a.0.get(1).is_some_and(|w| w == "clone")));
+    }
+
+    #[test]
+    fn a_missing_pool_is_refused() {
+        let fx = Fixture::new();
+        fx.runner.fail(&["zpool", "list"], "no such pool");
+        let uuid = Uuid::new_v4();
+        let err = create(&fx.ctx, &fx.payload(&uuid, json!({})))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("zpool zones does not exist"), "{err}");
+        assert!(!fx.ctx.store.exists(&uuid));
+    }
+
+    #[test]
+    fn an_existing_uuid_is_refused_and_its_vm_kept() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({"alias": "first"}));
+        let mark = fx.mark();
+        let err = create(&fx.ctx, &fx.payload(&uuid, json!({"alias": "second"})))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, format!("VM with UUID {uuid} already exists"));
+        assert!(fx.commands_since(&mark).is_empty());
+        assert_eq!(fx.record(&uuid).alias.as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn an_invalid_payload_runs_nothing() {
+        let fx = Fixture::new();
+        let mut payload = fx.payload(&Uuid::new_v4(), json!({"quota": "lots"}));
+        payload.remove("brand");
+        let err = create(&fx.ctx, &payload).unwrap_err();
+        assert!(matches!(err, OpsError::Invalid(_)), "{err:?}");
+        assert!(fx.runner.calls().is_empty());
+        assert!(fx.ctx.store.load_all().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_next_create_sweeps_a_record_an_interrupted_create_left() {
+        let fx = Fixture::new();
+        let dead = fx.create_vm(json!({}));
+        let mut rec = fx.record(&dead);
+        rec.incomplete = Some(true);
+        rec.place(Field::Incomplete);
+        fx.ctx.store.save(&dead, &rec).unwrap();
+        let mark = fx.mark();
+        let live = fx.create_vm(json!({}));
+        assert!(!fx.ctx.store.exists(&dead));
+        assert!(fx.ctx.store.exists(&live));
+        let cmds = fx.commands_since(&mark);
+        assert!(
+            cmds.contains(&format!("zfs destroy -r zones/{dead}")),
+            "{cmds:?}"
+        );
+        assert!(fx.driver.calls().contains(&format!("cleanup {dead}")));
+    }
+}

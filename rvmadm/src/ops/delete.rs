@@ -28,3 +28,88 @@ pub fn delete(ctx: &Ctx, uuid: &Uuid) -> OpsResult<()> {
     ctx.store.remove(uuid)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing::Fixture;
+    use serde_json::json;
+
+    #[test]
+    fn stops_a_running_vm_then_destroys_dataset_and_record() {
+        let fx = Fixture::new();
+        let uuid = fx.running_vm(json!({}));
+        let mark = fx.mark();
+        delete(&fx.ctx, &uuid).unwrap();
+        assert_eq!(
+            fx.driver_calls_since(&mark),
+            [format!("stop {uuid} force=true"), format!("cleanup {uuid}")]
+        );
+        assert_eq!(
+            fx.commands_since(&mark),
+            [format!("zfs destroy -r zones/{uuid}")]
+        );
+        assert!(!fx.ctx.store.exists(&uuid));
+        assert!(!fx.ctx.is_running(&uuid).unwrap());
+    }
+
+    #[test]
+    fn a_stopped_vm_is_only_cleaned_up() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        let mark = fx.mark();
+        delete(&fx.ctx, &uuid).unwrap();
+        assert_eq!(fx.driver_calls_since(&mark), [format!("cleanup {uuid}")]);
+        assert_eq!(
+            fx.commands_since(&mark),
+            [format!("zfs destroy -r zones/{uuid}")]
+        );
+        assert!(!fx.ctx.store.exists(&uuid));
+    }
+
+    #[test]
+    fn a_dataset_already_gone_still_lets_the_record_go() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        fx.runner.fail(
+            &["zfs", "destroy"],
+            "cannot open 'zones/x': dataset does not exist",
+        );
+        delete(&fx.ctx, &uuid).unwrap();
+        assert!(!fx.ctx.store.exists(&uuid));
+    }
+
+    #[test]
+    fn a_failed_destroy_keeps_the_record() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        fx.runner.fail(&["zfs", "destroy"], "permission denied");
+        let err = delete(&fx.ctx, &uuid).unwrap_err().to_string();
+        assert!(err.contains("permission denied"), "{err}");
+        assert!(fx.ctx.store.exists(&uuid));
+    }
+
+    #[test]
+    fn indestructible_zoneroot_is_refused_before_anything_happens() {
+        let fx = Fixture::new();
+        let uuid = fx.running_vm(json!({"indestructible_zoneroot": true}));
+        let mark = fx.mark();
+        let err = delete(&fx.ctx, &uuid).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("Failed to delete VM {uuid}: indestructible_zoneroot is set, cannot delete")
+        );
+        assert!(fx.driver_calls_since(&mark).is_empty());
+        assert!(fx.commands_since(&mark).is_empty());
+        assert!(fx.ctx.store.exists(&uuid));
+        assert!(fx.ctx.is_running(&uuid).unwrap());
+    }
+
+    #[test]
+    fn an_unknown_vm_is_smartos_no_such_zone() {
+        let fx = Fixture::new();
+        let err = delete(&fx.ctx, &Uuid::new_v4()).unwrap_err();
+        assert!(matches!(err, OpsError::NoSuchVm(_)), "{err:?}");
+        assert!(fx.runner.calls().is_empty());
+    }
+}

@@ -26,6 +26,8 @@ pub fn kill(ctx: &Ctx, uuid: &Uuid, signal: Signal) -> OpsResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::testing::Fixture;
+    use serde_json::json;
 
     #[test]
     fn signals() {
@@ -35,5 +37,40 @@ mod tests {
         let e = parse_signal("NOPE").unwrap_err().to_string();
         assert!(e.starts_with("Unknown signal \"NOPE\""), "{e}");
         assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn the_typed_signal_reaches_the_driver() {
+        let fx = Fixture::new();
+        let uuid = fx.running_vm(json!({}));
+        let mark = fx.mark();
+        kill(&fx.ctx, &uuid, Signal::Usr1).unwrap();
+        kill(&fx.ctx, &uuid, parse_signal("9").unwrap()).unwrap();
+        assert_eq!(
+            fx.driver_calls_since(&mark),
+            [
+                format!("kill {uuid} SIGUSR1"),
+                format!("kill {uuid} SIGKILL")
+            ]
+        );
+        assert!(fx.commands_since(&mark).is_empty());
+    }
+
+    #[test]
+    fn a_stopped_vm_has_no_init_to_signal() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        let mark = fx.mark();
+        let err = kill(&fx.ctx, &uuid, Signal::Term).unwrap_err().to_string();
+        assert_eq!(err, format!("Cannot find running init PID for VM {uuid}"));
+        assert!(fx.driver_calls_since(&mark).is_empty());
+    }
+
+    #[test]
+    fn an_unknown_vm_is_smartos_no_such_zone() {
+        let fx = Fixture::new();
+        let err = kill(&fx.ctx, &Uuid::new_v4(), Signal::Term).unwrap_err();
+        assert!(matches!(err, OpsError::NoSuchVm(_)), "{err:?}");
+        assert!(fx.driver.calls().is_empty());
     }
 }

@@ -173,3 +173,173 @@ pub fn lookup(
     }
     Ok(LookupOutput::Objects(vms))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing::Fixture;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    /// Two VMs, `a` running and `b` stopped, on one fixture.
+    fn two_vms() -> (Fixture, Uuid, Uuid) {
+        let fx = Fixture::new();
+        let a = fx.running_vm(json!({"alias": "a", "max_physical_memory": 512}));
+        let b = fx.create_vm(json!({"alias": "b", "max_physical_memory": 256}));
+        (fx, a, b)
+    }
+
+    fn list_opts(columns: &str, filters: &[&str]) -> ListOptions {
+        ListOptions {
+            columns: Some(columns.into()),
+            sort: Some("alias".into()),
+            parsable: true,
+            header: false,
+            filters: filters.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    fn lookup_opts(filters: &[&str]) -> LookupOptions {
+        LookupOptions {
+            json: false,
+            unique: false,
+            fields: None,
+            filters: filters.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    fn no_warnings() -> impl FnMut(String) {
+        |w| panic!("unexpected warning {w}")
+    }
+
+    #[test]
+    fn list_shows_the_runtime_state_from_the_driver() {
+        let (fx, a, b) = two_vms();
+        let table = list(
+            &fx.ctx,
+            &list_opts("uuid,alias,state,ram", &[]),
+            &mut no_warnings(),
+        )
+        .unwrap();
+        assert_eq!(table, format!("{a}:a:running:512\n{b}:b:stopped:256\n"));
+    }
+
+    #[test]
+    fn the_default_columns_sort_by_ram() {
+        let (fx, a, b) = two_vms();
+        let opts = ListOptions {
+            columns: None,
+            sort: None,
+            parsable: true,
+            header: false,
+            filters: Vec::new(),
+        };
+        let table = list(&fx.ctx, &opts, &mut no_warnings()).unwrap();
+        assert_eq!(
+            table,
+            format!("{b}:OS:256:stopped:b\n{a}:OS:512:running:a\n")
+        );
+    }
+
+    #[test]
+    fn list_filters_on_runtime_state() {
+        let (fx, a, _) = two_vms();
+        let table = list(
+            &fx.ctx,
+            &list_opts("uuid", &["state=running"]),
+            &mut no_warnings(),
+        )
+        .unwrap();
+        assert_eq!(table, format!("{a}\n"));
+    }
+
+    #[test]
+    fn a_corrupt_record_is_warned_about_and_the_others_still_listed() {
+        let (fx, a, b) = two_vms();
+        let bad = Uuid::new_v4();
+        std::fs::write(fx.ctx.config.vm_dir().join(format!("{bad}.json")), "{").unwrap();
+        let mut warnings = Vec::new();
+        let table = list(&fx.ctx, &list_opts("uuid", &[]), &mut |w| warnings.push(w)).unwrap();
+        assert_eq!(table, format!("{a}\n{b}\n"));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(&format!("WARNING: skipping VM {bad}")),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_filter_is_a_query_error() {
+        let (fx, _, _) = two_vms();
+        let err = list(
+            &fx.ctx,
+            &list_opts("uuid", &["nonsense"]),
+            &mut no_warnings(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, OpsError::Query(_)), "{err:?}");
+    }
+
+    #[test]
+    fn lookup_finds_running_vms_by_state() {
+        let (fx, a, b) = two_vms();
+        let found = lookup(
+            &fx.ctx,
+            &lookup_opts(&["state=running"]),
+            &mut no_warnings(),
+        );
+        assert!(matches!(found, Ok(LookupOutput::Uuids(u)) if u == [a.to_string()]));
+        let found = lookup(
+            &fx.ctx,
+            &lookup_opts(&["state=stopped"]),
+            &mut no_warnings(),
+        );
+        assert!(matches!(found, Ok(LookupOutput::Uuids(u)) if u == [b.to_string()]));
+    }
+
+    #[test]
+    fn lookup_json_fields_keep_only_the_named_keys() {
+        let (fx, a, _) = two_vms();
+        let opts = LookupOptions {
+            json: true,
+            fields: Some("uuid,state,pid".into()),
+            ..lookup_opts(&["alias=a"])
+        };
+        let Ok(LookupOutput::Objects(objs)) = lookup(&fx.ctx, &opts, &mut no_warnings()) else {
+            panic!("lookup -j gives objects");
+        };
+        assert_eq!(
+            objs.into_iter().map(Value::Object).collect::<Vec<_>>(),
+            [json!({"uuid": a.to_string(), "state": "running", "pid": 4242})]
+        );
+    }
+
+    #[test]
+    fn lookup_unique_refuses_several_matches() {
+        let (fx, _, _) = two_vms();
+        let opts = LookupOptions {
+            unique: true,
+            ..lookup_opts(&[])
+        };
+        let Err(err) = lookup(&fx.ctx, &opts, &mut no_warnings()) else {
+            panic!("two VMs are not unique");
+        };
+        assert_eq!(
+            err.to_string(),
+            "Requested unique lookup but found 2 results."
+        );
+    }
+
+    #[test]
+    fn lookup_fields_need_json() {
+        let (fx, _, _) = two_vms();
+        let opts = LookupOptions {
+            fields: Some("uuid".into()),
+            ..lookup_opts(&[])
+        };
+        let Err(err) = lookup(&fx.ctx, &opts, &mut no_warnings()) else {
+            panic!("-o without -j is refused");
+        };
+        assert_eq!(err.to_string(), "Cannot specify -o without -j");
+    }
+}

@@ -21,6 +21,8 @@ pub mod send;
 pub mod snapshot;
 pub mod start;
 pub mod stop;
+#[cfg(test)]
+mod testing;
 pub mod update;
 pub mod validate;
 pub mod view;

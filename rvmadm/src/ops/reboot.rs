@@ -21,3 +21,48 @@ pub fn reboot(ctx: &Ctx, uuid: &Uuid, opts: StopOptions) -> OpsResult<()> {
     ctx.driver.start(&l.spec)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing::Fixture;
+    use serde_json::json;
+
+    #[test]
+    fn stops_cleans_up_and_starts_a_running_vm() {
+        let fx = Fixture::new();
+        let uuid = fx.running_vm(json!({}));
+        let mark = fx.mark();
+        let opts = StopOptions {
+            force: true,
+            ..Default::default()
+        };
+        reboot(&fx.ctx, &uuid, opts).unwrap();
+        assert_eq!(
+            fx.driver_calls_since(&mark),
+            [
+                format!("stop {uuid} force=true"),
+                format!("cleanup {uuid}"),
+                format!("start {uuid}")
+            ]
+        );
+        assert!(fx.ctx.is_running(&uuid).unwrap());
+        // Unlike start and stop, reboot leaves autoboot as it was.
+        assert_eq!(fx.record(&uuid).autoboot, Some(false));
+    }
+
+    #[test]
+    fn a_stopped_vm_is_refused_with_smartos_text() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        let mark = fx.mark();
+        let err = reboot(&fx.ctx, &uuid, StopOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "Cannot reboot vm from state \"stopped\", must be \"running\"."
+        );
+        assert!(fx.driver_calls_since(&mark).is_empty());
+    }
+}

@@ -98,3 +98,136 @@ pub fn rollback_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing::Fixture;
+    use serde_json::json;
+
+    fn names(fx: &Fixture, uuid: &Uuid) -> Vec<String> {
+        snapshots(&fx.record(uuid))
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
+    }
+
+    #[test]
+    fn create_snapshots_the_dataset_and_lists_newest_first() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        let mark = fx.mark();
+        create_snapshot(&fx.ctx, &uuid, "one").unwrap();
+        create_snapshot(&fx.ctx, &uuid, "two").unwrap();
+        assert_eq!(
+            fx.commands_since(&mark),
+            [
+                format!("zfs snapshot zones/{uuid}@vmsnap-one"),
+                format!("zfs snapshot zones/{uuid}@vmsnap-two")
+            ]
+        );
+        assert_eq!(names(&fx, &uuid), ["two", "one"]);
+        let created = &snapshots(&fx.record(&uuid))[0].created_at;
+        assert!(created.ends_with('Z'), "{created}");
+        assert!(fx.driver_calls_since(&mark).is_empty());
+    }
+
+    #[test]
+    fn create_refuses_a_taken_or_bad_name_before_zfs() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        create_snapshot(&fx.ctx, &uuid, "one").unwrap();
+        let mark = fx.mark();
+        let err = create_snapshot(&fx.ctx, &uuid, "one").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "snapshot with name \"one\" already exists."
+        );
+        for bad in ["", "a b", "x@y", "a/b", &"x".repeat(65)] {
+            let err = create_snapshot(&fx.ctx, &uuid, bad).unwrap_err();
+            assert_eq!(err.to_string(), "Invalid snapshot name", "{bad:?}");
+        }
+        assert!(fx.commands_since(&mark).is_empty());
+        assert_eq!(names(&fx, &uuid), ["one"]);
+    }
+
+    #[test]
+    fn a_failed_zfs_snapshot_is_not_listed() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        fx.runner.fail(&["zfs", "snapshot"], "out of space");
+        let err = create_snapshot(&fx.ctx, &uuid, "one").unwrap_err();
+        assert!(err.to_string().contains("out of space"), "{err}");
+        assert!(names(&fx, &uuid).is_empty());
+    }
+
+    #[test]
+    fn delete_destroys_only_that_snapshot() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        create_snapshot(&fx.ctx, &uuid, "one").unwrap();
+        create_snapshot(&fx.ctx, &uuid, "two").unwrap();
+        let mark = fx.mark();
+        delete_snapshot(&fx.ctx, &uuid, "one").unwrap();
+        assert_eq!(
+            fx.commands_since(&mark),
+            [format!("zfs destroy zones/{uuid}@vmsnap-one")]
+        );
+        assert_eq!(names(&fx, &uuid), ["two"]);
+    }
+
+    #[test]
+    fn delete_and_rollback_refuse_an_unknown_snapshot() {
+        let fx = Fixture::new();
+        let uuid = fx.running_vm(json!({}));
+        let mark = fx.mark();
+        let want = format!("No snapshot named \"nope\" for VM {uuid}");
+        let err = delete_snapshot(&fx.ctx, &uuid, "nope").unwrap_err();
+        assert_eq!(err.to_string(), want);
+        let err = rollback_snapshot(&fx.ctx, &uuid, "nope").unwrap_err();
+        assert_eq!(err.to_string(), want);
+        assert!(fx.commands_since(&mark).is_empty());
+        assert!(fx.driver_calls_since(&mark).is_empty());
+    }
+
+    #[test]
+    fn rollback_of_a_running_vm_stops_rolls_back_and_starts_it() {
+        let fx = Fixture::new();
+        let uuid = fx.running_vm(json!({}));
+        for n in ["one", "two", "three"] {
+            create_snapshot(&fx.ctx, &uuid, n).unwrap();
+        }
+        let mark = fx.mark();
+        rollback_snapshot(&fx.ctx, &uuid, "two").unwrap();
+        assert_eq!(
+            fx.commands_since(&mark),
+            [format!("zfs rollback -r zones/{uuid}@vmsnap-two")]
+        );
+        assert_eq!(
+            fx.driver_calls_since(&mark),
+            [
+                format!("stop {uuid} force=true"),
+                format!("cleanup {uuid}"),
+                format!("start {uuid}")
+            ]
+        );
+        // `rollback -r` destroyed the newer snapshot.
+        assert_eq!(names(&fx, &uuid), ["two", "one"]);
+        assert!(fx.ctx.is_running(&uuid).unwrap());
+    }
+
+    #[test]
+    fn rollback_of_a_stopped_vm_leaves_it_stopped() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        create_snapshot(&fx.ctx, &uuid, "one").unwrap();
+        let mark = fx.mark();
+        rollback_snapshot(&fx.ctx, &uuid, "one").unwrap();
+        assert_eq!(
+            fx.commands_since(&mark),
+            [format!("zfs rollback -r zones/{uuid}@vmsnap-one")]
+        );
+        assert_eq!(fx.driver_calls_since(&mark), [format!("cleanup {uuid}")]);
+        assert!(!fx.ctx.is_running(&uuid).unwrap());
+    }
+}

@@ -26,3 +26,75 @@ pub fn start(ctx: &Ctx, uuid: &Uuid) -> OpsResult<Started> {
     set_autoboot(ctx, uuid, &mut l.rec, true)?;
     Ok(Started::Started)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::fake::FakeDriver;
+    use crate::ops::testing::Fixture;
+    use serde_json::json;
+
+    #[test]
+    fn boots_a_stopped_vm_after_a_cleanup_and_sets_autoboot() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        assert_eq!(fx.record(&uuid).autoboot, Some(false));
+        let mark = fx.mark();
+        assert_eq!(start(&fx.ctx, &uuid).unwrap(), Started::Started);
+        assert_eq!(
+            fx.driver_calls_since(&mark),
+            [format!("cleanup {uuid}"), format!("start {uuid}")]
+        );
+        assert!(fx.ctx.is_running(&uuid).unwrap());
+        assert_eq!(fx.record(&uuid).autoboot, Some(true));
+        assert!(fx.commands_since(&mark).is_empty());
+    }
+
+    #[test]
+    fn a_running_vm_is_left_alone() {
+        let fx = Fixture::new();
+        let uuid = fx.running_vm(json!({}));
+        let mark = fx.mark();
+        assert_eq!(start(&fx.ctx, &uuid).unwrap(), Started::AlreadyRunning);
+        assert!(fx.driver_calls_since(&mark).is_empty());
+        // Only a start that boots sets autoboot.
+        assert_eq!(fx.record(&uuid).autoboot, Some(false));
+    }
+
+    #[test]
+    fn a_failed_boot_is_reported_and_autoboot_stays_off() {
+        let mut fake = FakeDriver::new();
+        fake.fail_start = Some("runtime refused".into());
+        let fx = Fixture::with_driver(fake);
+        let uuid = fx.create_vm(json!({}));
+        let err = start(&fx.ctx, &uuid).unwrap_err().to_string();
+        assert_eq!(err, format!("Unable to start VM {uuid}: runtime refused"));
+        assert_eq!(fx.record(&uuid).autoboot, Some(false));
+        assert!(!fx.ctx.is_running(&uuid).unwrap());
+    }
+
+    #[test]
+    fn an_unknown_vm_is_smartos_no_such_zone() {
+        let fx = Fixture::new();
+        let uuid = Uuid::new_v4();
+        let err = start(&fx.ctx, &uuid).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("zoneadm: {uuid}: No such zone configured")
+        );
+        assert!(fx.driver.calls().is_empty());
+    }
+
+    #[test]
+    fn an_incomplete_vm_is_refused() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        let mut rec = fx.record(&uuid);
+        rec.incomplete = Some(true);
+        rec.place(crate::spec::Field::Incomplete);
+        fx.ctx.store.save(&uuid, &rec).unwrap();
+        let err = start(&fx.ctx, &uuid).unwrap_err().to_string();
+        assert_eq!(err, format!("VM {uuid} is incomplete"));
+        assert!(fx.driver.calls().is_empty());
+    }
+}

@@ -27,3 +27,72 @@ pub fn stop(ctx: &Ctx, uuid: &Uuid, opts: StopOptions) -> OpsResult<Stopped> {
     ctx.driver.cleanup(&l.spec)?;
     Ok(Stopped::Stopped)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testing::Fixture;
+    use serde_json::json;
+    use std::time::Duration;
+
+    #[test]
+    fn stops_a_running_vm_then_cleans_up_and_clears_autoboot() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({"autoboot": true}));
+        assert!(fx.ctx.is_running(&uuid).unwrap());
+        let mark = fx.mark();
+        assert_eq!(
+            stop(&fx.ctx, &uuid, StopOptions::default()).unwrap(),
+            Stopped::Stopped
+        );
+        assert_eq!(
+            fx.driver_calls_since(&mark),
+            [
+                format!("stop {uuid} force=false"),
+                format!("cleanup {uuid}")
+            ]
+        );
+        assert!(!fx.ctx.is_running(&uuid).unwrap());
+        assert_eq!(fx.record(&uuid).autoboot, Some(false));
+    }
+
+    #[test]
+    fn force_reaches_the_driver() {
+        let fx = Fixture::new();
+        let uuid = fx.running_vm(json!({}));
+        let mark = fx.mark();
+        let opts = StopOptions {
+            force: true,
+            timeout: Duration::from_secs(5),
+        };
+        stop(&fx.ctx, &uuid, opts).unwrap();
+        assert_eq!(
+            fx.driver_calls_since(&mark).first(),
+            Some(&format!("stop {uuid} force=true"))
+        );
+    }
+
+    #[test]
+    fn a_stopped_vm_reports_its_state_and_still_loses_autoboot() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({"autoboot": true}));
+        // The jail died on its own: the record still says autoboot.
+        fx.driver.set_running(uuid, false);
+        let mark = fx.mark();
+        assert_eq!(
+            stop(&fx.ctx, &uuid, StopOptions::default()).unwrap(),
+            Stopped::NotRunning("stopped".into())
+        );
+        assert!(fx.driver_calls_since(&mark).is_empty());
+        assert_eq!(fx.record(&uuid).autoboot, Some(false));
+    }
+
+    #[test]
+    fn an_unknown_vm_is_smartos_no_such_zone() {
+        let fx = Fixture::new();
+        let uuid = Uuid::new_v4();
+        let err = stop(&fx.ctx, &uuid, StopOptions::default()).unwrap_err();
+        assert!(matches!(err, crate::ops::OpsError::NoSuchVm(_)), "{err:?}");
+        assert!(fx.driver.calls().is_empty());
+    }
+}

@@ -120,6 +120,8 @@ fn host_changes(changed: &[String], obj: &VmRecord) -> OpsResult<Changes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::fake::FakeDriver;
+    use crate::ops::testing::Fixture;
     use serde_json::json;
 
     fn changes(keys: &[&str], obj: Value) -> OpsResult<Changes> {
@@ -176,5 +178,175 @@ mod tests {
         assert!(c.is_empty());
         let c = changes(&["zfs_root_recsize"], json!({"zfs_root_recsize": 8192})).unwrap();
         assert_eq!(c.dataset, [DatasetChange::RecordSize(8192)]);
+    }
+
+    fn payload(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn key_value_arguments_become_a_payload() {
+        let args = ["alias=web01".to_string(), "quota=5".to_string()];
+        let p = payload_from_args(&args).unwrap();
+        assert_eq!(Value::Object(p), json!({"alias": "web01", "quota": "5"}));
+        let err = payload_from_args(&["alias".to_string()]).unwrap_err();
+        assert!(matches!(err, OpsError::Usage(_)), "{err:?}");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn dataset_changes_reach_the_driver_on_a_stopped_vm() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({"quota": 2}));
+        let mark = fx.mark();
+        let up = update(
+            &fx.ctx,
+            &uuid,
+            &payload(json!({"quota": 5, "zfs_root_compression": "lz4"})),
+        )
+        .unwrap();
+        assert_eq!(up.changed, ["quota", "zfs_root_compression"]);
+        assert!(up.need_reboot.is_empty());
+        assert_eq!(
+            fx.driver_calls_since(&mark),
+            [format!(
+                "update dataset {uuid} [Quota(5), Compression(\"lz4\")]"
+            )]
+        );
+        // The driver owns the dataset: ops runs no zfs command itself.
+        assert!(fx.commands_since(&mark).is_empty());
+        let rec = fx.record(&uuid);
+        assert_eq!(rec.quota, Some(5));
+        assert_eq!(fx.stored(&uuid)["zfs_root_compression"], "lz4");
+    }
+
+    #[test]
+    fn limits_wait_for_the_next_boot_of_a_stopped_vm() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        let mark = fx.mark();
+        let up = update(&fx.ctx, &uuid, &payload(json!({"max_lwps": 3000}))).unwrap();
+        assert_eq!(up.changed, ["max_lwps"]);
+        assert!(fx.driver_calls_since(&mark).is_empty());
+        assert_eq!(fx.stored(&uuid)["max_lwps"], 3000);
+    }
+
+    #[test]
+    fn limits_reach_a_running_vm_live() {
+        let fx = Fixture::new();
+        let uuid = fx.running_vm(json!({}));
+        let mark = fx.mark();
+        let up = update(
+            &fx.ctx,
+            &uuid,
+            &payload(json!({"cpu_cap": 50, "max_lwps": 3000})),
+        )
+        .unwrap();
+        assert!(up.need_reboot.is_empty());
+        let calls = fx.driver_calls_since(&mark);
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        let (verb, names) = calls[0].rsplit_once(' ').unwrap();
+        assert_eq!(verb, format!("update {uuid}"));
+        let mut names: Vec<&str> = names.split(',').collect();
+        names.sort_unstable();
+        assert_eq!(names, ["cpu_cap", "max_lwps"]);
+        let stored = fx.stored(&uuid);
+        assert_eq!(stored["cpu_cap"], 50);
+        assert_eq!(stored["max_lwps"], 3000);
+    }
+
+    #[test]
+    fn limits_the_driver_cannot_apply_live_are_reported() {
+        let mut fake = FakeDriver::new();
+        fake.reboot_limits = vec![Limit::MaxLwps];
+        let fx = Fixture::with_driver(fake);
+        let uuid = fx.running_vm(json!({}));
+        let up = update(
+            &fx.ctx,
+            &uuid,
+            &payload(json!({"cpu_cap": 50, "max_lwps": 3000})),
+        )
+        .unwrap();
+        assert_eq!(up.need_reboot, ["max_lwps"]);
+        // The record holds the new value for the next boot all the same.
+        assert_eq!(fx.stored(&uuid)["max_lwps"], 3000);
+    }
+
+    #[test]
+    fn properties_without_host_effects_only_change_the_record() {
+        let fx = Fixture::new();
+        let uuid = fx.running_vm(json!({"alias": "old"}));
+        let mark = fx.mark();
+        let up = update(
+            &fx.ctx,
+            &uuid,
+            &payload(json!({"alias": "new", "hostname": "web01"})),
+        )
+        .unwrap();
+        assert_eq!(up.changed, ["alias", "hostname"]);
+        assert!(fx.driver_calls_since(&mark).is_empty());
+        assert!(fx.commands_since(&mark).is_empty());
+        let rec = fx.record(&uuid);
+        assert_eq!(rec.alias.as_deref(), Some("new"));
+        assert_eq!(rec.hostname.as_deref(), Some("web01"));
+    }
+
+    #[test]
+    fn an_update_that_changes_nothing_writes_nothing() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({"alias": "same"}));
+        let before = fx.stored(&uuid);
+        let up = update(&fx.ctx, &uuid, &payload(json!({"alias": "same"}))).unwrap();
+        assert!(up.changed.is_empty() && up.need_reboot.is_empty());
+        assert_eq!(fx.stored(&uuid), before);
+    }
+
+    #[test]
+    fn a_refused_record_size_leaves_record_and_dataset_alone() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        let before = fx.stored(&uuid);
+        let mark = fx.mark();
+        let err = update(
+            &fx.ctx,
+            &uuid,
+            &payload(json!({"quota": 9, "zfs_root_recsize": 1000})),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("invalid zfs_root_recsize (1000)"), "{err}");
+        assert!(fx.driver_calls_since(&mark).is_empty());
+        assert_eq!(fx.stored(&uuid), before);
+    }
+
+    #[test]
+    fn an_invalid_payload_is_refused_before_the_record_is_read() {
+        let fx = Fixture::new();
+        // No such VM either: validation answers first.
+        let err = update(
+            &fx.ctx,
+            &Uuid::new_v4(),
+            &payload(json!({"max_lwps": "many"})),
+        )
+        .unwrap_err();
+        assert!(matches!(err, OpsError::Invalid(_)), "{err:?}");
+    }
+
+    #[test]
+    fn an_incomplete_vm_is_refused() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        let mut rec = fx.record(&uuid);
+        rec.incomplete = Some(true);
+        rec.place(Field::Incomplete);
+        fx.ctx.store.save(&uuid, &rec).unwrap();
+        let err = update(&fx.ctx, &uuid, &payload(json!({"quota": 5})))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("VM {uuid} is incomplete")),
+            "{err}"
+        );
+        assert!(fx.driver.calls().is_empty());
     }
 }
