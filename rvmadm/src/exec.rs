@@ -3,13 +3,24 @@
 //! Every external command (zfs, zpool, runc, ip, jail, jexec …) goes through a
 //! [`CommandRunner`] as an argv vector — never a shell string — so user data can
 //! never be interpreted by a shell, and tests can swap in a recording runner.
-//! Failures carry the full argv and the command's stderr.
+//! A command runs in one of four forms: collected ([`CommandRunner::output`]),
+//! streamed through a pipe the caller reads or writes ([`CommandRunner::stream`],
+//! for `zfs send`/`receive`), interactive on the caller's terminal
+//! ([`CommandRunner::interactive`], for consoles), or detached with its output
+//! appended to a log ([`CommandRunner::run_logged`], for the OCI runtime). In
+//! every form a failure is mapped once, by [`Output::check`], into an
+//! [`ExecError`] carrying the full argv and the command's stderr.
 
-use std::ffi::OsString;
 use std::fmt;
-use std::io::Write;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// How much of a streamed or logged command's stderr is kept for its error.
+const STDERR_KEEP: u64 = 64 << 10;
 
 /// One command line: program plus arguments, each a separate element.
 #[derive(Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -31,6 +42,13 @@ impl Argv {
 
     pub fn args(&self) -> &[String] {
         self.0.get(1..).unwrap_or(&[])
+    }
+
+    /// A `Command` for this argv; private, so nothing outside this module spawns.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(self.program());
+        cmd.args(self.args());
+        cmd
     }
 }
 
@@ -64,7 +82,8 @@ impl fmt::Display for Argv {
     }
 }
 
-/// What a finished command produced.
+/// What a finished command produced. For a streamed command `stdout` is
+/// empty: the caller read it through the pipe.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
     pub status: i32,
@@ -82,15 +101,31 @@ impl Output {
     pub fn stderr_str(&self) -> String {
         String::from_utf8_lossy(&self.stderr).trim().to_string()
     }
+
+    /// The one mapping of an exit status to a result: non-zero becomes
+    /// [`ExecError::Failed`] with `argv` and the trimmed stderr.
+    pub fn check(self, argv: &Argv) -> Result<Output, ExecError> {
+        if self.success() {
+            Ok(self)
+        } else {
+            Err(ExecError::Failed {
+                argv: argv.clone(),
+                status: self.status,
+                stderr: self.stderr_str(),
+            })
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
+    /// The command could not be started, or (rarely: `waitpid` retries
+    /// EINTR) not waited for.
     #[error("cannot run `{argv}`: {source}")]
     Spawn {
         argv: Argv,
         #[source]
-        source: std::io::Error,
+        source: io::Error,
     },
     #[error("`{argv}` failed (exit {status}): {stderr}")]
     Failed {
@@ -110,8 +145,131 @@ impl ExecError {
     }
 }
 
+/// Which standard stream of a streamed command the caller holds; the other
+/// one is `/dev/null`, and stderr is always collected for the error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipe {
+    /// The caller reads what the command writes (`zfs send`).
+    Stdout,
+    /// The caller writes what the command reads (`zfs receive`).
+    Stdin,
+}
+
+/// The caller's end of a streamed command's stdin.
+pub type PipeIn<'a> = Box<dyn Write + Send + 'a>;
+/// The caller's end of a streamed command's stdout.
+pub type PipeOut<'a> = Box<dyn Read + Send + 'a>;
+/// Waits for a streamed command once its pipes are closed.
+type Waiter<'a> = Box<dyn FnOnce() -> Result<Output, ExecError> + Send + 'a>;
+
+/// A running command the caller streams through: [`Read`] takes its stdout,
+/// [`Write`] feeds its stdin (whichever [`Pipe`] it was started with).
+///
+/// Closing the caller's end is how a stream is ended, on success and on
+/// failure alike: [`StreamChild::wait`] and [`StreamChild::finish`] close
+/// both pipes before waiting, so the command sees end-of-file or EPIPE and
+/// exits by itself; dropping a child does the same. Nothing ever kills it —
+/// killing a zfs client in the middle of an ioctl is what wedges zfs-fuse.
+pub struct StreamChild<'a> {
+    argv: Argv,
+    stdin: Option<PipeIn<'a>>,
+    stdout: Option<PipeOut<'a>>,
+    waiter: Option<Waiter<'a>>,
+}
+
+impl<'a> StreamChild<'a> {
+    /// Assembles a stream from its parts; for [`CommandRunner`] implementations.
+    /// `waiter` runs after both pipes are closed and returns the exit status
+    /// and stderr.
+    pub fn new(
+        argv: Argv,
+        stdin: Option<PipeIn<'a>>,
+        stdout: Option<PipeOut<'a>>,
+        waiter: impl FnOnce() -> Result<Output, ExecError> + Send + 'a,
+    ) -> Self {
+        StreamChild {
+            argv,
+            stdin,
+            stdout,
+            waiter: Some(Box::new(waiter)),
+        }
+    }
+
+    pub fn argv(&self) -> &Argv {
+        &self.argv
+    }
+
+    /// Closes the command's stdin: it sees end-of-file.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Closes both pipes, waits, and returns the exit status and stderr;
+    /// a non-zero exit is not an error here (see [`StreamChild::finish`]).
+    pub fn wait(mut self) -> Result<Output, ExecError> {
+        self.end().unwrap_or_else(|| Ok(Output::default()))
+    }
+
+    /// Closes both pipes, waits, and fails with argv and stderr on a
+    /// non-zero exit.
+    pub fn finish(self) -> Result<(), ExecError> {
+        let argv = self.argv.clone();
+        self.wait()?.check(&argv).map(|_| ())
+    }
+
+    fn end(&mut self) -> Option<Result<Output, ExecError>> {
+        self.stdin = None;
+        self.stdout = None;
+        self.waiter.take().map(|wait| wait())
+    }
+
+    fn not_piped(&self, which: &str) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            format!("the {which} of `{}` is not an open pipe", self.argv),
+        )
+    }
+}
+
+impl Read for StreamChild<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.stdout.as_mut() {
+            Some(pipe) => pipe.read(buf),
+            None => Err(self.not_piped("stdout")),
+        }
+    }
+}
+
+impl Write for StreamChild<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.stdin.as_mut() {
+            Some(pipe) => pipe.write(buf),
+            None => Err(self.not_piped("stdin")),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self.stdin.as_mut() {
+            Some(pipe) => pipe.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for StreamChild<'_> {
+    /// A child left behind by an early return is still reaped.
+    fn drop(&mut self) {
+        if let Some(Err(e)) = self.end() {
+            tracing::debug!(error = %e, "streamed command dropped");
+        }
+    }
+}
+
 /// Runs argv vectors. The system implementation spawns real processes; tests
 /// use [`RecordingRunner`].
+///
+/// Only [`CommandRunner::output`] must be implemented: the other forms have
+/// defaults built on it (a stream is buffered, an interactive command answers
+/// its status), which is what a test double needs.
 pub trait CommandRunner: Send + Sync {
     /// Runs the command with optional stdin bytes and collects its output.
     /// A non-zero exit is *not* an error here; see [`CommandRunner::run`].
@@ -119,21 +277,60 @@ pub trait CommandRunner: Send + Sync {
 
     /// Runs the command and fails (with argv and stderr) on non-zero exit.
     fn run(&self, argv: &Argv) -> Result<Output, ExecError> {
-        let out = self.output(argv, None)?;
-        if out.success() {
-            Ok(out)
-        } else {
-            Err(ExecError::Failed {
-                argv: argv.clone(),
-                status: out.status,
-                stderr: out.stderr_str(),
-            })
-        }
+        self.output(argv, None)?.check(argv)
     }
 
     /// Runs the command and returns its stdout as text.
     fn run_stdout(&self, argv: &Argv) -> Result<String, ExecError> {
         Ok(self.run(argv)?.stdout_str())
+    }
+
+    /// Starts the command with one pipe the caller streams through, for
+    /// data too large to hold in memory. See [`StreamChild`].
+    fn stream(&self, argv: &Argv, pipe: Pipe) -> Result<StreamChild<'_>, ExecError> {
+        match pipe {
+            Pipe::Stdout => {
+                let mut out = self.output(argv, None)?;
+                let stdout = std::mem::take(&mut out.stdout);
+                Ok(StreamChild::new(
+                    argv.clone(),
+                    None,
+                    Some(Box::new(io::Cursor::new(stdout))),
+                    move || Ok(out),
+                ))
+            }
+            Pipe::Stdin => {
+                let written = SharedBuf::default();
+                let replay = written.clone();
+                let argv_at_end = argv.clone();
+                Ok(StreamChild::new(
+                    argv.clone(),
+                    Some(Box::new(written)),
+                    None,
+                    move || {
+                        let mut out = self.output(&argv_at_end, Some(&replay.bytes()))?;
+                        out.stdout.clear();
+                        Ok(out)
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Runs the command on the caller's stdin, stdout and stderr (a console,
+    /// `vmadm exec`) and returns its exit code; non-zero is not an error.
+    fn interactive(&self, argv: &Argv) -> Result<i32, ExecError> {
+        Ok(self.output(argv, None)?.status)
+    }
+
+    /// Runs a command whose descendants outlive it (a detached container
+    /// start) with stdin from /dev/null and stdout and stderr appended to
+    /// `log`: the descendants inherit them, so a pipe would never reach
+    /// end-of-file. On failure the error's stderr is what the command
+    /// appended to the log.
+    fn run_logged(&self, argv: &Argv, log: &Path) -> Result<(), ExecError> {
+        let _ = log;
+        self.run(argv).map(|_| ())
     }
 }
 
@@ -142,10 +339,23 @@ pub trait CommandRunner: Send + Sync {
 pub struct SystemRunner;
 
 fn status_code(status: ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
     status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Reads a child's stderr on a thread, so a chatty child never blocks on a
+/// full pipe: keeps the first [`STDERR_KEEP`] bytes and drains the rest.
+fn drain_stderr(child: &mut Child) -> JoinHandle<Vec<u8>> {
+    let pipe = child.stderr.take();
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = (&mut p).take(STDERR_KEEP).read_to_end(&mut kept);
+            let _ = io::copy(&mut p, &mut io::sink());
+        }
+        kept
+    })
 }
 
 impl CommandRunner for SystemRunner {
@@ -155,9 +365,8 @@ impl CommandRunner for SystemRunner {
             argv: argv.clone(),
             source,
         };
-        let mut cmd = Command::new(argv.program());
-        cmd.args(argv.args())
-            .stdout(Stdio::piped())
+        let mut cmd = argv.command();
+        cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -178,104 +387,117 @@ impl CommandRunner for SystemRunner {
         tracing::debug!(argv = %argv, status = result.status, "exec done");
         Ok(result)
     }
-}
 
-/// Builds an [`std::process::Command`] from an argv for the few callers that
-/// must stream (zfs send/receive, console, exec). Still argv only.
-pub fn command(argv: &Argv) -> Command {
-    tracing::debug!(argv = %argv, "spawn");
-    let mut cmd = Command::new(argv.program());
-    cmd.args(argv.args().iter().map(OsString::from));
-    cmd
-}
+    /// The child gets its own process group: a terminal Ctrl-C reaches only
+    /// us, and we end the stream by closing our pipe, never by a signal.
+    fn stream(&self, argv: &Argv, pipe: Pipe) -> Result<StreamChild<'_>, ExecError> {
+        tracing::debug!(argv = %argv, ?pipe, "stream");
+        let piped_if = |wanted: bool| {
+            if wanted {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            }
+        };
+        let mut child = argv
+            .command()
+            .process_group(0)
+            .stdin(piped_if(pipe == Pipe::Stdin))
+            .stdout(piped_if(pipe == Pipe::Stdout))
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| ExecError::Spawn {
+                argv: argv.clone(),
+                source,
+            })?;
+        let stderr = drain_stderr(&mut child);
+        let stdin = child.stdin.take().map(|p| Box::new(p) as PipeIn);
+        let stdout = child.stdout.take().map(|p| Box::new(p) as PipeOut);
+        let argv_at_end = argv.clone();
+        Ok(StreamChild::new(argv.clone(), stdin, stdout, move || {
+            let status = child.wait().map_err(|source| ExecError::Spawn {
+                argv: argv_at_end.clone(),
+                source,
+            })?;
+            let out = Output {
+                status: status_code(status),
+                stdout: Vec::new(),
+                stderr: stderr.join().unwrap_or_default(),
+            };
+            tracing::debug!(argv = %argv_at_end, status = out.status, "stream done");
+            Ok(out)
+        }))
+    }
 
-/// Reads a streaming child's stderr (first 64 KiB) on a thread, so a
-/// chatty child never blocks on a full pipe; join for the text.
-pub fn drain_stderr(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
-    use std::io::Read;
-    let mut pipe = child.stderr.take();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(p) = pipe.as_mut() {
-            let _ = p.take(64 << 10).read_to_string(&mut s);
-        }
-        s
-    })
-}
-
-/// Waits for a streaming child and turns a failure into an [`ExecError`].
-pub fn wait_checked(argv: &Argv, child: std::process::Child) -> Result<Output, ExecError> {
-    let out = child
-        .wait_with_output()
-        .map_err(|source| ExecError::Spawn {
+    fn interactive(&self, argv: &Argv) -> Result<i32, ExecError> {
+        tracing::debug!(argv = %argv, "interactive");
+        let status = argv.command().status().map_err(|source| ExecError::Spawn {
             argv: argv.clone(),
             source,
         })?;
-    let result = Output {
-        status: status_code(out.status),
-        stdout: out.stdout,
-        stderr: out.stderr,
-    };
-    if result.success() {
-        Ok(result)
-    } else {
-        Err(ExecError::Failed {
+        Ok(status_code(status))
+    }
+
+    fn run_logged(&self, argv: &Argv, log: &Path) -> Result<(), ExecError> {
+        tracing::debug!(argv = %argv, log = %log.display(), "exec, output to log");
+        let spawn_err = |source| ExecError::Spawn {
             argv: argv.clone(),
-            status: result.status,
-            stderr: result.stderr_str(),
-        })
-    }
-}
-
-/// A runner for tests: records every argv and answers from a script of
-/// canned outputs (matched by argv prefix), defaulting to success.
-#[derive(Default)]
-pub struct RecordingRunner {
-    calls: Mutex<Vec<Argv>>,
-    answers: Mutex<Vec<(Vec<String>, Output)>>,
-}
-
-impl RecordingRunner {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Every command whose argv starts with `prefix` gets `out`.
-    pub fn answer(&self, prefix: &[&str], out: Output) {
-        if let Ok(mut answers) = self.answers.lock() {
-            answers.push((prefix.iter().map(|s| s.to_string()).collect(), out));
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(spawn_err)?;
+        let offset = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let err_file = file.try_clone().map_err(spawn_err)?;
+        let status = argv
+            .command()
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err_file)
+            .status()
+            .map_err(spawn_err)?;
+        let mut out = Output {
+            status: status_code(status),
+            ..Output::default()
+        };
+        if !out.success() {
+            // The command's own message is the part of the log it just wrote.
+            if let Ok(mut f) = std::fs::File::open(log) {
+                if f.seek(SeekFrom::Start(offset)).is_ok() {
+                    let _ = f.take(4096).read_to_end(&mut out.stderr);
+                }
+            }
         }
-    }
-
-    /// Makes every command starting with `prefix` fail with `stderr`.
-    pub fn fail(&self, prefix: &[&str], stderr: &str) {
-        self.answer(
-            prefix,
-            Output {
-                status: 1,
-                stdout: Vec::new(),
-                stderr: stderr.as_bytes().to_vec(),
-            },
-        );
-    }
-
-    pub fn calls(&self) -> Vec<Argv> {
-        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+        out.check(argv).map(|_| ())
     }
 }
 
-impl CommandRunner for RecordingRunner {
-    fn output(&self, argv: &Argv, _stdin: Option<&[u8]>) -> Result<Output, ExecError> {
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.push(argv.clone());
-        }
-        let answers = self.answers.lock().map(|a| a.clone()).unwrap_or_default();
-        Ok(answers
-            .iter()
-            .rev()
-            .find(|(prefix, _)| argv.0.starts_with(prefix))
-            .map(|(_, out)| out.clone())
-            .unwrap_or_default())
+mod recording;
+pub use recording::{Call, CallKind, RecordingRunner};
+
+/// A byte buffer shared between a writer handed out and whoever reads it
+/// back later (the stdin of a buffered or recorded stream).
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    fn bytes(&self) -> Vec<u8> {
+        self.0.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("stdin buffer poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -308,13 +530,158 @@ mod tests {
         assert!(out.success());
     }
 
+    /// Some bytes that are not text, long enough to need many pipe buffers.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
     #[test]
-    fn recording_runner_matches_longest_registered_prefix_last() {
-        let r = RecordingRunner::new();
-        r.fail(&["zfs", "destroy"], "dataset is busy");
-        assert!(r.run(&Argv::new(["zfs", "list"])).is_ok());
-        let err = r.run(&Argv::new(["zfs", "destroy", "p/x"])).unwrap_err();
-        assert_eq!(err.stderr(), "dataset is busy");
-        assert_eq!(r.calls().len(), 2);
+    fn streams_are_byte_identical_both_ways() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("data");
+        let data = pattern(3 << 20);
+        let runner = SystemRunner;
+
+        let mut into = runner
+            .stream(
+                &Argv::new(["sh", "-c", "cat > \"$0\"", &file.to_string_lossy()]),
+                Pipe::Stdin,
+            )
+            .unwrap();
+        into.write_all(&data).unwrap();
+        into.finish().unwrap();
+        assert!(std::fs::read(&file).unwrap() == data);
+
+        let mut from = runner
+            .stream(&Argv::new(["cat", &file.to_string_lossy()]), Pipe::Stdout)
+            .unwrap();
+        let mut back = Vec::new();
+        from.read_to_end(&mut back).unwrap();
+        let out = from.wait().unwrap();
+        assert!(out.success() && out.stderr.is_empty());
+        assert!(back == data);
+    }
+
+    #[test]
+    fn a_failed_stream_reports_argv_status_and_stderr_once() {
+        let runner = SystemRunner;
+        let argv = Argv::new(["sh", "-c", "echo half; echo broken stream >&2; exit 5"]);
+        let mut child = runner.stream(&argv, Pipe::Stdout).unwrap();
+        let mut got = String::new();
+        child.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "half\n");
+        let err = child.finish().unwrap_err();
+        match &err {
+            ExecError::Failed {
+                argv: a,
+                status,
+                stderr,
+            } => {
+                assert_eq!(a, &argv);
+                assert_eq!(*status, 5);
+                assert_eq!(stderr, "broken stream");
+            }
+            other => panic!("{other:?}"),
+        }
+        let missing = runner.stream(&Argv::new(["/nonexistent/zfs"]), Pipe::Stdin);
+        assert!(matches!(missing, Err(ExecError::Spawn { .. })));
+    }
+
+    #[test]
+    fn the_unpiped_end_is_refused_not_hung() {
+        let runner = SystemRunner;
+        let mut child = runner.stream(&Argv::new(["cat"]), Pipe::Stdin).unwrap();
+        assert_eq!(
+            child.read(&mut [0u8; 8]).unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+        child.close_stdin();
+        assert_eq!(
+            child.write(b"late").unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+        child.finish().unwrap();
+    }
+
+    #[test]
+    fn closing_our_end_stops_a_sender_without_a_signal() {
+        // A writer that would never end on its own; dropping the stream
+        // closes the pipe, `yes` dies of EPIPE and is reaped.
+        let runner = SystemRunner;
+        let mut child = runner.stream(&Argv::new(["yes"]), Pipe::Stdout).unwrap();
+        let mut first = [0u8; 4];
+        child.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"y\ny\n");
+        let out = child.wait().unwrap();
+        assert!(!out.success());
+        drop(runner.stream(&Argv::new(["yes"]), Pipe::Stdout).unwrap());
+    }
+
+    #[test]
+    fn chatty_stderr_is_drained_and_kept_bounded() {
+        let runner = SystemRunner;
+        let argv = Argv::new([
+            "sh",
+            "-c",
+            "head -c 300000 /dev/zero | tr '\\0' x >&2; echo done",
+        ]);
+        let mut child = runner.stream(&argv, Pipe::Stdout).unwrap();
+        let mut got = String::new();
+        child.read_to_string(&mut got).unwrap();
+        let out = child.wait().unwrap();
+        assert_eq!(got, "done\n");
+        assert!(out.success());
+        assert_eq!(out.stderr.len() as u64, STDERR_KEEP);
+    }
+
+    #[test]
+    fn streamed_commands_get_their_own_process_group() {
+        let runner = SystemRunner;
+        // Field 5 of /proc/<pid>/stat is the process group.
+        let argv = Argv::new(["sh", "-c", "echo $$ $(cut -d' ' -f5 /proc/$$/stat)"]);
+        let mut child = runner.stream(&argv, Pipe::Stdout).unwrap();
+        let mut got = String::new();
+        child.read_to_string(&mut got).unwrap();
+        child.finish().unwrap();
+        let ids: Vec<&str> = got.split_whitespace().collect();
+        assert_eq!(ids.len(), 2, "{got}");
+        assert_eq!(ids[0], ids[1], "the shell leads its own group");
+    }
+
+    #[test]
+    fn interactive_returns_the_exit_code() {
+        let runner = SystemRunner;
+        assert_eq!(
+            runner
+                .interactive(&Argv::new(["sh", "-c", "exit 7"]))
+                .unwrap(),
+            7
+        );
+        assert_eq!(runner.interactive(&Argv::new(["true"])).unwrap(), 0);
+        assert!(matches!(
+            runner.interactive(&Argv::new(["/nonexistent/jexec"])),
+            Err(ExecError::Spawn { .. })
+        ));
+    }
+
+    #[test]
+    fn logged_failure_carries_argv_and_only_the_new_output() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("log");
+        std::fs::write(&log, "old line\n").unwrap();
+        let argv = Argv::new(["sh", "-c", "echo nope >&2; exit 4"]);
+        let e = SystemRunner
+            .run_logged(&argv, &log)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("nope") && e.contains("exit 4") && !e.contains("old line"),
+            "{e}"
+        );
+        SystemRunner
+            .run_logged(&Argv::new(["sh", "-c", "echo fine"]), &log)
+            .unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text, "old line\nnope\nfine\n");
     }
 }

@@ -4,8 +4,11 @@
 //! `-p` (parsable numbers) flag and answers "dataset is busy" to the first
 //! destroy of a freshly used mounted dataset, so this module never uses `-p`
 //! and retries a busy destroy after unmounting.
+//!
+//! Every dataset and snapshot name passes [`valid_name`] before it reaches
+//! an argv, the streamed `send` and `receive` included.
 
-use crate::exec::{Argv, CommandRunner, ExecError};
+use crate::exec::{Argv, CommandRunner, ExecError, Pipe, StreamChild};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -218,6 +221,13 @@ impl<'r> Zfs<'r> {
         Ok(())
     }
 
+    /// Snapshots a dataset and all its descendants atomically (`-r`), as a
+    /// replication stream needs.
+    pub fn snapshot_recursive(&self, snapshot: &str) -> Result<(), ZfsError> {
+        self.zfs(&["snapshot", "-r", checked(snapshot)?])?;
+        Ok(())
+    }
+
     /// Clones `snapshot` into `target`, setting properties at creation so a
     /// quota is never missing on a visible clone.
     pub fn clone_snapshot(
@@ -333,9 +343,9 @@ impl<'r> Zfs<'r> {
     }
 }
 
-/// Image-related operations (imgadm): streaming send/receive argv, pool-wide
+/// Image and bundle operations: streaming send/receive, pool-wide
 /// listings that work without the `clones` property (zfs-fuse lacks it).
-impl Zfs<'_> {
+impl<'r> Zfs<'r> {
     /// `name → origin` of every filesystem and volume below `root`
     /// (recursive). The clone relation is derived from `origin` because
     /// zfs-fuse has no `clones` property.
@@ -402,27 +412,53 @@ impl Zfs<'_> {
         Ok(())
     }
 
-    /// argv of `zfs receive <target>` for a caller that streams into stdin.
-    pub fn receive_argv(target: &str) -> Result<Argv, ZfsError> {
-        Ok(Argv::new(["zfs", "receive", checked(target)?]))
+    /// Starts `zfs receive <target>`; the caller writes the stream into it
+    /// and ends it with [`StreamChild::finish`].
+    pub fn receive(&self, target: &str) -> Result<StreamChild<'r>, ZfsError> {
+        Ok(self.runner.stream(&receive_argv(target)?, Pipe::Stdin)?)
     }
 
-    /// argv of `zfs send [-i <from>] <snapshot>` for a caller that reads stdout.
-    pub fn send_argv(snapshot: &str, from: Option<&str>) -> Result<Argv, ZfsError> {
-        let mut argv = vec!["zfs".to_string(), "send".to_string()];
-        if let Some(from) = from {
-            argv.push("-i".into());
-            argv.push(checked(from)?.into());
-        }
-        argv.push(checked(snapshot)?.into());
-        Ok(Argv(argv))
+    /// Starts `zfs send` of `snapshot` in the given form; the caller reads
+    /// the stream from it and ends it with [`StreamChild::finish`].
+    pub fn send(&self, snapshot: &str, form: SendForm<'_>) -> Result<StreamChild<'r>, ZfsError> {
+        Ok(self
+            .runner
+            .stream(&send_argv(snapshot, form)?, Pipe::Stdout)?)
     }
+}
+
+/// What a `zfs send` stream holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendForm<'a> {
+    /// The snapshot alone, as a full stream (an image file).
+    Full,
+    /// Only the changes since `from`, an earlier snapshot of the same
+    /// dataset (an incremental image on top of its origin).
+    Incremental { from: &'a str },
+    /// `-R`: the snapshot with its descendants and properties (a VM bundle).
+    Replicate,
+}
+
+fn receive_argv(target: &str) -> Result<Argv, ZfsError> {
+    Ok(Argv::new(["zfs", "receive", checked(target)?]))
+}
+
+fn send_argv(snapshot: &str, form: SendForm<'_>) -> Result<Argv, ZfsError> {
+    let mut argv = vec!["zfs", "send"];
+    match form {
+        SendForm::Full => {}
+        SendForm::Incremental { from } => argv.extend(["-i", checked(from)?]),
+        SendForm::Replicate => argv.push("-R"),
+    }
+    argv.push(checked(snapshot)?);
+    Ok(Argv::new(argv))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::RecordingRunner;
+    use crate::exec::{CallKind, Output, RecordingRunner};
+    use std::io::{Read, Write};
 
     #[test]
     fn names_are_validated() {
@@ -471,5 +507,83 @@ mod tests {
             Err(ZfsError::BadName(_))
         ));
         assert!(r.calls().is_empty());
+    }
+
+    #[test]
+    fn send_forms_build_checked_argv_and_stream_stdout() {
+        let r = RecordingRunner::new();
+        r.answer(
+            &["zfs", "send"],
+            Output {
+                stdout: b"zfs stream".to_vec(),
+                ..Output::default()
+            },
+        );
+        let zfs = Zfs::new(&r);
+        let mut child = zfs.send("p/vm@sending", SendForm::Replicate).unwrap();
+        let mut got = Vec::new();
+        child.read_to_end(&mut got).unwrap();
+        child.finish().unwrap();
+        assert_eq!(got, b"zfs stream");
+        zfs.send("p/img@final", SendForm::Full)
+            .unwrap()
+            .finish()
+            .unwrap();
+        zfs.send("p/img@final", SendForm::Incremental { from: "p/img@a" })
+            .unwrap()
+            .finish()
+            .unwrap();
+        let calls = r.records();
+        let argvs: Vec<String> = calls.iter().map(|c| c.argv.to_string()).collect();
+        assert_eq!(
+            argvs,
+            [
+                "zfs send -R p/vm@sending",
+                "zfs send p/img@final",
+                "zfs send -i p/img@a p/img@final"
+            ]
+        );
+        assert!(calls
+            .iter()
+            .all(|c| c.kind == CallKind::Stream(Pipe::Stdout)));
+    }
+
+    #[test]
+    fn receive_streams_into_stdin_and_fails_with_stderr() {
+        let r = RecordingRunner::new();
+        let zfs = Zfs::new(&r);
+        let mut child = zfs.receive("p/new-partial").unwrap();
+        child.write_all(b"bytes").unwrap();
+        child.finish().unwrap();
+        let call = &r.records()[0];
+        assert_eq!(call.argv.to_string(), "zfs receive p/new-partial");
+        assert_eq!(call.kind, CallKind::Stream(Pipe::Stdin));
+        assert_eq!(call.stdin, b"bytes");
+
+        r.fail(&["zfs", "receive"], "cannot receive: invalid stream");
+        let err = zfs.receive("p/other").unwrap().finish().unwrap_err();
+        assert_eq!(err.stderr(), "cannot receive: invalid stream");
+    }
+
+    #[test]
+    fn stream_names_are_checked_before_anything_runs() {
+        let r = RecordingRunner::new();
+        let zfs = Zfs::new(&r);
+        assert!(matches!(zfs.receive("-d"), Err(ZfsError::BadName(_))));
+        assert!(matches!(
+            zfs.send("p/x@s", SendForm::Incremental { from: "-R" }),
+            Err(ZfsError::BadName(_))
+        ));
+        assert!(matches!(
+            zfs.send("p/x@s;rm", SendForm::Full),
+            Err(ZfsError::BadName(_))
+        ));
+        assert!(matches!(
+            zfs.snapshot_recursive("-r"),
+            Err(ZfsError::BadName(_))
+        ));
+        assert!(r.calls().is_empty());
+        zfs.snapshot_recursive("p/vm@sending").unwrap();
+        assert_eq!(r.calls()[0].to_string(), "zfs snapshot -r p/vm@sending");
     }
 }

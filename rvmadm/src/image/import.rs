@@ -31,14 +31,11 @@ use super::manifest::{ImageFile, ImageState, Manifest};
 use super::records::{self, label_of, Record};
 use super::sources::{self, Remote};
 use crate::config::{Config, Source};
-use crate::exec;
 use crate::store::Store;
 use crate::zfs::Zfs;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
-use std::os::unix::process::CommandExt;
-use std::process::Stdio;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -431,7 +428,6 @@ fn stream_into(
     partial: &str,
     report: &mut dyn ImportReport,
 ) -> Result<()> {
-    let _ = zfs;
     let size = img.file.size;
     let url = &img.remote.file_url;
     let dl = client.get_file(url)?;
@@ -448,18 +444,12 @@ fn stream_into(
         }
         Some(_) => {}
     }
-    let argv = Zfs::receive_argv(partial)?;
-    // Own process group: a terminal Ctrl-C reaches only us, and we end the
-    // receive by closing its stdin. Killing a zfs client in the middle of an
-    // ioctl is what wedges zfs-fuse, so it is never done here.
-    let mut child = exec::command(&argv)
-        .process_group(0)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| ImgError::fs(&format!("cannot run `{argv}`"), e))?;
-    let stderr_thread = exec::drain_stderr(&mut child);
+    // The receive runs in its own process group: a terminal Ctrl-C reaches
+    // only us, and we end the receive by closing its stdin. Killing a zfs
+    // client in the middle of an ioctl is what wedges zfs-fuse, so it is
+    // never done here.
+    let mut child = zfs.receive(partial)?;
+    let argv = child.argv().clone();
     let bar = report.download(&img.manifest.uuid, size);
     let (tx, rx) = sync_channel::<Vec<u8>>(CHANNEL_DEPTH);
     let dl_bar = bar.clone();
@@ -472,21 +462,16 @@ fn stream_into(
             cur: Vec::new(),
             pos: 0,
         };
-        let mut stdin = child.stdin.take();
-        let r = match (
-            compress::decoder(img.file.compression, &mut reader),
-            stdin.as_mut(),
-        ) {
-            (Ok(mut dec), Some(pipe)) => pump(&mut dec, pipe),
-            (Err(e), _) => Err(PumpErr::Read(e)),
-            (_, None) => Err(PumpErr::Write(io::ErrorKind::BrokenPipe.into())),
+        let r = match compress::decoder(img.file.compression, &mut reader) {
+            Ok(mut dec) => pump(&mut dec, &mut child),
+            Err(e) => Err(PumpErr::Read(e)),
         };
         // The decompressor may stop before the end of the file (trailing
         // bytes): read the rest so the size and SHA-1 cover the whole file.
         if r.is_ok() {
             let _ = io::copy(&mut reader, &mut io::sink());
         }
-        drop(stdin);
+        child.close_stdin();
         r
     };
     bar.finish();
@@ -516,10 +501,7 @@ fn stream_into(
             DlEnd::Aborted
         }
     };
-    let status = child
-        .wait()
-        .map_err(|e| ImgError::fs(&format!("cannot wait for `{argv}`"), e))?;
-    let zfs_stderr = stderr_thread.join().unwrap_or_default();
+    let exit = child.wait()?;
 
     match dl_end {
         DlEnd::Failed(msg) => {
@@ -552,13 +534,12 @@ fn stream_into(
         )),
         Err(PumpErr::Write(e)) => Err(ImgError::fs(
             &format!("`{argv}` stopped reading"),
-            format!("{e}; zfs said: {}", zfs_stderr.trim()),
+            format!("{e}; zfs said: {}", exit.stderr_str()),
         )),
         Err(PumpErr::Interrupted) => Err(ImgError::new(Code::Interrupted, "interrupted")),
-        Ok(()) if !status.success() => Err(ImgError::fs(
-            &format!("`{argv}` failed ({status})"),
-            zfs_stderr.trim(),
-        )),
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            exit.check(&argv)?;
+            Ok(())
+        }
     }
 }

@@ -9,14 +9,11 @@ use super::compress::Encoder;
 use super::error::{Code, ImgError, Result};
 use super::interrupt;
 use super::manifest::{Compression, ImageFile};
-use crate::exec;
-use crate::zfs::Zfs;
+use crate::zfs::{SendForm, Zfs};
 use serde_json::Map;
 use sha1::{Digest, Sha1};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Stdio;
 
 /// Counts and hashes everything written through it.
 struct Hashing<W: Write> {
@@ -73,36 +70,29 @@ fn send_inner(
     compression: Compression,
     tmp: &Path,
 ) -> Result<ImageFile> {
-    let argv = Zfs::send_argv(snapshot, from)?;
+    let form = match from {
+        Some(from) => SendForm::Incremental { from },
+        None => SendForm::Full,
+    };
     let file = std::fs::File::create(tmp)
         .map_err(|e| ImgError::fs(&format!("cannot create {}", tmp.display()), e))?;
-    // Own process group so a terminal Ctrl-C does not kill zfs mid-ioctl;
-    // on failure we close the pipe and zfs send ends with EPIPE.
-    let mut child = exec::command(&argv)
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| ImgError::fs(&format!("cannot run `{argv}`"), e))?;
-    let stderr_thread = exec::drain_stderr(&mut child);
+    // On failure we close the pipe and zfs send ends with EPIPE; it runs in
+    // its own process group, so a terminal Ctrl-C never kills it mid-ioctl.
+    let mut child = zfs.send(snapshot, form)?;
+    let argv = child.argv().clone();
     let hashing = Hashing {
         inner: BufWriter::with_capacity(1 << 20, file),
         sha1: Sha1::new(),
         bytes: 0,
     };
-    let mut stdout = child.stdout.take();
     let copy = (|| -> io::Result<Hashing<BufWriter<std::fs::File>>> {
         let mut enc = Encoder::new(compression, hashing)?;
-        let stdout = stdout
-            .as_mut()
-            .ok_or_else(|| io::Error::other("no stdout pipe"))?;
         let mut buf = vec![0u8; 256 << 10];
         loop {
             if interrupt::interrupted() {
                 return Err(io::Error::other("interrupted"));
             }
-            let n = match stdout.read(&mut buf) {
+            let n = match child.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -115,21 +105,12 @@ fn send_inner(
         h.inner.get_ref().sync_all()?;
         Ok(h)
     })();
-    drop(stdout);
-    let status = child
-        .wait()
-        .map_err(|e| ImgError::fs(&format!("cannot wait for `{argv}`"), e))?;
-    let err_text = stderr_thread.join().unwrap_or_default();
+    let exit = child.wait()?;
     if interrupt::interrupted() {
         return Err(ImgError::new(Code::Interrupted, "interrupted"));
     }
     let h = copy.map_err(|e| ImgError::fs(&format!("cannot write {}", tmp.display()), e))?;
-    if !status.success() {
-        return Err(ImgError::fs(
-            &format!("`{argv}` failed ({status})"),
-            err_text.trim(),
-        ));
-    }
+    exit.check(&argv)?;
     Ok(ImageFile {
         sha1: hex::encode(h.sha1.finalize()),
         size: h.bytes,

@@ -12,12 +12,10 @@ use super::context::Ctx;
 use super::create::sweep_incomplete;
 use super::error::{OpsError, OpsResult};
 use crate::driver::StopOptions;
-use crate::exec::{self, Argv};
 use crate::spec::{self, Action, Field, VmRecord};
+use crate::zfs::{SendForm, ZfsError};
 use serde_json::{Map, Value};
 use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
-use std::process::Stdio;
 use uuid::Uuid;
 
 const MAGIC: &str = "MAGIC-VMBUNDLE";
@@ -93,40 +91,18 @@ pub fn send(ctx: &Ctx, uuid: &Uuid, out: &mut dyn Write) -> OpsResult<()> {
     let snap = format!("{}@{SENDING}", spec.zfs_filesystem);
     let zfs = ctx.zfs();
     zfs.destroy(&snap, true)?;
-    zfs.runner()
-        .run(&Argv::new(["zfs", "snapshot", "-r", &snap]))
-        .map_err(crate::zfs::ZfsError::from)?;
+    zfs.snapshot_recursive(&snap)?;
     out.write_all(&header(&spec.zfs_filesystem, 0))
         .map_err(io)?;
-    let argv = Argv::new(["zfs", "send", "-R", &snap]);
-    let sent = (|| {
-        let mut child = exec::command(&argv)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| OpsError::Failed(format!("cannot run `{argv}`: {e}")))?;
-        let err = exec::drain_stderr(&mut child);
-        let copied = child
-            .stdout
-            .take()
-            .map(|mut so| std::io::copy(&mut so, out))
-            .transpose();
-        let status = child.wait();
-        let stderr = err.join().unwrap_or_default();
+    let sent = (|| -> OpsResult<()> {
+        let mut child = zfs.send(&snap, SendForm::Replicate)?;
+        let copied = std::io::copy(&mut child, out);
+        let exit = child.finish();
         copied.map_err(io)?;
-        match status {
-            Ok(s) if s.success() => Ok(()),
-            _ => Err(OpsError::Failed(format!(
-                "`{argv}` failed: {}",
-                stderr.trim()
-            ))),
-        }
+        exit.map_err(ZfsError::from)?;
+        Ok(())
     })();
-    let _ = zfs
-        .runner()
-        .run(&Argv::new(["zfs", "destroy", "-r", &snap]));
+    let _ = zfs.destroy(&snap, true);
     sent?;
     out.flush().map_err(io)
 }
@@ -223,43 +199,18 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
         let _ = ctx.store.remove(&uuid);
         e
     };
-    let argv = Argv::new(["zfs", "receive", &dataset]);
-    let received = (|| {
-        let mut child = exec::command(&argv)
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| OpsError::Failed(format!("cannot run `{argv}`: {e}")))?;
-        let err = exec::drain_stderr(&mut child);
-        let copied = child
-            .stdin
-            .take()
-            .map(|mut si| std::io::copy(input, &mut si))
-            .transpose();
-        let status = child.wait();
-        let stderr = err.join().unwrap_or_default();
-        match status {
-            Ok(s) if s.success() => {}
-            _ => {
-                return Err(OpsError::Failed(format!(
-                    "Invalid VM bundle: `{argv}` failed: {}",
-                    stderr.trim()
-                )))
-            }
-        }
+    let received = (|| -> OpsResult<()> {
+        let mut child = zfs.receive(&dataset)?;
+        let copied = std::io::copy(input, &mut child);
+        child
+            .finish()
+            .map_err(|e| OpsError::Failed(format!("Invalid VM bundle: {e}")))?;
         copied.map_err(|e| OpsError::Failed(format!("cannot read the stream: {e}")))?;
         Ok(())
     })();
     received.map_err(undo)?;
     let finish = (|| -> OpsResult<()> {
-        let _ = zfs.runner().run(&Argv::new([
-            "zfs",
-            "destroy",
-            "-r",
-            &format!("{dataset}@{SENDING}"),
-        ]));
+        let _ = zfs.destroy(&format!("{dataset}@{SENDING}"), true);
         let mp = zfs.mountpoint(&dataset)?;
         obj.set(Field::Zonepath.name(), mp.display().to_string().into());
         obj.remove(Field::Incomplete.name());

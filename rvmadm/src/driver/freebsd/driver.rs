@@ -12,7 +12,7 @@ use crate::driver::{
     dataset, DatasetChange, Driver, DriverError, DriverResult, Limit, RuntimeState, Signal,
     StopOptions,
 };
-use crate::exec::{self, Argv, CommandRunner};
+use crate::exec::{Argv, CommandRunner};
 use crate::spec::VmSpec;
 use crate::zfs::Zfs;
 use std::collections::HashMap;
@@ -58,16 +58,7 @@ impl FreeBsdDriver {
     }
 
     fn interactive(&self, argv: &Argv) -> DriverResult<i32> {
-        use std::os::unix::process::ExitStatusExt;
-        let status = exec::command(argv).status().map_err(|source| {
-            DriverError::Exec(exec::ExecError::Spawn {
-                argv: argv.clone(),
-                source,
-            })
-        })?;
-        Ok(status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        Ok(self.runner.interactive(argv)?)
     }
 }
 
@@ -286,5 +277,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("still there"), "{err}");
+    }
+
+    #[test]
+    fn console_and_exec_attach_through_the_runner() {
+        let (runner, _fs, d) = setup();
+        runner.answer(
+            &["jexec"],
+            Output {
+                status: 42,
+                ..Output::default()
+            },
+        );
+        assert_eq!(d.console(&vm()).unwrap(), 42);
+        assert_eq!(d.exec(&vm(), &["ls".into(), "-l".into()]).unwrap(), 42);
+        let calls = runner.records();
+        assert!(calls
+            .iter()
+            .all(|c| c.kind == crate::exec::CallKind::Interactive));
+        assert!(calls[0]
+            .argv
+            .to_string()
+            .ends_with("/usr/bin/login -f root"));
+        assert!(calls[1].argv.to_string().ends_with(".tenant ls -l"));
     }
 }

@@ -6,7 +6,7 @@ use super::driver::LinuxDriver;
 use super::names::{container_id, JailDir};
 use super::state;
 use crate::driver::{DriverError, DriverResult};
-use crate::exec::{self, Argv, ExecError};
+use crate::exec::Argv;
 use crate::spec::VmSpec;
 
 impl LinuxDriver {
@@ -19,16 +19,7 @@ impl LinuxDriver {
 
     /// Runs `argv` with the caller's stdio and returns its exit status.
     fn attach(&self, argv: Argv) -> DriverResult<i32> {
-        let status = exec::command(&argv)
-            .status()
-            .map_err(|source| ExecError::Spawn {
-                argv: argv.clone(),
-                source,
-            })?;
-        use std::os::unix::process::ExitStatusExt;
-        Ok(status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        Ok(self.runner.interactive(&argv)?)
     }
 
     /// A login shell on a pseudo-terminal the runtime allocates; ends when

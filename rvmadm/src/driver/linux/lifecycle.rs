@@ -152,7 +152,7 @@ impl LinuxDriver {
         }
         let id = container_id(&vm.uuid);
         std::fs::create_dir_all(&self.runtime.root)?;
-        runtime::run_logged(
+        self.runner.run_logged(
             &self
                 .runtime
                 .run_detached(&id, dir.bundle(), &dir.pid_file()),

@@ -1,18 +1,17 @@
 //! Invoking the OCI runtime (runc by default, any OCI runtime by config).
 //!
 //! Builds the runtime's argv vectors (always with `--root` so vmadm's
-//! containers live apart from anyone else's), starts detached containers with
-//! their output in the jail's console log, and checks before a start that the
+//! containers live apart from anyone else's; a detached start is run by the
+//! driver through [`crate::exec::CommandRunner::run_logged`], its output going
+//! to the jail's console log), and checks before a start that the
 //! configured runtime can work on this host: crun refuses hosts with hybrid
 //! cgroups whose cgroup2 mount has controllers, which is said plainly instead
 //! of letting every start fail with crun's own message.
 
 use super::bundle::HostCaps;
 use crate::driver::{DriverError, DriverResult};
-use crate::exec::{self, Argv, ExecError};
-use std::io::{Read, Seek, SeekFrom};
+use crate::exec::Argv;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 /// The configured runtime binary and its state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,47 +146,6 @@ pub fn probe(rt: &Runtime, cgroup_root: &Path) -> DriverResult<HostCaps> {
     Ok(HostCaps { swap_accounting })
 }
 
-/// Runs `argv` (a detached start) with stdin from /dev/null and both output
-/// streams appended to `log`: the container's init inherits them and outlives
-/// the runtime process, so a pipe would never reach end-of-file. On failure
-/// the runtime's message is taken from the part of the log it just wrote.
-pub fn run_logged(argv: &Argv, log: &Path) -> Result<(), ExecError> {
-    let spawn_err = |source| ExecError::Spawn {
-        argv: argv.clone(),
-        source,
-    };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(spawn_err)?;
-    let offset = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let err_file = file.try_clone().map_err(spawn_err)?;
-    let status = exec::command(argv)
-        .stdin(Stdio::null())
-        .stdout(file)
-        .stderr(err_file)
-        .status()
-        .map_err(spawn_err)?;
-    if status.success() {
-        return Ok(());
-    }
-    let mut tail = String::new();
-    if let Ok(mut f) = std::fs::File::open(log) {
-        if f.seek(SeekFrom::Start(offset)).is_ok() {
-            let _ = f.take(4096).read_to_string(&mut tail);
-        }
-    }
-    use std::os::unix::process::ExitStatusExt;
-    Err(ExecError::Failed {
-        argv: argv.clone(),
-        status: status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-        stderr: tail.trim().to_string(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,19 +206,5 @@ mod tests {
         assert_eq!(cgroup_mode(tmp.path()), CgroupMode::Legacy);
         std::fs::write(tmp.path().join("cgroup.controllers"), "cpu memory").unwrap();
         assert_eq!(cgroup_mode(tmp.path()), CgroupMode::Unified);
-    }
-
-    #[test]
-    fn logged_failure_carries_argv_and_output() {
-        let tmp = tempfile::tempdir().unwrap();
-        let log = tmp.path().join("log");
-        std::fs::write(&log, "old line\n").unwrap();
-        let argv = Argv::new(["sh", "-c", "echo nope >&2; exit 4"]);
-        let e = run_logged(&argv, &log).unwrap_err().to_string();
-        assert!(
-            e.contains("nope") && e.contains("exit 4") && !e.contains("old line"),
-            "{e}"
-        );
-        run_logged(&Argv::new(["true"]), &log).unwrap();
     }
 }
