@@ -16,7 +16,6 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// How much of a streamed or logged command's stderr is kept for its error.
@@ -267,9 +266,12 @@ impl Drop for StreamChild<'_> {
 /// Runs argv vectors. The system implementation spawns real processes; tests
 /// use [`RecordingRunner`].
 ///
-/// Only [`CommandRunner::output`] must be implemented: the other forms have
-/// defaults built on it (a stream is buffered, an interactive command answers
-/// its status), which is what a test double needs.
+/// Only [`CommandRunner::output`] must be implemented. The other forms run
+/// the command on the host as [`SystemRunner`] does, whatever `output` does:
+/// none of them can be emulated through `output` (a detached start would hand
+/// its capture pipes to the container, a console needs the terminal). A
+/// runner that fakes or rewrites commands overrides them too, as
+/// [`RecordingRunner`] does.
 pub trait CommandRunner: Send + Sync {
     /// Runs the command with optional stdin bytes and collects its output.
     /// A non-zero exit is *not* an error here; see [`CommandRunner::run`].
@@ -288,39 +290,13 @@ pub trait CommandRunner: Send + Sync {
     /// Starts the command with one pipe the caller streams through, for
     /// data too large to hold in memory. See [`StreamChild`].
     fn stream(&self, argv: &Argv, pipe: Pipe) -> Result<StreamChild<'_>, ExecError> {
-        match pipe {
-            Pipe::Stdout => {
-                let mut out = self.output(argv, None)?;
-                let stdout = std::mem::take(&mut out.stdout);
-                Ok(StreamChild::new(
-                    argv.clone(),
-                    None,
-                    Some(Box::new(io::Cursor::new(stdout))),
-                    move || Ok(out),
-                ))
-            }
-            Pipe::Stdin => {
-                let written = SharedBuf::default();
-                let replay = written.clone();
-                let argv_at_end = argv.clone();
-                Ok(StreamChild::new(
-                    argv.clone(),
-                    Some(Box::new(written)),
-                    None,
-                    move || {
-                        let mut out = self.output(&argv_at_end, Some(&replay.bytes()))?;
-                        out.stdout.clear();
-                        Ok(out)
-                    },
-                ))
-            }
-        }
+        SystemRunner.stream(argv, pipe)
     }
 
     /// Runs the command on the caller's stdin, stdout and stderr (a console,
     /// `vmadm exec`) and returns its exit code; non-zero is not an error.
     fn interactive(&self, argv: &Argv) -> Result<i32, ExecError> {
-        Ok(self.output(argv, None)?.status)
+        SystemRunner.interactive(argv)
     }
 
     /// Runs a command whose descendants outlive it (a detached container
@@ -329,8 +305,7 @@ pub trait CommandRunner: Send + Sync {
     /// end-of-file. On failure the error's stderr is what the command
     /// appended to the log.
     fn run_logged(&self, argv: &Argv, log: &Path) -> Result<(), ExecError> {
-        let _ = log;
-        self.run(argv).map(|_| ())
+        SystemRunner.run_logged(argv, log)
     }
 }
 
@@ -476,30 +451,6 @@ impl CommandRunner for SystemRunner {
 
 mod recording;
 pub use recording::{Call, CallKind, RecordingRunner};
-
-/// A byte buffer shared between a writer handed out and whoever reads it
-/// back later (the stdin of a buffered or recorded stream).
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl SharedBuf {
-    fn bytes(&self) -> Vec<u8> {
-        self.0.lock().map(|b| b.clone()).unwrap_or_default()
-    }
-}
-
-impl Write for SharedBuf {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| io::Error::other("stdin buffer poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -683,5 +634,39 @@ mod tests {
             .unwrap();
         let text = std::fs::read_to_string(&log).unwrap();
         assert_eq!(text, "old line\nnope\nfine\n");
+    }
+
+    /// A runner that only rewrites `output`, like the Linux end-to-end
+    /// tests' namespace runner.
+    struct OutputOnly(std::sync::atomic::AtomicUsize);
+
+    impl CommandRunner for OutputOnly {
+        fn output(&self, argv: &Argv, stdin: Option<&[u8]>) -> Result<Output, ExecError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            SystemRunner.output(argv, stdin)
+        }
+    }
+
+    #[test]
+    fn other_forms_default_to_the_host_not_to_output() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = OutputOnly(Default::default());
+        assert_eq!(
+            r.interactive(&Argv::new(["sh", "-c", "exit 7"])).unwrap(),
+            7
+        );
+        // A detached child must not inherit capture pipes: this would hang
+        // if the default went through `output`.
+        r.run_logged(
+            &Argv::new(["sh", "-c", "sleep 5 & echo started"]),
+            &tmp.path().join("log"),
+        )
+        .unwrap();
+        let mut child = r.stream(&Argv::new(["echo", "hi"]), Pipe::Stdout).unwrap();
+        let mut got = String::new();
+        child.read_to_string(&mut got).unwrap();
+        child.finish().unwrap();
+        assert_eq!(got, "hi\n");
+        assert_eq!(r.0.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 }

@@ -3,12 +3,34 @@
 //! stdin, and answers from canned outputs, so plans and verbs can be checked
 //! without a host. It never spawns anything.
 
-use super::{
-    Argv, CommandRunner, ExecError, Output, Pipe, PipeIn, PipeOut, SharedBuf, StreamChild,
-};
+use super::{Argv, CommandRunner, ExecError, Output, Pipe, PipeIn, PipeOut, StreamChild};
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+/// The stdin of one recorded command: filled up front or streamed into
+/// later through the writer handed out, read back by [`RecordingRunner::records`].
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    fn bytes(&self) -> Vec<u8> {
+        self.0.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("stdin buffer poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// How a recorded command was run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,41 +238,5 @@ mod tests {
         assert!(matches!(err, ExecError::Failed { status: 1, .. }));
         assert_eq!(err.stderr(), "cannot receive: invalid stream");
         assert_eq!(r.records()[0].stdin, b"junk");
-    }
-
-    /// A double that only knows `output`, as most test runners do.
-    struct OutputOnly(RecordingRunner);
-
-    impl CommandRunner for OutputOnly {
-        fn output(&self, argv: &Argv, stdin: Option<&[u8]>) -> Result<Output, ExecError> {
-            self.0.output(argv, stdin)
-        }
-    }
-
-    #[test]
-    fn default_forms_buffer_through_output() {
-        let r = OutputOnly(RecordingRunner::new());
-        r.0.answer(
-            &["cat"],
-            Output {
-                stdout: b"abc".to_vec(),
-                ..Output::default()
-            },
-        );
-        let mut from = r.stream(&Argv::new(["cat"]), Pipe::Stdout).unwrap();
-        let mut got = Vec::new();
-        from.read_to_end(&mut got).unwrap();
-        assert_eq!(got, b"abc");
-        from.finish().unwrap();
-
-        let mut into = r.stream(&Argv::new(["dd"]), Pipe::Stdin).unwrap();
-        into.write_all(b"fed later").unwrap();
-        assert_eq!(r.0.records().len(), 1, "runs only once the stream ends");
-        into.finish().unwrap();
-        assert_eq!(r.0.records()[1].stdin, b"fed later");
-        assert_eq!(r.interactive(&Argv::new(["true"])).unwrap(), 0);
-        r.run_logged(&Argv::new(["true"]), Path::new("/nonexistent"))
-            .unwrap();
-        assert!(r.0.records().iter().all(|c| c.kind == CallKind::Output));
     }
 }
