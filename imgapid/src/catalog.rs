@@ -154,11 +154,6 @@ impl Catalog {
             .cloned())
     }
 
-    /// A snapshot of all entries in ascending (published_at, uuid) order.
-    pub fn sorted(&self) -> ApiResult<Vec<Arc<Entry>>> {
-        Ok(self.index.read().map_err(|_| poisoned())?.sorted.clone())
-    }
-
     /// Runs `f` with the sorted entries without copying the vector.
     pub fn with_sorted<T>(&self, f: impl FnOnce(&[Arc<Entry>]) -> T) -> ApiResult<T> {
         let idx = self.index.read().map_err(|_| poisoned())?;

@@ -31,8 +31,11 @@ pub struct Config {
     /// Seconds graceful shutdown waits for open requests.
     #[serde(default = "default_shutdown")]
     pub shutdown_timeout_secs: u64,
+    /// The `[auth]` table: who may read and write. Public reads and no
+    /// writers when absent.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// The `[tls]` table; without it the server speaks plain HTTP.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
 }
@@ -71,7 +74,9 @@ impl Default for AuthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicUser {
+    /// The user name; not empty and without `:` (Basic auth splits there).
     pub user: String,
+    /// The password, compared as given (not a hash); not empty.
     pub password: String,
 }
 
@@ -79,7 +84,9 @@ pub struct BasicUser {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// PEM file with the server certificate first, then any intermediates.
     pub cert: PathBuf,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
 }
 
@@ -102,20 +109,34 @@ fn yes() -> bool {
     true
 }
 
+/// Why [`Config::load`] refused a file; each case names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read (missing, unreadable, not UTF-8).
     #[error("cannot read config {path}: {source}")]
     Read {
+        /// The config file given on the command line.
         path: PathBuf,
+        /// What the read failed with.
         source: std::io::Error,
     },
+    /// The file is not TOML of the expected shape (syntax, wrong types,
+    /// unknown keys).
     #[error("invalid config {path}: {source}")]
     Parse {
+        /// The config file given on the command line.
         path: PathBuf,
+        /// The parser's message, with line and column.
         source: toml::de::Error,
     },
+    /// The file parsed but a value is out of range or unsafe.
     #[error("invalid config {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The config file given on the command line.
+        path: PathBuf,
+        /// Which setting is wrong and what it must be.
+        message: String,
+    },
 }
 
 impl Config {

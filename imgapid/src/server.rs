@@ -19,20 +19,32 @@ use tokio::net::TcpListener;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
+/// Why [`run`] could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The data directory could not be created or its records not loaded.
     #[error("cannot open data directory {path}: {source}")]
     Data {
+        /// The configured `data_dir`.
         path: String,
+        /// What opening or loading it failed with.
         source: std::io::Error,
     },
+    /// The listening socket could not be bound (address in use, no
+    /// permission for a low port, …).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The configured `listen` address.
         addr: String,
+        /// What `bind` failed with.
         source: std::io::Error,
     },
+    /// The certificate or key could not be read or used; the message names
+    /// the file where one is at fault.
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// Any other I/O failure while starting (e.g. reading back the bound
+    /// address).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -25,6 +25,7 @@ use uuid::Uuid;
 pub struct StoredBlob {
     /// Storage key, `[a-z0-9-]+`.
     pub key: String,
+    /// Length in bytes.
     pub size: u64,
     /// Hex SHA-1 (also the ETag).
     pub sha1: String,
@@ -44,8 +45,11 @@ pub struct ImageRecord {
     pub manifest: Manifest,
     /// Activation is one-way; `state` is derived from this and `disabled`.
     pub activated: bool,
+    /// The uploaded image file (the compressed `zfs send` stream); `None`
+    /// until an upload completes. `manifest.files` describes it to clients.
     #[serde(default)]
     pub file: Option<StoredBlob>,
+    /// The uploaded icon, if any; `manifest.icon` tells clients it exists.
     #[serde(default)]
     pub icon: Option<StoredBlob>,
     /// `files[0]` of an imported manifest (imgadm publish sends it): the
@@ -66,6 +70,7 @@ impl ImageRecord {
 
 /// A blob being written. Dropping it without [`Upload::commit`] discards it.
 pub trait Upload: Send {
+    /// Appends `buf` to the blob, all of it or an error.
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
     /// Makes the bytes durable and visible under `key` (replacing any blob
     /// with that key, which by construction holds the same bytes).
@@ -84,7 +89,10 @@ pub trait Storage: Send + Sync + 'static {
     fn put_record(&self, rec: &ImageRecord) -> io::Result<()>;
     /// Atomically removes one record (missing is fine).
     fn delete_record(&self, uuid: Uuid) -> io::Result<()>;
+    /// Starts writing a new blob that stays invisible until committed.
     fn new_upload(&self) -> io::Result<Box<dyn Upload>>;
+    /// Opens a committed blob for reading; refuses keys that are not
+    /// `[a-z0-9-]+`.
     fn open_blob(&self, key: &str) -> io::Result<Box<dyn BlobReader>>;
     /// Removes a blob (missing is fine).
     fn delete_blob(&self, key: &str) -> io::Result<()>;

@@ -2,6 +2,9 @@
 //! `imgapid` binary on loopback: every endpoint, and every bad input refused
 //! with the right status and nothing stored.
 
+// Test code: a failed unwrap/expect is a test failure with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use serde_json::json;

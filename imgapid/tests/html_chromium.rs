@@ -4,6 +4,9 @@
 //! screenshot is written to the test's temp dir (kept with
 //! IMGAPID_KEEP_SCREENSHOT=path). Under CI=true a missing chromium fails.
 
+// Test code: a failed unwrap/expect is a test failure with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use serde_json::json;

@@ -3,6 +3,9 @@
 //! then sources / avail / show / import / list / get, and refused
 //! credentials storing nothing.
 
+// Test code: a failed unwrap/expect is a test failure with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::Server;

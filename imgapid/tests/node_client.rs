@@ -3,6 +3,9 @@
 //! npm packages are installed by scripts/install.d/imgapid-node.sh into a
 //! git-ignored node_modules; under CI=true a missing node/npm is a failure.
 
+// Test code: a failed unwrap/expect is a test failure with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use common::*;
 use std::process::Command;

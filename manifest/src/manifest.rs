@@ -26,10 +26,15 @@ pub const NIL_OWNER: Uuid = Uuid::nil();
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
+    /// The file is the raw `zfs send` stream.
     None,
+    /// gzip (`.gz`), the most widely understood choice.
     Gzip,
+    /// bzip2 (`.bz2`).
     Bzip2,
+    /// xz (`.xz`); the old FreeBSD datasets were published this way.
     Xz,
+    /// Zstandard (`.zst`); not one of the compressions SmartOS `imgadm` writes.
     Zstd,
 }
 
@@ -81,16 +86,23 @@ impl fmt::Display for Compression {
 /// `zone-dataset`, which every IMGAPI client accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ImageType {
+    /// `zone-dataset`: a file system for an OS container (SmartOS zones,
+    /// FreeBSD jails, Linux containers here).
     #[serde(rename = "zone-dataset")]
     ZoneDataset,
+    /// `lx-dataset`: a Linux userland for an lx-branded container.
     #[serde(rename = "lx-dataset")]
     LxDataset,
+    /// `zvol`: a block-device image for a hardware VM (bhyve, KVM).
     #[serde(rename = "zvol")]
     Zvol,
+    /// `docker`: a Docker layer, as Triton stores them.
     #[serde(rename = "docker")]
     Docker,
+    /// `lxd`: an LXD image; IMGAPI knows the value, older clients may not.
     #[serde(rename = "lxd")]
     Lxd,
+    /// `other`: anything else; clients treat it as opaque.
     #[serde(rename = "other")]
     Other,
 }
@@ -113,11 +125,17 @@ impl ImageType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageOs {
+    /// `smartos`: a SmartOS (illumos) zone userland.
     Smartos,
+    /// `linux`: a Linux userland or guest.
     Linux,
+    /// `windows`: a Windows guest (zvol images only in practice).
     Windows,
+    /// `bsd`: a BSD userland; what FreeBSD jail images declare.
     Bsd,
+    /// `illumos`: an illumos distribution other than SmartOS.
     Illumos,
+    /// `other`: an OS the list above does not name.
     Other,
 }
 
@@ -139,10 +157,15 @@ impl ImageOs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageState {
+    /// Activated and not disabled: listed and served to everyone allowed.
     Active,
+    /// Created but not yet activated (its file may still be uploading).
     Unactivated,
+    /// Activated, then disabled by its owner: kept but hidden from default lists.
     Disabled,
+    /// A placeholder while an image is built from a VM (Triton only).
     Creating,
+    /// A placeholder whose build from a VM failed (Triton only).
     Failed,
 }
 
@@ -166,6 +189,7 @@ pub struct ImageFile {
     pub sha1: String,
     /// Size in bytes of the file as served.
     pub size: u64,
+    /// How the `zfs send` stream was compressed before it was served.
     pub compression: Compression,
     /// ZFS guid of the `@final` snapshot (decimal), for incremental streams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,36 +213,54 @@ pub struct Manifest {
     /// Manifest format version; always 2 for this type.
     #[serde(default = "default_v")]
     pub v: u32,
+    /// The image's identity; never nil. Servers and clients name files and
+    /// datasets after it, never after `name`.
     pub uuid: Uuid,
     /// Owning account; the nil UUID when the server has no users.
     #[serde(default)]
     pub owner: Uuid,
+    /// Human name, at most [`MAX_NAME_LEN`] bytes of `[A-Za-z0-9._/ -]`; not
+    /// unique, and never used to build a path.
     pub name: String,
+    /// Version string, at most [`MAX_VERSION_LEN`] bytes of `[A-Za-z0-9._/+-]`;
+    /// `name` plus `version` is what a human picks an image by.
     pub version: String,
+    /// Free text shown in listings; at most 16 KiB, no control characters
+    /// except newlines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// An `http(s)` URL with more about the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub homepage: Option<String>,
+    /// An `http(s)` URL of the licence a user accepts by using the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eula: Option<String>,
     /// Computed by servers; absent in `imgadm create` output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<ImageState>,
+    /// Set by the owner to hide an activated image without deleting it;
+    /// `false` when absent.
     #[serde(default)]
     pub disabled: bool,
+    /// Whether anyone may list and fetch the image; `false` limits it to the
+    /// owner and the accounts in `acl`. `true` when absent.
     #[serde(default = "default_true")]
     pub public: bool,
     /// ISO-8601 UTC, e.g. `2012-05-02T15:14:45.805Z`; set on activation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published_at: Option<String>,
+    /// What kind of dataset the image holds (the JSON key is `type`).
     #[serde(rename = "type")]
     pub image_type: ImageType,
+    /// The operating system inside the image.
     pub os: ImageOs,
     /// Origin image of an incremental image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Uuid>,
+    /// The image's file; empty until one is uploaded, at most one entry.
     #[serde(default)]
     pub files: Vec<ImageFile>,
+    /// Accounts besides the owner that may see a non-public image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acl: Option<Vec<Uuid>>,
     /// `networks`, `brand`, `ssh_key`, `min_ram`, `min_platform`, …
@@ -242,9 +284,11 @@ pub struct Manifest {
 /// One rejected field, in the shape IMGAPI's `ValidationFailed` error lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
+    /// The offending field as a dotted path, e.g. `files.0.sha1` or `tags.role`.
     pub field: String,
     /// `Invalid` or `Missing`, as IMGAPI names them.
     pub code: String,
+    /// What the value must look like, for the publisher to read.
     pub message: String,
 }
 
@@ -252,6 +296,7 @@ pub struct FieldError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid manifest: {}", summary(.errors))]
 pub struct ValidationError {
+    /// Every rejected field, in the order `validate` checks them; never empty.
     pub errors: Vec<FieldError>,
 }
 

@@ -3,6 +3,11 @@
 //! records and turning them into what `get`/`list` show, and the list query
 //! pipeline (filter, sort, render) over 1000 VM objects.
 
+// Benchmark code: a failed unwrap/expect aborts the run with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// `criterion_group!` defines `pub fn benches`, which cannot carry a doc comment.
+#![allow(missing_docs)]
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use rvmadm::ops::query::{parse_columns, parse_sort, render_table, sort_vms, Filter};
 use rvmadm::ops::view::{full_object, unordered_object};

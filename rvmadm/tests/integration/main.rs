@@ -3,6 +3,9 @@
 //!
 //! Each area has its own module; `harness` builds the environment.
 
+// Test code: a failed unwrap/expect is a test failure with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod core;
 mod golden;
 mod harness;
