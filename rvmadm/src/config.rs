@@ -9,19 +9,35 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Why the configuration file could not be loaded or saved; each variant
+/// names the file so the message says which one to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file exists (or was named explicitly) but could not be read.
     #[error("cannot read config {path}: {source}")]
     Read {
+        /// The configuration file that was read.
         path: PathBuf,
+        /// The I/O error from reading it.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not valid TOML, has an unknown key, or holds a value
+    /// [`Config::parse`] refuses (bad pool name, bad nic_tag or bridge).
+    /// Also used when the configuration cannot be serialised on save.
     #[error("invalid config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The configuration file concerned.
+        path: PathBuf,
+        /// What is wrong, from the TOML parser or the value checks.
+        message: String,
+    },
+    /// The new contents could not be written atomically.
     #[error("cannot write config {path}: {source}")]
     Write {
+        /// The configuration file being replaced.
         path: PathBuf,
+        /// The I/O error from the atomic write.
         #[source]
         source: std::io::Error,
     },
@@ -30,6 +46,7 @@ pub enum ConfigError {
 /// An image source (`imgadm sources`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
+    /// The server's http(s) base URL; a `dsapi` one ends in `/datasets`.
     pub url: String,
     /// `imgapi` (default) or `dsapi`.
     #[serde(rename = "type", default = "default_source_type")]
@@ -40,6 +57,9 @@ fn default_source_type() -> String {
     "imgapi".into()
 }
 
+/// The parsed `vmadm.toml`. Every field has a built-in default (see the
+/// `Default` impl), so an empty file is a valid configuration; unknown keys
+/// are refused rather than silently ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -122,6 +142,8 @@ impl Config {
         }
     }
 
+    /// Loads and checks the file at `path`; unlike [`Config::load`], a
+    /// missing file is an error ([`ConfigError::Read`]).
     pub fn load_from(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.into(),
@@ -133,6 +155,10 @@ impl Config {
         })
     }
 
+    /// Parses TOML text and checks its values: the pool must be a bare pool
+    /// name, every `networks` key a valid nic_tag and every bridge 1–15
+    /// characters of `[A-Za-z0-9_.-]`. The error is a message without the
+    /// file name, which the caller adds.
     pub fn parse(text: &str) -> Result<Config, String> {
         let cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         cfg.check()?;

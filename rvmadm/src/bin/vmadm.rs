@@ -124,7 +124,9 @@ enum Command {
     },
     /// Interactive login shell in a running VM
     Console { uuid: String },
-    /// Run one command in a running VM: exec <uuid> -- cmd [args]
+    // The help text as an attribute, not a doc comment: rustdoc would read
+    // `<uuid>` as HTML and `[args]` as a link.
+    #[command(about = "Run one command in a running VM: exec <uuid> -- cmd [args]")]
     Exec {
         uuid: String,
         #[arg(last = true, required = true)]

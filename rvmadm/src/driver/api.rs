@@ -28,6 +28,8 @@ pub struct RuntimeState {
     pub zoneid: Option<i64>,
 }
 
+/// How [`Driver::stop`] stops a VM. The default is graceful with a 60 s
+/// grace period, as `vmadm stop` without flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StopOptions {
     /// Skip the graceful phase.
@@ -45,14 +47,21 @@ impl Default for StopOptions {
     }
 }
 
+/// Why a driver could not do what ops asked. Command failures keep their
+/// argv and stderr (inside [`ExecError`]), so the message says what ran.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
+    /// This host (or this configuration) cannot do the action at all; the
+    /// text names what is missing and, where it can, how to fix it.
     #[error("{0} is not supported on this host")]
     NotSupported(String),
+    /// A host command could not be spawned or exited with an error.
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// A zfs operation on the VM's dataset failed.
     #[error(transparent)]
     Zfs(#[from] crate::zfs::ZfsError),
+    /// Reading or writing a host file (bundle, pid file, sysfs) failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// The action needs a running init and there is none.
@@ -64,8 +73,11 @@ pub enum DriverError {
     /// A step of a FreeBSD plan failed; the steps before it were undone.
     #[error("{what} {uuid} failed: {source}")]
     PlanFailed {
+        /// The action whose plan it was (`start`, `stop`, …).
         what: &'static str,
+        /// The VM the plan was for.
         uuid: Uuid,
+        /// The failed step, its argv and stderr, and what was undone.
         source: Box<PlanFailed>,
     },
     /// The kernel refused bridge VLAN filtering (Linux): the caller may fall
@@ -76,12 +88,20 @@ pub enum DriverError {
     /// previous boot that the kernel has not freed yet.
     #[error(transparent)]
     LinkExists(ExecError),
+    /// Any other failure, described in full by its text (the VM's uuid
+    /// included where it helps).
     #[error("{0}")]
     Other(String),
 }
 
+/// The result of every [`Driver`] method.
 pub type DriverResult<T> = Result<T, DriverError>;
 
+/// A host that runs jails: FreeBSD jails, Linux OCI containers, a stand-in
+/// that refuses everything, or the in-memory fake of the ops tests. ops
+/// holds the locks and the records; a driver only acts on the host and
+/// reports what the host says, so every method takes the VM's validated
+/// spec and never a record.
 pub trait Driver: Send + Sync {
     /// Short name for messages (`linux`, `freebsd`, `none`).
     fn name(&self) -> &'static str;

@@ -13,16 +13,27 @@ use std::fmt;
 /// A resource limit a running jail may take without a reboot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Limit {
+    /// `max_physical_memory`: the memory limit, in MiB.
     MaxPhysicalMemory,
+    /// `max_swap`: memory plus swap, in MiB.
     MaxSwap,
+    /// `max_locked_memory`: memory the jail may lock, in MiB.
     MaxLockedMemory,
+    /// `max_shm_memory`: System V shared memory, in MiB.
     MaxShmMemory,
+    /// `cpu_cap`: CPU time in percent of one CPU; 0 means no cap.
     CpuCap,
+    /// `cpu_shares`: the relative CPU weight against other jails.
     CpuShares,
+    /// `max_lwps`: how many processes and threads the jail may have.
     MaxLwps,
+    /// `max_msg_ids`: how many System V message queues.
     MaxMsgIds,
+    /// `max_sem_ids`: how many System V semaphore sets.
     MaxSemIds,
+    /// `max_shm_ids`: how many System V shared memory segments.
     MaxShmIds,
+    /// `zfs_io_priority`: the relative disk I/O weight.
     ZfsIoPriority,
 }
 
@@ -92,6 +103,8 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// True when the update has no host effect now (only properties read
+    /// at the next boot, or nothing, changed).
     pub fn is_empty(&self) -> bool {
         self.dataset.is_empty() && self.limits.is_empty()
     }

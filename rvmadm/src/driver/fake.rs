@@ -9,6 +9,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use uuid::Uuid;
 
+/// A driver whose VMs "run" in a map: `start` marks a VM running (pid
+/// 4242, jail id 1), `stop` forgets it, and every call is recorded as a
+/// line for the test to check.
 #[derive(Debug, Default)]
 pub struct FakeDriver {
     running: Mutex<HashMap<Uuid, RuntimeState>>,
@@ -20,10 +23,13 @@ pub struct FakeDriver {
 }
 
 impl FakeDriver {
+    /// No VM running, no call recorded, `start` succeeds.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The calls made so far, oldest first, one line each
+    /// (`start <uuid>`, `stop <uuid> force=false`, …).
     pub fn calls(&self) -> Vec<String> {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()
     }
@@ -104,5 +110,33 @@ impl Driver for FakeDriver {
     fn cleanup(&self, vm: &VmSpec) -> DriverResult<()> {
         self.record(format!("cleanup {}", vm.uuid));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_and_stop_toggle_the_state_and_are_recorded() {
+        let d = FakeDriver::new();
+        let obj = serde_json::json!({
+            "uuid": "5e2b9c5e-9c1a-4a7e-8d0c-2f4f7e1d3a11",
+            "brand": "jail",
+            "image_uuid": "11111111-2222-4333-8444-555555555555",
+            "zpool": "zones",
+        });
+        let vm = VmSpec::from_object(obj.as_object().unwrap()).unwrap();
+        d.start(&vm).unwrap();
+        assert!(d.states(&[vm.uuid]).unwrap()[&vm.uuid].running);
+        d.stop(&vm, StopOptions::default()).unwrap();
+        assert!(d.states(&[vm.uuid]).unwrap().is_empty());
+        assert_eq!(
+            d.calls(),
+            [
+                format!("start {}", vm.uuid),
+                format!("stop {} force=false", vm.uuid)
+            ]
+        );
     }
 }

@@ -2,8 +2,9 @@
 
 mod api;
 mod change;
-pub mod dataset;
-pub mod fake;
+pub(crate) mod dataset;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod freebsd;
 pub mod linux;
 mod select;
@@ -14,4 +15,3 @@ pub use api::{Driver, DriverError, DriverResult, RuntimeState, StopOptions};
 pub use change::{Changes, DatasetChange, Limit};
 pub use select::for_host;
 pub use signal::{Os, Signal, SignalError};
-pub use unsupported::Unsupported;

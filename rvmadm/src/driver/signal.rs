@@ -14,7 +14,9 @@ use std::fmt;
 /// An operating system whose signal numbering a driver uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Os {
+    /// Linux numbering (`asm/signal.h`), which the Linux driver's kill(2) uses.
     Linux,
+    /// FreeBSD numbering (`sys/sys/signal.h`); the FreeBSD driver sends names.
     FreeBsd,
 }
 
@@ -40,35 +42,65 @@ impl fmt::Display for Os {
 /// A signal vmadm can send to a jail's init.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Signal {
+    /// SIGHUP: the controlling terminal hung up; many daemons reload their configuration on it.
     Hup,
+    /// SIGINT: interrupt from the keyboard (Ctrl-C).
     Int,
+    /// SIGQUIT: quit from the keyboard, with a core dump.
     Quit,
+    /// SIGILL: illegal instruction.
     Ill,
+    /// SIGTRAP: trace or breakpoint trap.
     Trap,
+    /// SIGABRT: abort(3), with a core dump.
     Abrt,
+    /// SIGBUS: bus error (bad memory access); 7 on Linux, 10 on FreeBSD.
     Bus,
+    /// SIGFPE: arithmetic fault.
     Fpe,
+    /// SIGKILL: ends the process; cannot be caught or ignored.
     Kill,
+    /// SIGUSR1: meaning chosen by the program; 10 on Linux, 30 on FreeBSD.
     Usr1,
+    /// SIGSEGV: invalid memory reference.
     Segv,
+    /// SIGUSR2: meaning chosen by the program; 12 on Linux, 31 on FreeBSD.
     Usr2,
+    /// SIGPIPE: write to a pipe nobody reads.
     Pipe,
+    /// SIGALRM: timer from alarm(2) expired.
     Alrm,
+    /// SIGTERM: the polite request to terminate.
     Term,
+    /// SIGCHLD: a child stopped or exited.
     Chld,
+    /// SIGCONT: continue a stopped process.
     Cont,
+    /// SIGSTOP: stops the process; cannot be caught or ignored.
     Stop,
+    /// SIGTSTP: stop from the keyboard (Ctrl-Z).
     Tstp,
+    /// SIGTTIN: a background process read from its terminal.
     Ttin,
+    /// SIGTTOU: a background process wrote to its terminal.
     Ttou,
+    /// SIGURG: urgent data on a socket.
     Urg,
+    /// SIGXCPU: CPU time limit exceeded.
     Xcpu,
+    /// SIGXFSZ: file size limit exceeded.
     Xfsz,
+    /// SIGVTALRM: virtual timer expired.
     Vtalrm,
+    /// SIGPROF: profiling timer expired.
     Prof,
+    /// SIGWINCH: the terminal window changed size.
     Winch,
+    /// SIGIO: I/O is possible on a descriptor.
     Io,
+    /// SIGPWR: power failure; Linux only, refused for FreeBSD jails.
     Pwr,
+    /// SIGSYS: bad system call (also what a seccomp filter may send).
     Sys,
 }
 
@@ -148,13 +180,22 @@ impl Signal {
 /// Why a signal could not be parsed or sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignalError {
+    /// The text is neither a known signal name (with or without `SIG`, any
+    /// case) nor a number the host OS gives a signal we know.
     #[error(
         "Unknown signal \"{0}\" (give a name such as TERM, HUP, USR1 or KILL, \
          with or without SIG, or its number)"
     )]
     Unknown(String),
+    /// The signal is valid but the OS the jail runs on has no such signal
+    /// (SIGPWR on FreeBSD).
     #[error("signal {signal} does not exist on {os}")]
-    NotOn { signal: Signal, os: Os },
+    NotOn {
+        /// The signal asked for.
+        signal: Signal,
+        /// The OS that lacks it.
+        os: Os,
+    },
 }
 
 impl Signal {

@@ -13,6 +13,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// The `none` driver: reports every VM stopped, refuses start, stop, kill,
+/// console and exec with [`DriverError::NotSupported`], and still applies
+/// dataset changes.
 pub struct Unsupported {
     runner: Arc<dyn CommandRunner>,
 }

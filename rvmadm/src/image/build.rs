@@ -74,19 +74,32 @@ pub struct BuildOpts {
     pub source: PathBuf,
     /// `name=… version=… os=… type=… description=…` and any other manifest field.
     pub fields: Vec<String>,
+    /// Where the image file and its manifest are written; created if
+    /// missing.
     pub outdir: PathBuf,
+    /// How the `zfs send` stream in the image file is compressed.
     pub compression: Compression,
+    /// The pool that holds the temporary build dataset; `None` means the
+    /// configured pool.
     pub pool: Option<String>,
 }
 
 /// What a build (or a create) produced.
 #[derive(Debug, Clone)]
 pub struct Built {
+    /// The new image's freshly generated uuid.
     pub uuid: Uuid,
+    /// The manifest's `name`.
     pub name: String,
+    /// The manifest's `version`.
     pub version: String,
+    /// The manifest as written, `files` entry (size, sha1, compression)
+    /// included.
     pub manifest: Value,
+    /// `<outdir>/<name>-<version>.json`.
     pub manifest_path: PathBuf,
+    /// `<outdir>/<name>-<version>.zfs[.gz|.bz2|.xz|.zst]`: the compressed
+    /// `zfs send` stream.
     pub file_path: PathBuf,
 }
 

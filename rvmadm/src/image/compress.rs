@@ -20,14 +20,21 @@ pub fn decoder<'a, R: Read + 'a>(c: Compression, inner: R) -> io::Result<Box<dyn
 
 /// A compressing writer that must be finished to flush its trailer.
 pub enum Encoder<W: Write> {
+    /// No compression: bytes pass through.
     None(W),
+    /// gzip at level 6 (gzip's default).
     Gzip(flate2::write::GzEncoder<W>),
+    /// bzip2 at its default block size (900 kB).
     Bzip2(bzip2::write::BzEncoder<W>),
+    /// xz at preset 6 (xz's default).
     Xz(xz2::write::XzEncoder<W>),
+    /// zstd at level 3 (zstd's default).
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
 impl<W: Write> Encoder<W> {
+    /// An encoder for `c` writing to `inner`; fails only if the codec's
+    /// own set-up fails.
     pub fn new(c: Compression, inner: W) -> io::Result<Self> {
         Ok(match c {
             Compression::None => Encoder::None(inner),

@@ -41,17 +41,25 @@ const INHERITED: &[&str] = &[
 /// Options of `imgadm create` (the VM is given apart, as a [`SourceVm`]).
 #[derive(Debug, Clone)]
 pub struct CreateOpts {
+    /// Where the image file and its manifest are written; created if
+    /// missing.
     pub outdir: PathBuf,
+    /// `-i`: send only the changes since the VM's origin image, which
+    /// becomes the new image's `origin` (it must be installed).
     pub incremental: bool,
+    /// How the `zfs send` stream in the image file is compressed.
     pub compression: Compression,
     /// `-m`: a JSON file with manifest fields.
     pub manifest: Option<PathBuf>,
+    /// `key=value` manifest fields from the command line; they win over
+    /// the `-m` file and the fields inherited from the origin image.
     pub fields: Vec<String>,
 }
 
 /// What an image is made from: a VM, as its record describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceVm {
+    /// The VM's uuid, which is also its dataset's name in `zpool`.
     pub uuid: Uuid,
     /// The pool holding its dataset (`zpool` of the record).
     pub zpool: String,

@@ -9,33 +9,67 @@ use std::fmt;
 /// imgadm's error codes (the subset this clone produces), spelled as SmartOS does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
+    /// Bad command-line arguments or option combinations (exit status 2).
     Usage,
+    /// An argument that should be a full UUID is not one.
     InvalidUUID,
+    /// An argument has the right shape but an unusable value (a source URL that
+    /// is not http(s), a bad build option).
     InvalidArgument,
+    /// A manifest (remote, from a VM or given with `-m`) is malformed or
+    /// contradicts itself, e.g. an origin chain that loops.
     InvalidManifest,
+    /// An action needs an image source and none is configured.
     NoSources,
+    /// A source does not answer `/ping`, or answers as the wrong kind of server.
     SourcePing,
+    /// No configured source (or no installed image, for `show`) has the image.
     ImageNotFound,
+    /// The source has the image but it is disabled or not `active`.
     ActiveImageNotFound,
+    /// An origin the image needs is neither installed nor in any source.
     OriginNotFoundInSource,
+    /// The image is not on the pool (exit status 3).
     ImageNotInstalled,
+    /// The origin an incremental image or stream needs is not on the pool (exit
+    /// status 3).
     OriginNotInstalled,
+    /// The image cannot be deleted: a VM or another image is cloned from it.
     ImageHasDependentClones,
+    /// A received stream did not bring exactly one snapshot.
     UnexpectedNumberOfSnapshots,
+    /// The image file could not be fetched, or its size or SHA-1 does not match
+    /// the manifest.
     DownloadError,
+    /// A compressed file or stream could not be decompressed.
     UncompressionError,
+    /// `publish` could not upload the manifest or file, or the server refused
+    /// them.
     UploadError,
+    /// An HTTP request to a source failed or its answer was not what the protocol
+    /// says.
     ClientError,
+    /// `vmadm.toml` could not be read, parsed or written.
     ConfigError,
+    /// A local file, zfs or process operation failed; the message carries the
+    /// path or command.
     FileSystem,
+    /// The VM named for `create` has no record or no dataset.
     VmNotFound,
+    /// The VM named for `create` runs; it must be stopped first.
     VmNotStopped,
+    /// An incremental image was asked of a VM whose dataset has no origin image.
     VmHasNoOrigin,
+    /// SIGINT or SIGTERM arrived during a long operation, which then
+    /// stopped and cleaned up after itself.
     Interrupted,
+    /// A failure that should not happen (serialising our own data, the driver
+    /// being unable to answer).
     InternalError,
 }
 
 impl Code {
+    /// The code as imgadm prints it between parentheses (`ImageNotInstalled`).
     pub fn as_str(self) -> &'static str {
         match self {
             Code::Usage => "Usage",
@@ -85,11 +119,14 @@ impl fmt::Display for Code {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ImgError {
+    /// The SmartOS error code; decides the exit status.
     pub code: Code,
+    /// What went wrong, and where it helps what to do next.
     pub message: String,
 }
 
 impl ImgError {
+    /// An error with any code.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         ImgError {
             code,
@@ -97,10 +134,12 @@ impl ImgError {
         }
     }
 
+    /// A [`Code::Usage`] error: wrong arguments, exit status 2.
     pub fn usage(message: impl Into<String>) -> Self {
         Self::new(Code::Usage, message)
     }
 
+    /// [`Code::ImageNotInstalled`] with imgadm's wording for `uuid` on `pool`.
     pub fn not_installed(uuid: &uuid::Uuid, pool: &str) -> Self {
         Self::new(
             Code::ImageNotInstalled,
@@ -108,14 +147,18 @@ impl ImgError {
         )
     }
 
+    /// A [`Code::DownloadError`].
     pub fn download(message: impl Into<String>) -> Self {
         Self::new(Code::DownloadError, message)
     }
 
+    /// A [`Code::FileSystem`] error reading `context: err`, where `context`
+    /// names the file or command (`cannot write /path`).
     pub fn fs(context: &str, err: impl fmt::Display) -> Self {
         Self::new(Code::FileSystem, format!("{context}: {err}"))
     }
 
+    /// The exit status imgadm ends with for this error (see [`Code::exit_code`]).
     pub fn exit_code(&self) -> i32 {
         self.code.exit_code()
     }
@@ -164,6 +207,7 @@ pub fn parse_uuid(arg: &str) -> Result<uuid::Uuid, ImgError> {
     }
 }
 
+/// The result of every image operation.
 pub type Result<T, E = ImgError> = std::result::Result<T, E>;
 
 #[cfg(test)]

@@ -31,7 +31,10 @@ impl Default for Client {
 
 /// A file download in progress.
 pub struct Download {
+    /// The size the server announced, in bytes, if it did (only a hint: the
+    /// manifest's size is what the download is checked against).
     pub content_length: Option<u64>,
+    /// The response body, read as it arrives.
     pub body: Box<dyn Read + Send + Sync + 'static>,
 }
 
@@ -65,6 +68,8 @@ fn describe(url: &str, err: ureq::Error) -> ImgError {
 }
 
 impl Client {
+    /// A client with connect (20 s) and read/write (120 s) timeouts, so a
+    /// stalled server ends a request with an error instead of hanging.
     pub fn new() -> Self {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(20))

@@ -53,19 +53,30 @@ const MAX_ORIGIN_DEPTH: usize = 64;
 pub enum ImportNote {
     /// `<pool>/<uuid>` is already an installed image: nothing to do.
     AlreadyInstalled {
+        /// The image asked for.
         uuid: Uuid,
+        /// Its installed manifest's `name`.
         name: String,
+        /// Its installed manifest's `version`.
         version: String,
     },
     /// One image of the chain (the one asked for, or a missing origin)
     /// starts downloading; `label` is `<name>@<version>`.
     Importing {
+        /// The image being downloaded.
         uuid: Uuid,
+        /// `<name>@<version>` from its manifest.
         label: String,
+        /// The URL of the source it comes from.
         source: String,
     },
     /// One image of the chain is installed.
-    Imported { uuid: Uuid, label: String },
+    Imported {
+        /// The image now installed as `<pool>/<uuid>`.
+        uuid: Uuid,
+        /// `<name>@<version>` from its manifest.
+        label: String,
+    },
     /// A clean-up after a failure did not work (the import still fails
     /// with its own error).
     Warning(String),
@@ -74,6 +85,8 @@ pub enum ImportNote {
 /// Counts the bytes of one download as they arrive; shared with the
 /// download thread, so it must be `Send + Sync`.
 pub trait DownloadProgress: Send + Sync {
+    /// `bytes` more bytes of the file arrived (a count since the last
+    /// call, not a total).
     fn inc(&self, bytes: u64);
     /// The download ended (well or not): remove any display.
     fn finish(&self);
@@ -82,6 +95,8 @@ pub trait DownloadProgress: Send + Sync {
 /// How an import reports while it runs. A failing note (the output is
 /// gone) ends the import with that error, as a failed write always has.
 pub trait ImportReport {
+    /// Tells one step; an error aborts the import (and cleans up as any
+    /// other failure does).
     fn note(&mut self, note: ImportNote) -> Result<()>;
     /// A download of `size` bytes of image `uuid` starts.
     fn download(&mut self, uuid: &Uuid, size: u64) -> Arc<dyn DownloadProgress>;
@@ -90,8 +105,12 @@ pub trait ImportReport {
 /// A remote image whose manifest passed validation.
 #[derive(Debug, Clone)]
 pub struct Checked {
+    /// Where the manifest came from, and its file's URL.
     pub remote: Remote,
+    /// The manifest, typed and validated, with the uuid asked for.
     pub manifest: Manifest,
+    /// Its one file entry: size, SHA-1 and compression to check the
+    /// download against.
     pub file: ImageFile,
 }
 

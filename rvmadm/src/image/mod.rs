@@ -9,17 +9,17 @@
 //! The verbs themselves (locks, the VM store, the driver) are in
 //! `ops::images`; the `imgadm` command line is in `src/bin`.
 pub mod build;
-pub mod compress;
+pub(crate) mod compress;
 pub mod create;
 pub mod error;
-pub mod http;
+pub(crate) mod http;
 pub mod import;
 pub mod interrupt;
 pub mod manifest;
-pub mod pack;
+pub(crate) mod pack;
 pub mod publish;
 pub mod records;
-pub mod sources;
+pub(crate) mod sources;
 pub mod table;
 
 pub use error::{Code, ImgError};

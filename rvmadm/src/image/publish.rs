@@ -35,6 +35,7 @@ fn sha1_of(path: &Path) -> Result<(String, u64)> {
 /// An image now active on a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
+    /// The image's uuid, from the uploaded manifest.
     pub uuid: uuid::Uuid,
     /// The server's base URL, credentials removed.
     pub server: String,

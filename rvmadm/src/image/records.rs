@@ -21,8 +21,12 @@ use uuid::Uuid;
 /// One image's db record, exactly as SmartOS stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    /// The image's IMGAPI manifest, kept as received (unknown fields too).
     pub manifest: Value,
+    /// The pool the image is installed on.
     pub zpool: String,
+    /// URL of the source it was imported from; absent for images that did
+    /// not come from a source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
 }
@@ -71,9 +75,13 @@ pub fn remove_record(cfg: &Config, pool: &str, uuid: &Uuid) -> Result<()> {
 /// One installed image as `list`/`get` show it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Installed {
+    /// The image's uuid (its dataset's last name component).
     pub uuid: Uuid,
+    /// The pool it is on.
     pub zpool: String,
+    /// `<zpool>/<uuid>`.
     pub dataset: String,
+    /// Its db record; `None` when missing or unreadable.
     pub record: Option<Record>,
     /// Datasets cloned from any snapshot of this image (VMs, child images).
     pub clones: Vec<String>,
@@ -88,6 +96,7 @@ impl Installed {
         }
     }
 
+    /// The URL of the source it was imported from, when its record says.
     pub fn source(&self) -> Option<&str> {
         self.record.as_ref().and_then(|r| r.source.as_deref())
     }

@@ -16,7 +16,10 @@ use uuid::Uuid;
 /// An image found in a source.
 #[derive(Debug, Clone)]
 pub struct Remote {
+    /// The manifest as the source sent it (DSAPI ones converted to IMGAPI
+    /// form), not yet validated.
     pub manifest: Value,
+    /// The source that answered.
     pub source: Source,
     /// Where its file is downloaded from.
     pub file_url: String,
@@ -215,6 +218,7 @@ pub fn find(client: &Client, sources: &[Source], uuid: &Uuid) -> Result<Option<R
     Ok(None)
 }
 
+/// The [`Code::NoSources`] error, saying how to add a source.
 pub fn no_sources() -> ImgError {
     ImgError::new(
         Code::NoSources,

@@ -14,8 +14,9 @@ use super::manifest::filter::{value_text, Syntax, Term};
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
 
-/// imgadm's default columns and sort order.
+/// imgadm's default columns (`-o`).
 pub const DEFAULT_COLUMNS: &str = "uuid,name,version,os,type,pub";
+/// imgadm's default sort order (`-s`): oldest first, then by name.
 pub const DEFAULT_SORT: &str = "published_at,name";
 
 /// Builds a row from a manifest and the facts only the caller knows.
@@ -57,12 +58,15 @@ pub fn make_row(
 pub struct Filter(Term);
 
 impl Filter {
+    /// Parses one command-line filter; a malformed one is a usage error.
     pub fn parse(arg: &str) -> Result<Filter> {
         Term::parse_arg(arg, Syntax::SUBSTRING)
             .map(Filter)
             .map_err(|e| ImgError::usage(e.to_string()))
     }
 
+    /// True when `row` (from [`make_row`]) passes the filter; a missing
+    /// field never matches.
     pub fn matches(&self, row: &Map<String, Value>) -> bool {
         self.0.matches(row)
     }

@@ -13,6 +13,8 @@ use super::plan::PlanError;
 use crate::exec::Argv;
 use crate::spec::VmSpec;
 
+/// The `jexec … login -f root` command that gives the caller a root login
+/// in the tenant (see the module text for the lx form).
 pub fn console_argv(vm: &VmSpec) -> Argv {
     let tenant = layout::tenant(vm);
     if vm.is_lx() {
@@ -22,6 +24,8 @@ pub fn console_argv(vm: &VmSpec) -> Argv {
     }
 }
 
+/// `jexec <uuid>.tenant` followed by `cmd` unchanged. An empty `cmd` is
+/// refused ([`PlanError::Unsupported`]): jexec would start a shell instead.
 pub fn exec_argv(vm: &VmSpec, cmd: &[String]) -> Result<Argv, PlanError> {
     if cmd.is_empty() {
         return Err(PlanError::Unsupported("exec needs a command".into()));

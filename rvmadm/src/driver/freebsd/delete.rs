@@ -10,6 +10,10 @@ use super::stop;
 use crate::config::Config;
 use crate::spec::VmSpec;
 
+/// The stop plan's teardown without its graceful phase: every step is
+/// best-effort, so it runs on a clean, stopped VM too. Refused only when the
+/// VM's zonepath is not a plain absolute path (nothing would be unmounted
+/// safely below it).
 pub fn cleanup_plan(vm: &VmSpec, cfg: &Config) -> Result<Plan, PlanError> {
     guard::check_paths(vm)?;
     let mut p = Plan::new();

@@ -19,6 +19,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// The [`Driver`] for FreeBSD hosts: each action is a plan from the plan
+/// builders, run step by step through a [`CommandRunner`] (host files
+/// through a [`HostFs`]), with the completed steps undone when one fails.
 pub struct FreeBsdDriver {
     config: Config,
     runner: Arc<dyn CommandRunner>,
@@ -34,6 +37,8 @@ fn failed(uuid: &Uuid, what: &'static str, source: Box<PlanFailed>) -> DriverErr
 }
 
 impl FreeBsdDriver {
+    /// A driver for `config`'s pool, devfs ruleset and bridges, running
+    /// commands through `runner` and writing files to the real disk.
     pub fn new(config: &Config, runner: Arc<dyn CommandRunner>) -> Self {
         Self::with_fs(config, runner, Arc::new(RealFs))
     }

@@ -15,6 +15,8 @@ use crate::config::Config;
 use crate::driver::{Os, Signal, StopOptions};
 use crate::spec::VmSpec;
 
+/// One step: send `signal`, by name, to every process of the tenant.
+/// Refused when FreeBSD has no such signal.
 pub fn kill_plan(vm: &VmSpec, signal: Signal) -> Result<Plan, PlanError> {
     if signal.number(Os::FreeBsd).is_none() {
         return Err(PlanError::refused(

@@ -14,17 +14,26 @@ use std::fmt::Write as _;
 /// What the driver refuses to plan, with the reason a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// A value from the payload (or the request, such as a signal) that
+    /// does not have the strict shape its command expects, or that FreeBSD
+    /// has no use for.
     #[error("{field}: {value:?} is not acceptable here: {why}")]
     Refused {
+        /// The payload property, dotted for a nic's own (`nics.mac`).
         field: String,
+        /// The value as given.
         value: String,
+        /// What the value must look like instead.
         why: String,
     },
+    /// A request this driver cannot carry out at all (too many nics,
+    /// `filesystems`, exec without a command); the text says which.
     #[error("{0}")]
     Unsupported(String),
 }
 
 impl PlanError {
+    /// Shorthand for [`PlanError::Refused`].
     pub fn refused(field: impl Into<String>, value: impl Into<String>, why: &str) -> Self {
         PlanError::Refused {
             field: field.into(),
@@ -42,45 +51,81 @@ pub enum Action {
     /// Run a command whose trimmed stdout must equal `expect`; otherwise fail
     /// with `message` (used for preconditions such as `kern.racct.enable`).
     Expect {
+        /// The query to run.
         argv: Argv,
+        /// The exact output wanted, compared after trimming whitespace.
         expect: String,
+        /// What to tell the operator when the output differs.
         message: String,
     },
     /// Run a command that must fail (e.g. `jls -j <name>` after removal).
-    Absent { argv: Argv, message: String },
+    /// A command that cannot be spawned at all fails the step too.
+    Absent {
+        /// The check that should find nothing.
+        argv: Argv,
+        /// What to tell the operator when it does find something.
+        message: String,
+    },
     /// Create `root/rel` as a directory if missing, refusing any symlink on
     /// the way: a tenant could otherwise point a host-side mount elsewhere.
-    EnsureDir { root: String, rel: String },
+    EnsureDir {
+        /// A trusted host directory (a jail root); symlinks above it are
+        /// not examined.
+        root: String,
+        /// The path below `root`, relative, checked component by component.
+        rel: String,
+    },
     /// `umount -f root/rel`, but only after checking that no component of
     /// `rel` is a symlink: a tenant's `dev -> /dev` would otherwise make
     /// umount(8) take the host's /dev away.
-    Unmount { root: String, rel: String },
+    Unmount {
+        /// A trusted host directory (a jail root).
+        root: String,
+        /// The mount point below `root`, relative.
+        rel: String,
+    },
     /// Write `contents` to `root/rel` from Rust (never through a shell),
     /// without following symlinks below `root`.
     WriteFile {
+        /// A trusted host directory (a jail root).
         root: String,
+        /// The file below `root`, relative.
         rel: String,
+        /// The whole new contents; an existing file is replaced.
         contents: String,
+        /// Unix permission bits of the file (e.g. `0o644`).
         mode: u32,
     },
     /// `ifconfig epair create`, then rename its ends to `host` and `jail`.
     /// One step because the kernel picks the unit number; everything after it
     /// uses the deterministic names.
-    CreateEpair { host: String, jail: String },
+    CreateEpair {
+        /// The new name of the end that stays on the host (the `a` end).
+        host: String,
+        /// The new name of the end that moves into the jail (the `b` end).
+        jail: String,
+    },
 }
 
 /// Whether a failing step aborts the plan (and undoes it) or is only noted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnFailure {
+    /// Stop the plan and run the undo argvs of the completed steps.
     Abort,
     /// Teardown steps: the thing may already be gone.
     Continue,
 }
 
+/// One entry of a plan: what to do, how to take it back, and whether its
+/// failure ends the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
+    /// The command or file action.
     pub action: Action,
+    /// Run, in reverse order with the other undos, when a later step
+    /// aborts the plan; only for steps that succeeded.
     pub undo: Option<Argv>,
+    /// Abort (and undo) or note the failure and go on.
     pub on_failure: OnFailure,
 }
 
@@ -112,6 +157,8 @@ impl Step {
         }
     }
 
+    /// A step that must succeed, for any action; add an undo with
+    /// [`Step::with_undo`].
     pub fn action(action: Action) -> Step {
         Step {
             action,
@@ -120,6 +167,7 @@ impl Step {
         }
     }
 
+    /// The same step with `undo` as its reversal (replacing any earlier one).
     pub fn with_undo(mut self, undo: Argv) -> Step {
         self.undo = Some(undo);
         self
@@ -129,6 +177,7 @@ impl Step {
 /// An ordered list of steps for one action on one VM.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
+    /// The steps, in the order they run.
     pub steps: Vec<Step>,
 }
 
@@ -152,22 +201,27 @@ fn render_argv(a: &Argv) -> String {
 }
 
 impl Plan {
+    /// A plan with no steps.
     pub fn new() -> Plan {
         Plan::default()
     }
 
+    /// Appends one step.
     pub fn push(&mut self, step: Step) {
         self.steps.push(step);
     }
 
+    /// Appends every step of `other`, in its order.
     pub fn extend(&mut self, other: Plan) {
         self.steps.extend(other.steps);
     }
 
+    /// How many steps the plan has.
     pub fn len(&self) -> usize {
         self.steps.len()
     }
 
+    /// True for a plan with no steps (an update that changes nothing live).
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }

@@ -14,7 +14,10 @@ use std::path::Path;
 pub struct StepError {
     /// The command that failed, when the step ran one.
     pub argv: Option<Argv>,
+    /// What the command wrote on stderr (trimmed), or the detail of a
+    /// non-process failure (an I/O error, an unexpected output); may be empty.
     pub stderr: String,
+    /// The step's own explanation of what did not work, for the operator.
     pub message: String,
 }
 
@@ -22,9 +25,11 @@ pub struct StepError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.describe())]
 pub struct PlanFailed {
+    /// Position of the failing step in the plan, counted from 0.
     pub index: usize,
     /// The failing step as rendered in golden files.
     pub step: String,
+    /// Why the step failed.
     pub error: StepError,
     /// Undo commands that failed as well: what may be left on the host.
     pub undo_errors: Vec<String>,
@@ -55,6 +60,8 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
+/// Executes plans; borrows the command runner and the host file system
+/// for the length of one plan.
 pub struct PlanRunner<'a> {
     runner: &'a dyn CommandRunner,
     fs: &'a dyn HostFs,
@@ -84,6 +91,7 @@ fn epair_base(created: &str) -> Option<&str> {
 }
 
 impl<'a> PlanRunner<'a> {
+    /// Commands go through `runner`, the file actions through `fs`.
     pub fn new(runner: &'a dyn CommandRunner, fs: &'a dyn HostFs) -> Self {
         PlanRunner { runner, fs }
     }

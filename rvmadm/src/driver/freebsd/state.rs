@@ -16,6 +16,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
 
+/// The one `jls` command whose JSON output [`parse`] reads.
 pub fn query_argv() -> Argv {
     Argv::new(["jls", "--libxo=json", "jid", "name", "host.hostuuid"])
 }

@@ -54,6 +54,9 @@ pub fn teardown(vm: &VmSpec, cfg: &Config) -> Vec<Step> {
     steps
 }
 
+/// The whole stop: the graceful shutdown (unless `opts.force` or an lx
+/// tenant), then the teardown described in the module text. Refused only
+/// for a zonepath that is not a plain absolute path.
 pub fn plan(vm: &VmSpec, cfg: &Config, opts: &StopOptions) -> Result<Plan, PlanError> {
     guard::check_paths(vm)?;
     let mut p = Plan::new();

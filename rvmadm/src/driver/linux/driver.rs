@@ -27,6 +27,9 @@ pub struct LinuxDriver {
 }
 
 impl LinuxDriver {
+    /// A driver with `config`'s runtime, run directory and nic_tag → bridge
+    /// map, running commands through `runner`. Nothing is checked here: a
+    /// missing runtime is reported by the first start.
     pub fn new(config: &Config, runner: Arc<dyn CommandRunner>) -> LinuxDriver {
         LinuxDriver {
             runner,

@@ -1,15 +1,15 @@
 //! The Linux driver: an OCI runtime (runc by default) on the ZFS clone, inside a
 //! network namespace that vmadm owns.
 
-pub mod bundle;
+mod bundle;
 mod console;
 mod driver;
 mod lifecycle;
-pub mod names;
-pub mod netplan;
-pub mod runtime;
+mod names;
+mod netplan;
+mod runtime;
 mod seccomp;
-pub mod state;
+mod state;
 mod sys;
 mod update;
 

@@ -35,10 +35,6 @@ impl Runtime {
         self.argv(&["run", "--detach", "--bundle", &b, "--pid-file", &p, id])
     }
 
-    pub fn kill(&self, id: &str, signal: &str) -> Argv {
-        self.argv(&["kill", id, signal])
-    }
-
     pub fn delete(&self, id: &str, force: bool) -> Argv {
         if force {
             self.argv(&["delete", "--force", id])

@@ -26,9 +26,11 @@ pub struct SourcesRequest {
 pub enum SourcesOutcome {
     /// Nothing to change: the configured sources, in order.
     Listed(Vec<Source>),
+    /// `-a`: the URL answered its ping (or `-f` skipped it) and was saved.
     Added(String),
     /// `-a` of a URL already configured.
     AlreadyHave(String),
+    /// `-d`: the URL was removed and the configuration saved.
     Deleted(String),
     /// `-d` of a URL not configured.
     DoNotHave(String),
