@@ -17,11 +17,17 @@ fn running_spec(ctx: &Ctx, uuid: &Uuid, what: &str) -> OpsResult<crate::spec::Vm
     ctx.spec(&rec)
 }
 
+/// Opens an interactive login shell in a running VM and returns the
+/// shell's exit code. Fails without touching the VM when it is not
+/// running.
 pub fn console(ctx: &Ctx, uuid: &Uuid) -> OpsResult<i32> {
     let spec = running_spec(ctx, uuid, "connect to console")?;
     Ok(ctx.driver.console(&spec)?)
 }
 
+/// Runs `argv` (program first, no shell) in a running VM with the
+/// caller's stdio and returns its exit code. An empty `argv` is a usage
+/// error; a VM that is not running is refused.
 pub fn exec(ctx: &Ctx, uuid: &Uuid, argv: &[String]) -> OpsResult<i32> {
     if argv.is_empty() {
         return Err(OpsError::Usage(

@@ -12,11 +12,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// The host a verb acts on. The binaries build one with
+/// [`Ctx::from_env`] and hand it to a verb; everything else in it is for
+/// the verbs themselves.
 pub struct Ctx {
-    pub config: Config,
-    pub runner: Arc<dyn CommandRunner>,
-    pub driver: Box<dyn Driver>,
-    pub store: Store,
+    /// vmadm.toml as loaded.
+    pub(crate) config: Config,
+    /// Runs every external command (`zfs`, `jail`, `runc` …); shared with
+    /// the driver so tests can record both.
+    pub(crate) runner: Arc<dyn CommandRunner>,
+    /// The host's driver (FreeBSD jails or Linux OCI), or a fake in tests.
+    pub(crate) driver: Box<dyn Driver>,
+    /// The VM records under the configured state directory.
+    pub(crate) store: Store,
 }
 
 impl Ctx {
@@ -29,7 +37,12 @@ impl Ctx {
         Ok(Ctx::new(config, runner, driver))
     }
 
-    pub fn new(config: Config, runner: Arc<dyn CommandRunner>, driver: Box<dyn Driver>) -> Ctx {
+    /// A context from parts; the store follows `config.state_dir`.
+    pub(crate) fn new(
+        config: Config,
+        runner: Arc<dyn CommandRunner>,
+        driver: Box<dyn Driver>,
+    ) -> Ctx {
         let store = Store::new(&config.state_dir);
         Ctx {
             config,
@@ -39,19 +52,20 @@ impl Ctx {
         }
     }
 
-    pub fn zfs(&self) -> Zfs<'_> {
+    /// Typed `zfs`/`zpool` commands through this context's runner.
+    pub(crate) fn zfs(&self) -> Zfs<'_> {
         Zfs::new(self.runner.as_ref())
     }
 
     /// Loads a record or fails with SmartOS's "No such zone configured".
-    pub fn record(&self, uuid: &Uuid) -> OpsResult<Record> {
+    pub(crate) fn record(&self, uuid: &Uuid) -> OpsResult<Record> {
         self.store
             .load(uuid)?
             .ok_or_else(|| OpsError::no_such_vm(uuid))
     }
 
     /// The typed view drivers take.
-    pub fn spec(&self, rec: &Record) -> OpsResult<VmSpec> {
+    pub(crate) fn spec(&self, rec: &Record) -> OpsResult<VmSpec> {
         VmSpec::from_record(&rec.vm).map_err(|e| {
             OpsError::Failed(format!(
                 "VM record {} is inconsistent: {e}",
@@ -61,16 +75,18 @@ impl Ctx {
     }
 
     /// Runtime state of one VM.
-    pub fn runtime(&self, uuid: &Uuid) -> OpsResult<Option<RuntimeState>> {
+    pub(crate) fn runtime(&self, uuid: &Uuid) -> OpsResult<Option<RuntimeState>> {
         Ok(self.driver.states(&[*uuid])?.remove(uuid))
     }
 
     /// Runtime state of many VMs, in one driver query.
-    pub fn runtimes(&self, uuids: &[Uuid]) -> OpsResult<HashMap<Uuid, RuntimeState>> {
+    pub(crate) fn runtimes(&self, uuids: &[Uuid]) -> OpsResult<HashMap<Uuid, RuntimeState>> {
         Ok(self.driver.states(uuids)?)
     }
 
-    pub fn is_running(&self, uuid: &Uuid) -> OpsResult<bool> {
+    /// True when the driver finds the VM running now; a VM the OS does
+    /// not know is not running.
+    pub(crate) fn is_running(&self, uuid: &Uuid) -> OpsResult<bool> {
         Ok(self.runtime(uuid)?.is_some_and(|r| r.running))
     }
 }

@@ -14,6 +14,12 @@ use crate::store::iso_time;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+/// Creates a VM from a create payload and returns its uuid (the payload's,
+/// or a new one). Fails before anything is made when validation refuses
+/// the payload, the uuid is taken, or the pool or the image's `@final`
+/// snapshot is missing; fails after undoing everything when the clone, the
+/// record or the first boot fails. Keys create does not accept are
+/// dropped, as SmartOS does.
 pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     let checked = spec::check(input, Action::Create);
     if checked.errors.blocks() {

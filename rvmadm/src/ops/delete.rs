@@ -7,6 +7,10 @@ use super::error::{OpsError, OpsResult};
 use super::lifecycle::force_stop;
 use uuid::Uuid;
 
+/// Deletes a VM: stops it at once if it runs, has the driver clean up,
+/// destroys its dataset recursively, then removes the record. Refused
+/// when `indestructible_zoneroot` is set; a failed destroy keeps the
+/// record so the delete can be retried.
 pub fn delete(ctx: &Ctx, uuid: &Uuid) -> OpsResult<()> {
     let _global = ctx.store.lock_global()?;
     let _lock = ctx.store.lock_vm(uuid)?;

@@ -16,6 +16,7 @@ use std::io::Write;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// What `vmadm events` was asked for.
 pub struct EventOptions {
     /// Full dates and zonenames in text mode.
     pub full: bool,
@@ -56,12 +57,17 @@ fn view(ctx: &Ctx, only: Option<&Uuid>) -> OpsResult<View> {
 
 /// One difference between two versions of a VM object.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    pub path: Vec<Value>,
-    pub pretty: String,
-    pub action: &'static str,
-    pub old: Option<Value>,
-    pub new: Option<Value>,
+struct Change {
+    /// Keys from the top of the object down; a NIC's index is `null`.
+    path: Vec<Value>,
+    /// The path joined with dots, a NIC index shown as `*`.
+    pretty: String,
+    /// `added`, `removed` or `changed`.
+    action: &'static str,
+    /// The value before; `None` when added.
+    old: Option<Value>,
+    /// The value after; `None` when removed.
+    new: Option<Value>,
 }
 
 impl Change {
@@ -105,7 +111,7 @@ fn push(out: &mut Vec<Change>, path: &[Value], old: Option<&Value>, new: Option<
 
 /// Differences between two objects: nested objects recursively, `nics`
 /// matched by MAC (their index shows as `*`), other arrays as whole values.
-pub fn diff(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<Change> {
+fn diff(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<Change> {
     let mut out = Vec::new();
     diff_maps(&mut out, &mut Vec::new(), old, new);
     out

@@ -6,6 +6,9 @@ use super::view::full_object;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+/// The VM object `vmadm get` prints: the stored properties in SmartOS's
+/// key order, with `state`, `zone_state`, `pid` and the other runtime
+/// fields as the driver finds them now.
 pub fn get(ctx: &Ctx, uuid: &Uuid) -> OpsResult<Map<String, Value>> {
     let rec = ctx.record(uuid)?;
     let rt = ctx.runtime(uuid)?;

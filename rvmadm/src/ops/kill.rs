@@ -11,6 +11,8 @@ pub fn parse_signal(s: &str) -> OpsResult<Signal> {
     Signal::parse(s).map_err(|e| OpsError::Failed(e.to_string()))
 }
 
+/// Sends `signal` to the init process of a running VM. Fails with
+/// SmartOS's "Cannot find running init PID" when the VM is not running.
 pub fn kill(ctx: &Ctx, uuid: &Uuid, signal: Signal) -> OpsResult<()> {
     let rec = ctx.record(uuid)?;
     let spec = ctx.spec(&rec)?;

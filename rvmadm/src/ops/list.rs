@@ -92,11 +92,18 @@ fn filtered(
     Ok(vms)
 }
 
+/// The flags of `vmadm list`.
 pub struct ListOptions {
+    /// `-o`: comma-separated column keys; `None` = `uuid,type,ram,state,alias`.
     pub columns: Option<String>,
+    /// `-s`: comma-separated sort keys, `-key` for descending; `None` =
+    /// `ram,uuid`.
     pub sort: Option<String>,
+    /// `-p`: cells joined by `:` without padding, empty instead of `-`.
     pub parsable: bool,
+    /// Print the header line (the CLI clears it for `-p` and `-H`).
     pub header: bool,
+    /// `key=value` or `key=~regex` conditions; a VM must meet all of them.
     pub filters: Vec<String>,
 }
 
@@ -123,19 +130,32 @@ pub fn list(ctx: &Ctx, opts: &ListOptions, warn: &mut dyn FnMut(String)) -> OpsR
     ))
 }
 
+/// The flags of `vmadm lookup`.
 pub struct LookupOptions {
+    /// `-j`: whole VM objects instead of uuids.
     pub json: bool,
+    /// `-1`: fail unless exactly one VM matches.
     pub unique: bool,
+    /// `-o`: with `-j` only, the comma-separated keys to keep of each
+    /// object (objects left with none are dropped).
     pub fields: Option<String>,
+    /// `key=value` or `key=~regex` conditions; a VM must meet all of them.
     pub filters: Vec<String>,
 }
 
 /// What lookup prints.
 pub enum LookupOutput {
+    /// Without `-j`: the matching uuids, sorted.
     Uuids(Vec<String>),
+    /// With `-j`: the matching VM objects in `get`'s key order (or only
+    /// the `-o` keys), sorted by uuid.
     Objects(Vec<Map<String, Value>>),
 }
 
+/// The VMs matching every filter, as `opts` asks for them. A corrupt
+/// record is reported through `warn` and skipped. Fails on a bad filter
+/// key or regex, on `-o` without `-j`, and on `-1` with other than one
+/// match.
 pub fn lookup(
     ctx: &Ctx,
     opts: &LookupOptions,

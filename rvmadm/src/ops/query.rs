@@ -211,6 +211,7 @@ pub fn cell(v: Option<&Value>, parsable: bool) -> String {
 /// One `key=value` or `key=~regex` condition.
 #[derive(Debug)]
 pub struct Filter {
+    /// The key tested: a list field, `nics.*.<prop>`, `tags.<name>` …
     pub key: String,
     matcher: Matcher,
 }
@@ -221,18 +222,27 @@ enum Matcher {
     Regex(Regex),
 }
 
+/// A filter, column or sort key `list` or `lookup` cannot use; each
+/// carries the key or argument at fault.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum QueryError {
+    /// A `list` filter names a key filters cannot test.
     #[error("Invalid filter key: \"{0}\"")]
     FilterKey(String),
+    /// The same for `lookup`, in its own SmartOS wording.
     #[error("Invalid lookup key: \"{0}\"")]
     LookupKey(String),
+    /// A filter without `=`.
     #[error("invalid filter: \"{0}\" (expected key=value or key=~regex)")]
     FilterSyntax(String),
+    /// A `key=~regex` whose regex does not compile (or is too large):
+    /// the filter, then the regex engine's message.
     #[error("invalid regular expression in filter \"{0}\": {1}")]
     Regex(String, String),
+    /// A `-o` column that is not a list field, `arr.N.prop` or `hash.key`.
     #[error("invalid order field: {0}")]
     OrderField(String),
+    /// A `-s` key refused for the same reasons.
     #[error("invalid sort field: {0}")]
     SortField(String),
 }
@@ -295,7 +305,9 @@ impl Filter {
 /// One sort key with direction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SortKey {
+    /// The column key sorted on.
     pub key: String,
+    /// True for `-key`: largest first.
     pub descending: bool,
 }
 

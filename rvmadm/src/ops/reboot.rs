@@ -7,6 +7,9 @@ use super::view::states;
 use crate::driver::StopOptions;
 use uuid::Uuid;
 
+/// Stops a running VM as `opts` says (graceful, or at once with `-F`),
+/// cleans up after it and starts it again. Refused when the VM is not
+/// running; `autoboot` is left as it is.
 pub fn reboot(ctx: &Ctx, uuid: &Uuid, opts: StopOptions) -> OpsResult<()> {
     let l = lock_and_load(ctx, uuid)?;
     let rt = ctx.runtime(uuid)?;

@@ -10,6 +10,12 @@ use crate::spec::Field;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+/// Replaces the VM's dataset with a fresh clone of the `image_uuid` the
+/// payload names (other payload keys are ignored) and records the new
+/// image. The old dataset's snapshots go with it; the delegated `data`
+/// dataset and the quota stay. A running VM is stopped at once first and
+/// started again after. Refused when the image is not installed or
+/// `indestructible_zoneroot` is set.
 pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsResult<()> {
     let fail = |m: String| OpsError::Failed(format!("Failed to reprovision VM {uuid}: {m}"));
     let image = match payload.get("image_uuid").and_then(Value::as_str) {

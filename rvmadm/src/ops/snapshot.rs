@@ -35,6 +35,10 @@ fn store_list(vm: &mut VmRecord, list: Vec<Snapshot>) {
     vm.place(Field::Snapshots);
 }
 
+/// Takes `<zfs_filesystem>@vmsnap-<name>` and lists it first in the
+/// record. A running VM is snapshotted as it runs. Refused for an invalid
+/// name (1–64 characters of letters, digits and `-_.:%`) or one already
+/// taken.
 pub fn create_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
     check_name(name)?;
     let mut l = lock_and_load(ctx, uuid)?;
@@ -59,6 +63,8 @@ pub fn create_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
     Ok(())
 }
 
+/// Destroys the snapshot `name` and drops it from the record. Refused for
+/// an invalid name or one the record does not list.
 pub fn delete_snapshot(ctx: &Ctx, uuid: &Uuid, name: &str) -> OpsResult<()> {
     check_name(name)?;
     let mut l = lock_and_load(ctx, uuid)?;

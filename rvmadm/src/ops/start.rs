@@ -5,12 +5,18 @@ use super::error::{OpsError, OpsResult};
 use super::lifecycle::{lock_and_load, set_autoboot};
 use uuid::Uuid;
 
+/// How `start` ended, for the caller's message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Started {
+    /// The VM was booted.
     Started,
+    /// It was running already; nothing was done (`autoboot` untouched).
     AlreadyRunning,
 }
 
+/// Boots a stopped VM: first removes what a crashed earlier start or stop
+/// may have left, then starts it and sets `autoboot`. A failure leaves
+/// `autoboot` as it was.
 pub fn start(ctx: &Ctx, uuid: &Uuid) -> OpsResult<Started> {
     let mut l = lock_and_load(ctx, uuid)?;
     if ctx.is_running(uuid)? {

@@ -8,13 +8,18 @@ use super::view::states;
 use crate::driver::StopOptions;
 use uuid::Uuid;
 
+/// How `stop` ended, for the caller's message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Stopped {
+    /// The VM was running and has been stopped and cleaned up.
     Stopped,
     /// Not running; carries the current state for the message.
     NotRunning(String),
 }
 
+/// Clears `autoboot`, then stops the VM if it runs (gracefully, killed
+/// after `opts.timeout`; at once with `opts.force`) and has the driver
+/// clean up. A VM that is not running only loses `autoboot`.
 pub fn stop(ctx: &Ctx, uuid: &Uuid, opts: StopOptions) -> OpsResult<Stopped> {
     let mut l = lock_and_load(ctx, uuid)?;
     set_autoboot(ctx, uuid, &mut l.rec, false)?;

@@ -28,11 +28,18 @@ pub fn payload_from_args(args: &[String]) -> OpsResult<Map<String, Value>> {
 /// What changed, for the caller's messages.
 #[derive(Debug, Default)]
 pub struct Updated {
+    /// Top-level properties whose stored value changed; empty when the
+    /// update changed nothing (and nothing was written).
     pub changed: Vec<String>,
     /// Live properties the driver could not apply to the running jail.
     pub need_reboot: Vec<String>,
 }
 
+/// Validates and applies an update payload. Dataset properties (quota,
+/// compression, record size) go to ZFS before the record is saved; live
+/// limits are applied to a running VM after; anything else waits for the
+/// next boot. Refused when validation blocks the payload or the VM is
+/// incomplete.
 pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<Updated> {
     let checked = spec::check(input, Action::Update);
     if checked.errors.blocks() {

@@ -12,11 +12,13 @@ pub const OS_BRANDS: &[&str] = &["jail", "joyent", "joyent-minimal", "lx", "lx-j
 /// Hardware-VM brands: recognised (so the error is precise) but not supported.
 pub const HVM_BRANDS: &[&str] = &["bhyve", "kvm"];
 
-pub fn is_supported(brand: &str) -> bool {
+/// True for a brand vmadm can create (one of [`OS_BRANDS`]).
+pub(crate) fn is_supported(brand: &str) -> bool {
     OS_BRANDS.contains(&brand)
 }
 
-pub fn is_lx(brand: &str) -> bool {
+/// True for the brands that run Linux binaries (`lx`, `lx-jail`).
+pub(crate) fn is_lx(brand: &str) -> bool {
     matches!(brand, "lx" | "lx-jail")
 }
 

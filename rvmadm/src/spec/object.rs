@@ -17,10 +17,14 @@ pub use super::props::ZERO_UUID;
 
 /// Host facts create needs.
 pub struct CreateContext<'a> {
+    /// The new VM's uuid (the payload's, or a fresh one).
     pub uuid: &'a str,
+    /// The pool from vmadm.toml, used when the payload names no `zpool`.
     pub default_pool: &'a str,
     /// Where the dataset will be mounted.
     pub zonepath: &'a str,
+    /// The creation time, ISO-8601 UTC with milliseconds: stored as both
+    /// `create_timestamp` and `last_modified`.
     pub now: &'a str,
 }
 

@@ -12,17 +12,26 @@
 /// How a value is checked and normalised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// `true`/`false`; the strings `"true"`/`"false"`/`"1"`/`"0"` and the
+    /// numbers 1/0 are accepted too, since `vmadm update k=v` sends strings.
     Bool,
+    /// A UUID in its hyphenated form, stored lowercase.
     Uuid,
     /// Whole number in `min..=max` (numbers or numeric strings accepted).
     Int {
+        /// The smallest value accepted.
         min: i64,
+        /// The largest value accepted.
         max: i64,
     },
     /// Free text of at most this many bytes, without control characters.
     Text(usize),
+    /// An RFC 1123 host name (see [`crate::spec::valid_hostname`]).
     Hostname,
+    /// A display name from a conservative character set (see
+    /// [`crate::spec::valid_alias`]).
     Alias,
+    /// One of the OS-container brands in [`super::brand::OS_BRANDS`].
     Brand,
     /// A dotted DNS domain.
     Domain,
@@ -64,14 +73,20 @@ pub enum Live {
 /// A default that does not depend on the VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fixed {
+    /// A boolean.
     Bool(bool),
+    /// A whole number, in the property's own unit (MiB, GiB, bytes …).
     Int(u64),
+    /// A string.
     Text(&'static str),
+    /// `[]`.
     EmptyList,
+    /// `{}`.
     EmptyObject,
 }
 
 impl Fixed {
+    /// The default as the JSON value a record stores.
     pub fn to_value(self) -> Value {
         match self {
             Fixed::Bool(b) => Value::Bool(b),
@@ -82,6 +97,7 @@ impl Fixed {
         }
     }
 
+    /// The number of an [`Fixed::Int`]; `None` for other kinds.
     pub fn as_u64(self) -> Option<u64> {
         match self {
             Fixed::Int(n) => Some(n),
@@ -89,6 +105,7 @@ impl Fixed {
         }
     }
 
+    /// The value of a [`Fixed::Bool`]; `None` for other kinds.
     pub fn as_bool(self) -> Option<bool> {
         match self {
             Fixed::Bool(b) => Some(b),
@@ -96,6 +113,7 @@ impl Fixed {
         }
     }
 
+    /// The text of a [`Fixed::Text`]; `None` for other kinds.
     pub fn as_str(self) -> Option<&'static str> {
         match self {
             Fixed::Text(t) => Some(t),
@@ -138,14 +156,25 @@ impl DefaultRule {
     }
 }
 
+/// One row of the property table.
 #[derive(Debug, Clone, Copy)]
 pub struct Prop {
+    /// The SmartOS property name, as it appears in payloads and records.
     pub name: &'static str,
+    /// How values are checked and normalised.
     pub kind: Kind,
+    /// Whether a create payload may carry it. Only top-level rows
+    /// ([`PROPS`]) are checked against this; NIC and filesystem objects
+    /// follow their own rules in [`super::validate`].
     pub create: bool,
+    /// Whether an update payload may carry it.
     pub update: bool,
+    /// When a change reaches a running VM.
     pub live: Live,
+    /// One line of documentation, the "meaning" column of
+    /// `docs/properties.md`.
     pub doc: &'static str,
+    /// What the property is when a payload or record leaves it out.
     pub default: DefaultRule,
 }
 
@@ -313,10 +342,12 @@ pub fn find(name: &str) -> Option<&'static Prop> {
     PROPS.iter().find(|p| p.name == name)
 }
 
+/// Looks a property of one NIC object up (`nics`, `add_nics` entries).
 pub fn find_nic(name: &str) -> Option<&'static Prop> {
     NIC_PROPS.iter().find(|p| p.name == name)
 }
 
+/// Looks a property of one `filesystems` entry up.
 pub fn find_fs(name: &str) -> Option<&'static Prop> {
     FS_PROPS.iter().find(|p| p.name == name)
 }

@@ -54,9 +54,10 @@ macro_rules! vm_record {
             order: Vec<Key>,
         }
 
-        /// A known property of the record.
+        /// A known property of the record; each variant is documented as
+        /// the field it names.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum Field { $($variant,)* }
+        pub enum Field { $( $(#[doc = $doc])* $variant,)* }
 
         impl Field {
             /// Every known property, in declaration order.
@@ -67,6 +68,8 @@ macro_rules! vm_record {
                 match self { $(Field::$variant => json_name!($field $(, $name)?),)* }
             }
 
+            /// The known property with this JSON name; `None` for a name
+            /// the record keeps in `extra`.
             pub fn from_name(name: &str) -> Option<Field> {
                 match name {
                     $(json_name!($field $(, $name)?) => Some(Field::$variant),)*
@@ -136,72 +139,137 @@ macro_rules! vm_record {
 }
 
 vm_record! {
+    /// The zone name: the VM's uuid unless the create payload chose one.
     Zonename zonename: String,
+    /// Boot the VM when the host boots; `start` sets it, `stop` clears it.
     Autoboot autoboot: bool,
+    /// The brand exactly as the payload spelled it (`jail`, `joyent`, `lx` …).
     Brand brand: String,
+    /// Privilege set, one comma-separated string as SmartOS stores it
+    /// (recorded only: jails restrict themselves by other means).
     LimitPriv limit_priv: String,
     /// VM object version (1).
     V v: u64,
+    /// When the VM was created: ISO-8601 UTC with milliseconds.
     CreateTimestamp create_timestamp: String,
+    /// The image whose `@final` snapshot the VM's dataset was cloned from.
     ImageUuid image_uuid: String,
+    /// Relative CPU weight against other VMs on the host.
     CpuShares cpu_shares: u64,
+    /// Most processes and threads the VM may run at once.
     MaxLwps max_lwps: u64,
+    /// Most System V message queue identifiers.
     MaxMsgIds max_msg_ids: u64,
+    /// Most System V semaphore identifiers.
     MaxSemIds max_sem_ids: u64,
+    /// Most System V shared memory identifiers.
     MaxShmIds max_shm_ids: u64,
+    /// System V shared memory cap in MiB.
     MaxShmMemory max_shm_memory: u64,
+    /// Relative I/O weight against other VMs on the host.
     ZfsIoPriority zfs_io_priority: u64,
+    /// Memory cap in MiB (what `ram` sets).
     MaxPhysicalMemory max_physical_memory: u64,
+    /// Locked memory cap in MiB, never above `max_physical_memory`.
     MaxLockedMemory max_locked_memory: u64,
+    /// Memory plus swap cap in MiB, at least 256 and at least
+    /// `max_physical_memory`.
     MaxSwap max_swap: u64,
+    /// CPU cap in percent of one CPU (200 = two CPUs); absent or 0 = none.
     CpuCap cpu_cap: u64,
+    /// Billing (package) uuid; bookkeeping only.
     BillingId billing_id: String,
+    /// Owner uuid; bookkeeping only.
     OwnerUuid owner_uuid: String,
+    /// Size of the tmpfs mounted on `/tmp` in MiB; 0 = no tmpfs.
     Tmpfs tmpfs: u64,
+    /// Host name inside the VM; absent = the uuid.
     Hostname hostname: String,
+    /// DNS search domain written into the VM.
     DnsDomain dns_domain: String,
+    /// DNS server addresses for the VM's resolv.conf, as given.
     Resolvers resolvers: Vec<String>,
+    /// Free-form name shown by `list`; not unique.
     Alias alias: String,
+    /// The network interfaces, each as SmartOS's NIC object.
     Nics nics: Vec<JsonObject>,
+    /// The VM's uuid.
     Uuid uuid: String,
+    /// Where the VM's dataset is mounted on the host, as `zfs` reported it
+    /// when the dataset was made.
     Zonepath zonepath: String,
+    /// When the record was last written: ISO-8601 UTC with milliseconds,
+    /// stamped by [`crate::store::Store::save`].
     LastModified last_modified: String,
+    /// Recorded for SmartOS tools; rvmadm manages no firewall.
     FirewallEnabled firewall_enabled: bool,
+    /// Key/value metadata the guest may read.
     CustomerMetadata customer_metadata: JsonObject,
+    /// Key/value metadata set by the operator.
     InternalMetadata internal_metadata: JsonObject,
+    /// Static routes: destination (IP or CIDR) → gateway.
     Routes routes: JsonObject,
+    /// Key/value tags for the operator's own use.
     Tags tags: JsonObject,
+    /// Quota on the VM's dataset in GiB; 0 or absent = none.
     Quota quota: u64,
+    /// Record size of the VM's dataset in bytes (a power of 2).
     ZfsRootRecsize zfs_root_recsize: u64,
+    /// The VM's dataset, `<zpool>/<uuid>`.
     ZfsFilesystem zfs_filesystem: String,
+    /// The pool holding the VM's dataset.
     Zpool zpool: String,
+    /// The VM's `vmsnap-*` snapshots, newest first.
     Snapshots snapshots: Vec<Snapshot>,
+    /// Start the VM again when its init exits (SmartOS semantics; stored
+    /// and handed to drivers, which do not act on it yet).
     RestartInit restart_init: bool,
     /// `<zfs_filesystem>/data` when `delegate_dataset` made it.
     Datasets datasets: Vec<String>,
+    /// Keep debug data on delete; recorded only.
     ArchiveOnDelete archive_on_delete: bool,
+    /// Whether create made `<zfs_filesystem>/data` for the VM to manage.
     DelegateDataset delegate_dataset: bool,
+    /// Hide the VM from inventory tools; bookkeeping only.
     DoNotInventory do_not_inventory: bool,
+    /// Host paths mounted into the VM, each as SmartOS's filesystem object.
     Filesystems filesystems: Vec<JsonObject>,
-    /// Stored as one comma-separated string, as SmartOS does.
+    /// File system types the VM may mount. Stored as one comma-separated
+    /// string, as SmartOS does.
     FsAllowed fs_allowed: String,
+    /// Refuse to delete the delegated dataset (recorded only: `delete`
+    /// does not check it).
     IndestructibleDelegated indestructible_delegated: bool,
+    /// Refuse to delete or reprovision the VM's dataset.
     IndestructibleZoneroot indestructible_zoneroot: bool,
+    /// Path of the init program inside the VM; absent = the OS's default.
     InitName init_name: String,
+    /// Namespaces of internal metadata the guest may read; recorded only.
     InternalMetadataNamespaces internal_metadata_namespaces: Vec<String>,
+    /// Linux kernel version lx VMs should report; recorded only.
     KernelVersion kernel_version: String,
+    /// Rewrite the VM's resolv.conf when `resolvers` change; recorded only.
     MaintainResolvers maintain_resolvers: bool,
+    /// Seconds the metadata user-script may run; recorded only.
     MdataExecTimeout mdata_exec_timeout: u64,
+    /// Create without waiting for provisioning; recorded only.
     Nowait nowait: bool,
+    /// Package name (deprecated bookkeeping).
     PackageName package_name: String,
+    /// Package version (deprecated bookkeeping).
     PackageVersion package_version: String,
     /// Only ever passes through: create and update turn it into
     /// `max_physical_memory`.
     Ram ram: u64,
+    /// Compression of the delegated dataset (`lz4`, `off` …).
     ZfsDataCompression zfs_data_compression: String,
+    /// Record size of the delegated dataset in bytes (a power of 2).
     ZfsDataRecsize zfs_data_recsize: u64,
+    /// Most file systems the VM's dataset may hold below it.
     ZfsFilesystemLimit zfs_filesystem_limit: u64,
+    /// Compression of the VM's dataset (`lz4`, `off` …).
     ZfsRootCompression zfs_root_compression: String,
+    /// Most snapshots the VM's dataset may have.
     ZfsSnapshotLimit zfs_snapshot_limit: u64,
     /// Set while a create or receive is under way (never shown by `get`).
     Incomplete incomplete = "_incomplete": bool,
@@ -212,11 +280,14 @@ const _: () = assert!(Field::ALL.len() <= 128, "FieldSet is a u128");
 /// A key of the record: a known property or one kept in `extra`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
+    /// A property stored in its typed field.
     Field(Field),
+    /// A key stored in [`VmRecord::extra`], by its JSON name.
     Extra(String),
 }
 
 impl Key {
+    /// The key's JSON name.
     pub fn name(&self) -> &str {
         match self {
             Key::Field(f) => f.name(),

@@ -13,7 +13,10 @@ pub type JsonObject = Map<String, Value>;
 /// One `vmsnap-*` snapshot as listed in the record, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Snapshot {
+    /// The name the user gave; the ZFS snapshot is
+    /// `<zfs_filesystem>@vmsnap-<name>`.
     pub name: String,
+    /// When it was taken: ISO-8601 UTC with milliseconds.
     pub created_at: String,
 }
 

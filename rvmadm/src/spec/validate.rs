@@ -16,13 +16,19 @@ use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 
+/// Which payload is being checked: each property row says whether create,
+/// update or both accept it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// A `vmadm create` payload: required properties must be present.
     Create,
+    /// A `vmadm update` payload: only the changes; an explicit `null`
+    /// removes a property.
     Update,
 }
 
 impl Action {
+    /// The verb's name, as `vmadm validate` prints it.
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
@@ -34,8 +40,14 @@ impl Action {
 /// SmartOS's validation error object; all three arrays always present.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ValidationErrors {
+    /// Keys whose value fails the property's kind or a rule of its object
+    /// (a duplicate MAC, two primary NICs …); nested keys as
+    /// `nics.*.<key>`.
     pub bad_values: Vec<String>,
+    /// Keys unknown, or not allowed in this action; they are dropped.
     pub bad_properties: Vec<String>,
+    /// Required keys the payload lacks (`brand`, `image_uuid` on create,
+    /// `nic_tag` of a new NIC …).
     pub missing_properties: Vec<String>,
 }
 
@@ -52,6 +64,7 @@ impl ValidationErrors {
         !self.bad_values.is_empty() || !self.missing_properties.is_empty()
     }
 
+    /// True when nothing at all was reported, not even a dropped key.
     pub fn is_clean(&self) -> bool {
         !self.blocks() && self.bad_properties.is_empty()
     }
@@ -86,7 +99,11 @@ impl ValidationErrors {
 /// On update an explicit unset is kept as JSON `null`.
 #[derive(Debug, Clone)]
 pub struct Checked {
+    /// The keys that passed, with their normalised values (deprecated
+    /// names already mapped to current ones on create).
     pub payload: Map<String, Value>,
+    /// Everything refused; the payload is usable only when
+    /// [`ValidationErrors::blocks`] is false.
     pub errors: ValidationErrors,
 }
 

@@ -18,8 +18,16 @@ use uuid::Uuid;
 /// One address of a NIC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum NicAddr {
-    Static { addr: IpAddr, prefix: u8 },
+    /// A fixed address with its prefix length (`192.0.2.10/24`).
+    Static {
+        /// The address itself.
+        addr: IpAddr,
+        /// Prefix length: at most 32 for IPv4, 128 for IPv6.
+        prefix: u8,
+    },
+    /// IPv4 by DHCP.
     Dhcp,
+    /// IPv6 by stateless autoconfiguration.
     Addrconf,
 }
 
@@ -52,22 +60,35 @@ impl std::fmt::Display for NicAddr {
     }
 }
 
+/// One network interface, parsed from its stored NIC object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Nic {
     /// Name inside the jail: `net0`, `net1` … (`eth0` … for lx brands).
     pub interface: String,
     /// Lowercase, zero-padded `aa:bb:cc:dd:ee:ff`.
     pub mac: String,
+    /// The network it joins; vmadm.toml's `[networks]` maps it to a host
+    /// bridge.
     pub nic_tag: String,
+    /// Its addresses, in the order given; may be empty.
     pub ips: Vec<NicAddr>,
+    /// Default gateways reached through this NIC.
     pub gateways: Vec<IpAddr>,
-    /// 0 = untagged.
+    /// 802.1Q VLAN id, 0..=4095; 0 = untagged.
     pub vlan_id: u16,
+    /// Link MTU in bytes (576..=9000); `None` leaves the OS default.
     pub mtu: Option<u32>,
+    /// As stored; use [`VmSpec::primary_nic`] to find the NIC that carries
+    /// the default route.
     pub primary: bool,
+    /// May send from source IPs it was not given (no driver filters yet).
     pub allow_ip_spoofing: bool,
+    /// May send from other source MACs (no driver filters yet).
     pub allow_mac_spoofing: bool,
+    /// May act as a DHCP server; also set by the deprecated `dhcp_server`
+    /// (no driver filters yet).
     pub allow_dhcp_spoofing: bool,
+    /// May send non-IP traffic (no driver filters yet).
     pub allow_restricted_traffic: bool,
 }
 
@@ -84,53 +105,87 @@ pub struct Limits {
     pub max_shm_memory: u64,
     /// Percent of one CPU; `None` (or 0) = uncapped.
     pub cpu_cap: Option<u64>,
+    /// Relative CPU weight against other VMs (SmartOS default 100).
     pub cpu_shares: u64,
+    /// Most processes and threads at once.
     pub max_lwps: u64,
+    /// Most System V message queue ids.
     pub max_msg_ids: u64,
+    /// Most System V semaphore ids.
     pub max_sem_ids: u64,
+    /// Most System V shared memory ids.
     pub max_shm_ids: u64,
     /// GiB; 0 = no quota.
     pub quota: u64,
     /// MiB; 0 = no tmpfs on /tmp.
     pub tmpfs: u64,
+    /// Relative I/O weight (SmartOS default 100); neither driver has an
+    /// equivalent to apply it to.
     pub zfs_io_priority: u64,
 }
 
 /// A host directory (or other file system) mounted into the jail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Filesystem {
+    /// The entry's `type`: `nullfs` (FreeBSD), `bind` (Linux) or `lofs`
+    /// (SmartOS's name, the default when the entry has none).
     pub kind: String,
+    /// The host path mounted.
     pub source: String,
+    /// Where it appears inside the VM.
     pub target: String,
+    /// True when `options` holds `ro`.
     pub read_only: bool,
+    /// Mount options as given.
     pub options: Vec<String>,
 }
 
+/// Everything a driver needs to know about one VM, every default resolved.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VmSpec {
+    /// The VM's uuid (also its zone name).
     pub uuid: Uuid,
     /// The brand as the user gave it (`jail`, `joyent`, `lx` …).
     pub brand: String,
+    /// The free-form display name, if any.
     pub alias: Option<String>,
+    /// The `hostname` property; [`VmSpec::effective_hostname`] supplies
+    /// the uuid when it is absent.
     pub hostname: Option<String>,
+    /// DNS search domain (`local` unless set).
     pub dns_domain: String,
+    /// The image the dataset was cloned from.
     pub image_uuid: Uuid,
+    /// The pool holding the VM's dataset.
     pub zpool: String,
     /// `<pool>/<uuid>`.
     pub zfs_filesystem: String,
     /// Where the dataset is mounted (the jail's root is this path itself).
     pub zonepath: PathBuf,
+    /// Start the VM when the host boots (`vmadm start`/`stop` flip it).
     pub autoboot: bool,
+    /// The init command inside the VM; `None` = the OS's default
+    /// (`/sbin/init` on Linux, `/etc/rc` on FreeBSD).
     pub init_name: Option<String>,
+    /// Restart the VM when init exits (stored; no driver acts on it yet).
     pub restart_init: bool,
+    /// Resource limits.
     pub limits: Limits,
+    /// Network interfaces, in stored order.
     pub nics: Vec<Nic>,
+    /// DNS servers for the VM's resolv.conf; entries that are not IP
+    /// addresses are left out.
     pub resolvers: Vec<IpAddr>,
+    /// Host file systems to mount; entries without `source` or `target`
+    /// are left out.
     pub filesystems: Vec<Filesystem>,
     /// Destination (IP or CIDR) → gateway.
     pub routes: BTreeMap<String, String>,
+    /// Metadata the guest may read; empty when the record has none.
     pub customer_metadata: Map<String, Value>,
+    /// Operator metadata; empty when the record has none.
     pub internal_metadata: Map<String, Value>,
+    /// Operator tags; empty when the record has none.
     pub tags: Map<String, Value>,
 }
 

@@ -17,21 +17,34 @@ use uuid::Uuid;
 /// Format version of the record files.
 pub const RECORD_VERSION: u64 = 1;
 
+/// Why the record store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Reading, writing or locking a file failed.
     #[error("cannot access VM records in {path}: {source}")]
     Io {
+        /// The record, lock file or directory involved.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
+    /// A record could not be decoded (bad JSON, an unknown
+    /// `record_version`, a uuid other than its file name's) or encoded;
+    /// also reported when a reader thread of `load_all` died.
     #[error("VM record {path} is corrupt: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The record file (the records directory for a dead reader).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// A record as stored.
 #[derive(Debug, Clone)]
 pub struct Record {
+    /// The VM object (the file's `vm` member).
     pub vm: VmRecord,
 }
 
@@ -54,6 +67,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 }
 
 impl Store {
+    /// The store under `state_dir` (vmadm.toml's state directory): records
+    /// in `vms/`, lock files in `locks/`, each directory made on first use.
     pub fn new(state_dir: &Path) -> Store {
         Store {
             vms: state_dir.join("vms"),
@@ -84,6 +99,7 @@ impl Store {
         exclusive(&p).map_err(io_err(&p))
     }
 
+    /// True when a record file for `uuid` exists, readable or not.
     pub fn exists(&self, uuid: &Uuid) -> bool {
         self.path(uuid).exists()
     }
