@@ -35,10 +35,12 @@ impl Argv {
         Argv(items.into_iter().map(Into::into).collect())
     }
 
+    /// The program: the first element, or "" for an empty argv.
     pub fn program(&self) -> &str {
         self.0.first().map(String::as_str).unwrap_or("")
     }
 
+    /// Everything after the program, each element one argument.
     pub fn args(&self) -> &[String] {
         self.0.get(1..).unwrap_or(&[])
     }
@@ -85,18 +87,24 @@ impl fmt::Display for Argv {
 /// empty: the caller read it through the pipe.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
+    /// The exit code; 128 + N when the command died of signal N.
     pub status: i32,
+    /// Everything the command wrote to stdout.
     pub stdout: Vec<u8>,
+    /// Everything the command wrote to stderr (streams keep the first 64 KiB).
     pub stderr: Vec<u8>,
 }
 
 impl Output {
+    /// True when the command exited 0.
     pub fn success(&self) -> bool {
         self.status == 0
     }
+    /// Stdout as text, invalid UTF-8 replaced, untrimmed (parsers need every line).
     pub fn stdout_str(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
+    /// Stderr as text, invalid UTF-8 replaced and trimmed, for messages.
     pub fn stderr_str(&self) -> String {
         String::from_utf8_lossy(&self.stderr).trim().to_string()
     }
@@ -116,20 +124,27 @@ impl Output {
     }
 }
 
+/// Why a command did not do its job; every variant names the argv.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     /// The command could not be started, or (rarely: `waitpid` retries
     /// EINTR) not waited for.
     #[error("cannot run `{argv}`: {source}")]
     Spawn {
+        /// The command that could not be run.
         argv: Argv,
+        /// The OS error from fork/exec or wait.
         #[source]
         source: io::Error,
     },
+    /// The command ran and exited non-zero.
     #[error("`{argv}` failed (exit {status}): {stderr}")]
     Failed {
+        /// The command that failed.
         argv: Argv,
+        /// Its exit code (128 + N for signal N).
         status: i32,
+        /// Its trimmed stderr, usually the reason in the tool's own words.
         stderr: String,
     },
 }
@@ -194,6 +209,7 @@ impl<'a> StreamChild<'a> {
         }
     }
 
+    /// The command this child runs.
     pub fn argv(&self) -> &Argv {
         &self.argv
     }

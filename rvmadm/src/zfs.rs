@@ -12,16 +12,26 @@ use crate::exec::{Argv, CommandRunner, ExecError, Pipe, StreamChild};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Why a ZFS operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ZfsError {
+    /// The `zfs`/`zpool` command failed; carries argv and stderr.
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// The named dataset or snapshot is not there.
     #[error("dataset {0} does not exist")]
     NotFound(String),
+    /// A name failed [`valid_name`]; nothing was run.
     #[error("invalid ZFS name {0:?}")]
     BadName(String),
+    /// A command's output did not have the expected shape.
     #[error("unexpected output from `{argv}`: {line:?}")]
-    Parse { argv: Argv, line: String },
+    Parse {
+        /// The command whose output was read.
+        argv: Argv,
+        /// The line that could not be parsed.
+        line: String,
+    },
 }
 
 /// Checks a dataset or snapshot name: components of `[A-Za-z0-9_.:-]`, joined by
@@ -55,9 +65,13 @@ fn checked(name: &str) -> Result<&str, ZfsError> {
 /// A row of `zfs list` with the columns this crate uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatasetInfo {
+    /// Full dataset name, `<pool>/<path>`.
     pub name: String,
+    /// The snapshot this dataset was cloned from (`None` for `-`).
     pub origin: Option<String>,
+    /// Where it is mounted (`None` for `none`/`legacy`/`-`).
     pub mountpoint: Option<PathBuf>,
+    /// The quota as zfs prints it (`2G`), `None` when unset.
     pub quota: Option<String>,
 }
 
@@ -67,10 +81,12 @@ pub struct Zfs<'r> {
 }
 
 impl<'r> Zfs<'r> {
+    /// ZFS operations run through `runner`.
     pub fn new(runner: &'r dyn CommandRunner) -> Self {
         Zfs { runner }
     }
 
+    /// The runner these operations use.
     pub fn runner(&self) -> &'r dyn CommandRunner {
         self.runner
     }
@@ -187,6 +203,7 @@ impl<'r> Zfs<'r> {
         Ok(PathBuf::from(self.get(dataset, "mountpoint")?))
     }
 
+    /// `zfs set prop=value dataset`; `prop` comes from code, never from input.
     pub fn set(&self, dataset: &str, prop: &str, value: &str) -> Result<(), ZfsError> {
         let dataset = checked(dataset)?;
         self.zfs(&["set", &format!("{prop}={value}"), dataset])?;
@@ -203,6 +220,7 @@ impl<'r> Zfs<'r> {
         self.set(dataset, "quota", &value)
     }
 
+    /// `zfs create` with `-o prop=value` for each of `props`.
     pub fn create(&self, dataset: &str, props: &[(&str, &str)]) -> Result<(), ZfsError> {
         let dataset = checked(dataset)?;
         let mut args: Vec<String> = vec!["create".into()];
@@ -216,6 +234,7 @@ impl<'r> Zfs<'r> {
         Ok(())
     }
 
+    /// `zfs snapshot dataset@name`.
     pub fn snapshot(&self, snapshot: &str) -> Result<(), ZfsError> {
         self.zfs(&["snapshot", checked(snapshot)?])?;
         Ok(())
@@ -248,11 +267,13 @@ impl<'r> Zfs<'r> {
         Ok(())
     }
 
+    /// `zfs rename`; both names are checked.
     pub fn rename(&self, from: &str, to: &str) -> Result<(), ZfsError> {
         self.zfs(&["rename", checked(from)?, checked(to)?])?;
         Ok(())
     }
 
+    /// `zfs rollback -r`: back to `snapshot`, destroying newer snapshots.
     pub fn rollback(&self, snapshot: &str) -> Result<(), ZfsError> {
         self.zfs(&["rollback", "-r", checked(snapshot)?])?;
         Ok(())
@@ -434,7 +455,10 @@ pub enum SendForm<'a> {
     Full,
     /// Only the changes since `from`, an earlier snapshot of the same
     /// dataset (an incremental image on top of its origin).
-    Incremental { from: &'a str },
+    Incremental {
+        /// The earlier snapshot, `dataset@name`.
+        from: &'a str,
+    },
     /// `-R`: the snapshot with its descendants and properties (a VM bundle).
     Replicate,
 }

@@ -35,9 +35,13 @@ impl Write for SharedBuf {
 /// How a recorded command was run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallKind {
+    /// Collected output (`output`, `run`, `run_stdout`).
     Output,
+    /// Streamed through the given pipe (`stream`).
     Stream(Pipe),
+    /// With the caller's terminal (`interactive`).
     Interactive,
+    /// Detached with output to a log file (`run_logged`).
     Logged,
 }
 
@@ -45,8 +49,11 @@ pub enum CallKind {
 /// stdin (given up front or streamed).
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// The command line.
     pub argv: Argv,
+    /// Which runner form ran it.
     pub kind: CallKind,
+    /// Every byte the caller gave the command on stdin.
     pub stdin: Vec<u8>,
 }
 
@@ -61,6 +68,7 @@ pub struct RecordingRunner {
 }
 
 impl RecordingRunner {
+    /// A runner with no calls yet that answers every command with success.
     pub fn new() -> Self {
         Self::default()
     }
