@@ -17,4 +17,11 @@ done
 # test and has hung under many concurrent pool/mount operations here. The
 # timeout turns a hang into a clear failure instead of a silent CI overrun.
 export RUST_TEST_THREADS=1
+set +e
 timeout 45m cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/rvmadm-test.log
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole workspace: cargo's last "test result" is a
+# doc-test binary with nothing in it, which says nothing about the run.
+awk '/^test result:/ {p += $4; f += $6; s += $8} END {printf "workspace: %d passed, %d failed, %d skipped\n", p, f, s}' /tmp/rvmadm-test.log
+exit "$status"
