@@ -210,16 +210,6 @@ impl<'r> Zfs<'r> {
         Ok(())
     }
 
-    /// Sets the quota in GiB; 0 removes it (SmartOS `quota=0` means none).
-    pub fn set_quota_gib(&self, dataset: &str, gib: u64) -> Result<(), ZfsError> {
-        let value = if gib == 0 {
-            "none".to_string()
-        } else {
-            format!("{gib}G")
-        };
-        self.set(dataset, "quota", &value)
-    }
-
     /// `zfs create` with `-o prop=value` for each of `props`.
     pub fn create(&self, dataset: &str, props: &[(&str, &str)]) -> Result<(), ZfsError> {
         let dataset = checked(dataset)?;

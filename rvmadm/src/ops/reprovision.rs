@@ -45,12 +45,7 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
     if has_data {
         zfs.rename_unbusy(&data, &parked)?;
     }
-    let quota = l.spec.limits.quota;
-    let quota_prop = if quota == 0 {
-        "none".to_string()
-    } else {
-        format!("{quota}G")
-    };
+    let quota_prop = crate::driver::dataset::quota_value(l.spec.limits.quota);
     let rebuilt = zfs
         .destroy(&dataset, true)
         .and_then(|_| zfs.clone_snapshot(&origin, &dataset, &[("quota", &quota_prop)]))
