@@ -2,24 +2,13 @@
 //! sources and Project FiFo read: v1 field names, an absolute file URL, and a
 //! file name whose suffix tells imgmanifest's v1→v2 upgrade the compression.
 
-use crate::manifest::{ImageType, Manifest};
+use crate::manifest::{file_name_safe, ImageType, Manifest};
 use serde_json::{Map, Value};
 
 impl Manifest {
     /// The DSAPI `files[].path` for this image: a safe file name whose suffix
     /// tells the v1→v2 upgrade the compression.
     pub fn dsapi_file_name(&self) -> String {
-        let clean = |s: &str| -> String {
-            s.chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+') {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect()
-        };
         let suffix = self
             .files
             .first()
@@ -27,8 +16,8 @@ impl Manifest {
             .unwrap_or("");
         format!(
             "{}-{}.zfs{}",
-            clean(&self.name),
-            clean(&self.version),
+            file_name_safe(&self.name),
+            file_name_safe(&self.version),
             suffix
         )
     }

@@ -9,7 +9,7 @@ pub mod filter;
 mod manifest;
 
 pub use manifest::{
-    is_valid_name, is_valid_published_at, is_valid_sha1, is_valid_version, now_published_at,
-    Compression, FieldError, ImageFile, ImageOs, ImageState, ImageType, Manifest, ValidationError,
-    MAX_FILE_SIZE, MAX_NAME_LEN, MAX_VERSION_LEN, NIL_OWNER,
+    file_name_safe, is_valid_name, is_valid_published_at, is_valid_sha1, is_valid_version,
+    now_published_at, Compression, FieldError, ImageFile, ImageOs, ImageState, ImageType, Manifest,
+    ValidationError, MAX_FILE_SIZE, MAX_NAME_LEN, MAX_VERSION_LEN, NIL_OWNER,
 };

@@ -495,6 +495,20 @@ impl Manifest {
     }
 }
 
+/// `s` with every character outside `[A-Za-z0-9._+-]` replaced by `_`: safe
+/// as part of a file name (image names may hold `/` and spaces).
+pub fn file_name_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -122,18 +122,11 @@ fn send_inner(
 
 /// A file-name-safe form of `name-version` (names may contain `/` and spaces).
 pub fn file_prefix(name: &str, version: &str) -> String {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
-    let joined = format!("{}-{}", clean(name), clean(version));
+    let joined = format!(
+        "{}-{}",
+        crate::image::manifest::file_name_safe(name),
+        crate::image::manifest::file_name_safe(version)
+    );
     joined.trim_start_matches('.').to_string()
 }
 
