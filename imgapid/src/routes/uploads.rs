@@ -9,8 +9,9 @@ use super::query::query_map;
 use super::request::{content_length, require_write};
 use super::respond::{entry_response, Resp};
 use crate::catalog::blocking;
+use crate::catalog::Entry;
 use crate::error::{ApiError, ApiResult};
-use crate::store::StoredBlob;
+use crate::store::{ImageRecord, StoredBlob};
 use base64::Engine;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -20,6 +21,7 @@ use md5::Md5;
 use rvmadm_manifest::{is_valid_sha1, Compression, ImageFile};
 use serde_json::Map;
 use sha1::{Digest, Sha1};
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -282,20 +284,7 @@ pub(super) async fn put_file(app: &App, req: Request<Incoming>, uuid: Uuid) -> A
             Ok(new)
         })
         .await;
-    match result {
-        Ok((e, old)) => {
-            if let Some(old_file) = &old.rec.file {
-                if old_file.key != key {
-                    discard_blob(app, uuid, old_file.key.clone()).await;
-                }
-            }
-            Ok(entry_response(&e))
-        }
-        Err(err) => {
-            discard_blob(app, uuid, key).await;
-            Err(err)
-        }
-    }
+    settle_blob(app, uuid, key, result, |rec| rec.file.as_ref()).await
 }
 
 /// `PUT /images/:uuid/icon` (AddImageIcon).
@@ -363,11 +352,24 @@ pub(super) async fn put_icon(app: &App, req: Request<Incoming>, uuid: Uuid) -> A
             Ok(new)
         })
         .await;
+    settle_blob(app, uuid, key, result, |rec| rec.icon.as_ref()).await
+}
+
+/// Ends a blob upload after the catalog update: on success the blob it
+/// replaced (found by `slot`) is discarded unless it is the same one; on
+/// failure the new blob is, so no upload leaves an orphan file behind.
+async fn settle_blob(
+    app: &App,
+    uuid: Uuid,
+    key: String,
+    result: ApiResult<(Arc<Entry>, Arc<Entry>)>,
+    slot: impl Fn(&ImageRecord) -> Option<&StoredBlob>,
+) -> ApiResult<Resp> {
     match result {
         Ok((e, old)) => {
-            if let Some(old_icon) = &old.rec.icon {
-                if old_icon.key != key {
-                    discard_blob(app, uuid, old_icon.key.clone()).await;
+            if let Some(replaced) = slot(&old.rec) {
+                if replaced.key != key {
+                    discard_blob(app, uuid, replaced.key.clone()).await;
                 }
             }
             Ok(entry_response(&e))
