@@ -59,6 +59,18 @@ pub struct ImageRecord {
 }
 
 impl ImageRecord {
+    /// A new image as CreateImage or an import makes it: not activated, no
+    /// blobs yet; `expect` is the file an import announced, if any.
+    pub fn unactivated(manifest: Manifest, expect: Option<rvmadm_manifest::ImageFile>) -> Self {
+        ImageRecord {
+            manifest,
+            activated: false,
+            file: None,
+            icon: None,
+            expect,
+        }
+    }
+
     /// Blob keys this record references.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.file

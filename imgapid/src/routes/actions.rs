@@ -91,13 +91,7 @@ async fn import(app: &App, req: Request<Incoming>, uuid: Uuid) -> ApiResult<Resp
     manifest.files.clear();
     let e = app
         .catalog
-        .insert(ImageRecord {
-            manifest,
-            activated: false,
-            file: None,
-            icon: None,
-            expect,
-        })
+        .insert(ImageRecord::unactivated(manifest, expect))
         .await?;
     Ok(entry_response(&e))
 }

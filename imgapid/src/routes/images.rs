@@ -123,13 +123,7 @@ pub(super) async fn create(app: &App, req: Request<Incoming>) -> ApiResult<Resp>
     let manifest = manifest_from(obj)?;
     let e = app
         .catalog
-        .insert(ImageRecord {
-            manifest,
-            activated: false,
-            file: None,
-            icon: None,
-            expect: None,
-        })
+        .insert(ImageRecord::unactivated(manifest, None))
         .await?;
     Ok(entry_response(&e))
 }

@@ -71,6 +71,18 @@ pub(super) fn content_length(h: &HeaderMap) -> ApiResult<Option<u64>> {
     }
 }
 
+/// The request's Content-Length, which uploads must send (chunked bodies
+/// are refused with 411, so a size limit holds before any byte is read).
+pub(super) fn required_length(h: &HeaderMap) -> ApiResult<u64> {
+    content_length(h)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "InvalidHeader",
+            "Content-Length is required",
+        )
+    })
+}
+
 /// Reads a JSON object body, refusing more than the configured limit.
 pub(super) async fn read_json_object(
     app: &App,

@@ -6,7 +6,7 @@
 
 use super::dispatch::App;
 use super::query::query_map;
-use super::request::{content_length, require_write};
+use super::request::{content_length, require_write, required_length};
 use super::respond::{entry_response, Resp};
 use crate::catalog::blocking;
 use crate::catalog::Entry;
@@ -212,13 +212,7 @@ pub(super) async fn put_file(app: &App, req: Request<Incoming>, uuid: Uuid) -> A
                 format!("image {uuid} is activated; its file cannot change"),
             ));
         }
-        let declared = content_length(req.headers())?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::LENGTH_REQUIRED,
-                "InvalidHeader",
-                "Content-Length is required",
-            )
-        })?;
+        let declared = required_length(req.headers())?;
         if declared == 0 {
             return Err(ApiError::upload("the file is empty"));
         }
@@ -313,13 +307,7 @@ pub(super) async fn put_icon(app: &App, req: Request<Incoming>, uuid: Uuid) -> A
         if app.catalog.get(uuid)?.is_none() {
             return Err(ApiError::not_found(format!("image {uuid} not found")));
         }
-        let declared = content_length(req.headers())?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::LENGTH_REQUIRED,
-                "InvalidHeader",
-                "Content-Length is required",
-            )
-        })?;
+        let declared = required_length(req.headers())?;
         if declared == 0 || declared > MAX_ICON {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -32,9 +32,15 @@ impl Ctx {
     /// path, real processes, the configured driver.
     pub fn from_env() -> OpsResult<Ctx> {
         let (config, _) = Config::load()?;
+        Ok(Ctx::for_host(config))
+    }
+
+    /// The context for this host under `config`: real processes and the
+    /// driver the configuration selects.
+    pub(crate) fn for_host(config: Config) -> Ctx {
         let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
         let driver = driver::for_host(&config, runner.clone());
-        Ok(Ctx::new(config, runner, driver))
+        Ctx::new(config, runner, driver)
     }
 
     /// A context from parts; the store follows `config.state_dir`.

@@ -375,10 +375,7 @@ mod tests {
     fn the_next_create_sweeps_a_record_an_interrupted_create_left() {
         let fx = Fixture::new();
         let dead = fx.create_vm(json!({}));
-        let mut rec = fx.record(&dead);
-        rec.incomplete = Some(true);
-        rec.place(Field::Incomplete);
-        fx.ctx.store.save(&dead, &rec).unwrap();
+        fx.mark_incomplete(&dead);
         let mark = fx.mark();
         let live = fx.create_vm(json!({}));
         assert!(!fx.ctx.store.exists(&dead));

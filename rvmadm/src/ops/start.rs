@@ -95,10 +95,7 @@ mod tests {
     fn an_incomplete_vm_is_refused() {
         let fx = Fixture::new();
         let uuid = fx.create_vm(json!({}));
-        let mut rec = fx.record(&uuid);
-        rec.incomplete = Some(true);
-        rec.place(crate::spec::Field::Incomplete);
-        fx.ctx.store.save(&uuid, &rec).unwrap();
+        fx.mark_incomplete(&uuid);
         let err = start(&fx.ctx, &uuid).unwrap_err().to_string();
         assert_eq!(err, format!("VM {uuid} is incomplete"));
         assert!(fx.driver.calls().is_empty());

@@ -165,6 +165,14 @@ impl Fixture {
         self.ctx.store.load(uuid).unwrap().unwrap().vm
     }
 
+    /// Marks a VM's record incomplete, as a create killed halfway leaves it.
+    pub fn mark_incomplete(&self, uuid: &Uuid) {
+        let mut rec = self.record(uuid);
+        rec.incomplete = Some(true);
+        rec.place(crate::spec::Field::Incomplete);
+        self.ctx.store.save(uuid, &rec).unwrap();
+    }
+
     /// The stored record as JSON, to compare values the way `get` shows them.
     pub fn stored(&self, uuid: &Uuid) -> Value {
         serde_json::to_value(self.record(uuid)).unwrap()

@@ -343,10 +343,7 @@ mod tests {
     fn an_incomplete_vm_is_refused() {
         let fx = Fixture::new();
         let uuid = fx.create_vm(json!({}));
-        let mut rec = fx.record(&uuid);
-        rec.incomplete = Some(true);
-        rec.place(Field::Incomplete);
-        fx.ctx.store.save(&uuid, &rec).unwrap();
+        fx.mark_incomplete(&uuid);
         let err = update(&fx.ctx, &uuid, &payload(json!({"quota": 5})))
             .unwrap_err()
             .to_string();

@@ -2,19 +2,14 @@
 //! of the configuration it came from (`sources` writes the list back there).
 
 use crate::config::Config;
-use crate::driver;
-use crate::exec::{CommandRunner, SystemRunner};
 use crate::image::error::Result;
 use crate::ops::Ctx;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Loads the configuration (`$VMADM_CONFIG` or the default path) and builds
 /// the host's context: real processes and the configured driver. A bad
 /// configuration is imgadm's `ConfigError`.
 pub fn open() -> Result<(Ctx, PathBuf)> {
     let (config, path) = Config::load()?;
-    let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
-    let driver = driver::for_host(&config, runner.clone());
-    Ok((Ctx::new(config, runner, driver), path))
+    Ok((Ctx::for_host(config), path))
 }
