@@ -10,6 +10,7 @@ pub mod linux;
 mod select;
 mod signal;
 mod unsupported;
+pub mod zone_root;
 
 pub use api::{Driver, DriverError, DriverResult, RuntimeState, StopOptions};
 pub use change::{Changes, DatasetChange, Limit};

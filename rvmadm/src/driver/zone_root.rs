@@ -1,0 +1,219 @@
+//! The SmartOS zone layout every driver boots: `<zonepath>/root` is the
+//! jail's `/`, `<zonepath>/data` (when present) is the delegated dataset's
+//! mount point.
+//!
+//! Both directories come from an image, and an image is untrusted: it can
+//! ship `root -> /` or `data -> /etc`, and a host-side mount or write that
+//! follows such a link lands on the host. So the check opens each name with
+//! `O_NOFOLLOW | O_DIRECTORY` relative to an already-opened zonepath: a
+//! symlink fails with `ELOOP`, anything that is not a directory with
+//! `ENOTDIR`, and no path component is resolved twice.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// The name of the zone's root directory inside the zonepath.
+pub const ROOT_DIR: &str = "root";
+
+/// The name of the delegated dataset's directory inside the zonepath.
+pub const DATA_DIR: &str = "data";
+
+/// What is wrong with a zonepath's layout.
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneLayoutError {
+    /// The dataset has no `root/` directory: an image laid out the pre-0.3
+    /// way (tree at the top) or not a zone image at all.
+    #[error(
+        "{zonepath}: the dataset has no root/ directory; a zone image keeps its \
+         file system tree under root/ (as SmartOS does). Rebuild the image with \
+         `imgadm build`, or convert it by moving its tree into root/ (see docs/imgadm.md)"
+    )]
+    MissingRoot {
+        /// The zonepath checked.
+        zonepath: PathBuf,
+    },
+    /// `root` or `data` is a symbolic link.
+    #[error(
+        "{zonepath}/{name} is a symbolic link; refusing to use it (it must be a real directory)"
+    )]
+    Symlink {
+        /// The zonepath checked.
+        zonepath: PathBuf,
+        /// `root` or `data`.
+        name: &'static str,
+    },
+    /// `root` or `data` exists but is not a directory.
+    #[error("{zonepath}/{name} is not a directory")]
+    NotDirectory {
+        /// The zonepath checked.
+        zonepath: PathBuf,
+        /// `root` or `data`.
+        name: &'static str,
+    },
+    /// The zonepath itself cannot be opened as a directory (or is a link).
+    #[error("cannot open zonepath {zonepath}: {source}")]
+    Zonepath {
+        /// The zonepath checked.
+        zonepath: PathBuf,
+        /// The open error.
+        source: io::Error,
+    },
+    /// Another error while opening `root` or `data`.
+    #[error("cannot open {zonepath}/{name}: {source}")]
+    Open {
+        /// The zonepath checked.
+        zonepath: PathBuf,
+        /// `root` or `data`.
+        name: &'static str,
+        /// The open error.
+        source: io::Error,
+    },
+}
+
+/// The zone's root directory on the host: `<zonepath>/root`.
+pub fn zone_root(zonepath: &Path) -> PathBuf {
+    zonepath.join(ROOT_DIR)
+}
+
+/// Checks that `<zonepath>/root` is a real directory, and that
+/// `<zonepath>/data` is one too when it exists (it is optional: only VMs
+/// with `delegate_dataset` have it, and the delegated dataset's creation
+/// makes it). Call it before any mount into or write below the zonepath.
+pub fn check(zonepath: &Path) -> Result<(), ZoneLayoutError> {
+    let dir = open_dir(None, zonepath).map_err(|source| ZoneLayoutError::Zonepath {
+        zonepath: zonepath.to_path_buf(),
+        source,
+    })?;
+    check_entry(&dir, zonepath, ROOT_DIR, true)?;
+    check_entry(&dir, zonepath, DATA_DIR, false)?;
+    Ok(())
+}
+
+fn check_entry(
+    dir: &std::fs::File,
+    zonepath: &Path,
+    name: &'static str,
+    required: bool,
+) -> Result<(), ZoneLayoutError> {
+    match open_dir(Some(dir), Path::new(name)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let zonepath = zonepath.to_path_buf();
+            match e.raw_os_error() {
+                Some(libc::ENOENT) if !required => Ok(()),
+                Some(libc::ENOENT) => Err(ZoneLayoutError::MissingRoot { zonepath }),
+                Some(libc::ELOOP) => Err(ZoneLayoutError::Symlink { zonepath, name }),
+                Some(libc::ENOTDIR) => {
+                    // O_NOFOLLOW on a symlink gives ELOOP on Linux and FreeBSD,
+                    // but a dangling link may report ENOTDIR on some systems:
+                    // tell the two apart with lstat.
+                    match std::fs::symlink_metadata(zonepath.join(name)) {
+                        Ok(m) if m.file_type().is_symlink() => {
+                            Err(ZoneLayoutError::Symlink { zonepath, name })
+                        }
+                        _ => Err(ZoneLayoutError::NotDirectory { zonepath, name }),
+                    }
+                }
+                _ => Err(ZoneLayoutError::Open {
+                    zonepath,
+                    name,
+                    source: e,
+                }),
+            }
+        }
+    }
+}
+
+/// Opens `path` as a directory without following a final symlink, relative
+/// to `base` when given.
+fn open_dir(base: Option<&std::fs::File>, path: &Path) -> io::Result<std::fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    let at = base.map_or(libc::AT_FDCWD, |f| f.as_raw_fd());
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call,
+    // and `at` is either AT_FDCWD or a descriptor `base` keeps open.
+    let fd = unsafe { libc::openat(at, c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn a_zonepath_with_root_and_no_data_passes() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("root")).unwrap();
+        check(t.path()).unwrap();
+        assert_eq!(zone_root(t.path()), t.path().join("root"));
+    }
+
+    #[test]
+    fn a_missing_root_names_the_layout_and_the_fix() {
+        let t = tempfile::tempdir().unwrap();
+        let e = check(t.path()).unwrap_err();
+        assert!(matches!(e, ZoneLayoutError::MissingRoot { .. }));
+        let msg = e.to_string();
+        assert!(msg.contains("root/"), "{msg}");
+        assert!(msg.contains("imgadm build"), "{msg}");
+    }
+
+    #[test]
+    fn root_as_a_symlink_is_refused_even_when_it_points_at_a_directory() {
+        let t = tempfile::tempdir().unwrap();
+        symlink("/", t.path().join("root")).unwrap();
+        let e = check(t.path()).unwrap_err();
+        assert!(
+            matches!(e, ZoneLayoutError::Symlink { name: "root", .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn data_as_a_symlink_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("root")).unwrap();
+        symlink("/etc", t.path().join("data")).unwrap();
+        let e = check(t.path()).unwrap_err();
+        assert!(
+            matches!(e, ZoneLayoutError::Symlink { name: "data", .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_dangling_symlink_is_refused_too() {
+        let t = tempfile::tempdir().unwrap();
+        symlink("/nonexistent-target", t.path().join("root")).unwrap();
+        let e = check(t.path()).unwrap_err();
+        assert!(matches!(e, ZoneLayoutError::Symlink { .. }), "{e}");
+    }
+
+    #[test]
+    fn root_as_a_file_is_not_a_directory() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("root"), b"x").unwrap();
+        let e = check(t.path()).unwrap_err();
+        assert!(matches!(e, ZoneLayoutError::NotDirectory { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_zonepath_that_is_a_symlink_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("real");
+        std::fs::create_dir_all(real.join("root")).unwrap();
+        let link = t.path().join("zp");
+        symlink(&real, &link).unwrap();
+        let e = check(&link).unwrap_err();
+        assert!(matches!(e, ZoneLayoutError::Zonepath { .. }), "{e}");
+    }
+}
