@@ -242,6 +242,13 @@ fn no_plan_element_looks_like_shell() {
         for plan in &plans {
             for a in plan.all_argvs() {
                 for el in &a.0 {
+                    // jail(8) starts an exec.start that ends in ` &` in the
+                    // background; that one `&` is the only metacharacter
+                    // allowed, and only there (command.c, run_command()).
+                    let el = el
+                        .strip_prefix("exec.start=")
+                        .and_then(|c| c.strip_suffix(" &"))
+                        .unwrap_or(el);
                     assert!(
                         !el.contains(['$', '`', ';', '\n', '"', '\'', '\\', '|', '&', '<', '>']),
                         "{name}: suspicious element {el:?} in {a}"
@@ -308,7 +315,9 @@ impl CommandRunner for FailAt {
                 stderr: b"jls: jail not found".to_vec(),
             });
         }
-        let stdout = if argv.0 == ["ifconfig", "epair", "create"] {
+        let stdout = if argv.0.starts_with(&["devfs".to_string(), "rule".to_string()]) {
+            b"100 include 4\n".to_vec()
+        } else if argv.0 == ["ifconfig", "epair", "create"] {
             let mut n = self.epairs.lock().unwrap();
             *n += 1;
             format!("epair{}a\n", *n).into_bytes()
@@ -337,12 +346,35 @@ impl HostFs for FailFs {
             _ => Ok(()),
         }
     }
-    fn check_dir(&self, _r: &Path, _rel: &str) -> std::io::Result<()> {
-        // Only the step under test fails; unmount checks pass.
-        Ok(())
+    fn check_dir(&self, r: &Path, rel: &str) -> std::io::Result<()> {
+        self.ensure_dir(r, rel)
     }
     fn write_file(&self, r: &Path, rel: &str, _c: &[u8], _m: u32) -> std::io::Result<()> {
         self.ensure_dir(r, rel)
+    }
+    fn check_zone_root(
+        &self,
+        zonepath: &Path,
+    ) -> Result<(), crate::driver::zone_root::ZoneLayoutError> {
+        match &self.0 {
+            Some(r) if *r == zonepath.display().to_string() => {
+                Err(crate::driver::zone_root::ZoneLayoutError::MissingRoot {
+                    zonepath: zonepath.to_path_buf(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The host path a file-system step acts on, for [`FailFs`].
+fn fs_target(action: &Action) -> Option<String> {
+    match action {
+        Action::EnsureDir { root, rel }
+        | Action::WriteFile { root, rel, .. }
+        | Action::RequireDir { root, rel, .. } => Some(format!("{root}/{rel}")),
+        Action::CheckZoneRoot { zonepath } => Some(zonepath.clone()),
+        _ => None,
     }
 }
 
@@ -350,9 +382,10 @@ impl HostFs for FailFs {
 fn failing_call(plan: &Plan, index: usize) -> Option<(Argv, usize)> {
     let key = |s: &Step| -> Option<Argv> {
         match &s.action {
-            Action::Run(a) | Action::Expect { argv: a, .. } | Action::Absent { argv: a, .. } => {
-                Some(a.clone())
-            }
+            Action::Run(a)
+            | Action::Expect { argv: a, .. }
+            | Action::NonEmpty { argv: a, .. }
+            | Action::Absent { argv: a, .. } => Some(a.clone()),
             Action::CreateEpair { .. } => Some(Argv::new(["ifconfig", "epair", "create"])),
             _ => None,
         }
@@ -381,11 +414,10 @@ fn a_failure_at_each_step_undoes_exactly_the_steps_before_it() {
             if step.on_failure == OnFailure::Continue {
                 continue;
             }
-            let (runner, fs) = match &step.action {
-                Action::EnsureDir { root, rel } | Action::WriteFile { root, rel, .. } => {
-                    (FailAt::new(None), FailFs(Some(format!("{root}/{rel}"))))
-                }
-                _ => (FailAt::new(failing_call(&plan, index)), FailFs(None)),
+            let target = fs_target(&step.action);
+            let (runner, fs) = match &target {
+                Some(t) => (FailAt::new(None), FailFs(Some(t.clone()))),
+                None => (FailAt::new(failing_call(&plan, index)), FailFs(None)),
             };
             let err = PlanRunner::new(&runner, &fs).execute(&plan).unwrap_err();
             assert_eq!(err.index, index, "{name}");
@@ -396,12 +428,7 @@ fn a_failure_at_each_step_undoes_exactly_the_steps_before_it() {
                 .collect();
             let calls = runner.calls.lock().unwrap().clone();
             let after: Vec<Argv> = match failing_call(&plan, index) {
-                Some((t, nth))
-                    if !matches!(
-                        step.action,
-                        Action::EnsureDir { .. } | Action::WriteFile { .. }
-                    ) =>
-                {
+                Some((t, nth)) if target.is_none() => {
                     let pos = calls
                         .iter()
                         .enumerate()
@@ -413,11 +440,18 @@ fn a_failure_at_each_step_undoes_exactly_the_steps_before_it() {
                 }
                 _ => {
                     // A file step runs no command; the undo calls are the tail.
+                    // An unmount of the failing path is skipped too (its
+                    // symlink check fails), so it runs no command either.
                     let before: usize = plan.steps[..index]
                         .iter()
-                        .map(|s| match s.action {
+                        .map(|s| match &s.action {
                             Action::CreateEpair { .. } => 3,
-                            Action::EnsureDir { .. } | Action::WriteFile { .. } => 0,
+                            Action::Unmount { root, rel }
+                                if target.as_deref() == Some(&format!("{root}/{rel}")) =>
+                            {
+                                0
+                            }
+                            a if fs_target(a).is_some() => 0,
                             _ => 1,
                         })
                         .sum();

@@ -17,6 +17,14 @@ use std::path::{Component, Path};
 /// Checks every value a start plan uses.
 pub fn check_vm(vm: &VmSpec, cfg: &Config) -> Result<(), PlanError> {
     check_paths(vm)?;
+    if cfg.devfs_ruleset == 0 {
+        return Err(PlanError::refused(
+            "devfs_ruleset",
+            "0",
+            "0 means no ruleset, which shows the jail every host device; use vmadm's \
+             ruleset (10, dist/freebsd/devfs.rules)",
+        ));
+    }
     check_hostname(vm)?;
     check_dns_domain(vm)?;
     if vm.nics.len() > MAX_NICS {
