@@ -315,7 +315,10 @@ impl CommandRunner for FailAt {
                 stderr: b"jls: jail not found".to_vec(),
             });
         }
-        let stdout = if argv.0.starts_with(&["devfs".to_string(), "rule".to_string()]) {
+        let stdout = if argv
+            .0
+            .starts_with(&["devfs".to_string(), "rule".to_string()])
+        {
             b"100 include 4\n".to_vec()
         } else if argv.0 == ["ifconfig", "epair", "create"] {
             let mut n = self.epairs.lock().unwrap();
@@ -612,7 +615,10 @@ struct NoRuleset(FailAt);
 
 impl CommandRunner for NoRuleset {
     fn output(&self, argv: &Argv, stdin: Option<&[u8]>) -> Result<Output, ExecError> {
-        if argv.0.starts_with(&["devfs".to_string(), "rule".to_string()]) {
+        if argv
+            .0
+            .starts_with(&["devfs".to_string(), "rule".to_string()])
+        {
             self.0.calls.lock().unwrap().push(argv.clone());
             return Ok(Output::default());
         }
@@ -632,8 +638,13 @@ fn a_missing_devfs_ruleset_refuses_the_start_before_any_devfs_mount() {
         let err = PlanRunner::new(&runner, &FailFs(None))
             .execute(&plan)
             .unwrap_err();
-        assert!(err.to_string().contains("ruleset 10 is not loaded"), "{err}");
-        assert!(err.step.starts_with("nonempty [\"devfs\",\"rule\",\"-s\",\"10\""));
+        assert!(
+            err.to_string().contains("ruleset 10 is not loaded"),
+            "{err}"
+        );
+        assert!(err
+            .step
+            .starts_with("nonempty [\"devfs\",\"rule\",\"-s\",\"10\""));
         let calls = runner.0.calls.lock().unwrap().clone();
         assert!(!calls.iter().any(|c| c.program() == "mount"), "{name}");
         assert!(!calls.iter().any(|c| c.program() == "jail"), "{name}");
@@ -701,7 +712,10 @@ fn the_default_ruleset_number_agrees_everywhere() {
             .map(|v| v.split_whitespace().next().unwrap_or(""))
             .collect();
         assert!(!values.is_empty(), "{what} names no devfs_ruleset");
-        assert!(values.iter().all(|v| *v == n.to_string()), "{what}: {values:?}");
+        assert!(
+            values.iter().all(|v| *v == n.to_string()),
+            "{what}: {values:?}"
+        );
     }
 }
 
@@ -711,8 +725,8 @@ fn the_default_ruleset_number_agrees_everywhere() {
 #[test]
 fn lx_init_runs_in_the_background_and_rc_in_the_foreground() {
     const JAIL_META: &[char] = &[
-        '!', '"', '$', '&', '\'', '(', ')', '*', ';', '<', '>', '?', '[', '\\', ']', '`', '{',
-        '|', '}', '~',
+        '!', '"', '$', '&', '\'', '(', ')', '*', ';', '<', '>', '?', '[', '\\', ']', '`', '{', '|',
+        '}', '~',
     ];
     let cfg = config();
     for (name, vm) in fixtures() {
@@ -768,10 +782,7 @@ fn a_delegated_dataset_is_jailed_mounted_by_the_tenant_and_unmounted_at_stop() {
         .iter()
         .position(|a| *a == ["zfs", "set", "jailed=on", ds.as_str()])
         .unwrap();
-    let first_jail = argvs
-        .iter()
-        .position(|a| a[..2] == ["jail", "-c"])
-        .unwrap();
+    let first_jail = argvs.iter().position(|a| a[..2] == ["jail", "-c"]).unwrap();
     assert!(jailed < first_jail);
     for a in argvs.iter().filter(|a| a[..2] == ["jail", "-c"]) {
         for p in ["allow.mount", "allow.mount.zfs", "enforce_statfs=1"] {
@@ -829,8 +840,19 @@ fn graceful_stop_goes_through_jail_r_with_exec_stop_and_stop_timeout() {
         assert_eq!(contents.contains("rc.shutdown jail"), !lx, "{name}");
         let jail_r = plan.all_argvs()[0].0.clone();
         assert_eq!(jail_r[..2], ["jail", "-f"]);
-        assert_eq!(jail_r[3..], ["-r".to_string(), format!("{}.tenant", vm.uuid)]);
-        let forced = stop::plan(&vm, &cfg, &StopOptions { force: true, ..opts }).unwrap();
+        assert_eq!(
+            jail_r[3..],
+            ["-r".to_string(), format!("{}.tenant", vm.uuid)]
+        );
+        let forced = stop::plan(
+            &vm,
+            &cfg,
+            &StopOptions {
+                force: true,
+                ..opts
+            },
+        )
+        .unwrap();
         assert!(!forced.render().contains("vmadm-stop.conf"));
     }
 }

@@ -165,7 +165,9 @@ pub fn mount(vm: &VmSpec, ruleset: u32) -> Vec<Step> {
         }
         let target = m.target();
         steps.push(Step::run_undo(
-            argv(["mount", "-t", m.fstype, "-o", &m.options, &m.source, &target]),
+            argv([
+                "mount", "-t", m.fstype, "-o", &m.options, &m.source, &target,
+            ]),
             argv(["umount", "-f", &target]),
         ));
         if m.fstype == "devfs" && target == outer_dev && wants_dhcp(vm) {
