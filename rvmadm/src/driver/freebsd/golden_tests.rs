@@ -856,3 +856,16 @@ fn graceful_stop_goes_through_jail_r_with_exec_stop_and_stop_timeout() {
         assert!(!forced.render().contains("vmadm-stop.conf"));
     }
 }
+
+/// A zonepath that is a valid absolute path but holds characters jail(8)
+/// might read specially is refused for start, still accepted for cleanup.
+#[test]
+fn an_odd_zonepath_is_refused_for_start_but_can_be_cleaned_up() {
+    let cfg = config();
+    for odd in ["/zones/a b", "/zones/${HOME}", "/zones/x;y"] {
+        let vm = fixture_at("smartos-layout", Path::new(odd));
+        let err = start::plan(&vm, &cfg).unwrap_err().to_string();
+        assert!(err.contains("zonepath"), "{odd}: {err}");
+        assert!(delete::cleanup_plan(&vm, &cfg).is_ok(), "{odd}");
+    }
+}
