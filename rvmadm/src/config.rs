@@ -81,7 +81,9 @@ pub struct Config {
     pub networks: BTreeMap<String, String>,
     /// Create a missing bridge named in `networks` instead of failing.
     pub create_bridges: bool,
-    /// devfs ruleset number for jails on FreeBSD.
+    /// devfs ruleset number for jails on FreeBSD: vmadm's own ruleset from
+    /// dist/freebsd/devfs.rules (`vmadm_jail=10`), which must be loaded;
+    /// 0 (no ruleset) is refused.
     pub devfs_ruleset: u32,
     /// Image sources queried in order.
     pub sources: Vec<Source>,
@@ -107,7 +109,7 @@ impl Default for Config {
             runtime_root: "/run/vmadm/runc".into(),
             networks: BTreeMap::new(),
             create_bridges: false,
-            devfs_ruleset: 4,
+            devfs_ruleset: 10,
             sources: Vec::new(),
             server_uuid: None,
         }

@@ -169,6 +169,8 @@ pub struct VmSpec {
     pub init_name: Option<String>,
     /// Restart the VM when init exits (stored; no driver acts on it yet).
     pub restart_init: bool,
+    /// Create made `<zfs_filesystem>/data` for the VM to manage itself.
+    pub delegate_dataset: bool,
     /// Resource limits.
     pub limits: Limits,
     /// Network interfaces, in stored order.
@@ -304,6 +306,7 @@ impl VmSpec {
             autoboot: rec.bool_or_default(Field::Autoboot).unwrap_or_default(),
             init_name: rec.init_name.clone(),
             restart_init: rec.bool_or_default(Field::RestartInit).unwrap_or_default(),
+            delegate_dataset: rec.delegate_dataset == Some(true),
             limits,
             nics,
             resolvers,

@@ -153,6 +153,7 @@ mod tests {
         let runner = Arc::new(RecordingRunner::new());
         runner.answer(&["sysctl"], ok("1\n"));
         runner.answer(&["ifconfig", "epair", "create"], ok("epair0a\n"));
+        runner.answer(&["devfs", "rule"], ok("100 include 4\n"));
         runner.fail(&["jls", "-j"], "jls: jail not found");
         let fs = Arc::new(MemFs::default());
         let mut cfg = Config::default();
@@ -169,14 +170,22 @@ mod tests {
         assert!(calls[0].starts_with("jls -j 6b8b4567"));
         assert_eq!(calls[1], "sysctl -n kern.racct.enable");
         assert!(calls.iter().any(|c| c.starts_with("jail -c name=6b8b4567")));
-        assert!(calls
-            .last()
-            .unwrap()
-            .contains("/usr/sbin/jail -c name=tenant"));
+        assert!(calls.last().unwrap().starts_with(
+            "jail -c name=6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60.tenant \
+             path=/zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60/root"
+        ));
+        // Every command in the vnet is a host tool, never one from the image.
+        for c in calls.iter().filter(|c| c.starts_with("jexec")) {
+            assert!(c.contains(" /rescue/"), "{c}");
+        }
         let ops = fs.ops.lock().unwrap().clone();
         assert!(ops
             .iter()
-            .any(|o| o.contains("etc/resolv.conf") && o.contains("192.0.2.53")));
+            .any(|o| o.contains("root/etc/resolv.conf") && o.contains("192.0.2.53")));
+        assert_eq!(
+            ops[0],
+            "check-zone-root /zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60"
+        );
     }
 
     #[test]
@@ -264,7 +273,7 @@ mod tests {
             .last()
             .unwrap()
             .to_string()
-            .ends_with("/bin/kill -s USR1 -1"));
+            .ends_with("pkill -USR1 -j 6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60.tenant"));
         // Cleanup of a stopped VM: everything is already gone, which is fine.
         runner.fail(&["jls"], "jls: jail not found");
         runner.fail(&["rctl"], "No such process");

@@ -17,6 +17,27 @@ use std::path::{Component, Path};
 /// Checks every value a start plan uses.
 pub fn check_vm(vm: &VmSpec, cfg: &Config) -> Result<(), PlanError> {
     check_paths(vm)?;
+    // The zonepath also ends up inside jail(8) parameter values
+    // (`exec.consolelog=`), which jail(8) may expand: plain names only.
+    let zp = vm.zonepath.to_string_lossy();
+    if !zp
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._:-".contains(&b))
+    {
+        return Err(PlanError::refused(
+            "zonepath",
+            zp.to_string(),
+            "must be made of letters, digits and /._:- to be started",
+        ));
+    }
+    if cfg.devfs_ruleset == 0 {
+        return Err(PlanError::refused(
+            "devfs_ruleset",
+            "0",
+            "0 means no ruleset, which shows the jail every host device; use vmadm's \
+             ruleset (10, dist/freebsd/devfs.rules)",
+        ));
+    }
     check_hostname(vm)?;
     check_dns_domain(vm)?;
     if vm.nics.len() > MAX_NICS {

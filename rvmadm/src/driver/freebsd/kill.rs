@@ -1,10 +1,13 @@
 //! kill and reboot.
 //!
-//! `kill` signals every process of the tenant: `jexec <uuid>.tenant
-//! /bin/kill -s <NAME> -1` (inside a jail, pid -1 means all processes of
-//! that jail). The signal goes by name, never by number: numbers differ
-//! between OSes (Linux's 10 is FreeBSD's SIGBUS), names do not, and a signal
-//! FreeBSD lacks is refused before anything runs. `reboot` is the stop plan
+//! `kill` signals every process of the tenant from the host: `pkill -<NAME>
+//! -j <uuid>.tenant` (pkill(1) resolves a jail name with jail_getid(3) and
+//! matches processes whose jail is exactly that one). Nothing from the
+//! tenant's userland runs, so an image without `/bin/kill` (many Linux
+//! ones) is signalled the same way. The signal goes by name, never by
+//! number: numbers differ between OSes (Linux's 10 is FreeBSD's SIGBUS),
+//! names do not, and a signal FreeBSD lacks is refused before anything
+//! runs. pkill exits 1 when no process matched, which fails the kill. `reboot` is the stop plan
 //! followed by the start plan; the driver runs them as two plans so a failed
 //! start does not undo the completed stop.
 
@@ -27,12 +30,10 @@ pub fn kill_plan(vm: &VmSpec, signal: Signal) -> Result<Plan, PlanError> {
     }
     let mut p = Plan::new();
     p.push(Step::run(argv([
-        "jexec".to_string(),
+        "pkill".to_string(),
+        format!("-{}", signal.name()),
+        "-j".into(),
         layout::tenant(vm),
-        "/bin/kill".into(),
-        "-s".into(),
-        signal.name().into(),
-        "-1".into(),
     ])));
     Ok(p)
 }

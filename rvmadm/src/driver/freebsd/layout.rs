@@ -1,25 +1,36 @@
 //! Where a VM lives: jail names and host paths of the nested design.
 //!
-//! The VM's dataset is mounted at `zonepath` and is the **outer** jail's root:
-//! it holds the small toolset the outer jail runs (`/bin/sh`,
-//! `/sbin/ifconfig`, `/sbin/route`, `/usr/sbin/jail`, `/sbin/dhclient`). The
-//! **tenant**'s userland lives in `zonepath/root` (as a SmartOS zone's root
-//! does), which the outer jail sees as `/root`. The outer jail is named by the
-//! VM UUID; the tenant is its only child, `tenant`, so the host sees it as
-//! `<uuid>.tenant`. The tenant cannot reach the outer root, so it cannot
-//! replace the binaries that configure its network.
+//! The VM's dataset is mounted at `zonepath` and laid out as SmartOS lays a
+//! zone out: the tenant's whole tree is `zonepath/root`, nothing else comes
+//! from the image. The **outer** jail's root is `zonepath` itself; it owns
+//! the vnet and holds only what vmadm puts there from the host: a devfs, a
+//! read-only nullfs mount of the host's statically linked `/rescue` (the
+//! tools that configure the vnet: ifconfig, route, dhclient, rtsol), and for
+//! DHCP a few small files. The **tenant** is created from the host with its
+//! hierarchical name `<uuid>.tenant` and `path=<zonepath>/root`, so it
+//! cannot reach the outer root and cannot replace the binaries that
+//! configure its network. Nothing the image ships is ever executed outside
+//! the tenant.
 
+use crate::driver::zone_root::ROOT_DIR;
 use crate::spec::VmSpec;
 
 /// The tenant's name inside the outer jail.
 pub const TENANT: &str = "tenant";
 
-/// The tenant's root as the outer jail sees it.
-pub const TENANT_PATH_IN_OUTER: &str = "/root";
+/// The host directory of static binaries mounted read-only into the outer
+/// jail (FreeBSD's own `/rescue`, built with `NO_SHARED`).
+pub const HOST_TOOLS: &str = "/rescue";
 
-/// Where jail(8) in the outer jail writes the tenant's boot output (outer
-/// root, so the tenant cannot redirect it with a symlink).
-pub const CONSOLE_LOG_IN_OUTER: &str = "/console.log";
+/// Where [`HOST_TOOLS`] appears in the outer jail (relative to its root).
+pub const TOOLS_IN_OUTER: &str = "rescue";
+
+/// The tenant's boot output, below the zonepath (outside the tenant's
+/// reach); made a fresh regular file before every start.
+pub const CONSOLE_LOG: &str = "console.log";
+
+/// The jail.conf(5) file the stop plan writes for jail(8)'s `-r`.
+pub const STOP_CONF: &str = "vmadm-stop.conf";
 
 /// The outer jail's name: the VM UUID.
 pub fn outer(vm: &VmSpec) -> String {
@@ -39,7 +50,18 @@ pub fn outer_root(vm: &VmSpec) -> String {
         .to_string()
 }
 
-/// The tenant's root on the host.
+/// The tenant's root on the host: `<zonepath>/root`.
 pub fn tenant_root(vm: &VmSpec) -> String {
-    format!("{}{TENANT_PATH_IN_OUTER}", outer_root(vm))
+    format!("{}/{ROOT_DIR}", outer_root(vm))
+}
+
+/// A host tool as the outer jail sees it (`/rescue/ifconfig`).
+pub fn tool(name: &str) -> String {
+    format!("/{TOOLS_IN_OUTER}/{name}")
+}
+
+/// The delegated dataset (`<zfs_filesystem>/data`) when the VM has one.
+pub fn delegated_dataset(vm: &VmSpec) -> Option<String> {
+    vm.delegate_dataset
+        .then(|| format!("{}/data", vm.zfs_filesystem))
 }

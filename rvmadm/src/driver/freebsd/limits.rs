@@ -1,15 +1,25 @@
-//! Resource limits: SmartOS properties → rctl(8) rules on the outer jail, and
+//! Resource limits: SmartOS properties → rctl(8) rules on the tenant jail, and
 //! the dataset quota a start re-applies.
 //!
-//! Rules are keyed by the outer jail's name (the UUID) and match its
-//! descendants too, so limiting the outer jail limits the tenant. They live in
-//! the kernel apart from the jail: a start clears stale ones and adds the
-//! current set, a stop removes them all. rctl needs `kern.racct.enable=1`, a
+//! Rules name the tenant, `jail:<uuid>.tenant`, not the outer jail. The
+//! kernel links a process to the rules of its *own* jail only whenever its
+//! credential changes (sys/kern/kern_rctl.c, `rctl_proc_ucred_changed()`
+//! takes `cr_prison->pr_prison_racct` and no parent), and every tenant
+//! process descends from one that jail(8) attached to the tenant; rules on
+//! the outer name would therefore never limit the tenant, although its usage
+//! still adds up in the outer jail (`racct` charges parents), which made
+//! `rctl -u` look right. A rule may name a jail before it exists (the
+//! subject is a `prison_racct` found or made by name), so the rules are in
+//! place before the tenant's first process. They live in the kernel apart
+//! from the jail: a start clears stale ones (on both names, since earlier
+//! versions put them on the outer jail) and adds the current set, a stop
+//! removes them all. rctl needs `kern.racct.enable=1`, a
 //! boot-time tunable; the start plan checks it first so a host without it
 //! fails before anything was changed, with a message that says what to do.
 //! The kernel replaces a `deny` rule that differs only by amount, so a live
 //! update is a plain `rctl -a`.
 
+use super::layout;
 use super::plan::{argv, Action, Step};
 use crate::driver::{dataset, Limit};
 use crate::spec::{Limits, VmSpec};
@@ -85,8 +95,14 @@ const MAPPINGS: &[Mapping] = &[
     },
 ];
 
+/// The rctl subject every rule names: the tenant jail.
 fn subject(vm: &VmSpec) -> String {
-    format!("jail:{}", vm.uuid)
+    format!("jail:{}", layout::tenant(vm))
+}
+
+/// The outer jail's subject; only ever cleared (rules of older versions).
+fn outer_subject(vm: &VmSpec) -> String {
+    format!("jail:{}", layout::outer(vm))
 }
 
 /// Fails the plan up front when RACCT is off.
@@ -120,16 +136,19 @@ fn add_steps(vm: &VmSpec, m: &Mapping) -> Vec<Step> {
 /// Start: clear leftovers from a crash, then add every rule (each undone on
 /// failure).
 pub fn apply(vm: &VmSpec) -> Vec<Step> {
-    let mut steps = vec![Step::try_run(argv(["rctl", "-r", &subject(vm)]))];
+    let mut steps = remove(vm);
     for m in MAPPINGS {
         steps.extend(add_steps(vm, m));
     }
     steps
 }
 
-/// Stop: remove every rule of the VM (none left is fine).
-pub fn remove(vm: &VmSpec) -> Step {
-    Step::try_run(argv(["rctl", "-r", &subject(vm)]))
+/// Stop: remove every rule of the VM, on both names (none left is fine).
+pub fn remove(vm: &VmSpec) -> Vec<Step> {
+    vec![
+        Step::try_run(argv(["rctl", "-r", &subject(vm)])),
+        Step::try_run(argv(["rctl", "-r", &outer_subject(vm)])),
+    ]
 }
 
 /// Update of one limit: set the new amount, or drop the rule when the limit

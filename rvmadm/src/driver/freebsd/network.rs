@@ -1,20 +1,34 @@
 //! Network plans: one epair per NIC, host end on the bridge of its nic_tag,
-//! jail end moved into the outer jail's vnet and configured there.
+//! jail end moved into the outer jail's vnet and configured there with the
+//! host's own tools.
 //!
 //! Host side (before the outer jail exists): create the epair under the
-//! deterministic names from `names.rs`, describe it, set the MTU, join the
-//! bridge, bring it up. Jail side (after): move the jail end into the vnet,
-//! then — with `jexec <uuid> /sbin/ifconfig …`, i.e. the outer jail's own
-//! binaries — rename it to the NIC's interface (net0 …), set the MAC, MTU and
-//! addresses, bring up lo0, add the default route and static routes. A VLAN
-//! NIC gets a vlan(4) interface on top of the jail end inside the vnet, so the
-//! tagged frames leave through the bridge member and the tenant (which shares
-//! the outer jail's stack but does not own it) cannot change the tag. The
-//! tenant's resolv.conf is written from Rust. Teardown destroys the host end,
-//! which takes the peer inside the jail with it.
+//! deterministic names from `names.rs`, describe it, give the jail end the
+//! NIC's MAC (on the host, before the move, as Bastille does), set the MTU,
+//! join the bridge, bring the host end up. Jail side (after): move the jail
+//! end into the vnet, then with `jexec <uuid> /rescue/ifconfig …`, i.e. the
+//! host's statically linked tools mounted read-only into the outer jail,
+//! rename it to the NIC's interface (net0 …), set addresses, bring up lo0,
+//! add the default and static routes. Nothing the image ships runs here.
+//! A VLAN NIC gets a vlan(4) interface on top of the jail end inside the
+//! vnet, so the tagged frames leave through the bridge member and the tenant
+//! (which shares the outer jail's stack but does not own it) cannot change
+//! the tag.
+//!
+//! `dhcp` runs `/rescue/dhclient` in the outer jail, configured by files
+//! vmadm writes below the zonepath (the outer root): its script is
+//! `/rescue/dhclient-script`, an enter hook puts `/rescue` on the script's
+//! PATH, an exit hook copies the lease's resolv.conf into the tenant's
+//! `/etc` (the outer jail sees the tenant's root as `/root`), and a one-user
+//! password database gives dhclient its `_dhcp` user. `addrconf` turns on
+//! `accept_rtadv` and solicits a router advertisement with `rtsol` instead of
+//! waiting for the next unsolicited one. Static resolvers are written into
+//! the tenant's resolv.conf from Rust. Teardown destroys the host end, which
+//! takes the peer inside the jail with it.
 
 use super::guard;
 use super::layout;
+use super::mounts;
 use super::names;
 use super::plan::{argv, Action, PlanError, Step};
 use crate::config::Config;
@@ -22,20 +36,24 @@ use crate::exec::Argv;
 use crate::spec::{NicAddr, VmSpec};
 use std::net::IpAddr;
 
-/// `jexec <outer> /sbin/ifconfig args…`: runs the outer jail's ifconfig, which
-/// acts on the outer jail's vnet.
-fn jifconfig(vm: &VmSpec, args: &[&str]) -> Argv {
+/// `jexec <outer> /rescue/<tool> args…`: runs a host tool inside the outer
+/// jail, where it acts on the outer jail's vnet.
+fn jtool(vm: &VmSpec, tool: &str, args: &[&str]) -> Argv {
     let outer = layout::outer(vm);
-    let mut v = vec!["jexec", outer.as_str(), "/sbin/ifconfig"];
+    let path = layout::tool(tool);
+    let mut v = vec!["jexec", outer.as_str(), path.as_str()];
     v.extend_from_slice(args);
     argv(v)
 }
 
+fn jifconfig(vm: &VmSpec, args: &[&str]) -> Argv {
+    jtool(vm, "ifconfig", args)
+}
+
 fn jroute(vm: &VmSpec, args: &[&str]) -> Argv {
-    let outer = layout::outer(vm);
-    let mut v = vec!["jexec", outer.as_str(), "/sbin/route", "-n"];
+    let mut v = vec!["-n"];
     v.extend_from_slice(args);
-    argv(v)
+    jtool(vm, "route", &v)
 }
 
 /// Host-side steps for every NIC, run before the outer jail is created.
@@ -59,6 +77,8 @@ pub fn host_side(vm: &VmSpec, cfg: &Config) -> Result<Vec<Step>, PlanError> {
             "description",
             &description,
         ])));
+        // The jail end carries the NIC's MAC (a vlan(4) on top inherits it).
+        steps.push(Step::run(argv(["ifconfig", &jail, "ether", &nic.mac])));
         if let Some(mtu) = nic.mtu {
             let mtu = mtu.to_string();
             steps.push(Step::run(argv(["ifconfig", &host, "mtu", &mtu])));
@@ -73,10 +93,74 @@ pub fn host_side(vm: &VmSpec, cfg: &Config) -> Result<Vec<Step>, PlanError> {
     Ok(steps)
 }
 
+/// The files dhclient needs in the outer jail, written from the host.
+fn dhcp_files(vm: &VmSpec) -> Vec<Step> {
+    let outer = layout::outer_root(vm);
+    let tools = layout::TOOLS_IN_OUTER;
+    let mut steps = Vec::new();
+    for dir in ["etc", "var/empty", "var/db", "var/run/dhclient"] {
+        steps.push(Step::action(Action::EnsureDir {
+            root: outer.clone(),
+            rel: dir.into(),
+        }));
+    }
+    let file = |rel: &str, contents: String, mode| {
+        Step::action(Action::WriteFile {
+            root: outer.clone(),
+            rel: rel.into(),
+            contents,
+            mode,
+        })
+    };
+    steps.push(file(
+        "etc/dhclient.conf",
+        format!("# written by vmadm\nscript \"/{tools}/dhclient-script\";\n"),
+        0o644,
+    ));
+    steps.push(file(
+        "etc/dhclient-enter-hooks",
+        format!("# written by vmadm: the outer jail's tools live in /{tools}\nPATH=/{tools}:$PATH\nexport PATH\n"),
+        0o644,
+    ));
+    steps.push(file(
+        "etc/dhclient-exit-hooks",
+        "# written by vmadm: the tenant's root is /root here\n\
+         case \"$reason\" in\n\
+         BOUND|RENEW|REBIND|REBOOT)\n\
+         \tif [ -f /etc/resolv.conf ]; then\n\
+         \t\tcat /etc/resolv.conf > /root/etc/.resolv.conf.vmadm &&\n\
+         \t\t    mv -f /root/etc/.resolv.conf.vmadm /root/etc/resolv.conf\n\
+         \tfi\n\
+         \t;;\n\
+         esac\n"
+            .to_string(),
+        0o644,
+    ));
+    steps.push(file(
+        "etc/master.passwd",
+        format!(
+            "root:*:0:0::0:0:vmadm outer jail:/var/empty:/{tools}/sh\n\
+             _dhcp:*:65:65::0:0:dhcp programs:/var/empty:/usr/sbin/nologin\n"
+        ),
+        0o600,
+    ));
+    let etc = format!("{outer}/etc");
+    steps.push(Step::run(argv([
+        "pwd_mkdb",
+        "-d",
+        &etc,
+        &format!("{etc}/master.passwd"),
+    ])));
+    steps
+}
+
 /// Steps inside the outer jail's vnet, run once the outer jail exists.
 pub fn jail_side(vm: &VmSpec) -> Vec<Step> {
     let outer = layout::outer(vm);
     let mut steps = Vec::new();
+    if mounts::wants_dhcp(vm) {
+        steps.extend(dhcp_files(vm));
+    }
     for (i, nic) in vm.nics.iter().enumerate() {
         let jail = names::jail_end(&vm.uuid, i);
         let iface = nic.interface.as_str();
@@ -84,19 +168,15 @@ pub fn jail_side(vm: &VmSpec) -> Vec<Step> {
             argv(["ifconfig", &jail, "vnet", &outer]),
             argv(["ifconfig", &jail, "-vnet", &outer]),
         ));
-        let mtu = nic.mtu.map(|m| m.to_string());
         if nic.vlan_id == 0 {
             steps.push(Step::run_undo(
                 jifconfig(vm, &[&jail, "name", iface]),
                 jifconfig(vm, &[iface, "name", &jail]),
             ));
-            steps.push(Step::run(jifconfig(vm, &[iface, "ether", &nic.mac])));
         } else {
-            // The untagged end carries the MAC (vlan(4) inherits its parent's)
-            // and must be up for tagged frames to flow.
+            // The untagged end must be up for tagged frames to flow.
             let temp = format!("vlan{i}");
             let vid = nic.vlan_id.to_string();
-            steps.push(Step::run(jifconfig(vm, &[&jail, "ether", &nic.mac])));
             steps.push(Step::run(jifconfig(vm, &[&jail, "up"])));
             steps.push(Step::run_undo(
                 jifconfig(vm, &[&temp, "create", "vlan", &vid, "vlandev", &jail]),
@@ -106,9 +186,9 @@ pub fn jail_side(vm: &VmSpec) -> Vec<Step> {
                 jifconfig(vm, &[&temp, "name", iface]),
                 jifconfig(vm, &[iface, "name", &temp]),
             ));
-        }
-        if let Some(mtu) = &mtu {
-            steps.push(Step::run(jifconfig(vm, &[iface, "mtu", mtu])));
+            if let Some(mtu) = nic.mtu {
+                steps.push(Step::run(jifconfig(vm, &[iface, "mtu", &mtu.to_string()])));
+            }
         }
         steps.push(Step::run(jifconfig(vm, &[iface, "up"])));
         for addr in &nic.ips {
@@ -119,19 +199,19 @@ pub fn jail_side(vm: &VmSpec) -> Vec<Step> {
                     steps.push(Step::run(jifconfig(vm, &[iface, family, &cidr, "alias"])));
                 }
                 NicAddr::Dhcp => {
-                    steps.push(Step::run(argv([
-                        "jexec",
-                        &outer,
-                        "/sbin/dhclient",
-                        "-b",
-                        iface,
-                    ])));
+                    steps.push(Step::run(jtool(
+                        vm,
+                        "dhclient",
+                        &["-b", "-c", "/etc/dhclient.conf", iface],
+                    )));
                 }
                 NicAddr::Addrconf => {
                     steps.push(Step::run(jifconfig(
                         vm,
                         &[iface, "inet6", "-ifdisabled", "accept_rtadv"],
                     )));
+                    // No router may answer yet; unsolicited RAs still arrive.
+                    steps.push(Step::try_run(jtool(vm, "rtsol", &[iface])));
                 }
             }
         }

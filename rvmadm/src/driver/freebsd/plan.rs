@@ -58,6 +58,15 @@ pub enum Action {
         /// What to tell the operator when the output differs.
         message: String,
     },
+    /// Run a command whose trimmed stdout must not be empty; otherwise fail
+    /// with `message` (used for `devfs rule -s N show`, which prints
+    /// nothing, successfully, for a ruleset that is not loaded).
+    NonEmpty {
+        /// The query to run.
+        argv: Argv,
+        /// What to tell the operator when it prints nothing.
+        message: String,
+    },
     /// Run a command that must fail (e.g. `jls -j <name>` after removal).
     /// A command that cannot be spawned at all fails the step too.
     Absent {
@@ -74,6 +83,25 @@ pub enum Action {
         root: String,
         /// The path below `root`, relative, checked component by component.
         rel: String,
+    },
+    /// The zone layout check (`driver::zone_root::check`): `zonepath/root`
+    /// (and `data` when present) must be real directories, not symlinks,
+    /// before anything is mounted below the zonepath or a jail's `path=`
+    /// is resolved there.
+    CheckZoneRoot {
+        /// The VM's zonepath on the host.
+        zonepath: String,
+    },
+    /// `root/rel` must already be a directory reached without symlinks; it
+    /// is never created (used for directories inside a devfs, which cannot
+    /// make directories: `dev/shm`, `dev/fd`).
+    RequireDir {
+        /// A trusted host directory (a jail root).
+        root: String,
+        /// The path below `root`, relative.
+        rel: String,
+        /// What to tell the operator when it is missing.
+        message: String,
     },
     /// `umount -f root/rel`, but only after checking that no component of
     /// `rel` is a symlink: a tenant's `dev -> /dev` would otherwise make
@@ -234,6 +262,7 @@ impl Plan {
             match &s.action {
                 Action::Run(a)
                 | Action::Expect { argv: a, .. }
+                | Action::NonEmpty { argv: a, .. }
                 | Action::Absent { argv: a, .. } => out.push(a),
                 _ => {}
             }
@@ -270,7 +299,12 @@ pub fn render_step(s: &Step) -> String {
         Action::Expect { argv, expect, .. } => {
             format!("expect {} == {}", render_argv(argv), quote(expect))
         }
+        Action::NonEmpty { argv, .. } => format!("nonempty {}", render_argv(argv)),
         Action::Absent { argv, .. } => format!("absent {}", render_argv(argv)),
+        Action::CheckZoneRoot { zonepath } => format!("check-zone-root {}", quote(zonepath)),
+        Action::RequireDir { root, rel, .. } => {
+            format!("require-dir {} {}", quote(root), quote(rel))
+        }
         Action::EnsureDir { root, rel } => format!("ensure-dir {} {}", quote(root), quote(rel)),
         Action::Unmount { root, rel } => format!("{verb}-umount {} {}", quote(root), quote(rel)),
         Action::WriteFile {
@@ -279,7 +313,12 @@ pub fn render_step(s: &Step) -> String {
             contents,
             mode,
         } => format!(
-            "write-file {} {} {:04o} {}",
+            "{}write-file {} {} {:04o} {}",
+            if s.on_failure == OnFailure::Continue {
+                "try-"
+            } else {
+                ""
+            },
             quote(root),
             quote(rel),
             mode,

@@ -165,6 +165,37 @@ impl<'a> PlanRunner<'a> {
                     })
                 }
             }
+            Action::NonEmpty { argv, message } => {
+                let out = self
+                    .runner
+                    .run_stdout(argv)
+                    .map_err(|e| exec_error(e, message))?;
+                if out.trim().is_empty() {
+                    Err(StepError {
+                        argv: Some(argv.clone()),
+                        stderr: "no output".into(),
+                        message: message.clone(),
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+            Action::CheckZoneRoot { zonepath } => self
+                .fs
+                .check_zone_root(Path::new(zonepath))
+                .map_err(|e| StepError {
+                    argv: None,
+                    stderr: e.to_string(),
+                    message: e.to_string(),
+                }),
+            Action::RequireDir { root, rel, message } => self
+                .fs
+                .check_dir(Path::new(root), rel)
+                .map_err(|e| StepError {
+                    argv: None,
+                    stderr: e.to_string(),
+                    message: format!("{root}/{rel}: {e}; {message}"),
+                }),
             Action::Absent { argv, message } => match self.runner.output(argv, None) {
                 Ok(out) if out.success() => Err(StepError {
                     argv: Some(argv.clone()),
@@ -284,6 +315,21 @@ pub(crate) mod tests {
             ));
             if self.fail {
                 return Err(std::io::Error::other("refused"));
+            }
+            Ok(())
+        }
+        fn check_zone_root(
+            &self,
+            zonepath: &Path,
+        ) -> Result<(), crate::driver::zone_root::ZoneLayoutError> {
+            self.ops
+                .lock()
+                .unwrap()
+                .push(format!("check-zone-root {}", zonepath.display()));
+            if self.fail {
+                return Err(crate::driver::zone_root::ZoneLayoutError::MissingRoot {
+                    zonepath: zonepath.to_path_buf(),
+                });
             }
             Ok(())
         }

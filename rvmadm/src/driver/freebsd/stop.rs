@@ -1,14 +1,19 @@
-//! The stop plan: shut the tenant down, then take apart everything a start
-//! creates, whether or not the start got that far.
+//! The stop plan: shut the tenant down the way jail(8) does, then take apart
+//! everything a start creates, whether or not the start got that far.
 //!
-//! Graceful: the tenant's `/etc/rc.shutdown` runs under timeout(1) with the
-//! caller's grace period (jail(8) does not remember `exec.stop` for a jail
-//! made on the command line, so it is run explicitly). Then the host ends of
-//! the epairs are destroyed (their peers leave the vnet with them, so the
-//! jail does not linger "dying" holding them), the outer jail and its child
-//! are removed with `jail -R` (jail_remove(2), ignoring any host jail.conf),
-//! and a `jls` check makes sure it is gone before mounts are forced off and
-//! the rctl rules dropped. Every teardown step is best-effort, so a stop
+//! Graceful: vmadm writes a one-jail jail.conf(5) below the zonepath and runs
+//! `jail -f <that file> -r <uuid>.tenant`. jail(8) then runs `exec.stop`
+//! (`/bin/sh /etc/rc.shutdown jail`, bounded by `exec.timeout`) in the tenant
+//! with a clean environment, sends SIGTERM to what is left and waits up to
+//! `stop.timeout` before removing the jail (usr.sbin/jail/command.c,
+//! `term_procs()`). A jail made on the command line keeps none of its
+//! `exec.*` settings, hence the file. An lx tenant has no rc.shutdown and
+//! gets the SIGTERM phase only. Then the host ends of the epairs are
+//! destroyed (their peers leave the vnet with them, so the jail does not
+//! linger "dying" holding them), the outer jail and anything left in it are
+//! removed with `jail -R` (jail_remove(2)), and a `jls` check makes sure it
+//! is gone before mounts are forced off, a delegated dataset is unmounted
+//! and the rctl rules dropped. Every teardown step is best-effort, so a stop
 //! after a half-finished start cleans up whatever exists.
 
 use super::guard;
@@ -21,21 +26,48 @@ use crate::config::Config;
 use crate::driver::StopOptions;
 use crate::spec::VmSpec;
 
-/// The graceful shutdown command for the tenant, when its brand has one.
-pub fn graceful(vm: &VmSpec, opts: &StopOptions) -> Option<Step> {
-    if opts.force || vm.is_lx() {
-        // A Linux userland has no rc.shutdown; jail removal sends it SIGKILL.
-        return None;
+/// The jail.conf(5) text jail(8) reads to stop the tenant gracefully.
+pub fn stop_conf(vm: &VmSpec, secs: u64) -> String {
+    let mut text = format!(
+        "# written by vmadm for `vmadm stop`: jail(8) -r reads it\n\"{}\" {{\n\texec.clean;\n",
+        layout::tenant(vm)
+    );
+    if vm.is_lx() {
+        text.push_str("\texec.system_jail_user;\n");
+    } else {
+        text.push_str("\texec.stop = \"/bin/sh /etc/rc.shutdown jail\";\n");
     }
-    let secs = opts.timeout.as_secs().max(1).to_string();
-    Some(Step::try_run(argv([
-        "timeout",
-        &secs,
-        "jexec",
-        &layout::tenant(vm),
-        "/bin/sh",
-        "/etc/rc.shutdown",
-    ])))
+    text.push_str(&format!(
+        "\texec.timeout = {secs};\n\tstop.timeout = {secs};\n}}\n"
+    ));
+    text
+}
+
+/// The graceful phase: the stop file, then `jail -f … -r <uuid>.tenant`.
+pub fn graceful(vm: &VmSpec, opts: &StopOptions) -> Vec<Step> {
+    if opts.force {
+        return Vec::new();
+    }
+    let secs = opts.timeout.as_secs().max(1);
+    let root = layout::outer_root(vm);
+    vec![
+        Step {
+            on_failure: super::plan::OnFailure::Continue,
+            ..Step::action(Action::WriteFile {
+                root: root.clone(),
+                rel: layout::STOP_CONF.into(),
+                contents: stop_conf(vm, secs),
+                mode: 0o600,
+            })
+        },
+        Step::try_run(argv([
+            "jail".to_string(),
+            "-f".into(),
+            format!("{root}/{}", layout::STOP_CONF),
+            "-r".into(),
+            layout::tenant(vm),
+        ])),
+    ]
 }
 
 /// Everything after the graceful phase (also the cleanup plan).
@@ -50,17 +82,21 @@ pub fn teardown(vm: &VmSpec, cfg: &Config) -> Vec<Step> {
         ),
     }));
     steps.extend(mounts::unmount(vm, cfg.devfs_ruleset));
-    steps.push(limits::remove(vm));
+    if let Some(ds) = layout::delegated_dataset(vm) {
+        // Mounts the tenant made are not undone by jail removal.
+        steps.push(Step::try_run(argv(["zfs", "umount", "-f", &ds])));
+    }
+    steps.extend(limits::remove(vm));
     steps
 }
 
-/// The whole stop: the graceful shutdown (unless `opts.force` or an lx
-/// tenant), then the teardown described in the module text. Refused only
-/// for a zonepath that is not a plain absolute path.
+/// The whole stop: the graceful phase (unless `opts.force`), then the
+/// teardown described in the module text. Refused only for a zonepath that
+/// is not a plain absolute path.
 pub fn plan(vm: &VmSpec, cfg: &Config, opts: &StopOptions) -> Result<Plan, PlanError> {
     guard::check_paths(vm)?;
     let mut p = Plan::new();
-    if let Some(s) = graceful(vm, opts) {
+    for s in graceful(vm, opts) {
         p.push(s);
     }
     for s in teardown(vm, cfg) {

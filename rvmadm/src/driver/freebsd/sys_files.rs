@@ -14,6 +14,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use crate::driver::zone_root::{self, ZoneLayoutError};
+
 /// The file operations a plan may ask for; a trait so runner tests can record
 /// them instead of touching disk.
 pub trait HostFs: Send + Sync {
@@ -25,6 +27,8 @@ pub trait HostFs: Send + Sync {
     fn check_dir(&self, root: &Path, rel: &str) -> io::Result<()>;
     /// Replaces `root/rel` with `contents`, refusing symlinked directories.
     fn write_file(&self, root: &Path, rel: &str, contents: &[u8], mode: u32) -> io::Result<()>;
+    /// The shared zone layout check (`driver::zone_root::check`).
+    fn check_zone_root(&self, zonepath: &Path) -> Result<(), ZoneLayoutError>;
 }
 
 /// The real implementation.
@@ -105,6 +109,10 @@ fn open_dir_at(dir: &OwnedFd, name: &str, create: bool) -> io::Result<OwnedFd> {
 }
 
 impl HostFs for RealFs {
+    fn check_zone_root(&self, zonepath: &Path) -> Result<(), ZoneLayoutError> {
+        zone_root::check(zonepath)
+    }
+
     fn ensure_dir(&self, root: &Path, rel: &str) -> io::Result<()> {
         let mut dir = open_root(root)?;
         for part in components(rel)? {
