@@ -72,9 +72,8 @@ struct Index {
     /// Ascending (published_at, uuid): the stable order ListImages pages by.
     sorted: Vec<Arc<Entry>>,
     /// The body of a plain `GET /images` (what imgadm avail and sdc-clients
-    /// ask first), built on first use after each change: `[anonymous,
-    /// privileged]`, as the two see different images.
-    default_list: [Option<Bytes>; 2],
+    /// ask first), built on first use after each change.
+    default_list: Option<Bytes>,
 }
 
 impl Index {
@@ -82,7 +81,7 @@ impl Index {
         let mut v: Vec<Arc<Entry>> = self.by_uuid.values().cloned().collect();
         v.sort_by_key(|e| e.sort_key());
         self.sorted = v;
-        self.default_list = [None, None];
+        self.default_list = None;
     }
 }
 
@@ -163,21 +162,16 @@ impl Catalog {
 
     /// The cached body for an unfiltered list, or `build` run over the
     /// sorted entries and remembered until the next change.
-    pub fn default_list(
-        &self,
-        privileged: bool,
-        build: impl FnOnce(&[Arc<Entry>]) -> Vec<u8>,
-    ) -> ApiResult<Bytes> {
-        let slot = usize::from(privileged);
-        if let Some(b) = &self.index.read().map_err(|_| poisoned())?.default_list[slot] {
+    pub fn default_list(&self, build: impl FnOnce(&[Arc<Entry>]) -> Vec<u8>) -> ApiResult<Bytes> {
+        if let Some(b) = &self.index.read().map_err(|_| poisoned())?.default_list {
             return Ok(b.clone());
         }
         let mut idx = self.index.write().map_err(|_| poisoned())?;
-        if let Some(b) = &idx.default_list[slot] {
+        if let Some(b) = &idx.default_list {
             return Ok(b.clone());
         }
         let body = Bytes::from(build(&idx.sorted));
-        idx.default_list[slot] = Some(body.clone());
+        idx.default_list = Some(body.clone());
         Ok(body)
     }
 

@@ -12,7 +12,6 @@ pub mod store;
 mod auth;
 mod body;
 mod catalog;
-mod conn;
 mod error;
 mod html;
 mod metrics;
