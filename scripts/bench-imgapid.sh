@@ -6,7 +6,8 @@
 #  2. download throughput of one large image file from imgapid and from nginx
 #     serving the same file from the same disk, 1 and 64 concurrent clients.
 # Installs wrk and nginx-light from Debian if missing. Prints a summary.
-# Env: IMAGES (10000), FILE_MIB (64), DURATION (10s), RUNS (3).
+# Env: IMAGES (10000), FILE_MIB (64), DURATION (10s), RUNS (3); IMGAPID_BIN
+# to measure another build of the server (e.g. before/after a change).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 IMAGES=${IMAGES:-10000}
@@ -25,7 +26,7 @@ if ((${#need[@]})); then
 fi
 
 cargo build --release -q -p imgapid --bin imgapid --example seed
-bin=$CARGO_TARGET_DIR/release/imgapid
+bin=${IMGAPID_BIN:-$CARGO_TARGET_DIR/release/imgapid}
 seed=$CARGO_TARGET_DIR/release/examples/seed
 
 work=$(mktemp -d /var/tmp/imgapid-bench.XXXXXX)
