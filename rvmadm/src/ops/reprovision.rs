@@ -49,11 +49,16 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
     let rebuilt = zfs
         .destroy(&dataset, true)
         .and_then(|_| zfs.clone_snapshot(&origin, &dataset, &[("quota", &quota_prop)]))
-        .and_then(|_| {
+        .and_then(|_| zfs.mountpoint(&dataset))
+        .map_err(OpsError::from)
+        .and_then(|mountpoint| {
+            // The new image must be a zone layout before the kept data
+            // dataset mounts at <zonepath>/data (never through a symlink).
+            ctx.driver.check_layout(&mountpoint)?;
             if has_data {
                 zfs.rename_unbusy(&parked, &data)?;
             }
-            zfs.mountpoint(&dataset)
+            Ok(mountpoint)
         });
     let mountpoint = rebuilt.map_err(|e| {
         fail(format!(
