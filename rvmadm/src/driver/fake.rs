@@ -6,8 +6,8 @@ use super::change::{DatasetChange, Limit};
 use super::signal::Signal;
 use super::zone_root::ZoneLayoutError;
 use crate::spec::VmSpec;
-use std::path::Path;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 use uuid::Uuid;
 

@@ -14,7 +14,7 @@ use super::names::{cgroup_path, container_id, host_veth, netns_name, netns_path,
 use super::netplan::{self, NetPlan, VlanMode};
 use super::state::{self, BootRecord};
 use super::{bundle, runtime, sys};
-use crate::driver::zone_root::{self, ZoneLayoutError};
+use crate::driver::zone_root::ZoneLayoutError;
 use crate::driver::{DriverError, DriverResult, Signal, StopOptions};
 use crate::exec::{Argv, ExecError};
 use crate::spec::VmSpec;
@@ -79,7 +79,7 @@ impl LinuxDriver {
         // The runtime boots <zonepath>/root and would follow a symlink
         // there (`root -> /` boots the host's own tree): refuse before
         // anything is made or mounted.
-        zone_root::check(&vm.zonepath).map_err(|e| match e {
+        super::driver::check_zone_layout(&vm.zonepath).map_err(|e| match e {
             ZoneLayoutError::Zonepath { .. } => DriverError::Other(format!(
                 "{}: {e}; is dataset {} mounted?",
                 vm.uuid, vm.zfs_filesystem
