@@ -129,8 +129,8 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// An lx-dataset image made as SmartOS's tooling makes one, not by
 /// `imgadm build`: a dataset with the busybox tree under `root/`, its
 /// `@final` sent with a plain `zfs send`, gzipped, and an IMGAPI v2
-/// manifest written by hand. The source dataset is destroyed after, so
-/// only an import can bring the image back. Returns (manifest, file).
+/// manifest written by hand. The source dataset keeps another name, so
+/// `<pool>/<uuid>` only comes from the import. Returns (manifest, file).
 fn smartos_style_image(pool: &str, uuid: &str) -> (Value, Vec<u8>) {
     let src = format!("{pool}/smartos-src-{}", &uuid[..8]);
     zfs(&["create", &src]);
@@ -146,7 +146,6 @@ fn smartos_style_image(pool: &str, uuid: &str) -> (Value, Vec<u8>) {
         "{}",
         String::from_utf8_lossy(&sent.stderr)
     );
-    zfs(&["destroy", "-r", &src]);
     let file = gzip(&sent.stdout);
     let manifest = json!({
         "v": 2,
@@ -379,4 +378,106 @@ fn linux_refuses_hostile_layouts_at_create_and_at_start() {
         assert_eq!(snapshot_of(&scratch), before, "{kind:?}");
         assert_not_mounted(&scratch);
     }
+}
+
+/// The conversion steps docs/imgadm.md gives for a VM made by rvmadm before
+/// 0.3 (tree at the top of its dataset).
+const CONVERT_VM: &str = r#"cd "$1"
+mkdir root.new && chmod 755 root.new
+find . -mindepth 1 -maxdepth 1 ! -name root.new ! -name data -exec mv -t root.new -- {} +
+mv root.new root
+"#;
+
+/// The conversions docs/imgadm.md gives for images and VMs made by rvmadm
+/// before 0.3 (tree at the top, `/root` home included), run as written: an
+/// old VM is refused, converted in place and boots; an old image is refused
+/// at create, rebuilt with `imgadm build` from its mounted tree, published
+/// to imgapid, imported, and its VM boots.
+#[test]
+fn linux_old_layout_images_and_vms_convert_as_documented() {
+    let Some(lab) = Lab::new() else { return };
+    let env = lab.env.as_ref().expect("zfs lab");
+
+    // An old VM: the lab's clone with its tree moved to the top.
+    let vm = lab.jail(json!({"hostname": "converted"}));
+    let zp = vm.zonepath.clone();
+    std::fs::rename(zp.join("root"), zp.join("tree")).expect("move root");
+    for e in std::fs::read_dir(zp.join("tree")).expect("tree") {
+        let e = e.expect("entry");
+        std::fs::rename(e.path(), zp.join(e.file_name())).expect("to the top");
+    }
+    std::fs::remove_dir(zp.join("tree")).expect("rmdir");
+    assert!(zp.join("root").is_dir() && zp.join("sbin/init").is_file());
+    let err = lab.driver.start(&vm).expect_err("old layout").to_string();
+    assert!(
+        err.contains("tree at its top") && err.contains("docs/imgadm.md"),
+        "{err}"
+    );
+    assert!(lab.leftovers(&vm).is_empty(), "{:?}", lab.leftovers(&vm));
+    let st = Command::new("sh")
+        .args(["-euc", CONVERT_VM, "convert"])
+        .arg(&zp)
+        .status()
+        .expect("sh");
+    assert!(st.success());
+    lab.start(&vm);
+    assert_eq!(lab.sh_ok(&vm, "hostname").trim(), "converted");
+    assert!(lab
+        .sh_ok(&vm, "ls -d /root /sbin/init")
+        .contains("/sbin/init"));
+    lab.stop(&vm);
+
+    // An old image: refused at create, then rebuilt from its tree.
+    let old = "a1b2c3d4-0000-4000-8000-000000000300";
+    let old_ds = format!("{}/{old}", env.pool);
+    zfs(&["create", &old_ds]);
+    let old_mp = env.mountpoint(&old_ds);
+    busybox_tree(&old_mp, INIT);
+    zfs(&["snapshot", &format!("{old_ds}@final")]);
+    let payload = json!({
+        "brand": "jail", "image_uuid": old, "hostname": "rebuilt",
+        "max_physical_memory": 64,
+    });
+    let o = lab.vmadm(&["create"], Some(&payload.to_string()));
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("imgadm build"), "{}", stderr(&o));
+
+    let out = env.root().join("converted-out");
+    let o = env.imgadm(&[
+        "build",
+        old_mp.to_str().expect("utf-8"),
+        "name=converted",
+        "version=1.0",
+        "os=linux",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    let line = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .expect("build output")
+            .trim()
+            .to_string()
+    };
+    let (mpath, fpath) = (line("manifest:"), line("file:"));
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(&mpath).expect("manifest")).expect("json");
+    let new = manifest["uuid"].as_str().expect("uuid").to_string();
+    let server = Imgapid::start();
+    assert_exit(
+        &env.imgadm(&["publish", "-m", &mpath, "-f", &fpath, &server.admin_url()]),
+        0,
+    );
+    assert_exit(&env.imgadm(&["import", "-S", &server.url(), &new]), 0);
+    let vm = lab.vmadm_create(json!({
+        "brand": "jail", "image_uuid": new, "hostname": "rebuilt",
+        "max_physical_memory": 64,
+    }));
+    let u = vm.uuid.to_string();
+    let o = lab.vmadm(&["exec", &u, "--", "hostname"], None);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o).trim(), "rebuilt");
+    assert_exit(&lab.vmadm(&["delete", &u], None), 0);
 }
