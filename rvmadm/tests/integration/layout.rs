@@ -481,3 +481,53 @@ fn linux_old_layout_images_and_vms_convert_as_documented() {
     assert_eq!(stdout(&o).trim(), "rebuilt");
     assert_exit(&lab.vmadm(&["delete", &u], None), 0);
 }
+
+/// The quickstart's image: scripts/build-busybox-image.sh (real busybox
+/// init and inittab) through imgapid, booted; its tree is under root/.
+#[test]
+fn linux_the_busybox_script_image_boots() {
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("SKIPPED: busybox-static not installed");
+        return;
+    }
+    let Some(lab) = Lab::new() else { return };
+    let env = lab.env.as_ref().expect("zfs lab");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-busybox-image.sh");
+    let o = Command::new("sh")
+        .arg(&script)
+        .arg(env.root().join("bb"))
+        .env("IMGADM", bin("imgadm"))
+        .env("VMADM_CONFIG", &env.config)
+        .output()
+        .expect("script");
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    let line = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .expect("build output")
+            .trim()
+            .to_string()
+    };
+    let (mpath, fpath) = (line("manifest: "), line("file: "));
+    let m: Value = serde_json::from_slice(&std::fs::read(&mpath).expect("manifest")).expect("json");
+    let uuid = m["uuid"].as_str().expect("uuid").to_string();
+    let server = Imgapid::start();
+    assert_exit(
+        &env.imgadm(&["publish", "-m", &mpath, "-f", &fpath, &server.admin_url()]),
+        0,
+    );
+    assert_exit(&env.imgadm(&["import", "-S", &server.url(), &uuid]), 0);
+    let installed = env.mountpoint(&format!("{}/{uuid}", env.pool));
+    assert!(std::fs::symlink_metadata(installed.join("root/sbin/init")).is_ok());
+    assert!(!installed.join("etc").exists(), "tree at the top");
+    let vm = lab.vmadm_create(json!({
+        "brand": "jail", "image_uuid": uuid, "hostname": "bb-quick",
+        "max_physical_memory": 64,
+    }));
+    let u = vm.uuid.to_string();
+    let o = lab.vmadm(&["exec", &u, "--", "hostname"], None);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o).trim(), "bb-quick");
+    assert_exit(&lab.vmadm(&["delete", &u], None), 0);
+}
