@@ -2,12 +2,13 @@
 //! plus the small files (resolv.conf, hosts, hostname) bind-mounted into it.
 //!
 //! The rootfs is `<zonepath>/root` of the jail's ZFS clone, as a SmartOS
-//! zone's root is (the start checked it is a real directory). The bundle keeps the jail a
-//! "system container": its own pid, mount, ipc, uts and cgroup namespaces, the
-//! network namespace vmadm prepared (joined by path), read-only /sys, masked
-//! kernel knobs, a reduced capability set without `CAP_SYS_ADMIN`,
-//! `CAP_SYS_MODULE` or `CAP_NET_ADMIN`, and no_new_privileges. Limits come
-//! from the spec in SmartOS units and are converted here.
+//! zone's root is (the start checked that it is a real directory). The
+//! bundle keeps the jail a "system container": its own pid, mount, ipc, uts
+//! and cgroup namespaces, the network namespace vmadm prepared (joined by
+//! path), read-only /sys, masked kernel knobs, a reduced capability set
+//! without `CAP_SYS_ADMIN`, `CAP_SYS_MODULE` or `CAP_NET_ADMIN`, and
+//! no_new_privileges. Limits come from the spec in SmartOS units and are
+//! converted here.
 
 use super::names::{cgroup_path, JailDir};
 use crate::driver::zone_root;

@@ -1,9 +1,9 @@
 //! Start, stop, signal and teardown of a jail.
 //!
 //! A start first checks the zone layout (`<zonepath>/root` a real
-//! directory, `data` never a symlink), then runs a short transaction:
-//! bundle → network namespace → veths and
-//! addresses → runtime `run --detach` → boot record. The boot record is
+//! directory, `data` never a symlink, no tree at the top), then runs a
+//! short transaction: bundle → network namespace → veths and addresses →
+//! runtime `run --detach` → boot record. The boot record is
 //! written last, so a jail counts as booted only when every step succeeded;
 //! any failure (or a `kill -9` of vmadm part-way) leaves debris that
 //! [`LinuxDriver::teardown`] finds by name alone and removes: the runtime
