@@ -531,3 +531,55 @@ fn linux_the_busybox_script_image_boots() {
     assert_eq!(stdout(&o).trim(), "bb-quick");
     assert_exit(&lab.vmadm(&["delete", &u], None), 0);
 }
+
+/// Reprovision onto an image that ships `data -> <scratch>`: the kept
+/// delegated dataset is never mounted through the link; it stays parked
+/// beside the VM, with its contents, and the message says where.
+#[test]
+fn reprovision_onto_a_data_symlink_keeps_the_delegated_dataset_parked() {
+    let Some(env) = crate::harness::Env::new() else {
+        return;
+    };
+    let good = "a1b2c3d4-0000-4000-8000-000000000400";
+    env.fake_image_dataset(good);
+    let scratch = env.root().join("scratch-host-dir");
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    std::fs::write(scratch.join("passwd"), "stand-in for a host file\n").expect("scratch file");
+    let before = snapshot_of(&scratch);
+    let bad = "a1b2c3d4-0000-4000-8000-000000000401";
+    let bad_ds = format!("{}/{bad}", env.pool);
+    zfs(&["create", &bad_ds]);
+    let bad_mp = env.mountpoint(&bad_ds);
+    std::fs::create_dir_all(bad_mp.join("root/etc")).expect("root");
+    std::os::unix::fs::symlink(&scratch, bad_mp.join("data")).expect("link");
+    zfs(&["snapshot", &format!("{bad_ds}@final")]);
+
+    let payload = json!({"brand": "jail", "image_uuid": good, "autoboot": false,
+                         "delegate_dataset": true});
+    let o = env.vmadm_in(&["create"], &payload.to_string());
+    assert_exit(&o, 0);
+    let u = stderr(&o)
+        .trim()
+        .strip_prefix("Successfully created VM ")
+        .expect("created")
+        .to_string();
+    let data = format!("{}/{u}/data", env.pool);
+    std::fs::write(env.mountpoint(&data).join("keep"), "kept\n").expect("data file");
+
+    let o = env.vmadm_in(
+        &["reprovision", &u],
+        &json!({"image_uuid": bad}).to_string(),
+    );
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    let parked = format!("{}/{u}-reprovision-data", env.pool);
+    assert!(err.contains("data is a symbolic link"), "{err}");
+    assert!(err.contains(&parked), "{err}");
+    assert_eq!(snapshot_of(&scratch), before);
+    assert_not_mounted(&scratch);
+    assert!(env.datasets().contains(&parked), "{:?}", env.datasets());
+    assert_eq!(
+        std::fs::read_to_string(env.mountpoint(&parked).join("keep")).expect("parked data"),
+        "kept\n"
+    );
+}
