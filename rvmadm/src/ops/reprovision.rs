@@ -41,9 +41,13 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
     // The delegated dataset survives: park it beside the VM meanwhile.
     let data = format!("{dataset}/data");
     let parked = format!("{}/{uuid}-reprovision-data", l.spec.zpool);
-    let has_data = zfs.exists(&data)?;
+    let mut has_data = zfs.exists(&data)?;
     if has_data {
         zfs.rename_unbusy(&data, &parked)?;
+    } else {
+        // A reprovision that failed after parking (an image refused by the
+        // layout check, say) left it there: this one brings it back.
+        has_data = zfs.exists(&parked)?;
     }
     let quota_prop = crate::driver::dataset::quota_value(l.spec.limits.quota);
     let rebuilt = zfs

@@ -582,4 +582,16 @@ fn reprovision_onto_a_data_symlink_keeps_the_delegated_dataset_parked() {
         std::fs::read_to_string(env.mountpoint(&parked).join("keep")).expect("parked data"),
         "kept\n"
     );
+    // A reprovision onto a good image brings the parked dataset back.
+    let o = env.vmadm_in(
+        &["reprovision", &u],
+        &json!({"image_uuid": good}).to_string(),
+    );
+    assert_exit(&o, 0);
+    assert!(!env.datasets().contains(&parked), "{:?}", env.datasets());
+    assert_eq!(
+        std::fs::read_to_string(env.mountpoint(&data).join("keep")).expect("data back"),
+        "kept\n"
+    );
+    assert_exit(&env.vmadm(&["delete", &u]), 0);
 }
