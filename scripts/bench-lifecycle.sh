@@ -64,12 +64,14 @@ T
   zpool create -f -m "$W/mnt" "$POOL" "$W/pool.img" || { log "zpool create failed"; return 1; }
   zfs create "$POOL/$IMG"
   build_rootfs
-  cp -a "$ROOTFS/." "$W/mnt/$IMG/"
+  # The SmartOS layout: the jail's tree under root/ of the image dataset.
+  mkdir -m 755 "$W/mnt/$IMG/root"
+  cp -a "$ROOTFS/." "$W/mnt/$IMG/root/"
   # The same idle init the peers' LXC runs: exits on SIGTERM. The rootfs's
   # sbin/init is an absolute symlink to /bin/busybox: remove it first, or the
   # copy would follow it and overwrite the host's busybox.
-  rm -f "$W/mnt/$IMG/sbin/init"
-  cp "$ROOTFS/sbin/init.sh" "$W/mnt/$IMG/sbin/init"
+  rm -f "$W/mnt/$IMG/root/sbin/init"
+  cp "$ROOTFS/sbin/init.sh" "$W/mnt/$IMG/root/sbin/init"
   zfs snapshot "$POOL/$IMG@final"
   ip link add benchbr0 type bridge && ip addr add 192.0.2.1/24 dev benchbr0 && ip link set benchbr0 up
 

@@ -40,6 +40,8 @@ trap cleanup EXIT
 truncate -s 2G "$WORK/pool.img"
 zpool create -f -m "$WORK/mnt" "$POOL" "$WORK/pool.img"
 zfs create "$POOL/$IMAGE"
+# An empty zone root: create refuses a dataset without root/.
+mkdir "$WORK/mnt/$IMAGE/root"
 zfs snapshot "$POOL/$IMAGE@final"
 cat > "$WORK/vmadm.toml" <<EOF
 pool = "$POOL"

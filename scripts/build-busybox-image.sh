@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds a small busybox root tree from Debian's busybox-static and turns it
-# into an image (manifest + file) with `imgadm build`.
+# into an image (manifest + file) with `imgadm build`, which puts the tree
+# under root/ of the image dataset (the SmartOS zone layout).
 #
 #   scripts/build-busybox-image.sh OUTDIR [field=value ...]
 #

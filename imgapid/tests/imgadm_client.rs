@@ -258,8 +258,10 @@ fn imgadm_builds_publishes_and_imports_through_imgapid() {
     )
     .trim()
     .to_string();
+    // `imgadm build` puts the tree under root/ (the SmartOS zone layout).
     assert_eq!(
-        std::fs::read_to_string(Path::new(&mp).join("etc/motd")).expect("motd in image"),
+        std::fs::read_to_string(Path::new(&mp).join("root/etc/motd")).expect("motd in image"),
         "published through imgapid\n"
     );
+    assert!(!Path::new(&mp).join("etc").exists(), "tree at the top");
 }

@@ -12,6 +12,7 @@ use super::signal::Signal;
 use crate::exec::ExecError;
 use crate::spec::VmSpec;
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -88,6 +89,10 @@ pub enum DriverError {
     /// previous boot that the kernel has not freed yet.
     #[error(transparent)]
     LinkExists(ExecError),
+    /// The VM's dataset is not laid out as a zone (`root/` missing, or
+    /// `root`/`data` a symlink or not a directory): nothing was mounted.
+    #[error(transparent)]
+    Layout(#[from] super::zone_root::ZoneLayoutError),
     /// Any other failure, described in full by its text (the VM's uuid
     /// included where it helps).
     #[error("{0}")]
@@ -137,4 +142,14 @@ pub trait Driver: Send + Sync {
     /// Removes whatever a crashed start or stop left behind (interfaces,
     /// mounts, runtime state). Safe to call on a clean, stopped VM.
     fn cleanup(&self, vm: &VmSpec) -> DriverResult<()>;
+
+    /// Checks that a freshly cloned dataset mounted at `zonepath` has the
+    /// zone layout (`root/` a real directory, `data` absent or a real
+    /// directory), before create mounts the delegated dataset at
+    /// `<zonepath>/data` or writes anything below it. Every host runs the
+    /// same no-follow check ([`super::zone_root::check`]); the ops tests'
+    /// fake answers without a file system.
+    fn check_layout(&self, zonepath: &Path) -> DriverResult<()> {
+        Ok(super::zone_root::check(zonepath)?)
+    }
 }

@@ -4,8 +4,10 @@
 use super::api::{Driver, DriverError, DriverResult, RuntimeState, StopOptions};
 use super::change::{DatasetChange, Limit};
 use super::signal::Signal;
+use super::zone_root::ZoneLayoutError;
 use crate::spec::VmSpec;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 use uuid::Uuid;
 
@@ -20,6 +22,8 @@ pub struct FakeDriver {
     pub fail_start: Option<String>,
     /// Limits `update_live` reports as needing a reboot (when asked for).
     pub reboot_limits: Vec<Limit>,
+    /// When set, `check_layout` answers that the dataset has no `root/`.
+    pub missing_root: bool,
 }
 
 impl FakeDriver {
@@ -109,6 +113,16 @@ impl Driver for FakeDriver {
     }
     fn cleanup(&self, vm: &VmSpec) -> DriverResult<()> {
         self.record(format!("cleanup {}", vm.uuid));
+        Ok(())
+    }
+    fn check_layout(&self, zonepath: &Path) -> DriverResult<()> {
+        // Not recorded: it is a read-only question, asked by every create.
+        if self.missing_root {
+            return Err(ZoneLayoutError::MissingRoot {
+                zonepath: zonepath.to_path_buf(),
+            }
+            .into());
+        }
         Ok(())
     }
 }

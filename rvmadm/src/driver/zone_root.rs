@@ -34,6 +34,21 @@ pub enum ZoneLayoutError {
         /// The zonepath checked.
         zonepath: PathBuf,
     },
+    /// The dataset's top holds a file system tree (`etc`, `bin`, `sbin`
+    /// beside `root`): an image laid out by an earlier rvmadm, whose `root`
+    /// is the tree's home directory of root, not a zone root.
+    #[error(
+        "{zonepath}: the dataset holds a file system tree at its top ({entry}/ beside \
+         root/), as images made by rvmadm before 0.3 did; a zone image keeps its tree \
+         under root/ (as SmartOS does). Rebuild the image with `imgadm build`, or \
+         convert it by moving its tree into root/ (see docs/imgadm.md)"
+    )]
+    TreeAtTop {
+        /// The zonepath checked.
+        zonepath: PathBuf,
+        /// The first tree entry found at the top.
+        entry: &'static str,
+    },
     /// `root` or `data` is a symbolic link.
     #[error(
         "{zonepath}/{name} is a symbolic link; refusing to use it (it must be a real directory)"
@@ -77,18 +92,64 @@ pub fn zone_root(zonepath: &Path) -> PathBuf {
     zonepath.join(ROOT_DIR)
 }
 
+/// Names that belong to a file system tree and never to the top of a zone
+/// dataset (which holds `root/`, `data`, `config/`, `cores/` …). Finding one
+/// there means the tree is at the top, where earlier rvmadm versions put it.
+const TREE_MARKERS: [&str; 4] = ["etc", "sbin", "bin", "usr"];
+
 /// Checks that `<zonepath>/root` is a real directory, and that
 /// `<zonepath>/data` is one too when it exists (it is optional: only VMs
 /// with `delegate_dataset` have it, and the delegated dataset's creation
 /// makes it). Call it before any mount into or write below the zonepath.
 pub fn check(zonepath: &Path) -> Result<(), ZoneLayoutError> {
-    let dir = open_dir(None, zonepath).map_err(|source| ZoneLayoutError::Zonepath {
-        zonepath: zonepath.to_path_buf(),
-        source,
-    })?;
+    let dir = open_zonepath(zonepath)?;
     check_entry(&dir, zonepath, ROOT_DIR, true)?;
     check_entry(&dir, zonepath, DATA_DIR, false)?;
     Ok(())
+}
+
+/// Refuses a dataset whose top holds a file system tree (`etc`, `sbin`,
+/// `bin` or `usr` there): the layout of images made by earlier rvmadm, in
+/// which `root` is the tree's `/root` home and not a zone root, so
+/// [`check`] alone would take it. For hosts whose zone datasets keep
+/// nothing of the guest at the top (Linux); a FreeBSD image keeps the
+/// outer jail's toolset there, so that driver does not call it.
+pub fn check_no_tree_at_top(zonepath: &Path) -> Result<(), ZoneLayoutError> {
+    let dir = open_zonepath(zonepath)?;
+    if let Some(entry) = TREE_MARKERS.into_iter().find(|name| exists_at(&dir, name)) {
+        return Err(ZoneLayoutError::TreeAtTop {
+            zonepath: zonepath.to_path_buf(),
+            entry,
+        });
+    }
+    Ok(())
+}
+
+fn open_zonepath(zonepath: &Path) -> Result<std::fs::File, ZoneLayoutError> {
+    open_dir(None, zonepath).map_err(|source| ZoneLayoutError::Zonepath {
+        zonepath: zonepath.to_path_buf(),
+        source,
+    })
+}
+
+/// True when `name` exists in `dir`, of any type (a symlink is not followed).
+fn exists_at(dir: &std::fs::File, name: &str) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(c) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: `c` is NUL-terminated and outlives the call; `dir` keeps its
+    // descriptor open; `st` is plain data the kernel fills in.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    rc == 0
 }
 
 fn check_entry(
@@ -204,6 +265,41 @@ mod tests {
         std::fs::write(t.path().join("root"), b"x").unwrap();
         let e = check(t.path()).unwrap_err();
         assert!(matches!(e, ZoneLayoutError::NotDirectory { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_tree_at_the_top_is_refused_even_with_a_root_home_directory() {
+        let t = tempfile::tempdir().unwrap();
+        // The layout of images made by earlier rvmadm: /root is root's home.
+        for d in ["root", "etc", "bin"] {
+            std::fs::create_dir(t.path().join(d)).unwrap();
+        }
+        // check() alone takes it: root/ is a real directory ...
+        check(t.path()).unwrap();
+        let e = check_no_tree_at_top(t.path()).unwrap_err();
+        assert!(
+            matches!(e, ZoneLayoutError::TreeAtTop { entry: "etc", .. }),
+            "{e}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("imgadm build") && msg.contains("root/"),
+            "{msg}"
+        );
+        // A dangling link named like a tree entry counts as well.
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("root")).unwrap();
+        symlink("/nonexistent", t.path().join("sbin")).unwrap();
+        assert!(matches!(
+            check_no_tree_at_top(t.path()).unwrap_err(),
+            ZoneLayoutError::TreeAtTop { entry: "sbin", .. }
+        ));
+        // The host tooling's own entries beside root/ are fine.
+        let t = tempfile::tempdir().unwrap();
+        for d in ["root", "config", "cores", "data"] {
+            std::fs::create_dir(t.path().join(d)).unwrap();
+        }
+        check_no_tree_at_top(t.path()).unwrap();
     }
 
     #[test]

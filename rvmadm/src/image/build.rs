@@ -1,8 +1,10 @@
 //! `imgadm build`: an image from a directory tree or a tarball, no VM needed.
 //!
-//! Creates a temporary dataset `<pool>/<uuid>-build`, fills it (`cp -a` for a
-//! tree; the `tar` crate for `.tar`, `.tar.gz`, `.tar.bz2`, `.tar.xz`/`.txz`,
-//! `.tar.zst`, compression sniffed from the content), snapshots it `@final`,
+//! Creates a temporary dataset `<pool>/<uuid>-build`, fills its `root/`
+//! directory (`cp -a` for a tree; the `tar` crate for `.tar`, `.tar.gz`,
+//! `.tar.bz2`, `.tar.xz`/`.txz`, `.tar.zst`, compression sniffed from the
+//! content) — the given tree becomes the zone's `/`, laid out as SmartOS
+//! images are (`<zonepath>/root`) — snapshots it `@final`,
 //! sends and compresses it into `<outdir>/<name>-<version>.zfs.<ext>` and writes
 //! the manifest `<outdir>/<name>-<version>.json` next to it. The temporary
 //! dataset is destroyed whether the build worked or not.
@@ -12,6 +14,7 @@ use super::error::{Code, ImgError, Result};
 use super::manifest::{self, Compression, Manifest};
 use super::pack;
 use crate::config::Config;
+use crate::driver::zone_root;
 use crate::exec::{Argv, CommandRunner};
 use crate::zfs::Zfs;
 use serde_json::{Map, Value};
@@ -169,7 +172,14 @@ pub fn build(
     zfs.create(&ds, &[])?;
     let result = (|| {
         let mp = zfs.mountpoint(&ds)?;
-        fill(runner, &opts.source, &mp)?;
+        // The SmartOS zone layout: the tree is the zone's root, kept in
+        // root/ of the dataset; the top belongs to the host's tooling.
+        let root = zone_root::zone_root(&mp);
+        make_root_dir(&root)?;
+        fill(runner, &opts.source, &root)?;
+        // A tarball can hold entries for `.` itself; the result must still
+        // be what every driver accepts.
+        zone_root::check(&mp).map_err(|e| ImgError::new(Code::InvalidArgument, e.to_string()))?;
         let snap = format!("{ds}@final");
         zfs.snapshot(&snap)?;
         pack::send_to_file(&zfs, &snap, None, opts.compression, &file_path)
@@ -216,6 +226,16 @@ pub fn write_manifest(
         manifest_path,
         file_path,
     })
+}
+
+/// Makes the fresh dataset's `root/`, mode 0755 owned by root as a zone
+/// root is (a tree copied in with `cp -a` brings its own mode along).
+fn make_root_dir(root: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(root)
+        .map_err(|e| ImgError::fs(&format!("cannot create {}", root.display()), e))
 }
 
 /// Copies a tree (`cp -a`, keeping owners, modes, links) or unpacks a tarball.

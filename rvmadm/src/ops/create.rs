@@ -85,15 +85,20 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     let delegate = obj.delegate_dataset == Some(true);
     let made = zfs
         .clone_snapshot(&origin, &dataset, &[("quota", &quota_prop)])
-        .and_then(|_| {
+        .and_then(|_| zfs.mountpoint(&dataset))
+        .map_err(OpsError::from)
+        .and_then(|mountpoint| {
+            // The image decides what is in the clone: refuse one without a
+            // real root/ (or with `data` a symlink) before the delegated
+            // dataset is mounted at <zonepath>/data or the VM ever boots.
+            ctx.driver.check_layout(&mountpoint)?;
             // SmartOS's delegated dataset: <zfs_filesystem>/data, for the
             // jail's own use (destroyed with the VM by the recursive delete).
             if delegate {
                 zfs.create(&format!("{dataset}/data"), &[])?;
             }
-            zfs.mountpoint(&dataset)
-        })
-        .map_err(OpsError::from);
+            Ok(mountpoint)
+        });
     let mountpoint = match made {
         Ok(m) => m,
         Err(e) => {
@@ -312,6 +317,31 @@ mod tests {
             fx.record(&uuid).datasets,
             Some(vec![format!("zones/{uuid}/data")])
         );
+    }
+
+    #[test]
+    fn a_clone_without_a_zone_layout_is_undone_before_data_is_made() {
+        let mut fake = FakeDriver::new();
+        fake.missing_root = true;
+        let fx = Fixture::with_driver(fake);
+        let uuid = Uuid::new_v4();
+        fx.answer_mountpoint(&uuid);
+        let payload = fx.payload(&uuid, json!({"delegate_dataset": true, "autoboot": true}));
+        let err = create(&fx.ctx, &payload).unwrap_err().to_string();
+        assert!(err.contains("no root/ directory"), "{err}");
+        assert!(err.contains("imgadm build"), "{err}");
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        assert!(
+            !cmds.iter().any(|c| c.starts_with("zfs create")),
+            "the delegated dataset must not be made: {cmds:?}"
+        );
+        assert_eq!(
+            cmds.last().map(String::as_str),
+            Some(format!("zfs destroy -r zones/{uuid}").as_str()),
+            "{cmds:?}"
+        );
+        assert!(!fx.ctx.store.exists(&uuid));
+        assert!(fx.driver.calls().is_empty(), "{:?}", fx.driver.calls());
     }
 
     #[test]

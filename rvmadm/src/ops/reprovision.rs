@@ -41,19 +41,28 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
     // The delegated dataset survives: park it beside the VM meanwhile.
     let data = format!("{dataset}/data");
     let parked = format!("{}/{uuid}-reprovision-data", l.spec.zpool);
-    let has_data = zfs.exists(&data)?;
+    let mut has_data = zfs.exists(&data)?;
     if has_data {
         zfs.rename_unbusy(&data, &parked)?;
+    } else {
+        // A reprovision that failed after parking (an image refused by the
+        // layout check, say) left it there: this one brings it back.
+        has_data = zfs.exists(&parked)?;
     }
     let quota_prop = crate::driver::dataset::quota_value(l.spec.limits.quota);
     let rebuilt = zfs
         .destroy(&dataset, true)
         .and_then(|_| zfs.clone_snapshot(&origin, &dataset, &[("quota", &quota_prop)]))
-        .and_then(|_| {
+        .and_then(|_| zfs.mountpoint(&dataset))
+        .map_err(OpsError::from)
+        .and_then(|mountpoint| {
+            // The new image must be a zone layout before the kept data
+            // dataset mounts at <zonepath>/data (never through a symlink).
+            ctx.driver.check_layout(&mountpoint)?;
             if has_data {
                 zfs.rename_unbusy(&parked, &data)?;
             }
-            zfs.mountpoint(&dataset)
+            Ok(mountpoint)
         });
     let mountpoint = rebuilt.map_err(|e| {
         fail(format!(

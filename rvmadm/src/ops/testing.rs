@@ -58,6 +58,9 @@ impl Driver for Shared {
     fn cleanup(&self, vm: &VmSpec) -> DriverResult<()> {
         self.0.cleanup(vm)
     }
+    fn check_layout(&self, zonepath: &std::path::Path) -> DriverResult<()> {
+        self.0.check_layout(zonepath)
+    }
 }
 
 /// Where the recorded commands and driver calls stood at one moment, so a

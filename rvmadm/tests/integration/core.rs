@@ -539,7 +539,7 @@ fn snapshots_create_list_rollback_delete() {
     let Some(env) = env_with_image() else { return };
     let uuid = create(&env, json!({}));
     let ds = format!("{}/{uuid}", env.pool);
-    let root = env.mountpoint(&ds);
+    let root = env.mountpoint(&ds).join("root");
     std::fs::write(root.join("etc/motd"), "before\n").unwrap();
     assert_exit(&env.vmadm(&["create-snapshot", &uuid, "snap1"]), 0);
     std::fs::write(root.join("etc/motd"), "after\n").unwrap();
@@ -604,7 +604,7 @@ fn send_then_receive_moves_a_vm_with_its_data() {
         json!({"alias": "mover", "quota": 3, "tags": {"a": 1}}),
     );
     let ds = format!("{}/{uuid}", env.pool);
-    std::fs::write(env.mountpoint(&ds).join("etc/motd"), "moved\n").unwrap();
+    std::fs::write(env.mountpoint(&ds).join("root/etc/motd"), "moved\n").unwrap();
     let before = get(&env, &uuid);
 
     let o = env.vmadm(&["send", &uuid]);
@@ -659,7 +659,7 @@ fn send_then_receive_moves_a_vm_with_its_data() {
     }
     assert_eq!(after["state"], json!("stopped"));
     assert_eq!(
-        std::fs::read_to_string(env.mountpoint(&ds).join("etc/motd")).unwrap(),
+        std::fs::read_to_string(env.mountpoint(&ds).join("root/etc/motd")).unwrap(),
         "moved\n"
     );
     assert_eq!(
@@ -729,15 +729,19 @@ fn reprovision_swaps_the_root_and_keeps_data_and_record() {
     let image2 = "a1b2c3d4-0000-4000-8000-00000000002b";
     let img2 = format!("{}/{image2}", env.pool);
     zfs(&["create", &img2]);
-    std::fs::create_dir_all(env.mountpoint(&img2).join("etc")).unwrap();
-    std::fs::write(env.mountpoint(&img2).join("etc/motd"), "image two\n").unwrap();
+    std::fs::create_dir_all(env.mountpoint(&img2).join("root/etc")).unwrap();
+    std::fs::write(env.mountpoint(&img2).join("root/etc/motd"), "image two\n").unwrap();
     zfs(&["snapshot", &format!("{img2}@final")]);
     let uuid = create(
         &env,
         json!({"alias": "rp", "quota": 2, "delegate_dataset": true}),
     );
     let ds = format!("{}/{uuid}", env.pool);
-    std::fs::write(env.mountpoint(&ds).join("etc/motd"), "changed by tenant\n").unwrap();
+    std::fs::write(
+        env.mountpoint(&ds).join("root/etc/motd"),
+        "changed by tenant\n",
+    )
+    .unwrap();
     std::fs::write(env.mountpoint(&format!("{ds}/data")).join("keep"), "kept\n").unwrap();
 
     let o = env.vmadm_in(&["reprovision", &uuid], "{}");
@@ -763,7 +767,7 @@ fn reprovision_swaps_the_root_and_keeps_data_and_record() {
     assert_eq!(vm["image_uuid"], json!(image2));
     assert_eq!(vm["alias"], json!("rp"));
     assert_eq!(
-        std::fs::read_to_string(env.mountpoint(&ds).join("etc/motd")).unwrap(),
+        std::fs::read_to_string(env.mountpoint(&ds).join("root/etc/motd")).unwrap(),
         "image two\n"
     );
     assert_eq!(

@@ -141,16 +141,17 @@ impl Env {
         self.run("imgadm", args, None)
     }
 
-    /// Creates `<pool>/<uuid>` with a tiny root tree and an `@final` snapshot,
-    /// the shape of an installed image, directly with zfs (no imgadm).
+    /// Creates `<pool>/<uuid>` with a tiny tree under `root/` (the SmartOS
+    /// zone layout) and an `@final` snapshot, the shape of an installed
+    /// image, directly with zfs (no imgadm).
     pub fn fake_image_dataset(&self, uuid: &str) {
         let ds = format!("{}/{}", self.pool, uuid);
         zfs(&["create", &ds]);
-        let mp = self.mountpoint(&ds);
+        let root = self.mountpoint(&ds).join("root");
         for d in ["bin", "etc", "sbin", "tmp", "root"] {
-            std::fs::create_dir_all(mp.join(d)).expect("mkdir in image");
+            std::fs::create_dir_all(root.join(d)).expect("mkdir in image");
         }
-        std::fs::write(mp.join("etc/motd"), "test image\n").expect("motd");
+        std::fs::write(root.join("etc/motd"), "test image\n").expect("motd");
         zfs(&["snapshot", &format!("{ds}@final")]);
     }
 

@@ -102,6 +102,25 @@ fn env_with_server() -> Option<(Env, ImgServer)> {
     Some((env, srv))
 }
 
+/// The zone root of an installed image or VM dataset: `<mountpoint>/root`,
+/// after checking it is the dataset's only top-level entry (the SmartOS
+/// layout: the tree never lands at the top).
+#[track_caller]
+fn zone_root_of(env: &Env, dataset: &str) -> PathBuf {
+    let mp = env.mountpoint(dataset);
+    let mut top: Vec<String> = std::fs::read_dir(&mp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["root"], "top of {dataset}");
+    assert!(std::fs::symlink_metadata(mp.join("root"))
+        .unwrap()
+        .file_type()
+        .is_dir());
+    mp.join("root")
+}
+
 fn image_records(env: &Env) -> Vec<PathBuf> {
     std::fs::read_dir(env.root().join("images"))
         .map(|rd| rd.flatten().map(|e| e.path()).collect())
@@ -170,7 +189,7 @@ fn import_list_get_delete_round_trip() {
             .count(),
         1
     );
-    let mp = env.mountpoint(&ds);
+    let mp = zone_root_of(&env, &ds);
     assert_eq!(
         std::fs::read_to_string(mp.join("etc/motd")).unwrap(),
         "hello from a tiny image\n"
@@ -531,7 +550,7 @@ fn every_compression_imports() {
         srv.add(f.manifest, f.file);
         let o = env.imgadm(&["import", &uuid]);
         assert_exit(&o, 0);
-        let mp = env.mountpoint(&format!("{}/{uuid}", env.pool));
+        let mp = zone_root_of(&env, &format!("{}/{uuid}", env.pool));
         assert!(mp.join("var/log/bulk").exists(), "{c}");
     }
     let o = env.imgadm(&["list", "-H", "-o", "version", "-s", "-version"]);
@@ -573,7 +592,7 @@ fn build_from_tarballs() {
         let uuid = uuid_of(&f.manifest);
         srv.add(f.manifest, f.file);
         assert_exit(&env.imgadm(&["import", &uuid]), 0);
-        let mp = env.mountpoint(&format!("{}/{uuid}", env.pool));
+        let mp = zone_root_of(&env, &format!("{}/{uuid}", env.pool));
         assert_eq!(
             std::fs::read_to_string(mp.join("etc/motd")).unwrap(),
             "hello from a tiny image\n"
@@ -636,9 +655,9 @@ fn fake_vm(env: &Env, image: &str) -> String {
     let vm = uuid::Uuid::new_v4().to_string();
     let ds = format!("{}/{vm}", env.pool);
     zfs(&["clone", &format!("{}/{image}@final", env.pool), &ds]);
-    let mp = env.mountpoint(&ds);
-    std::fs::write(mp.join("etc/motd"), "changed in the VM\n").unwrap();
-    std::fs::write(mp.join("root/new-file"), "added in the VM\n").unwrap();
+    let root = zone_root_of(env, &ds);
+    std::fs::write(root.join("etc/motd"), "changed in the VM\n").unwrap();
+    std::fs::write(root.join("root/new-file"), "added in the VM\n").unwrap();
     let dir = env.root().join("state/vms");
     std::fs::create_dir_all(&dir).unwrap();
     let rec = json!({"record_version": 1, "vm": {"uuid": vm, "brand": "lx", "image_uuid": image, "zpool": env.pool}});
@@ -720,7 +739,7 @@ fn create_from_vm_full_and_incremental_then_import_elsewhere() {
     assert_exit(&o, 0);
     let ds = format!("{}/{}", env.pool, uuid_of(&incr));
     assert_eq!(
-        std::fs::read_to_string(env.mountpoint(&ds).join("etc/motd")).unwrap(),
+        std::fs::read_to_string(zone_root_of(&env, &ds).join("etc/motd")).unwrap(),
         "changed in the VM\n"
     );
 
@@ -739,11 +758,17 @@ fn create_from_vm_full_and_incremental_then_import_elsewhere() {
     assert!(first < second, "{text}");
     let ds2 = format!("{}/{}", env2.pool, uuid_of(&incr));
     assert_eq!(
-        std::fs::read_to_string(env2.mountpoint(&ds2).join("root/new-file")).unwrap(),
+        std::fs::read_to_string(zone_root_of(&env2, &ds2).join("root/new-file")).unwrap(),
         "added in the VM\n"
     );
     let o = env2.imgadm(&["import", uuid_of(&full).as_str()]);
     assert_exit(&o, 0);
+    // A full image of a VM keeps the zone layout too: its tree under root/.
+    let ds_full = format!("{}/{}", env2.pool, uuid_of(&full));
+    assert_eq!(
+        std::fs::read_to_string(zone_root_of(&env2, &ds_full).join("etc/motd")).unwrap(),
+        "changed in the VM\n"
+    );
     let o = env2.imgadm(&["get", &base]);
     assert_eq!(
         serde_json::from_str::<Value>(&stdout(&o)).unwrap()["clones"],
@@ -862,7 +887,7 @@ fn busybox_script_builds_a_bootable_tree() {
     let uuid = uuid_of(&m);
     srv.add(m, std::fs::read(fpath).unwrap());
     assert_exit(&env.imgadm(&["import", &uuid]), 0);
-    let mp = env.mountpoint(&format!("{}/{uuid}", env.pool));
+    let mp = zone_root_of(&env, &format!("{}/{uuid}", env.pool));
     assert_eq!(
         std::fs::read_link(mp.join("sbin/init")).unwrap(),
         PathBuf::from("/bin/busybox")

@@ -2,8 +2,9 @@
 //! namespaces, cgroups and a real zfs-fuse pool.
 //!
 //! Every test builds a "lab": a fresh pool (harness `Env`), a busybox image
-//! dataset, and a private network namespace standing in for the host's. All
-//! of the driver's `ip`/`bridge` commands run inside that namespace (a runner
+//! dataset (its tree under `root/`, as SmartOS lays images out), and a
+//! private network namespace standing in for the host's. All of the
+//! driver's `ip`/`bridge` commands run inside that namespace (a runner
 //! that prefixes `nsenter --net=…`), so bridges, veths and addresses never
 //! touch the real host network; addresses come only from the documentation
 //! ranges. Without root, runc or ZFS the tests report SKIPPED, and fail
@@ -28,7 +29,7 @@ const IMAGE: &str = "11111111-2222-4333-8444-555555555555";
 const GATEWAY: &str = "192.0.2.1";
 
 /// The init every test jail runs: exits cleanly on SIGTERM.
-const INIT: &str =
+pub const INIT: &str =
     "#!/bin/sh\ntrap 'exit 0' TERM\necho booted\nwhile :; do sleep 1000 & wait $!; done\n";
 
 fn have(program: &str) -> bool {
@@ -159,7 +160,8 @@ impl Lab {
         let driver = LinuxDriver::new(&config, runner);
         let image = format!("{}/{IMAGE}", env.pool);
         zfs(&["create", &image]);
-        busybox_tree(&env.mountpoint(&image), INIT);
+        // The SmartOS layout: the jail's tree under root/ of the dataset.
+        busybox_tree(&env.mountpoint(&image).join("root"), INIT);
         zfs(&["snapshot", &format!("{image}@final")]);
         Some(Lab {
             driver,
@@ -234,7 +236,7 @@ impl Lab {
                     .expect("plain lab")
                     .path()
                     .join(uuid.to_string());
-                busybox_tree(&p, INIT);
+                busybox_tree(&p.join("root"), INIT);
                 ("nopool".to_string(), p)
             }
         };
@@ -982,7 +984,7 @@ fn vmadm_autoboot_starts_only_autoboot_jails() {
             )
             .expect("stop");
     }
-    std::fs::remove_file(b.zonepath.join("sbin/init")).expect("break init");
+    std::fs::remove_file(b.zonepath.join("root/sbin/init")).expect("break init");
     let out = lab.vmadm(&["autoboot"], None);
     assert_ne!(
         out.status.code(),
@@ -1004,7 +1006,7 @@ fn stop_right_after_start_reaches_a_slow_init() {
     // single SIGTERM sent right after start would be dropped by the kernel.
     let vm = lab.jail(json!({"init_name": "/sbin/slowinit"}));
     let script = "#!/bin/sh\nsleep 1\ntrap 'exit 0' TERM\nwhile :; do sleep 1000 & wait $!; done\n";
-    let path = vm.zonepath.join("sbin/slowinit");
+    let path = vm.zonepath.join("root/sbin/slowinit");
     std::fs::write(&path, script).expect("slowinit");
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .expect("chmod");

@@ -11,5 +11,6 @@ mod golden;
 mod harness;
 mod imgadm;
 mod imgserver;
+mod layout;
 mod linux;
 mod model;

@@ -1,14 +1,17 @@
 //! The OCI bundle of a jail: `config.json` built with the `oci-spec` crate,
 //! plus the small files (resolv.conf, hosts, hostname) bind-mounted into it.
 //!
-//! The rootfs is the jail's ZFS clone itself. The bundle keeps the jail a
-//! "system container": its own pid, mount, ipc, uts and cgroup namespaces, the
-//! network namespace vmadm prepared (joined by path), read-only /sys, masked
-//! kernel knobs, a reduced capability set without `CAP_SYS_ADMIN`,
-//! `CAP_SYS_MODULE` or `CAP_NET_ADMIN`, and no_new_privileges. Limits come
-//! from the spec in SmartOS units and are converted here.
+//! The rootfs is `<zonepath>/root` of the jail's ZFS clone, as a SmartOS
+//! zone's root is (the start checked that it is a real directory). The
+//! bundle keeps the jail a "system container": its own pid, mount, ipc, uts
+//! and cgroup namespaces, the network namespace vmadm prepared (joined by
+//! path), read-only /sys, masked kernel knobs, a reduced capability set
+//! without `CAP_SYS_ADMIN`, `CAP_SYS_MODULE` or `CAP_NET_ADMIN`, and
+//! no_new_privileges. Limits come from the spec in SmartOS units and are
+//! converted here.
 
 use super::names::{cgroup_path, JailDir};
+use crate::driver::zone_root;
 use crate::spec::{Limits, VmSpec};
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
@@ -332,7 +335,7 @@ fn build_spec_inner(
         .version("1.0.2")
         .root(
             RootBuilder::default()
-                .path(vm.zonepath.clone())
+                .path(zone_root::zone_root(&vm.zonepath))
                 .readonly(false)
                 .build()
                 .map_err(err)?,
@@ -435,7 +438,7 @@ mod tests {
         let j = spec_json(&v);
         assert_eq!(
             j["root"]["path"],
-            "/zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60"
+            "/zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60/root"
         );
         assert_eq!(j["hostname"], "web1");
         assert_eq!(j["process"]["args"], json!(["/sbin/init"]));

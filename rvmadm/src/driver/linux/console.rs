@@ -4,7 +4,8 @@
 
 use super::driver::LinuxDriver;
 use super::names::{container_id, JailDir};
-use super::state;
+use super::{state, sys};
+use crate::driver::zone_root;
 use crate::driver::{DriverError, DriverResult};
 use crate::exec::Argv;
 use crate::spec::VmSpec;
@@ -26,10 +27,12 @@ impl LinuxDriver {
     /// the shell exits, leaving the jail running.
     pub(super) fn console_jail(&self, vm: &VmSpec) -> DriverResult<i32> {
         self.require_running(vm)?;
+        // Looked up in the jail's root as the jail resolves paths: a
+        // `/bin -> /usr/bin` link must not send the lookup to the host.
+        let root = zone_root::zone_root(&vm.zonepath);
         let shell = ["/bin/bash", "/bin/sh"]
-            .iter()
-            .find(|s| vm.zonepath.join(s.trim_start_matches('/')).exists())
-            .copied()
+            .into_iter()
+            .find(|s| sys::exists_in_root(&root, s).unwrap_or(false))
             .unwrap_or("/bin/sh");
         let argv = self.runtime.exec(
             &container_id(&vm.uuid),

@@ -3,6 +3,7 @@
 
 use super::runtime::Runtime;
 use crate::config::Config;
+use crate::driver::zone_root::{self, ZoneLayoutError};
 use crate::driver::{
     dataset, DatasetChange, Driver, DriverResult, Limit, RuntimeState, Signal, StopOptions,
 };
@@ -10,7 +11,7 @@ use crate::exec::CommandRunner;
 use crate::spec::VmSpec;
 use crate::zfs::Zfs;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -43,6 +44,14 @@ impl LinuxDriver {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
         }
     }
+}
+
+/// The Linux zone layout check: `root/` and `data` as every driver checks
+/// them, and no tree at the top (an image made by an earlier rvmadm, whose
+/// `root` is the tree's home directory of root).
+pub(super) fn check_zone_layout(zonepath: &Path) -> Result<(), ZoneLayoutError> {
+    zone_root::check(zonepath)?;
+    zone_root::check_no_tree_at_top(zonepath)
 }
 
 impl Driver for LinuxDriver {
@@ -80,6 +89,10 @@ impl Driver for LinuxDriver {
 
     fn exec(&self, vm: &VmSpec, argv: &[String]) -> DriverResult<i32> {
         self.exec_jail(vm, argv)
+    }
+
+    fn check_layout(&self, zonepath: &Path) -> DriverResult<()> {
+        Ok(check_zone_layout(zonepath)?)
     }
 
     fn cleanup(&self, vm: &VmSpec) -> DriverResult<()> {

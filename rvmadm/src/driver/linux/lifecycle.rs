@@ -1,7 +1,9 @@
 //! Start, stop, signal and teardown of a jail.
 //!
-//! A start is a short transaction: bundle → network namespace → veths and
-//! addresses → runtime `run --detach` → boot record. The boot record is
+//! A start first checks the zone layout (`<zonepath>/root` a real
+//! directory, `data` never a symlink, no tree at the top), then runs a
+//! short transaction: bundle → network namespace → veths and addresses →
+//! runtime `run --detach` → boot record. The boot record is
 //! written last, so a jail counts as booted only when every step succeeded;
 //! any failure (or a `kill -9` of vmadm part-way) leaves debris that
 //! [`LinuxDriver::teardown`] finds by name alone and removes: the runtime
@@ -12,6 +14,7 @@ use super::names::{cgroup_path, container_id, host_veth, netns_name, netns_path,
 use super::netplan::{self, NetPlan, VlanMode};
 use super::state::{self, BootRecord};
 use super::{bundle, runtime, sys};
+use crate::driver::zone_root::ZoneLayoutError;
 use crate::driver::{DriverError, DriverResult, Signal, StopOptions};
 use crate::exec::{Argv, ExecError};
 use crate::spec::VmSpec;
@@ -73,18 +76,20 @@ impl LinuxDriver {
         if state::running(&dir).is_some() {
             return Ok(());
         }
+        // The runtime boots <zonepath>/root and would follow a symlink
+        // there (`root -> /` boots the host's own tree): refuse before
+        // anything is made or mounted.
+        super::driver::check_zone_layout(&vm.zonepath).map_err(|e| match e {
+            ZoneLayoutError::Zonepath { .. } => DriverError::Other(format!(
+                "{}: {e}; is dataset {} mounted?",
+                vm.uuid, vm.zfs_filesystem
+            )),
+            e => DriverError::Layout(e),
+        })?;
         if self.has_debris(vm, &dir) {
             self.teardown(vm, true)?;
         }
         let host = runtime::probe(&self.runtime, &self.cgroup_root)?;
-        if !vm.zonepath.is_dir() {
-            return Err(DriverError::Other(format!(
-                "{}: root {} is not a directory; is dataset {} mounted?",
-                vm.uuid,
-                vm.zonepath.display(),
-                vm.zfs_filesystem
-            )));
-        }
         let mut attempt = 0;
         let mut mode = self.vlan_mode();
         let has_vlans = vm.nics.iter().any(|n| n.vlan_id > 0);

@@ -1,10 +1,14 @@
-//! The driver's few raw system calls: signalling a jail's init and the clock
-//! tick rate for turning /proc start times into timestamps.
+//! The driver's few raw system calls: signalling a jail's init, the clock
+//! tick rate for turning /proc start times into timestamps, and looking a
+//! path up inside a jail's root the way the jail itself would.
 //!
 //! Kept here so the rest of the driver stays free of `unsafe` and libc.
 
 use crate::driver::{Os, Signal};
+use std::ffi::CString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// Sends `signal` (as Linux numbers it) to `pid`. `ESRCH` (already gone) is
 /// reported as `Ok(false)`.
@@ -49,9 +53,76 @@ pub fn clock_ticks() -> u64 {
     }
 }
 
+/// True when `path` names something inside the directory `root`, resolved
+/// as if `root` were `/`: absolute symlinks and `..` stay inside it
+/// (`openat2` with `RESOLVE_IN_ROOT`), so a jail's `/bin -> /usr/bin` is
+/// looked up in the jail and never on the host. `root` itself must be a
+/// real directory (opened without following a link). A kernel without
+/// `openat2` (before 5.6) answers `Ok(false)`.
+pub fn exists_in_root(root: &Path, path: &str) -> io::Result<bool> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let c_root = CString::new(root.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `c_root` is a valid NUL-terminated string that outlives the call.
+    let fd = unsafe { libc::open(c_root.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by open and is owned by nobody else.
+    let dir = unsafe { OwnedFd::from_raw_fd(fd) };
+    let c_path = CString::new(path.trim_start_matches('/'))
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    // SAFETY: open_how is plain integers; zero is "no flags" for each.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: the descriptor is open, `c_path` is NUL-terminated and `how`
+    // is a live open_how whose size is passed alongside it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c_path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if rc >= 0 {
+        // SAFETY: openat2 returned a new descriptor that nobody else owns.
+        drop(unsafe { OwnedFd::from_raw_fd(rc as libc::c_int) });
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENOSYS) => Ok(false),
+        _ => Err(err),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookups_in_a_root_never_leave_it() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::write(root.join("usr/bin/tool"), b"").unwrap();
+        std::os::unix::fs::symlink("/usr/bin", root.join("bin")).unwrap();
+        // An absolute link is resolved inside the root ...
+        assert!(exists_in_root(&root, "/bin/tool").unwrap());
+        // ... so a host file it would name elsewhere is not found,
+        std::fs::write(t.path().join("outside"), b"").unwrap();
+        std::os::unix::fs::symlink("../outside", root.join("escape")).unwrap();
+        assert!(!exists_in_root(&root, "/escape").unwrap());
+        assert!(!exists_in_root(&root, "/../outside").unwrap());
+        assert!(!exists_in_root(&root, "/bin/none").unwrap());
+        // and a root that is itself a link is refused.
+        std::os::unix::fs::symlink(&root, t.path().join("link")).unwrap();
+        assert!(exists_in_root(&t.path().join("link"), "/bin/tool").is_err());
+    }
 
     #[test]
     fn kill_of_missing_pid_is_false() {
