@@ -99,7 +99,13 @@ enum Command {
     },
     /// Delete a VM and its dataset
     #[command(alias = "destroy")]
-    Delete { uuid: String },
+    Delete {
+        uuid: String,
+        /// Accepted as SmartOS's tools send it; delete always stops a
+        /// running VM at once, so it changes nothing
+        #[arg(short = 'F', long = "force")]
+        force: bool,
+    },
     /// Validate a payload: `validate create` or `validate update <brand>`
     Validate {
         action: Option<String>,
@@ -276,6 +282,20 @@ fn stop_options(a: &StopArgs) -> StopOptions {
     o
 }
 
+/// SmartOS prefixes every delete failure with `Failed to delete VM <uuid>: `
+/// and names a missing VM `VM <uuid> not found` there (vminfod's wording,
+/// not zoneadm's).
+fn delete_failed(uuid: &uuid::Uuid, e: OpsError) -> OpsError {
+    match e {
+        OpsError::NoSuchVm(_) => {
+            OpsError::Failed(format!("Failed to delete VM {uuid}: VM {uuid} not found"))
+        }
+        OpsError::Failed(m) if m.starts_with("Failed to delete VM ") => OpsError::Failed(m),
+        OpsError::Usage(m) => OpsError::Usage(m),
+        other => OpsError::Failed(format!("Failed to delete VM {uuid}: {other}")),
+    }
+}
+
 /// `vmadm images …` is `imgadm …`: the same command line, verbs, output
 /// and exit codes.
 fn images(args: Vec<String>) -> i32 {
@@ -355,9 +375,9 @@ fn run(cmd: Command) -> OpsResult<i32> {
             }
             eprintln!("Successfully updated VM {uuid}");
         }
-        Command::Delete { uuid } => {
+        Command::Delete { uuid, force: _ } => {
             let uuid = parse_uuid(&uuid, "delete")?;
-            ops::delete::delete(&ctx, &uuid)?;
+            ops::delete::delete(&ctx, &uuid).map_err(|e| delete_failed(&uuid, e))?;
             eprintln!("Successfully deleted VM {uuid}");
         }
         Command::Validate {

@@ -2,7 +2,8 @@
 //! images …` (both include this directory with `#[path]`, so the two can
 //! never drift apart): parse argv with clap, call one verb of
 //! `rvmadm::ops::images`, render its result, and map the outcome to
-//! imgadm's exit codes (0 ok, 1 error, 2 usage, 3 image not installed).
+//! imgadm's exit codes (0 ok, 3 image not installed, 1 anything else —
+//! usage errors too, as SmartOS's imgadm).
 //!
 //! Errors are printed once, here, as `imgadm <verb>: error (<Code>): <message>`;
 //! data and change messages go to stdout, warnings and the import progress
@@ -10,6 +11,7 @@
 
 mod progress;
 mod render;
+mod vacuum;
 
 use clap::{Args, Parser, Subcommand};
 use rvmadm::image::build::BuildOpts;
@@ -145,6 +147,23 @@ enum Cmd {
         /// name=… version=… os=… [type=…] [description=…] and other fields.
         fields: Vec<String>,
     },
+    /// Refresh installed images' manifests from the sources.
+    Update {
+        /// Say what would change, change nothing.
+        #[arg(short = 'n', long = "dry-run")]
+        dry_run: bool,
+        /// Images to update (default: all installed).
+        uuids: Vec<String>,
+    },
+    /// Remove images no VM or image is cloned from.
+    Vacuum {
+        /// Say what would be removed, remove nothing.
+        #[arg(short = 'n', long = "dry-run")]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
     /// Upload an image to an IMGAPI server.
     Publish {
         #[arg(short = 'm')]
@@ -169,6 +188,8 @@ impl Cmd {
             Cmd::Delete { .. } => "delete",
             Cmd::Create { .. } => "create",
             Cmd::Build { .. } => "build",
+            Cmd::Update { .. } => "update",
+            Cmd::Vacuum { .. } => "vacuum",
             Cmd::Publish { .. } => "publish",
         }
     }
@@ -270,6 +291,18 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
             let built = images::build::build(&ctx, &opts, &mut warn)?;
             render::built(out, "Built", &built)
         }
+        Cmd::Update { dry_run, uuids } => {
+            let opts = images::update::UpdateOptions { uuids, dry_run };
+            let mut failed_write = None;
+            let result = images::update::update(&ctx, &opts, &mut |m| {
+                if let Err(e) = render::line(out, &m) {
+                    failed_write.get_or_insert(e);
+                }
+            });
+            result?;
+            failed_write.map_or(Ok(()), Err)
+        }
+        Cmd::Vacuum { dry_run, force } => vacuum::run(&ctx, out, dry_run, force),
         Cmd::Publish {
             manifest,
             file,
@@ -291,16 +324,9 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
 /// Runs imgadm with `args` (`args[0]` is the program name) and returns the
 /// exit code. `vmadm images …` calls this with its remaining arguments.
 pub fn run(args: Vec<String>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
-        Err(e) => {
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => 2,
-            };
-            let _ = e.print();
-            return code;
-        }
+        Err(e) => return parse_error(&args, e),
     };
     if cli.verbose {
         let _ = tracing_subscriber::fmt()
@@ -318,8 +344,49 @@ pub fn run(args: Vec<String>) -> i32 {
         }
         Err(e) => {
             let _ = out.flush();
-            eprintln!("imgadm {verb}: error ({}): {}", e.code, e.message);
+            // An empty message is a refused prompt: already said.
+            if !e.message.is_empty() {
+                eprintln!("imgadm {verb}: error ({}): {}", e.code, e.message);
+            }
             e.exit_code()
         }
     }
+}
+
+/// A command line clap refused, reported as imgadm's cmdln does: `imgadm:
+/// error (UnknownCommand): unknown command: "x"` or `imgadm <verb>: error
+/// (Usage): <what is wrong>`, exit status 1. Help and version exit 0.
+fn parse_error(args: &[String], e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return 0;
+        }
+        ErrorKind::InvalidSubcommand => {
+            let verb = args.get(1).map(String::as_str).unwrap_or("");
+            eprintln!("imgadm: error (UnknownCommand): unknown command: \"{verb}\"");
+            return 1;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            let _ = e.print();
+            return 1;
+        }
+        _ => {}
+    }
+    // The verb is the first argument that is not a global flag.
+    let verb = args
+        .iter()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .map_or(String::new(), |v| format!(" {v}"));
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ")
+        .to_string();
+    eprintln!("imgadm{verb}: error (Usage): {first}");
+    1
 }

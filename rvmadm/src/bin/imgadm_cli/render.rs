@@ -3,6 +3,7 @@
 //! with `FileSystem: cannot write output`, as imgadm always has.
 
 use super::TableArgs;
+use rvmadm::config::Source;
 use rvmadm::image::build::Built;
 use rvmadm::image::error::{ImgError, Result};
 use rvmadm::image::table;
@@ -57,12 +58,20 @@ pub fn sources(
     as_json: bool,
     long: bool,
 ) -> Result<()> {
+    // imgadm names a source `"<type>" image source "<url>"`; tools match
+    // these lines word for word.
+    let named = |s: &Source| format!("\"{}\" image source \"{}\"", s.kind, s.url);
     let list = match outcome {
-        SourcesOutcome::Added(url) => return line(out, format_args!("Added {url}")),
-        SourcesOutcome::AlreadyHave(url) => {
-            return line(out, format_args!("Already have {url}, no change"))
+        SourcesOutcome::Added(s) => return line(out, format_args!("Added {}", named(s))),
+        SourcesOutcome::AlreadyHave(s) => {
+            return line(out, format_args!("Already have {}, no change", named(s)))
         }
-        SourcesOutcome::Deleted(url) => return line(out, format_args!("Deleted {url}")),
+        SourcesOutcome::Deleted(gone) => {
+            for s in gone {
+                line(out, format_args!("Deleted {}", named(s)))?;
+            }
+            return Ok(());
+        }
         SourcesOutcome::DoNotHave(url) => {
             return line(
                 out,

@@ -16,6 +16,8 @@ pub mod open;
 pub mod publish;
 pub mod show;
 pub mod sources;
+pub mod update;
+pub mod vacuum;
 
 pub use list::Listed;
 pub use open::open;

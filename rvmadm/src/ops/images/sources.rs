@@ -21,19 +21,26 @@ pub struct SourcesRequest {
     pub force: bool,
 }
 
-/// What came of it.
+/// What came of it. Changes carry the whole source because imgadm names
+/// one as `"<type>" image source "<url>"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourcesOutcome {
     /// Nothing to change: the configured sources, in order.
     Listed(Vec<Source>),
     /// `-a`: the URL answered its ping (or `-f` skipped it) and was saved.
-    Added(String),
-    /// `-a` of a URL already configured.
-    AlreadyHave(String),
-    /// `-d`: the URL was removed and the configuration saved.
-    Deleted(String),
-    /// `-d` of a URL not configured.
+    Added(Source),
+    /// `-a` of a URL and type already configured: the one configured.
+    AlreadyHave(Source),
+    /// `-d`: every source with that URL (any type) was removed and the
+    /// configuration saved.
+    Deleted(Vec<Source>),
+    /// `-d` of a URL not configured (as given).
     DoNotHave(String),
+}
+
+/// A URL as imgadm compares them: without a trailing `/` on its path.
+fn norm_url(url: &str) -> &str {
+    url.strip_suffix('/').unwrap_or(url)
 }
 
 /// Lists, adds or deletes; a change is saved to `config_path`.
@@ -56,8 +63,13 @@ pub fn sources(ctx: &Ctx, config_path: &Path, req: &SourcesRequest) -> Result<So
                 format!("a dsapi source URL must end in \"/datasets\": {url}"),
             ));
         }
-        if cfg.sources.iter().any(|s| s.url == *url) {
-            return Ok(SourcesOutcome::AlreadyHave(url.clone()));
+        // imgadm's rule: the same URL with another type is a new source.
+        if let Some(have) = cfg
+            .sources
+            .iter()
+            .find(|s| norm_url(&s.url) == norm_url(url) && s.kind == kind)
+        {
+            return Ok(SourcesOutcome::AlreadyHave(have.clone()));
         }
         let src = Source {
             url: url.clone(),
@@ -66,18 +78,21 @@ pub fn sources(ctx: &Ctx, config_path: &Path, req: &SourcesRequest) -> Result<So
         if !req.force {
             ping(&Client::new(), &src)?;
         }
-        cfg.sources.push(src);
+        cfg.sources.push(src.clone());
         cfg.save(config_path)?;
-        return Ok(SourcesOutcome::Added(url.clone()));
+        return Ok(SourcesOutcome::Added(src));
     }
     if let Some(url) = &req.delete {
-        let before = cfg.sources.len();
-        cfg.sources.retain(|s| s.url != *url);
-        if cfg.sources.len() == before {
+        let (gone, kept): (Vec<Source>, Vec<Source>) = cfg
+            .sources
+            .into_iter()
+            .partition(|s| norm_url(&s.url) == norm_url(url));
+        if gone.is_empty() {
             return Ok(SourcesOutcome::DoNotHave(url.clone()));
         }
+        cfg.sources = kept;
         cfg.save(config_path)?;
-        return Ok(SourcesOutcome::Deleted(url.clone()));
+        return Ok(SourcesOutcome::Deleted(gone));
     }
     Ok(SourcesOutcome::Listed(cfg.sources))
 }
