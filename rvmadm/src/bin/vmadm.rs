@@ -500,6 +500,7 @@ fn run(cmd: Command) -> OpsResult<i32> {
                 ready,
                 uuid,
                 interval: Duration::from_millis(250),
+                backstop: ops::events::BACKSTOP,
             };
             let mut so = std::io::stdout().lock();
             ops::events::events(&ctx, &opts, &mut so, &|| false)?;
