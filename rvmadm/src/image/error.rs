@@ -155,6 +155,59 @@ impl ImgError {
         )
     }
 
+    /// [`Code::ImageNotFound`]: no source has `arg` (`imgadm show`).
+    pub fn image_not_found(arg: impl fmt::Display) -> Self {
+        Self::new(
+            Code::ImageNotFound,
+            format!("image \"{arg}\" was not found"),
+        )
+    }
+
+    /// [`Code::ActiveImageNotFound`]: no source has `arg` as an active,
+    /// enabled image (`imgadm import`).
+    pub fn active_image_not_found(arg: impl fmt::Display) -> Self {
+        Self::new(
+            Code::ActiveImageNotFound,
+            format!("an active image \"{arg}\" was not found in image sources"),
+        )
+    }
+
+    /// [`Code::OriginNotFoundInSource`]: the source an image came from
+    /// lacks one of its origins.
+    pub fn origin_not_found_in_source(origin: impl fmt::Display, source_url: &str) -> Self {
+        Self::new(
+            Code::OriginNotFoundInSource,
+            format!("origin image \"{origin}\" does not exist in image source \"{source_url}\""),
+        )
+    }
+
+    /// [`Code::SourcePing`] for a source of `kind` at `url`, with what went
+    /// wrong.
+    pub fn source_ping(kind: &str, url: &str, cause: impl fmt::Display) -> Self {
+        Self::new(
+            Code::SourcePing,
+            format!("unexpected ping error with \"{kind}\" image source \"{url}\": {cause}"),
+        )
+    }
+
+    /// [`Code::VmNotFound`] for `imgadm create`.
+    pub fn vm_not_found(uuid: impl fmt::Display) -> Self {
+        Self::new(Code::VmNotFound, format!("vm \"{uuid}\" was not found"))
+    }
+
+    /// [`Code::VmNotStopped`] for `imgadm create`.
+    pub fn vm_not_stopped(uuid: impl fmt::Display) -> Self {
+        Self::new(Code::VmNotStopped, format!("vm \"{uuid}\" is not stopped"))
+    }
+
+    /// [`Code::VmHasNoOrigin`] for `imgadm create -i`.
+    pub fn vm_has_no_origin(uuid: impl fmt::Display) -> Self {
+        Self::new(
+            Code::VmHasNoOrigin,
+            format!("cannot create an incremental image: vm \"{uuid}\" has no origin"),
+        )
+    }
+
     /// A [`Code::DownloadError`].
     pub fn download(message: impl Into<String>) -> Self {
         Self::new(Code::DownloadError, message)

@@ -163,22 +163,12 @@ pub fn import(
         return report.note(done);
     }
     let client = Client::new();
-    let remote = sources::find(&client, sources_list, &uuid)?.ok_or_else(|| {
-        let urls: Vec<&str> = sources_list.iter().map(|s| s.url.as_str()).collect();
-        ImgError::new(
-            Code::ImageNotFound,
-            format!(
-                "image {uuid} was not found in any source ({})",
-                urls.join(", ")
-            ),
-        )
-    })?;
+    // imgadm's wording for both: no source has it as an active image.
+    let remote = sources::find(&client, sources_list, &uuid)?
+        .ok_or_else(|| ImgError::active_image_not_found(uuid))?;
     let top = check_remote(remote, &uuid)?;
     if top.manifest.state.is_some_and(|s| s != ImageState::Active) || top.manifest.disabled {
-        return Err(ImgError::new(
-            Code::ActiveImageNotFound,
-            format!("image {uuid} is not active in {}", top.remote.source.url),
-        ));
+        return Err(ImgError::active_image_not_found(uuid));
     }
     // Origins first: walk up until an installed ancestor (or the root).
     let mut chain = vec![top];
@@ -195,10 +185,7 @@ pub fn import(
             ));
         }
         let remote = sources::find(&client, sources_list, &origin)?.ok_or_else(|| {
-            ImgError::new(
-                Code::OriginNotFoundInSource,
-                format!("origin image {origin} of {uuid} was not found in any source"),
-            )
+            ImgError::origin_not_found_in_source(origin, &chain[0].remote.source.url)
         })?;
         let checked = check_remote(remote, &origin)?;
         next = checked.manifest.origin;
