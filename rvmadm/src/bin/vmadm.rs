@@ -181,6 +181,8 @@ enum Command {
     },
     /// Hardware-VM information (not available for jails)
     Info { uuid: String, types: Vec<String> },
+    /// Hardware-VM requests: nmi, screenshot (not available for jails)
+    Sysrq { uuid: String, kind: Vec<String> },
     /// Image management: the same as `imgadm <args>`
     #[command(disable_help_flag = true)]
     Images {
@@ -531,6 +533,29 @@ fn run(cmd: Command) -> OpsResult<i32> {
             eprintln!("Rolled back snapshot {name} for VM {uuid}");
         }
         Command::Images { args } => return Ok(images(args)),
+        Command::Sysrq { uuid, kind } => {
+            let uuid = parse_uuid(&uuid, "sysrq")?;
+            let [kind] = kind.as_slice() else {
+                return Err(OpsError::Usage(
+                    "Wrong number of parameters to \"sysrq\"".into(),
+                ));
+            };
+            if kind != "nmi" && kind != "screenshot" {
+                return Err(OpsError::Usage(format!("Invalid sysrq type: {kind}")));
+            }
+            // SmartOS's order: the state, then the brand (only bhyve and
+            // kvm take requests, so a jail never does).
+            let vm = ops::get::get(&ctx, &uuid)?;
+            let state = vm.get("state").and_then(Value::as_str).unwrap_or("stopped");
+            return Err(OpsError::Failed(
+                if state == "running" || state == "stopping" {
+                    "The sysrq command is only supported for VMs  with brand \"bhyve\" or \"kvm\"."
+                        .into()
+                } else {
+                    format!("Unable to send request to vm from state \"{state}\", must be \"running\" or \"stopping\".")
+                },
+            ));
+        }
         Command::Reprovision { uuid, file } => {
             let uuid = parse_uuid(&uuid, "reprovision")?;
             let payload = read_payload(

@@ -353,6 +353,26 @@ pub fn run(args: Vec<String>) -> i32 {
     }
 }
 
+/// The arguments after the verb that are neither options nor the value of
+/// one (the options that take a value are the ones imgadm's verbs have).
+fn positional_args<'a>(verb: &str, after_verb: &'a [String]) -> Vec<&'a str> {
+    const TAKE_VALUE: &[&str] = &["-P", "-S", "-o", "-c", "-m", "-f", "-t", "-a", "-d", "-s"];
+    // vacuum's and update's options are all flags.
+    let flags_only = matches!(verb, "vacuum" | "update");
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in after_verb {
+        if skip {
+            skip = false;
+        } else if !flags_only && TAKE_VALUE.contains(&a.as_str()) {
+            skip = true;
+        } else if !a.starts_with('-') {
+            out.push(a.as_str());
+        }
+    }
+    out
+}
+
 /// A command line clap refused, reported as imgadm's cmdln does: `imgadm:
 /// error (UnknownCommand): unknown command: "x"` or `imgadm <verb>: error
 /// (Usage): <what is wrong>`, exit status 1. Help and version exit 0.
@@ -375,11 +395,45 @@ fn parse_error(args: &[String], e: clap::Error) -> i32 {
         _ => {}
     }
     // The verb is the first argument that is not a global flag.
-    let verb = args
+    let verb_at = args
         .iter()
         .skip(1)
-        .find(|a| !a.starts_with('-'))
+        .position(|a| !a.starts_with('-'))
+        .map(|i| i + 1);
+    let verb = verb_at
+        .and_then(|i| args.get(i))
         .map_or(String::new(), |v| format!(" {v}"));
+    // imgadm's own words where it has them: an unknown option, extra
+    // arguments to vacuum, the wrong number of arguments to the rest.
+    let bad = match e.get(clap::error::ContextKind::InvalidArg) {
+        Some(clap::error::ContextValue::String(s)) => {
+            s.split_whitespace().next().map(str::to_string)
+        }
+        _ => None,
+    };
+    let positional = positional_args(
+        verb.trim_start(),
+        verb_at.map_or(&[][..], |i| &args[i + 1..]),
+    );
+    let smartos = match (e.kind(), bad) {
+        (ErrorKind::UnknownArgument, Some(opt)) if opt.starts_with('-') => {
+            eprintln!("imgadm{verb}: error (Option): unknown option: \"{opt}\"");
+            return 1;
+        }
+        (ErrorKind::UnknownArgument, _) if verb == " vacuum" => {
+            Some(format!("unexpected arguments: {}", positional.join(" ")))
+        }
+        (ErrorKind::UnknownArgument | ErrorKind::MissingRequiredArgument, _) => Some(format!(
+            "incorrect number of args ({}): \"{}\"",
+            positional.len(),
+            positional.join(" ")
+        )),
+        _ => None,
+    };
+    if let Some(m) = smartos {
+        eprintln!("imgadm{verb}: error (Usage): {m}");
+        return 1;
+    }
     let text = e.render().to_string();
     let first = text
         .lines()
