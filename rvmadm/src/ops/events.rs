@@ -387,6 +387,7 @@ fn polled(
 
 /// One VM's object now; `None` when it has no readable record (as
 /// [`view`] leaves such VMs out).
+#[cfg(target_os = "linux")]
 fn one(ctx: &Ctx, uuid: &Uuid) -> OpsResult<Option<Map<String, Value>>> {
     let Ok(Some(rec)) = ctx.store.load(uuid) else {
         return Ok(None);
@@ -400,6 +401,7 @@ fn one(ctx: &Ctx, uuid: &Uuid) -> OpsResult<Option<Map<String, Value>>> {
 }
 
 /// The init pid of a VM object that is running.
+#[cfg(target_os = "linux")]
 fn running_pid(vm: &Map<String, Value>) -> Option<u32> {
     if vm.get("state").and_then(Value::as_str) != Some("running") {
         return None;
@@ -440,6 +442,29 @@ fn arm(
     Ok(!still)
 }
 
+/// VMs to read again at once because their init went while being armed,
+/// with how often in a row each was: a driver that keeps reporting a dead
+/// init as running is left to the backstop instead of spinning.
+#[cfg(target_os = "linux")]
+#[derive(Default)]
+struct Again {
+    queue: std::collections::VecDeque<Uuid>,
+    tries: std::collections::HashMap<Uuid, u32>,
+}
+
+#[cfg(target_os = "linux")]
+impl Again {
+    const MAX_TRIES: u32 = 3;
+
+    fn push(&mut self, u: Uuid) {
+        let n = self.tries.entry(u).or_default();
+        *n += 1;
+        if *n <= Self::MAX_TRIES && !self.queue.contains(&u) {
+            self.queue.push_back(u);
+        }
+    }
+}
+
 /// The pushed stream: watches armed first, then the baseline, then one
 /// re-read per VM a notification names.
 #[cfg(target_os = "linux")]
@@ -450,45 +475,44 @@ fn pushed(
     stop: &dyn Fn() -> bool,
     mut w: watch::Watch,
 ) -> OpsResult<()> {
-    use std::collections::VecDeque;
     let only = opts.uuid.as_ref();
     let mut last = view(ctx, only)?;
-    let mut again: VecDeque<Uuid> = VecDeque::new();
-    for (uuid, vm) in &last {
-        if let Ok(u) = Uuid::parse_str(uuid) {
-            if arm(ctx, &mut w, &u, Some(vm))? {
-                again.push_back(u);
+    let mut again = Again::default();
+    let arm_all = |w: &mut watch::Watch, last: &View, again: &mut Again| -> OpsResult<()> {
+        for (uuid, vm) in last {
+            if let Ok(u) = Uuid::parse_str(uuid) {
+                if arm(ctx, w, &u, Some(vm))? {
+                    again.push(u);
+                }
             }
         }
-    }
+        Ok(())
+    };
+    arm_all(&mut w, &last, &mut again)?;
     if opts.ready && !emit(out, &ready_line(opts, &last)) {
         return Ok(());
     }
     while !stop() {
-        let wakes = if again.is_empty() {
+        let wakes = if again.queue.is_empty() {
+            again.tries.clear();
             w.wait(opts.backstop)
                 .map_err(|e| OpsError::Failed(format!("cannot wait for VM changes: {e}")))?
         } else {
             Vec::new()
         };
         let mut lines = String::new();
-        if (wakes.is_empty() && again.is_empty()) || wakes.contains(&watch::Wake::All) {
+        if (wakes.is_empty() && again.queue.is_empty()) || wakes.contains(&watch::Wake::All) {
             let next = view(ctx, only)?;
             lines.push_str(&compare_views(opts, &now_iso(), &last, &next));
             last = next;
-            for (uuid, vm) in &last {
-                if let Ok(u) = Uuid::parse_str(uuid) {
-                    if arm(ctx, &mut w, &u, Some(vm))? {
-                        again.push_back(u);
-                    }
-                }
-            }
+            again.queue.clear();
+            arm_all(&mut w, &last, &mut again)?;
         } else {
             let named = wakes.iter().filter_map(|wk| match wk {
                 watch::Wake::Vm(u) => Some(*u),
                 watch::Wake::All => None,
             });
-            let todo: Vec<Uuid> = again.drain(..).chain(named).collect();
+            let todo: Vec<Uuid> = again.queue.drain(..).chain(named).collect();
             for uuid in todo {
                 if only.is_some_and(|o| *o != uuid) {
                     continue;
@@ -502,8 +526,8 @@ fn pushed(
                     last.get(&key),
                     now.as_ref(),
                 ));
-                if arm(ctx, &mut w, &uuid, now.as_ref())? && !again.contains(&uuid) {
-                    again.push_back(uuid);
+                if arm(ctx, &mut w, &uuid, now.as_ref())? {
+                    again.push(uuid);
                 }
                 match now {
                     Some(vm) => last.insert(key, vm),
