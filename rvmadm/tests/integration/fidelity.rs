@@ -832,6 +832,31 @@ fn vacuum_removes_only_what_nothing_uses() {
         json!({"record_version": 1, "vm": {"uuid": vm, "brand": "jail", "image_uuid": child, "zpool": env.pool}}).to_string(),
     )
     .unwrap();
+    // I22: ancestry, child first, in chain order.
+    row(
+        "I22",
+        &env.imgadm(&["ancestry", "-H", "-o", "uuid", &child]),
+        0,
+        "",
+        &format!("{child}\n{base}\n"),
+    );
+    let o = env.imgadm(&["ancestry", "-j", &leaf]);
+    let chain: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let uuids: Vec<&str> = chain
+        .iter()
+        .map(|i| i["manifest"]["uuid"].as_str().unwrap())
+        .collect();
+    assert_eq!(uuids, [leaf.as_str(), parent.as_str()], "row I22b");
+    row(
+        "I22c",
+        &env.imgadm(&["ancestry", NOVM]),
+        3,
+        &format!(
+            "imgadm ancestry: error (ImageNotInstalled): image \"{NOVM}\" was not found on zpool \"{}\"\n",
+            env.pool
+        ),
+        "",
+    );
     let before = env.datasets();
     let plan = format!(
         "[dry-run] Deleted image {lone} (lone@1.0)\n[dry-run] Deleted image {leaf} (leaf@1.0)\n[dry-run] Deleted image {parent} (parent@1.0)\n"

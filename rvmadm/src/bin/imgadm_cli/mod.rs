@@ -110,6 +110,21 @@ enum Cmd {
         #[arg(short = 'P')]
         pool: Option<String>,
     },
+    /// An installed image and its origins, child first.
+    Ancestry {
+        uuid: String,
+        /// JSON output.
+        #[arg(short = 'j', long)]
+        json: bool,
+        /// No header line.
+        #[arg(short = 'H')]
+        no_header: bool,
+        /// Columns, comma separated (default uuid,name,version,published).
+        #[arg(short = 'o')]
+        columns: Option<String>,
+        #[arg(short = 'P')]
+        pool: Option<String>,
+    },
     /// Remove an installed image (refused while anything is cloned from it).
     #[command(alias = "destroy")]
     Delete {
@@ -185,6 +200,7 @@ impl Cmd {
             Cmd::Import { .. } => "import",
             Cmd::List { .. } => "list",
             Cmd::Get { .. } => "get",
+            Cmd::Ancestry { .. } => "ancestry",
             Cmd::Delete { .. } => "delete",
             Cmd::Create { .. } => "create",
             Cmd::Build { .. } => "build",
@@ -249,6 +265,16 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
         Cmd::Get { uuid, pool } => {
             let image = images::get::get(&ctx, &uuid, pool.as_deref())?;
             render::json(out, &image.info_json())
+        }
+        Cmd::Ancestry {
+            uuid,
+            json,
+            no_header,
+            columns,
+            pool,
+        } => {
+            let chain = images::ancestry::ancestry(&ctx, &uuid, pool.as_deref())?;
+            render::ancestry(&chain, json, !no_header, columns.as_deref(), out)
         }
         Cmd::Delete { uuid, pool } => {
             let uuid = images::delete::delete(&ctx, &uuid, pool.as_deref())?;

@@ -6,6 +6,7 @@ use super::TableArgs;
 use rvmadm::config::Source;
 use rvmadm::image::build::Built;
 use rvmadm::image::error::{ImgError, Result};
+use rvmadm::image::records::Installed;
 use rvmadm::image::table;
 use rvmadm::ops::images::sources::SourcesOutcome;
 use rvmadm::ops::images::Listed;
@@ -103,6 +104,34 @@ pub fn sources(
         line(out, &s.url)?;
     }
     Ok(())
+}
+
+/// `ancestry`: the chain as `-j` objects or a table in chain order (no
+/// sorting), default columns `uuid,name,version,published` as imgadm's.
+pub fn ancestry(
+    chain: &[Installed],
+    as_json: bool,
+    header: bool,
+    columns: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    if as_json {
+        let infos: Vec<Value> = chain.iter().map(Installed::info_json).collect();
+        return json(out, &infos);
+    }
+    let rows: Vec<Map<String, Value>> = chain
+        .iter()
+        .map(|i| {
+            table::make_row(
+                &i.manifest(),
+                i.source(),
+                Some(&i.zpool),
+                Some(i.clones.len()),
+            )
+        })
+        .collect();
+    let cols = columns.unwrap_or("uuid,name,version,published");
+    write(out, &table::render(&rows, cols, header))
 }
 
 /// `build` and `create`: `<verb> image <uuid> (<name>@<version>)` and where

@@ -5,6 +5,7 @@
 //! render it. Their one error type is [`ImgError`](crate::image::ImgError),
 //! whose code is part of imgadm's interface.
 
+pub mod ancestry;
 pub mod avail;
 pub mod build;
 pub mod create;
