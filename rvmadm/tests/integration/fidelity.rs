@@ -676,6 +676,39 @@ fn imgadm_lines_are_smartos_lines() {
         &format!("Do not have image source \"{url}\", no change\n"),
     );
     assert_exit(&env.imgadm(&["sources", "-a", &url]), 0);
+    // I5c: -c pings each source into a url/type/ok/error table.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    assert_exit(&env.imgadm(&["sources", "-a", &dead, "-f"]), 0);
+    let o = env.imgadm(&["sources", "-c"]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["URL", "TYPE", "OK", "ERROR"], "row I5c: {text}");
+    assert_eq!(
+        lines[1],
+        [url.as_str(), "imgapi", "true", "-"],
+        "row I5c: {text}"
+    );
+    assert_eq!(
+        &lines[2][..3],
+        [dead.as_str(), "imgapi", "false"],
+        "row I5c: {text}"
+    );
+    assert!(lines[2].len() > 3, "row I5c: the error is shown: {text}");
+    row(
+        "I5d",
+        &env.imgadm(&["sources", "-c", "-d", &dead]),
+        1,
+        "imgadm sources: error (Usage): cannot specify more than one of \"-a\", \"-d\", \"-e\", and \"-c\"\n",
+        "",
+    );
+    assert_exit(&env.imgadm(&["sources", "-d", &dead]), 0);
     row(
         "I8",
         &env.imgadm(&["show", NOVM]),

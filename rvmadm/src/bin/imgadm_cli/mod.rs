@@ -74,6 +74,9 @@ enum Cmd {
         /// Add without pinging the source.
         #[arg(short = 'f', long)]
         force: bool,
+        /// Ping every source and report.
+        #[arg(short = 'c', long)]
+        check: bool,
         #[arg(short = 'j', long)]
         json: bool,
         /// Table with URL and type (`-v` is taken by verbose logging here).
@@ -230,6 +233,7 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
             delete,
             kind,
             force,
+            check,
             json,
             long,
         } => {
@@ -238,6 +242,7 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
                 delete,
                 kind,
                 force,
+                check,
             };
             let outcome = images::sources::sources(&ctx, &config_path, &req)?;
             render::sources(out, &outcome, json, long)

@@ -79,6 +79,22 @@ pub fn sources(
                 format_args!("Do not have image source \"{url}\", no change"),
             )
         }
+        SourcesOutcome::Checked(checked) => {
+            let rows: Vec<Map<String, Value>> = checked
+                .iter()
+                .map(|(s, err)| {
+                    let mut m = Map::new();
+                    m.insert("url".into(), Value::from(s.url.clone()));
+                    m.insert("type".into(), Value::from(s.kind.clone()));
+                    m.insert("ok".into(), Value::from(err.is_none()));
+                    if let Some(e) = err {
+                        m.insert("error".into(), Value::from(e.clone()));
+                    }
+                    m
+                })
+                .collect();
+            return write(out, &table::render(&rows, "url,type,ok,error", true));
+        }
         SourcesOutcome::Listed(list) => list,
     };
     if as_json {

@@ -19,6 +19,8 @@ pub struct SourcesRequest {
     pub kind: Option<String>,
     /// `-f`: add without pinging.
     pub force: bool,
+    /// `-c`: ping every source and report.
+    pub check: bool,
 }
 
 /// What came of it. Changes carry the whole source because imgadm names
@@ -36,6 +38,8 @@ pub enum SourcesOutcome {
     Deleted(Vec<Source>),
     /// `-d` of a URL not configured (as given).
     DoNotHave(String),
+    /// `-c`: each source with why its ping failed (`None`: it answered).
+    Checked(Vec<(Source, Option<String>)>),
 }
 
 /// A URL as imgadm compares them: without a trailing `/` on its path.
@@ -45,8 +49,25 @@ fn norm_url(url: &str) -> &str {
 
 /// Lists, adds or deletes; a change is saved to `config_path`.
 pub fn sources(ctx: &Ctx, config_path: &Path, req: &SourcesRequest) -> Result<SourcesOutcome> {
-    if req.add.is_some() && req.delete.is_some() {
-        return Err(ImgError::usage("only one of -a and -d may be given"));
+    let actions = [req.add.is_some(), req.delete.is_some(), req.check];
+    if actions.iter().filter(|a| **a).count() > 1 {
+        return Err(ImgError::usage(
+            "cannot specify more than one of \"-a\", \"-d\", \"-e\", and \"-c\"",
+        ));
+    }
+    if req.check {
+        let client = Client::new();
+        let checked = ctx
+            .config
+            .sources
+            .iter()
+            .cloned()
+            .map(|s| {
+                let err = ping(&client, &s).err().map(|e| e.message);
+                (s, err)
+            })
+            .collect();
+        return Ok(SourcesOutcome::Checked(checked));
     }
     let mut cfg = ctx.config.clone();
     if let Some(url) = &req.add {
