@@ -220,8 +220,8 @@ fn smartos_usage(args: &[String], kind: clap::error::ErrorKind) -> Option<String
         "kill" if extra => Some("Too many arguments.".into()),
         "kill" if missing => Some("Invalid or missing argument UUID".into()),
         "get" | "json" | "delete" | "destroy" | "start" | "boot" | "stop" | "halt" | "reboot"
-        | "console" | "send" | "update" | "reprovision" | "info" | "exec"
-            if missing =>
+        | "console" | "send" | "update" | "reprovision" | "info" | "exec" | "sysrq"
+            if missing && !has_uuid =>
         {
             Some(format!("Invalid or missing UUID for {verb}"))
         }
