@@ -490,11 +490,13 @@ fn vm_record(uuid: &str, alias: &str) -> rvmadm::spec::VmRecord {
     rvmadm::store::decode(doc.to_string().as_bytes()).unwrap()
 }
 
+/// (listener, VM) → the events' (type, alias).
+type PerVm = HashMap<(usize, String), Vec<(String, String)>>;
+
 /// What each listener has printed, per VM, and a way to wait for a count.
 #[derive(Default)]
 struct Seen {
-    /// (listener, VM) → the events' (type, alias).
-    by_vm: Mutex<HashMap<(usize, String), Vec<(String, String)>>>,
+    by_vm: Mutex<PerVm>,
     changed: Condvar,
 }
 
@@ -503,7 +505,7 @@ impl Seen {
     fn wait_for(&self, listeners: usize, uuid: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut g = self.by_vm.lock().unwrap();
-        let behind = |g: &HashMap<(usize, String), Vec<(String, String)>>| {
+        let behind = |g: &PerVm| {
             (0..listeners).any(|i| g.get(&(i, uuid.to_string())).map_or(0, Vec::len) < n)
         };
         while behind(&g) {
