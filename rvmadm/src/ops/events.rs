@@ -3,8 +3,8 @@
 //! changes) and `delete` events, one per line, text or JSON.
 //!
 //! On Linux the changes are pushed: the listener arms its watches (inotify
-//! on the record and lock directories, a pidfd per running init; see
-//! [`watch`]), only then takes the baseline view it compares against, and
+//! on the record and lock directories, a pidfd per running init; see the
+//! `watch` module), only then takes the baseline view it compares against, and
 //! after each wake-up re-reads just the VMs named, so nothing that happens
 //! after the ready marker is missed and each change costs one record read.
 //! A full comparison still runs after [`BACKSTOP`] without notifications
