@@ -1151,3 +1151,82 @@ fn events_see_a_jail_init_killed_from_outside() {
     }
     assert!(saw_running_again);
 }
+
+#[test]
+fn install_from_local_files() {
+    let Some(env) = Env::new() else { return };
+    let tree = env.root().join("tree");
+    for d in ["bin", "etc", "sbin", "tmp", "root"] {
+        std::fs::create_dir_all(tree.join(d)).unwrap();
+    }
+    std::fs::write(tree.join("etc/motd"), "installed from a file\n").unwrap();
+    let out_dir = env.root().join("out");
+    let o = env.imgadm(&[
+        "build",
+        tree.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+        "name=local",
+        "version=1.0",
+        "os=linux",
+        "type=lx-dataset",
+    ]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    let path = |key: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let (m, f) = (path("manifest:"), path("file:"));
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
+    let u = manifest["uuid"].as_str().unwrap().to_string();
+    let before = env.datasets();
+    // I24: a wrong file is refused and leaves nothing.
+    let wrong = env.root().join("wrong.gz");
+    let mut bytes = std::fs::read(&f).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&wrong, &bytes).unwrap();
+    let o = env.imgadm(&["install", "-m", &m, "-f", wrong.to_str().unwrap()]);
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).starts_with("imgadm install: error ("),
+        "row I24c: {}",
+        stderr(&o)
+    );
+    assert_eq!(env.datasets(), before, "row I24c");
+    row(
+        "I24",
+        &env.imgadm(&["install", "-m", &m, "-f", &f]),
+        0,
+        "",
+        &format!("Installing image {u} (local@1.0)\n"),
+    );
+    let got = env.imgadm(&["get", &u]);
+    assert_exit(&got, 0);
+    let info: Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(info["manifest"]["uuid"], json!(u));
+    assert!(info.get("source").is_none(), "{info}");
+    assert!(env.datasets().contains(&format!("{}/{u}@final", env.pool)));
+    row(
+        "I24b",
+        &env.imgadm(&["install", "-m", &m, "-f", &f]),
+        0,
+        "",
+        &format!("Image {u} (local 1.0) is already installed, skipping\n"),
+    );
+    let nope = env.root().join("nope.json");
+    row(
+        "I24d",
+        &env.imgadm(&["install", "-m", nope.to_str().unwrap(), "-f", &f]),
+        1,
+        &format!(
+            "imgadm install: error (Usage): manifest path does not exist: \"{}\"\n",
+            nope.display()
+        ),
+        "",
+    );
+}

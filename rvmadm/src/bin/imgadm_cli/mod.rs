@@ -99,6 +99,17 @@ enum Cmd {
         #[arg(short = 'S', long = "source")]
         source: Vec<String>,
     },
+    /// Install an image from a local manifest and file.
+    Install {
+        #[arg(short = 'm')]
+        manifest: PathBuf,
+        #[arg(short = 'f')]
+        file: PathBuf,
+        #[arg(short = 'P')]
+        pool: Option<String>,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
     /// Installed images.
     List {
         #[command(flatten)]
@@ -201,6 +212,7 @@ impl Cmd {
             Cmd::Avail(_) => "avail",
             Cmd::Show { .. } => "show",
             Cmd::Import { .. } => "import",
+            Cmd::Install { .. } => "install",
             Cmd::List { .. } => "list",
             Cmd::Get { .. } => "get",
             Cmd::Ancestry { .. } => "ancestry",
@@ -262,6 +274,16 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
             interrupt::install();
             let mut report = progress::Report::new(out, quiet);
             images::import::import(&ctx, &uuid, pool.as_deref(), &source, &mut report)
+        }
+        Cmd::Install {
+            manifest,
+            file,
+            pool,
+            quiet,
+        } => {
+            interrupt::install();
+            let mut report = progress::Report::new(out, quiet);
+            images::install::install(&ctx, &manifest, &file, pool.as_deref(), &mut report)
         }
         Cmd::List { table, pool } => {
             let found = images::list::list(&ctx, &table.filters, pool.as_deref())?;

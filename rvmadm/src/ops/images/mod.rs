@@ -12,6 +12,7 @@ pub mod create;
 pub mod delete;
 pub mod get;
 pub mod import;
+pub mod install;
 pub mod list;
 pub mod open;
 pub mod publish;
