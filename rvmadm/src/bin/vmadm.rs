@@ -99,7 +99,13 @@ enum Command {
     },
     /// Delete a VM and its dataset
     #[command(alias = "destroy")]
-    Delete { uuid: String },
+    Delete {
+        uuid: String,
+        /// Accepted as SmartOS's tools send it; delete always stops a
+        /// running VM at once, so it changes nothing
+        #[arg(short = 'F', long = "force")]
+        force: bool,
+    },
     /// Validate a payload: `validate create` or `validate update <brand>`
     Validate {
         action: Option<String>,
@@ -175,12 +181,52 @@ enum Command {
     },
     /// Hardware-VM information (not available for jails)
     Info { uuid: String, types: Vec<String> },
+    /// Hardware-VM requests: nmi, screenshot (not available for jails)
+    Sysrq { uuid: String, kind: Vec<String> },
     /// Image management: the same as `imgadm <args>`
     #[command(disable_help_flag = true)]
     Images {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+/// The line SmartOS's vmadm prints for a command line with missing or
+/// extra arguments, where it has one: a missing or malformed uuid, a
+/// snapshot verb without its one name, `kill` with too much. `None`: let
+/// clap explain.
+fn smartos_usage(args: &[String], kind: clap::error::ErrorKind) -> Option<String> {
+    use clap::error::ErrorKind;
+    let verb = args.get(1)?.as_str();
+    let rest: Vec<&str> = args
+        .iter()
+        .skip(2)
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let has_uuid = rest
+        .first()
+        .is_some_and(|a| rvmadm::spec::value::is_uuid(a));
+    let missing = kind == ErrorKind::MissingRequiredArgument;
+    let extra = kind == ErrorKind::UnknownArgument;
+    match verb {
+        "create-snapshot" | "delete-snapshot" | "rollback-snapshot" if missing || extra => {
+            Some(if has_uuid {
+                format!("Wrong number of parameters to \"{verb}\"")
+            } else {
+                format!("Invalid or missing UUID for {verb}")
+            })
+        }
+        "kill" if extra => Some("Too many arguments.".into()),
+        "kill" if missing => Some("Invalid or missing argument UUID".into()),
+        "get" | "json" | "delete" | "destroy" | "start" | "boot" | "stop" | "halt" | "reboot"
+        | "console" | "send" | "update" | "reprovision" | "info" | "exec" | "sysrq"
+            if missing && !has_uuid =>
+        {
+            Some(format!("Invalid or missing UUID for {verb}"))
+        }
+        _ => None,
+    }
 }
 
 /// Turns SmartOS's `kill -9 <uuid>` / `kill -HUP <uuid>` into `-s`.
@@ -201,7 +247,9 @@ fn rewrite_kill_args(mut args: Vec<String>) -> Vec<String> {
     args
 }
 
-fn read_payload(file: Option<&str>) -> OpsResult<Map<String, Value>> {
+/// Reads a JSON payload from `file` or stdin. `tty_refusal` is SmartOS's
+/// usage line for the verb when stdin is a terminal.
+fn read_payload(file: Option<&str>, tty_refusal: &str) -> OpsResult<Map<String, Value>> {
     let mut text = String::new();
     match file {
         Some(path) if path != "-" => {
@@ -218,9 +266,7 @@ fn read_payload(file: Option<&str>) -> OpsResult<Map<String, Value>> {
         _ => {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
-                return Err(OpsError::Usage(
-                    "will not read a payload from a terminal: use -f <file> or a pipe".into(),
-                ));
+                return Err(OpsError::Usage(tty_refusal.into()));
             }
             stdin
                 .lock()
@@ -276,6 +322,20 @@ fn stop_options(a: &StopArgs) -> StopOptions {
     o
 }
 
+/// SmartOS prefixes every delete failure with `Failed to delete VM <uuid>: `
+/// and names a missing VM `VM <uuid> not found` there (vminfod's wording,
+/// not zoneadm's).
+fn delete_failed(uuid: &uuid::Uuid, e: OpsError) -> OpsError {
+    match e {
+        OpsError::NoSuchVm(_) => {
+            OpsError::Failed(format!("Failed to delete VM {uuid}: VM {uuid} not found"))
+        }
+        OpsError::Failed(m) if m.starts_with("Failed to delete VM ") => OpsError::Failed(m),
+        OpsError::Usage(m) => OpsError::Usage(m),
+        other => OpsError::Failed(format!("Failed to delete VM {uuid}: {other}")),
+    }
+}
+
 /// `vmadm images …` is `imgadm …`: the same command line, verbs, output
 /// and exit codes.
 fn images(args: Vec<String>) -> i32 {
@@ -292,7 +352,10 @@ fn run(cmd: Command) -> OpsResult<i32> {
     let warn = &mut |m: String| eprintln!("{m}");
     match cmd {
         Command::Create(p) => {
-            let payload = read_payload(p.file.as_deref())?;
+            let payload = read_payload(
+                p.file.as_deref(),
+                "Will not create from stdin when stdin is a tty.",
+            )?;
             let uuid = ops::create::create(&ctx, &payload)?;
             eprintln!("Successfully created VM {uuid}");
         }
@@ -342,7 +405,10 @@ fn run(cmd: Command) -> OpsResult<i32> {
         Command::Update { uuid, file, pairs } => {
             let uuid = parse_uuid(&uuid, "update")?;
             let payload = if pairs.is_empty() {
-                read_payload(file.as_deref())?
+                read_payload(
+                    file.as_deref(),
+                    "Will not update from stdin when stdin is a tty.",
+                )?
             } else {
                 ops::update::payload_from_args(&pairs)?
             };
@@ -355,9 +421,9 @@ fn run(cmd: Command) -> OpsResult<i32> {
             }
             eprintln!("Successfully updated VM {uuid}");
         }
-        Command::Delete { uuid } => {
+        Command::Delete { uuid, force: _ } => {
             let uuid = parse_uuid(&uuid, "delete")?;
-            ops::delete::delete(&ctx, &uuid)?;
+            ops::delete::delete(&ctx, &uuid).map_err(|e| delete_failed(&uuid, e))?;
             eprintln!("Successfully deleted VM {uuid}");
         }
         Command::Validate {
@@ -381,7 +447,10 @@ fn run(cmd: Command) -> OpsResult<i32> {
                     ))
                 }
             };
-            let payload = read_payload(file.as_deref())?;
+            let payload = read_payload(
+                file.as_deref(),
+                "Will not validate from stdin when stdin is a tty.",
+            )?;
             match ops::validate::validate(action, brand.as_deref(), &payload) {
                 Ok(msg) => eprintln!("{msg}"),
                 Err(errors) => {
@@ -420,9 +489,12 @@ fn run(cmd: Command) -> OpsResult<i32> {
         }
         Command::Kill { signal, uuid } => {
             let uuid = parse_uuid(&uuid, "kill")?;
-            let signal = ops::kill::parse_signal(signal.as_deref().unwrap_or("TERM"))?;
-            ops::kill::kill(&ctx, &uuid, signal)?;
-            eprintln!("Sent signal \"{signal}\" to init process for VM {uuid}");
+            // SmartOS echoes the signal as given (`9`, `KILL`), SIGTERM
+            // when none was.
+            let given = signal.unwrap_or_else(|| "SIGTERM".into());
+            let parsed = ops::kill::parse_signal(&given)?;
+            ops::kill::kill(&ctx, &uuid, parsed)?;
+            eprintln!("Sent signal \"{given}\" to init process for VM {uuid}");
         }
         Command::Console { uuid } => {
             let uuid = parse_uuid(&uuid, "console")?;
@@ -461,9 +533,35 @@ fn run(cmd: Command) -> OpsResult<i32> {
             eprintln!("Rolled back snapshot {name} for VM {uuid}");
         }
         Command::Images { args } => return Ok(images(args)),
+        Command::Sysrq { uuid, kind } => {
+            let uuid = parse_uuid(&uuid, "sysrq")?;
+            let [kind] = kind.as_slice() else {
+                return Err(OpsError::Usage(
+                    "Wrong number of parameters to \"sysrq\"".into(),
+                ));
+            };
+            if kind != "nmi" && kind != "screenshot" {
+                return Err(OpsError::Usage(format!("Invalid sysrq type: {kind}")));
+            }
+            // SmartOS's order: the state, then the brand (only bhyve and
+            // kvm take requests, so a jail never does).
+            let vm = ops::get::get(&ctx, &uuid)?;
+            let state = vm.get("state").and_then(Value::as_str).unwrap_or("stopped");
+            return Err(OpsError::Failed(
+                if state == "running" || state == "stopping" {
+                    "The sysrq command is only supported for VMs  with brand \"bhyve\" or \"kvm\"."
+                        .into()
+                } else {
+                    format!("Unable to send request to vm from state \"{state}\", must be \"running\" or \"stopping\".")
+                },
+            ));
+        }
         Command::Reprovision { uuid, file } => {
             let uuid = parse_uuid(&uuid, "reprovision")?;
-            let payload = read_payload(file.as_deref())?;
+            let payload = read_payload(
+                file.as_deref(),
+                "Will not take payload from stdin when stdin is a tty.",
+            )?;
             ops::reprovision::reprovision(&ctx, &uuid, &payload)?;
             eprintln!("Successfully reprovisioned VM {uuid}");
         }
@@ -480,6 +578,7 @@ fn run(cmd: Command) -> OpsResult<i32> {
                 ready,
                 uuid,
                 interval: Duration::from_millis(250),
+                backstop: ops::events::BACKSTOP,
             };
             let mut so = std::io::stdout().lock();
             ops::events::events(&ctx, &opts, &mut so, &|| false)?;
@@ -507,8 +606,16 @@ fn run(cmd: Command) -> OpsResult<i32> {
             let uuid = parse_uuid(&uuid, "info")?;
             let vm = ops::get::get(&ctx, &uuid)?;
             let brand = vm.get("brand").and_then(Value::as_str).unwrap_or("jail");
+            let state = vm.get("state").and_then(Value::as_str).unwrap_or("stopped");
+            // SmartOS looks at the state first, then at the brand's info
+            // types (none for a jail).
+            let why = if state == "running" || state == "stopping" {
+                format!("no info types supported for brand {brand}")
+            } else {
+                format!("Unable to get info for vm from state \"{state}\", must be \"running\" or \"stopping\".")
+            };
             return Err(OpsError::Failed(format!(
-                "Unable to get VM info for VM {uuid}: no info types supported for brand {brand}"
+                "Unable to get VM info for VM {uuid}: {why}"
             )));
         }
     }
@@ -551,7 +658,17 @@ fn main() {
                     2
                 }
                 _ => {
-                    let _ = e.print();
+                    match smartos_usage(&args, e.kind()) {
+                        Some(line) => {
+                            eprintln!("{line}");
+                            eprintln!(
+                                "Usage: vmadm <command> [options]  (vmadm --help lists the commands)"
+                            );
+                        }
+                        None => {
+                            let _ = e.print();
+                        }
+                    }
                     2
                 }
             };

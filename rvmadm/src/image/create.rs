@@ -148,12 +148,7 @@ pub fn create(
         m.insert(k, v);
     }
     let from = if opts.incremental {
-        let o = origin.ok_or_else(|| {
-            ImgError::new(
-                Code::VmHasNoOrigin,
-                format!("VM {vm_uuid} has no origin image; create a full image without -i"),
-            )
-        })?;
+        let o = origin.ok_or_else(|| ImgError::vm_has_no_origin(vm_uuid))?;
         let snap = format!("{pool}/{o}@final");
         if !zfs.exists(&snap)? {
             return Err(ImgError::new(

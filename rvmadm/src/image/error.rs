@@ -1,7 +1,7 @@
 //! The one error type of `imgadm`: a SmartOS error code plus a message.
 //!
 //! SmartOS tools parse `imgadm <verb>: error (<Code>): <message>` and the exit
-//! status (3 for "not installed", 2 for usage, 1 for the rest), so the code is
+//! status (3 for "not installed", 1 for the rest, usage errors included), so the code is
 //! part of the interface; the message says what went wrong and what to try.
 
 use std::fmt;
@@ -9,7 +9,8 @@ use std::fmt;
 /// imgadm's error codes (the subset this clone produces), spelled as SmartOS does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
-    /// Bad command-line arguments or option combinations (exit status 2).
+    /// Bad command-line arguments or option combinations (exit status 1,
+    /// as SmartOS's `UsageError`).
     Usage,
     /// An argument that should be a full UUID is not one.
     InvalidUUID,
@@ -36,6 +37,12 @@ pub enum Code {
     OriginNotInstalled,
     /// The image cannot be deleted: a VM or another image is cloned from it.
     ImageHasDependentClones,
+    /// `update` found an image without `@final` and without the snapshot
+    /// its manifest's `dataset_guid` names.
+    ImageMissingOriginalSnapshot,
+    /// Several images failed in one `update`; the message lists each
+    /// error with its own code.
+    MultiError,
     /// A received stream did not bring exactly one snapshot.
     UnexpectedNumberOfSnapshots,
     /// The image file could not be fetched, or its size or SHA-1 does not match
@@ -84,6 +91,8 @@ impl Code {
             Code::ImageNotInstalled => "ImageNotInstalled",
             Code::OriginNotInstalled => "OriginNotInstalled",
             Code::ImageHasDependentClones => "ImageHasDependentClones",
+            Code::ImageMissingOriginalSnapshot => "ImageMissingOriginalSnapshot",
+            Code::MultiError => "MultiError",
             Code::UnexpectedNumberOfSnapshots => "UnexpectedNumberOfSnapshots",
             Code::DownloadError => "DownloadError",
             Code::UncompressionError => "UncompressionError",
@@ -103,7 +112,6 @@ impl Code {
     pub fn exit_code(self) -> i32 {
         match self {
             Code::ImageNotInstalled | Code::OriginNotInstalled => 3,
-            Code::Usage => 2,
             _ => 1,
         }
     }
@@ -134,7 +142,7 @@ impl ImgError {
         }
     }
 
-    /// A [`Code::Usage`] error: wrong arguments, exit status 2.
+    /// A [`Code::Usage`] error: wrong arguments, exit status 1.
     pub fn usage(message: impl Into<String>) -> Self {
         Self::new(Code::Usage, message)
     }
@@ -144,6 +152,59 @@ impl ImgError {
         Self::new(
             Code::ImageNotInstalled,
             format!("image \"{uuid}\" was not found on zpool \"{pool}\""),
+        )
+    }
+
+    /// [`Code::ImageNotFound`]: no source has `arg` (`imgadm show`).
+    pub fn image_not_found(arg: impl fmt::Display) -> Self {
+        Self::new(
+            Code::ImageNotFound,
+            format!("image \"{arg}\" was not found"),
+        )
+    }
+
+    /// [`Code::ActiveImageNotFound`]: no source has `arg` as an active,
+    /// enabled image (`imgadm import`).
+    pub fn active_image_not_found(arg: impl fmt::Display) -> Self {
+        Self::new(
+            Code::ActiveImageNotFound,
+            format!("an active image \"{arg}\" was not found in image sources"),
+        )
+    }
+
+    /// [`Code::OriginNotFoundInSource`]: the source an image came from
+    /// lacks one of its origins.
+    pub fn origin_not_found_in_source(origin: impl fmt::Display, source_url: &str) -> Self {
+        Self::new(
+            Code::OriginNotFoundInSource,
+            format!("origin image \"{origin}\" does not exist in image source \"{source_url}\""),
+        )
+    }
+
+    /// [`Code::SourcePing`] for a source of `kind` at `url`, with what went
+    /// wrong.
+    pub fn source_ping(kind: &str, url: &str, cause: impl fmt::Display) -> Self {
+        Self::new(
+            Code::SourcePing,
+            format!("unexpected ping error with \"{kind}\" image source \"{url}\": {cause}"),
+        )
+    }
+
+    /// [`Code::VmNotFound`] for `imgadm create`.
+    pub fn vm_not_found(uuid: impl fmt::Display) -> Self {
+        Self::new(Code::VmNotFound, format!("vm \"{uuid}\" was not found"))
+    }
+
+    /// [`Code::VmNotStopped`] for `imgadm create`.
+    pub fn vm_not_stopped(uuid: impl fmt::Display) -> Self {
+        Self::new(Code::VmNotStopped, format!("vm \"{uuid}\" is not stopped"))
+    }
+
+    /// [`Code::VmHasNoOrigin`] for `imgadm create -i`.
+    pub fn vm_has_no_origin(uuid: impl fmt::Display) -> Self {
+        Self::new(
+            Code::VmHasNoOrigin,
+            format!("cannot create an incremental image: vm \"{uuid}\" has no origin"),
         )
     }
 
@@ -236,7 +297,8 @@ mod tests {
     #[test]
     fn exit_codes_follow_imgadm() {
         assert_eq!(Code::ImageNotInstalled.exit_code(), 3);
-        assert_eq!(Code::Usage.exit_code(), 2);
+        // SmartOS's UsageError has exitStatus 1, unlike vmadm's usage().
+        assert_eq!(Code::Usage.exit_code(), 1);
         assert_eq!(Code::DownloadError.exit_code(), 1);
     }
 }

@@ -63,7 +63,16 @@ fn describe(url: &str, err: ureq::Error) -> ImgError {
                 ),
             )
         }
-        ureq::Error::Transport(t) => ImgError::new(Code::ClientError, format!("{url}: {t}")),
+        ureq::Error::Transport(t) => {
+            // ureq names the URL itself when it knows it: say it once.
+            let text = t.to_string();
+            let message = if text.starts_with(url) {
+                text
+            } else {
+                format!("{url}: {text}")
+            };
+            ImgError::new(Code::ClientError, message)
+        }
     }
 }
 

@@ -25,7 +25,7 @@
 
 use super::compress;
 use super::error::{Code, ImgError, Result};
-use super::http::Client;
+use super::http::{Client, Download};
 use super::interrupt;
 use super::manifest::{ImageFile, ImageState, Manifest};
 use super::records::{self, label_of, Record};
@@ -69,6 +69,13 @@ pub enum ImportNote {
         label: String,
         /// The URL of the source it comes from.
         source: String,
+    },
+    /// `imgadm install`: a local file starts going into ZFS.
+    Installing {
+        /// The image being installed.
+        uuid: Uuid,
+        /// `<name>@<version>` from its manifest.
+        label: String,
     },
     /// One image of the chain is installed.
     Imported {
@@ -163,22 +170,12 @@ pub fn import(
         return report.note(done);
     }
     let client = Client::new();
-    let remote = sources::find(&client, sources_list, &uuid)?.ok_or_else(|| {
-        let urls: Vec<&str> = sources_list.iter().map(|s| s.url.as_str()).collect();
-        ImgError::new(
-            Code::ImageNotFound,
-            format!(
-                "image {uuid} was not found in any source ({})",
-                urls.join(", ")
-            ),
-        )
-    })?;
+    // imgadm's wording for both: no source has it as an active image.
+    let remote = sources::find(&client, sources_list, &uuid)?
+        .ok_or_else(|| ImgError::active_image_not_found(uuid))?;
     let top = check_remote(remote, &uuid)?;
     if top.manifest.state.is_some_and(|s| s != ImageState::Active) || top.manifest.disabled {
-        return Err(ImgError::new(
-            Code::ActiveImageNotFound,
-            format!("image {uuid} is not active in {}", top.remote.source.url),
-        ));
+        return Err(ImgError::active_image_not_found(uuid));
     }
     // Origins first: walk up until an installed ancestor (or the root).
     let mut chain = vec![top];
@@ -195,19 +192,76 @@ pub fn import(
             ));
         }
         let remote = sources::find(&client, sources_list, &origin)?.ok_or_else(|| {
-            ImgError::new(
-                Code::OriginNotFoundInSource,
-                format!("origin image {origin} of {uuid} was not found in any source"),
-            )
+            ImgError::origin_not_found_in_source(origin, &chain[0].remote.source.url)
         })?;
         let checked = check_remote(remote, &origin)?;
         next = checked.manifest.origin;
         chain.push(checked);
     }
     for img in chain.iter().rev() {
-        install_one(cfg, vms, zfs, &client, img, pool, report)?;
+        let from = FileFrom::Source(&client);
+        install_one(cfg, vms, zfs, from, img, pool, report)?;
     }
     Ok(())
+}
+
+/// `imgadm install -m <manifest> -f <file>`: installs one image from local
+/// files, checked as a download is (size, SHA-1, one snapshot). Its origin,
+/// if any, must be installed already. The record names no source.
+pub fn install_file(
+    cfg: &Config,
+    vms: &Store,
+    zfs: &Zfs,
+    manifest: Value,
+    file: &std::path::Path,
+    pool: &str,
+    report: &mut dyn ImportReport,
+) -> Result<()> {
+    let uuid = manifest
+        .get("uuid")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ImgError::new(Code::InvalidManifest, "manifest is invalid: no uuid"))
+        .and_then(crate::image::error::parse_uuid)?;
+    let shown = file.display().to_string();
+    let remote = Remote {
+        manifest,
+        source: Source {
+            url: shown.clone(),
+            kind: "imgapi".into(),
+        },
+        file_url: shown,
+    };
+    let img = check_remote(remote, &uuid)?;
+    install_one(cfg, vms, zfs, FileFrom::File(file), &img, pool, report)
+}
+
+/// Where an image's file comes from.
+#[derive(Clone, Copy)]
+enum FileFrom<'a> {
+    /// Its source, over HTTP (`Checked::remote.file_url`).
+    Source(&'a Client),
+    /// A local file (`imgadm install`).
+    File(&'a std::path::Path),
+}
+
+impl FileFrom<'_> {
+    fn open(self, img: &Checked) -> Result<Download> {
+        match self {
+            FileFrom::Source(client) => client.get_file(&img.remote.file_url),
+            FileFrom::File(path) => {
+                let f = std::fs::File::open(path)
+                    .map_err(|e| ImgError::fs(&format!("cannot read {}", path.display()), e))?;
+                let len = f
+                    .metadata()
+                    .map_err(|e| ImgError::fs(&format!("cannot read {}", path.display()), e))?
+                    .len();
+                Ok(Download {
+                    content_length: Some(len),
+                    body: Box::new(f),
+                })
+            }
+        }
+    }
 }
 
 /// The skip note when `<pool>/<uuid>` already exists (as an image).
@@ -242,7 +296,7 @@ fn install_one(
     cfg: &Config,
     vms: &Store,
     zfs: &Zfs,
-    client: &Client,
+    from: FileFrom<'_>,
     img: &Checked,
     pool: &str,
     report: &mut dyn ImportReport,
@@ -264,25 +318,42 @@ fn install_one(
     let target = format!("{pool}/{uuid}");
     // A previous crash may have left a partial dataset: it is ours to remove.
     zfs.destroy(&partial, true)?;
-    report.note(ImportNote::Importing {
-        uuid,
-        label: label(&img.manifest),
-        source: img.remote.source.url.clone(),
+    let source = match from {
+        FileFrom::Source(_) => Some(img.remote.source.url.clone()),
+        FileFrom::File(_) => None,
+    };
+    report.note(match &source {
+        Some(url) => ImportNote::Importing {
+            uuid,
+            label: label(&img.manifest),
+            source: url.clone(),
+        },
+        None => ImportNote::Installing {
+            uuid,
+            label: label(&img.manifest),
+        },
     })?;
-    let result = stream_into(zfs, client, img, &partial, report)
+    let result = from
+        .open(img)
+        .and_then(|dl| stream_into(zfs, dl, img, &partial, report))
         .and_then(|()| finalize(zfs, &partial, &target));
     if let Err(e) = result {
         cleanup(zfs, &partial, report);
         return Err(e);
     }
+    let imported = source.is_some();
     let record = Record {
         manifest: img.remote.manifest.clone(),
         zpool: pool.to_string(),
-        source: Some(img.remote.source.url.clone()),
+        source,
     };
     if let Err(e) = records::save_record(cfg, &uuid, &record) {
         cleanup(zfs, &target, report);
         return Err(e);
+    }
+    if !imported {
+        // imgadm install says nothing more once the file is in.
+        return Ok(());
     }
     report.note(ImportNote::Imported {
         uuid,
@@ -439,17 +510,17 @@ fn pump(src: &mut dyn Read, dst: &mut dyn Write) -> std::result::Result<(), Pump
     }
 }
 
-/// Downloads, verifies and receives one file into `partial`.
+/// Reads (downloads or a local file), verifies and receives one file into
+/// `partial`.
 fn stream_into(
     zfs: &Zfs,
-    client: &Client,
+    dl: Download,
     img: &Checked,
     partial: &str,
     report: &mut dyn ImportReport,
 ) -> Result<()> {
     let size = img.file.size;
     let url = &img.remote.file_url;
-    let dl = client.get_file(url)?;
     match dl.content_length {
         None => {
             return Err(ImgError::download(format!(

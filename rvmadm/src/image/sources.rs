@@ -55,12 +55,13 @@ pub fn ping(client: &Client, src: &Source) -> Result<()> {
     let url = format!("{}/ping", base_url(src));
     let body = client
         .get_json(&url, MAX_MANIFEST_BYTES)
-        .map_err(|e| ImgError::new(Code::SourcePing, e.message))?
-        .ok_or_else(|| ImgError::new(Code::SourcePing, format!("{url}: HTTP 404")))?;
+        .map_err(|e| ImgError::source_ping(&src.kind, &src.url, e.message))?
+        .ok_or_else(|| ImgError::source_ping(&src.kind, &src.url, format!("{url}: HTTP 404")))?;
     if src.kind == "imgapi" && !body.get("imgapi").is_some_and(truthy) {
-        return Err(ImgError::new(
-            Code::SourcePing,
-            format!("{} is not an IMGAPI server (its /ping lacks \"imgapi\"); for an old datasets server use -t dsapi", src.url),
+        return Err(ImgError::source_ping(
+            &src.kind,
+            &src.url,
+            "its /ping lacks \"imgapi\" (an old datasets server is added with -t dsapi)",
         ));
     }
     Ok(())
@@ -218,12 +219,9 @@ pub fn find(client: &Client, sources: &[Source], uuid: &Uuid) -> Result<Option<R
     Ok(None)
 }
 
-/// The [`Code::NoSources`] error, saying how to add a source.
+/// The [`Code::NoSources`] error, in imgadm's words.
 pub fn no_sources() -> ImgError {
-    ImgError::new(
-        Code::NoSources,
-        "no image sources are configured; add one with \"imgadm sources -a <url>\"",
-    )
+    ImgError::new(Code::NoSources, "imgadm has no configured sources")
 }
 
 /// Every image a source lists (IMGAPI: active ones, paged by `marker`).

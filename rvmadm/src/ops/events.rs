@@ -2,10 +2,19 @@
 //! SmartOS's vminfod prints them: `create`, `modify` (with a list of
 //! changes) and `delete` events, one per line, text or JSON.
 //!
-//! Changes are found by comparing successive views of all VMs (records plus
-//! runtime state from one driver query), taken every `interval`; a view of
-//! 1000 VMs costs about as much as `vmadm list`. Runs until `stop` says so
-//! or the reader goes away.
+//! On Linux the changes are pushed: the listener arms its watches (inotify
+//! on the record and lock directories, a pidfd per running init; see the
+//! `watch` module), only then takes the baseline view it compares against, and
+//! after each wake-up re-reads just the VMs named, so nothing that happens
+//! after the ready marker is missed and each change costs one record read.
+//! A full comparison still runs after [`BACKSTOP`] without notifications
+//! and after lost ones. Elsewhere (FreeBSD, or when the watches cannot be armed)
+//! successive views of all VMs are compared every `interval`. A state that
+//! is replaced before the listener reads it is reported as its successor,
+//! as vminfod does. Runs until `stop` says so or the reader goes away.
+
+#[cfg(target_os = "linux")]
+mod watch;
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
@@ -26,9 +35,16 @@ pub struct EventOptions {
     pub ready: bool,
     /// Only this VM.
     pub uuid: Option<Uuid>,
-    /// Time between two views.
+    /// Time between two views where changes are not pushed.
     pub interval: Duration,
+    /// Where changes are pushed, a full comparison still runs this long
+    /// after the last wake-up: a safety net for what no notification
+    /// covers. [`BACKSTOP`] is the usual value.
+    pub backstop: Duration,
 }
+
+/// The usual [`EventOptions::backstop`].
+pub const BACKSTOP: Duration = Duration::from_secs(10);
 
 type View = BTreeMap<String, Map<String, Value>>;
 
@@ -219,6 +235,109 @@ fn text_lines(
         .collect()
 }
 
+/// One event as its output line(s): a JSON object or vmadm's text.
+fn event_lines(
+    opts: &EventOptions,
+    date: &str,
+    kind: &str,
+    uuid: &str,
+    vm: &Map<String, Value>,
+    changes: &[Change],
+) -> String {
+    if !opts.json {
+        return text_lines(opts, date, kind, uuid, vm, changes);
+    }
+    let mut e = Map::new();
+    e.insert("type".into(), kind.into());
+    e.insert("date".into(), date.into());
+    e.insert(
+        "zonename".into(),
+        vm.get("zonename").cloned().unwrap_or_else(|| uuid.into()),
+    );
+    e.insert("uuid".into(), uuid.into());
+    if kind != "delete" {
+        e.insert("vm".into(), Value::Object(vm.clone()));
+    }
+    if kind == "modify" {
+        e.insert(
+            "changes".into(),
+            Value::Array(changes.iter().map(Change::to_json).collect()),
+        );
+    }
+    format!("{}\n", Value::Object(e))
+}
+
+/// The event (if any) for one VM going from `old` to `new`.
+fn compare(
+    opts: &EventOptions,
+    date: &str,
+    uuid: &str,
+    old: Option<&Map<String, Value>>,
+    new: Option<&Map<String, Value>>,
+) -> String {
+    match (old, new) {
+        (None, Some(vm)) => event_lines(opts, date, "create", uuid, vm, &[]),
+        (Some(vm), None) => event_lines(opts, date, "delete", uuid, vm, &[]),
+        (Some(o), Some(n)) => {
+            let changes = diff(o, n);
+            if changes.is_empty() {
+                String::new()
+            } else {
+                event_lines(opts, date, "modify", uuid, n, &changes)
+            }
+        }
+        (None, None) => String::new(),
+    }
+}
+
+/// The events between two whole views: creates and modifies in uuid
+/// order, then deletes.
+fn compare_views(opts: &EventOptions, date: &str, last: &View, next: &View) -> String {
+    let mut lines = String::new();
+    for (uuid, vm) in next {
+        lines.push_str(&compare(opts, date, uuid, last.get(uuid), Some(vm)));
+    }
+    for (uuid, vm) in last {
+        if !next.contains_key(uuid) {
+            lines.push_str(&compare(opts, date, uuid, Some(vm), None));
+        }
+    }
+    lines
+}
+
+/// The ready line: the event id, and with `-j` the baseline every later
+/// event is relative to.
+fn ready_line(opts: &EventOptions, baseline: &View) -> String {
+    let date = now_iso();
+    let id = Uuid::new_v4().to_string();
+    if opts.json {
+        let vms: Map<String, Value> = baseline
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::Object(v.clone())))
+            .collect();
+        format!(
+            "{}\n",
+            json!({"type": "ready", "date": date, "uuid": id, "vms": vms})
+        )
+    } else if opts.full {
+        format!("[{date}] ready (uuid {id})\n")
+    } else {
+        format!(
+            "[{}] ready\n",
+            date.split_once('T').map_or(date.as_str(), |(_, t)| t)
+        )
+    }
+}
+
+/// Writes and flushes; false when the reader has gone.
+fn emit(out: &mut dyn Write, text: &str) -> bool {
+    text.is_empty()
+        || out
+            .write_all(text.as_bytes())
+            .and_then(|_| out.flush())
+            .is_ok()
+}
+
 /// Runs the event stream until `stop()` is true or writing fails.
 pub fn events(
     ctx: &Ctx,
@@ -231,85 +350,194 @@ pub fn events(
             return Err(OpsError::Failed(format!("VM {u} not found")));
         }
     }
-    let mut last = view(ctx, opts.uuid.as_ref())?;
-    let emit = |out: &mut dyn Write, text: String| -> bool {
-        out.write_all(text.as_bytes())
-            .and_then(|_| out.flush())
-            .is_ok()
-    };
-    if opts.ready {
-        let date = now_iso();
-        let id = Uuid::new_v4().to_string();
-        let line = if opts.json {
-            let vms: Map<String, Value> = last
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::Object(v.clone())))
-                .collect();
-            format!(
-                "{}\n",
-                json!({"type": "ready", "date": date, "uuid": id, "vms": vms})
-            )
-        } else if opts.full {
-            format!("[{date}] ready (uuid {id})\n")
-        } else {
-            format!(
-                "[{}] ready\n",
-                date.split_once('T').map_or(date.as_str(), |(_, t)| t)
-            )
-        };
-        if !emit(out, line) {
-            return Ok(());
+    #[cfg(target_os = "linux")]
+    {
+        let (vms, locks) = ctx.store.dirs();
+        match watch::Watch::new(vms, locks) {
+            Ok(w) => return pushed(ctx, opts, out, stop, w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the state directory; polling instead")
+            }
         }
+    }
+    polled(ctx, opts, out, stop)
+}
+
+/// Compares whole views every `opts.interval`.
+fn polled(
+    ctx: &Ctx,
+    opts: &EventOptions,
+    out: &mut dyn Write,
+    stop: &dyn Fn() -> bool,
+) -> OpsResult<()> {
+    let mut last = view(ctx, opts.uuid.as_ref())?;
+    if opts.ready && !emit(out, &ready_line(opts, &last)) {
+        return Ok(());
     }
     while !stop() {
         std::thread::sleep(opts.interval);
         let next = view(ctx, opts.uuid.as_ref())?;
-        let date = now_iso();
-        let mut lines = String::new();
-        let mut event = |kind: &str, uuid: &str, vm: &Map<String, Value>, changes: Vec<Change>| {
-            if opts.json {
-                let mut e = Map::new();
-                e.insert("type".into(), kind.into());
-                e.insert("date".into(), date.clone().into());
-                e.insert(
-                    "zonename".into(),
-                    vm.get("zonename").cloned().unwrap_or_else(|| uuid.into()),
-                );
-                e.insert("uuid".into(), uuid.into());
-                if kind != "delete" {
-                    e.insert("vm".into(), Value::Object(vm.clone()));
-                }
-                if kind == "modify" {
-                    e.insert(
-                        "changes".into(),
-                        Value::Array(changes.iter().map(Change::to_json).collect()),
-                    );
-                }
-                lines.push_str(&format!("{}\n", Value::Object(e)));
-            } else {
-                lines.push_str(&text_lines(opts, &date, kind, uuid, vm, &changes));
-            }
-        };
-        for (uuid, vm) in &next {
-            match last.get(uuid) {
-                None => event("create", uuid, vm, Vec::new()),
-                Some(old) => {
-                    let changes = diff(old, vm);
-                    if !changes.is_empty() {
-                        event("modify", uuid, vm, changes);
-                    }
-                }
-            }
-        }
-        for (uuid, vm) in &last {
-            if !next.contains_key(uuid) {
-                event("delete", uuid, vm, Vec::new());
-            }
-        }
-        if !lines.is_empty() && !emit(out, lines) {
+        if !emit(out, &compare_views(opts, &now_iso(), &last, &next)) {
             return Ok(());
         }
         last = next;
+    }
+    Ok(())
+}
+
+/// One VM's object now; `None` when it has no readable record (as
+/// [`view`] leaves such VMs out).
+#[cfg(target_os = "linux")]
+fn one(ctx: &Ctx, uuid: &Uuid) -> OpsResult<Option<Map<String, Value>>> {
+    let Ok(Some(rec)) = ctx.store.load(uuid) else {
+        return Ok(None);
+    };
+    let rt = ctx.runtime(uuid)?;
+    Ok(Some(full_object(
+        rec,
+        rt.as_ref(),
+        ctx.config.server_uuid.as_deref(),
+    )))
+}
+
+/// The init pid of a VM object that is running.
+#[cfg(target_os = "linux")]
+fn running_pid(vm: &Map<String, Value>) -> Option<u32> {
+    if vm.get("state").and_then(Value::as_str) != Some("running") {
+        return None;
+    }
+    vm.get("pid")
+        .and_then(Value::as_u64)
+        .and_then(|p| u32::try_from(p).ok())
+}
+
+/// Keeps the pidfd of `uuid` on the init `vm` shows. True when the VM must
+/// be read again: its init is already gone, or the pid now names another
+/// process (the driver's check of the init's start time decides).
+#[cfg(target_os = "linux")]
+fn arm(
+    ctx: &Ctx,
+    w: &mut watch::Watch,
+    uuid: &Uuid,
+    vm: Option<&Map<String, Value>>,
+) -> OpsResult<bool> {
+    let Some(pid) = vm.and_then(running_pid) else {
+        w.untrack(uuid);
+        return Ok(false);
+    };
+    if w.tracked(uuid) == Some(pid) {
+        return Ok(false);
+    }
+    let io = |e: std::io::Error| OpsError::Failed(format!("cannot watch VM {uuid}'s init: {e}"));
+    if !w.track(*uuid, pid).map_err(io)? {
+        return Ok(true);
+    }
+    // The pidfd pins this pid now; make sure it is still this VM's init.
+    let still = ctx
+        .runtime(uuid)?
+        .is_some_and(|r| r.running && r.pid == Some(pid));
+    if !still {
+        w.untrack(uuid);
+    }
+    Ok(!still)
+}
+
+/// VMs to read again at once because their init went while being armed,
+/// with how often in a row each was: a driver that keeps reporting a dead
+/// init as running is left to the backstop instead of spinning.
+#[cfg(target_os = "linux")]
+#[derive(Default)]
+struct Again {
+    queue: std::collections::VecDeque<Uuid>,
+    tries: std::collections::HashMap<Uuid, u32>,
+}
+
+#[cfg(target_os = "linux")]
+impl Again {
+    const MAX_TRIES: u32 = 3;
+
+    fn push(&mut self, u: Uuid) {
+        let n = self.tries.entry(u).or_default();
+        *n += 1;
+        if *n <= Self::MAX_TRIES && !self.queue.contains(&u) {
+            self.queue.push_back(u);
+        }
+    }
+}
+
+/// The pushed stream: watches armed first, then the baseline, then one
+/// re-read per VM a notification names.
+#[cfg(target_os = "linux")]
+fn pushed(
+    ctx: &Ctx,
+    opts: &EventOptions,
+    out: &mut dyn Write,
+    stop: &dyn Fn() -> bool,
+    mut w: watch::Watch,
+) -> OpsResult<()> {
+    let only = opts.uuid.as_ref();
+    let mut last = view(ctx, only)?;
+    let mut again = Again::default();
+    let arm_all = |w: &mut watch::Watch, last: &View, again: &mut Again| -> OpsResult<()> {
+        for (uuid, vm) in last {
+            if let Ok(u) = Uuid::parse_str(uuid) {
+                if arm(ctx, w, &u, Some(vm))? {
+                    again.push(u);
+                }
+            }
+        }
+        Ok(())
+    };
+    arm_all(&mut w, &last, &mut again)?;
+    if opts.ready && !emit(out, &ready_line(opts, &last)) {
+        return Ok(());
+    }
+    while !stop() {
+        let wakes = if again.queue.is_empty() {
+            again.tries.clear();
+            w.wait(opts.backstop)
+                .map_err(|e| OpsError::Failed(format!("cannot wait for VM changes: {e}")))?
+        } else {
+            Vec::new()
+        };
+        let mut lines = String::new();
+        if (wakes.is_empty() && again.queue.is_empty()) || wakes.contains(&watch::Wake::All) {
+            let next = view(ctx, only)?;
+            lines.push_str(&compare_views(opts, &now_iso(), &last, &next));
+            last = next;
+            again.queue.clear();
+            arm_all(&mut w, &last, &mut again)?;
+        } else {
+            let named = wakes.iter().filter_map(|wk| match wk {
+                watch::Wake::Vm(u) => Some(*u),
+                watch::Wake::All => None,
+            });
+            let todo: Vec<Uuid> = again.queue.drain(..).chain(named).collect();
+            for uuid in todo {
+                if only.is_some_and(|o| *o != uuid) {
+                    continue;
+                }
+                let key = uuid.to_string();
+                let now = one(ctx, &uuid)?;
+                lines.push_str(&compare(
+                    opts,
+                    &now_iso(),
+                    &key,
+                    last.get(&key),
+                    now.as_ref(),
+                ));
+                if arm(ctx, &mut w, &uuid, now.as_ref())? {
+                    again.push(uuid);
+                }
+                match now {
+                    Some(vm) => last.insert(key, vm),
+                    None => last.remove(&key),
+                };
+            }
+        }
+        if !emit(out, &lines) {
+            return Ok(());
+        }
     }
     Ok(())
 }
@@ -354,6 +582,7 @@ mod tests {
             ready: false,
             uuid: None,
             interval: Duration::from_millis(1),
+            backstop: BACKSTOP,
         };
         let vm = obj(
             json!({"zonename": "6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60", "alias": "a".repeat(40)}),
@@ -376,5 +605,114 @@ mod tests {
             line,
             "[10:11:12.123Z] z - modify: quota changed :: 1 -> 2\n"
         );
+    }
+
+    /// Collects what `events` writes, one line per message.
+    struct Lines(std::sync::mpsc::Sender<String>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            for l in String::from_utf8_lossy(buf).lines() {
+                let _ = self.0.send(l.to_string());
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn pushed_events_follow_every_vm_in_order() {
+        use crate::ops::testing::Fixture;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let fx = Fixture::new();
+        let booted = fx.create_vm(json!({"autoboot": true}));
+        let opts = EventOptions {
+            full: false,
+            json: true,
+            ready: true,
+            uuid: None,
+            interval: Duration::from_secs(3600),
+            // Pushed or nothing: no comparison on a timer during the test.
+            backstop: Duration::from_secs(3600),
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let done = AtomicBool::new(false);
+        let next = || -> Value {
+            let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+            serde_json::from_str(&line).unwrap()
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut out = Lines(tx);
+                events(&fx.ctx, &opts, &mut out, &|| done.load(Ordering::SeqCst)).unwrap();
+            });
+            let ready = next();
+            assert_eq!(ready["type"], "ready");
+            assert_eq!(ready["vms"][booted.to_string()]["state"], "running");
+            // Changed in the driver only: nothing to see until a verb that
+            // held the VM's lock is done with it.
+            fx.driver.set_running(booted, false);
+            drop(fx.ctx.store.lock_vm(&booted).unwrap());
+            let e = next();
+            assert_eq!(
+                (&e["type"], &e["uuid"]),
+                (&json!("modify"), &json!(booted.to_string()))
+            );
+            assert_eq!(e["vm"]["state"], "stopped");
+
+            let made: Vec<Uuid> = std::thread::scope(|w| {
+                let handles: Vec<_> = (0..4)
+                    .map(|t| {
+                        let fx = &fx;
+                        w.spawn(move || {
+                            (0..10)
+                                .map(|i| {
+                                    let uuid = fx.create_vm(json!({"alias": format!("v{t}-{i}")}));
+                                    let mut p = Map::new();
+                                    p.insert("alias".into(), json!(format!("u{t}-{i}")));
+                                    crate::ops::update::update(&fx.ctx, &uuid, &p).unwrap();
+                                    crate::ops::delete::delete(&fx.ctx, &uuid).unwrap();
+                                    uuid
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap())
+                    .collect()
+            });
+            let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut deleted = 0;
+            while deleted < made.len() {
+                let e = next();
+                let u = e["uuid"].as_str().unwrap().to_string();
+                let alias = e["vm"]["alias"].as_str().unwrap_or("-").to_string();
+                if e["type"] == "delete" {
+                    deleted += 1;
+                }
+                seen.entry(u)
+                    .or_default()
+                    .push(format!("{} {alias}", e["type"].as_str().unwrap()));
+            }
+            done.store(true, Ordering::SeqCst);
+            // Wake the listener so it sees `done`.
+            drop(fx.ctx.store.lock_vm(&booted).unwrap());
+            for uuid in &made {
+                let got = &seen[&uuid.to_string()];
+                assert_eq!(got.first().map(|s| &s[..6]), Some("create"), "{got:?}");
+                assert_eq!(got.last().map(String::as_str), Some("delete -"), "{got:?}");
+                // The update shows up between them, unless the delete came
+                // first (the listener then reads the record gone).
+                let renamed = got.iter().position(|g| g.starts_with("modify u"));
+                if let Some(i) = renamed {
+                    assert!(i > 0 && i < got.len() - 1, "{got:?}");
+                }
+            }
+        });
     }
 }

@@ -80,6 +80,15 @@ impl Store {
         self.vms.join(format!("{uuid}.json"))
     }
 
+    /// The directory of the records (`<uuid>.json`, temp files starting
+    /// with `.`) and the one of the lock files (`<uuid>.lock` per VM), for
+    /// watchers such as `vmadm events`: a record appears, is renamed over
+    /// or removed in the first; a lock file is closed when a verb that
+    /// changed the VM is done.
+    pub fn dirs(&self) -> (&Path, &Path) {
+        (&self.vms, &self.locks)
+    }
+
     /// The lock for create/delete/receive (anything that changes the set of VMs).
     pub fn lock_global(&self) -> Result<LockGuard, StoreError> {
         let p = self.locks.join("global.lock");

@@ -98,7 +98,10 @@ fn env_with_server() -> Option<(Env, ImgServer)> {
     let srv = ImgServer::start();
     let o = env.imgadm(&["sources", "-a", &srv.url]);
     assert_exit(&o, 0);
-    assert!(stdout(&o).contains(&format!("Added {}", srv.url)));
+    assert_eq!(
+        stdout(&o),
+        format!("Added \"imgapi\" image source \"{}\"\n", srv.url)
+    );
     Some((env, srv))
 }
 
@@ -632,7 +635,9 @@ fn build_from_tarballs() {
     assert_exit(&o, 1);
     assert!(stderr(&o).contains("InvalidManifest"), "{}", stderr(&o));
     let o = env.imgadm(&["build", tree.to_str().unwrap(), "version=1", "os=linux"]);
-    assert_exit(&o, 2);
+    // A usage error: exit status 1, as SmartOS's imgadm.
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("(Usage)"), "{}", stderr(&o));
     assert!(
         env.datasets()
             .iter()
@@ -831,7 +836,13 @@ fn sources_verb() {
     let srv = ImgServer::start();
     assert_exit(&env.imgadm(&["sources", "-a", &srv.url]), 0);
     let o = env.imgadm(&["sources", "-a", &srv.url]);
-    assert_eq!(stdout(&o), format!("Already have {}, no change\n", srv.url));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "Already have \"imgapi\" image source \"{}\", no change\n",
+            srv.url
+        )
+    );
     let o = env.imgadm(&["sources"]);
     assert_eq!(stdout(&o), format!("{}\n", srv.url));
     let o = env.imgadm(&["sources", "-j"]);
@@ -845,15 +856,18 @@ fn sources_verb() {
     assert!(stderr(&o).contains("SourcePing"), "{}", stderr(&o));
     assert_exit(&env.imgadm(&["sources", "-a", &old.url, "-f"]), 0);
     let o = env.imgadm(&["sources", "-d", &old.url]);
-    assert_eq!(stdout(&o), format!("Deleted {}\n", old.url));
+    assert_eq!(
+        stdout(&o),
+        format!("Deleted \"imgapi\" image source \"{}\"\n", old.url)
+    );
     let o = env.imgadm(&["sources", "-d", &old.url]);
     assert!(stdout(&o).contains("no change"));
     assert_exit(&env.imgadm(&["sources", "-a", "file:///etc"]), 1);
     let cfg = std::fs::read_to_string(&env.config).unwrap();
     assert!(cfg.contains(&srv.url) && !cfg.contains(&old.url), "{cfg}");
-    // Bad usage exits 2.
-    assert_exit(&env.imgadm(&["import"]), 2);
-    assert_exit(&env.imgadm(&["list", "bogus-filter"]), 2);
+    // Bad usage exits 1, as SmartOS's imgadm (UsageError's exitStatus).
+    assert_exit(&env.imgadm(&["import"]), 1);
+    assert_exit(&env.imgadm(&["list", "bogus-filter"]), 1);
 }
 
 #[test]

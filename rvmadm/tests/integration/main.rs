@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod core;
+mod fidelity;
 mod golden;
 mod harness;
 mod imgadm;

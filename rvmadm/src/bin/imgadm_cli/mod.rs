@@ -2,7 +2,8 @@
 //! images …` (both include this directory with `#[path]`, so the two can
 //! never drift apart): parse argv with clap, call one verb of
 //! `rvmadm::ops::images`, render its result, and map the outcome to
-//! imgadm's exit codes (0 ok, 1 error, 2 usage, 3 image not installed).
+//! imgadm's exit codes (0 ok, 3 image not installed, 1 anything else —
+//! usage errors too, as SmartOS's imgadm).
 //!
 //! Errors are printed once, here, as `imgadm <verb>: error (<Code>): <message>`;
 //! data and change messages go to stdout, warnings and the import progress
@@ -10,6 +11,7 @@
 
 mod progress;
 mod render;
+mod vacuum;
 
 use clap::{Args, Parser, Subcommand};
 use rvmadm::image::build::BuildOpts;
@@ -72,6 +74,9 @@ enum Cmd {
         /// Add without pinging the source.
         #[arg(short = 'f', long)]
         force: bool,
+        /// Ping every source and report.
+        #[arg(short = 'c', long)]
+        check: bool,
         #[arg(short = 'j', long)]
         json: bool,
         /// Table with URL and type (`-v` is taken by verbose logging here).
@@ -94,6 +99,17 @@ enum Cmd {
         #[arg(short = 'S', long = "source")]
         source: Vec<String>,
     },
+    /// Install an image from a local manifest and file.
+    Install {
+        #[arg(short = 'm')]
+        manifest: PathBuf,
+        #[arg(short = 'f')]
+        file: PathBuf,
+        #[arg(short = 'P')]
+        pool: Option<String>,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
     /// Installed images.
     List {
         #[command(flatten)]
@@ -105,6 +121,21 @@ enum Cmd {
     #[command(alias = "info")]
     Get {
         uuid: String,
+        #[arg(short = 'P')]
+        pool: Option<String>,
+    },
+    /// An installed image and its origins, child first.
+    Ancestry {
+        uuid: String,
+        /// JSON output.
+        #[arg(short = 'j', long)]
+        json: bool,
+        /// No header line.
+        #[arg(short = 'H')]
+        no_header: bool,
+        /// Columns, comma separated (default uuid,name,version,published).
+        #[arg(short = 'o')]
+        columns: Option<String>,
         #[arg(short = 'P')]
         pool: Option<String>,
     },
@@ -145,6 +176,23 @@ enum Cmd {
         /// name=… version=… os=… [type=…] [description=…] and other fields.
         fields: Vec<String>,
     },
+    /// Refresh installed images' manifests from the sources.
+    Update {
+        /// Say what would change, change nothing.
+        #[arg(short = 'n', long = "dry-run")]
+        dry_run: bool,
+        /// Images to update (default: all installed).
+        uuids: Vec<String>,
+    },
+    /// Remove images no VM or image is cloned from.
+    Vacuum {
+        /// Say what would be removed, remove nothing.
+        #[arg(short = 'n', long = "dry-run")]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
     /// Upload an image to an IMGAPI server.
     Publish {
         #[arg(short = 'm')]
@@ -164,11 +212,15 @@ impl Cmd {
             Cmd::Avail(_) => "avail",
             Cmd::Show { .. } => "show",
             Cmd::Import { .. } => "import",
+            Cmd::Install { .. } => "install",
             Cmd::List { .. } => "list",
             Cmd::Get { .. } => "get",
+            Cmd::Ancestry { .. } => "ancestry",
             Cmd::Delete { .. } => "delete",
             Cmd::Create { .. } => "create",
             Cmd::Build { .. } => "build",
+            Cmd::Update { .. } => "update",
+            Cmd::Vacuum { .. } => "vacuum",
             Cmd::Publish { .. } => "publish",
         }
     }
@@ -193,6 +245,7 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
             delete,
             kind,
             force,
+            check,
             json,
             long,
         } => {
@@ -201,6 +254,7 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
                 delete,
                 kind,
                 force,
+                check,
             };
             let outcome = images::sources::sources(&ctx, &config_path, &req)?;
             render::sources(out, &outcome, json, long)
@@ -221,6 +275,16 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
             let mut report = progress::Report::new(out, quiet);
             images::import::import(&ctx, &uuid, pool.as_deref(), &source, &mut report)
         }
+        Cmd::Install {
+            manifest,
+            file,
+            pool,
+            quiet,
+        } => {
+            interrupt::install();
+            let mut report = progress::Report::new(out, quiet);
+            images::install::install(&ctx, &manifest, &file, pool.as_deref(), &mut report)
+        }
         Cmd::List { table, pool } => {
             let found = images::list::list(&ctx, &table.filters, pool.as_deref())?;
             render::images(out, found, &table, true)
@@ -228,6 +292,16 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
         Cmd::Get { uuid, pool } => {
             let image = images::get::get(&ctx, &uuid, pool.as_deref())?;
             render::json(out, &image.info_json())
+        }
+        Cmd::Ancestry {
+            uuid,
+            json,
+            no_header,
+            columns,
+            pool,
+        } => {
+            let chain = images::ancestry::ancestry(&ctx, &uuid, pool.as_deref())?;
+            render::ancestry(&chain, json, !no_header, columns.as_deref(), out)
         }
         Cmd::Delete { uuid, pool } => {
             let uuid = images::delete::delete(&ctx, &uuid, pool.as_deref())?;
@@ -270,6 +344,18 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
             let built = images::build::build(&ctx, &opts, &mut warn)?;
             render::built(out, "Built", &built)
         }
+        Cmd::Update { dry_run, uuids } => {
+            let opts = images::update::UpdateOptions { uuids, dry_run };
+            let mut failed_write = None;
+            let result = images::update::update(&ctx, &opts, &mut |m| {
+                if let Err(e) = render::line(out, &m) {
+                    failed_write.get_or_insert(e);
+                }
+            });
+            result?;
+            failed_write.map_or(Ok(()), Err)
+        }
+        Cmd::Vacuum { dry_run, force } => vacuum::run(&ctx, out, dry_run, force),
         Cmd::Publish {
             manifest,
             file,
@@ -291,16 +377,9 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
 /// Runs imgadm with `args` (`args[0]` is the program name) and returns the
 /// exit code. `vmadm images …` calls this with its remaining arguments.
 pub fn run(args: Vec<String>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
-        Err(e) => {
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => 2,
-            };
-            let _ = e.print();
-            return code;
-        }
+        Err(e) => return parse_error(&args, e),
     };
     if cli.verbose {
         let _ = tracing_subscriber::fmt()
@@ -318,8 +397,103 @@ pub fn run(args: Vec<String>) -> i32 {
         }
         Err(e) => {
             let _ = out.flush();
-            eprintln!("imgadm {verb}: error ({}): {}", e.code, e.message);
+            // An empty message is a refused prompt: already said.
+            if !e.message.is_empty() {
+                eprintln!("imgadm {verb}: error ({}): {}", e.code, e.message);
+            }
             e.exit_code()
         }
     }
+}
+
+/// The arguments after the verb that are neither options nor the value of
+/// one (the options that take a value are the ones imgadm's verbs have).
+fn positional_args<'a>(verb: &str, after_verb: &'a [String]) -> Vec<&'a str> {
+    const TAKE_VALUE: &[&str] = &["-P", "-S", "-o", "-c", "-m", "-f", "-t", "-a", "-d", "-s"];
+    // vacuum's and update's options are all flags.
+    let flags_only = matches!(verb, "vacuum" | "update");
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in after_verb {
+        if skip {
+            skip = false;
+        } else if !flags_only && TAKE_VALUE.contains(&a.as_str()) {
+            skip = true;
+        } else if !a.starts_with('-') {
+            out.push(a.as_str());
+        }
+    }
+    out
+}
+
+/// A command line clap refused, reported as imgadm's cmdln does: `imgadm:
+/// error (UnknownCommand): unknown command: "x"` or `imgadm <verb>: error
+/// (Usage): <what is wrong>`, exit status 1. Help and version exit 0.
+fn parse_error(args: &[String], e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return 0;
+        }
+        ErrorKind::InvalidSubcommand => {
+            let verb = args.get(1).map(String::as_str).unwrap_or("");
+            eprintln!("imgadm: error (UnknownCommand): unknown command: \"{verb}\"");
+            return 1;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            let _ = e.print();
+            return 1;
+        }
+        _ => {}
+    }
+    // The verb is the first argument that is not a global flag.
+    let verb_at = args
+        .iter()
+        .skip(1)
+        .position(|a| !a.starts_with('-'))
+        .map(|i| i + 1);
+    let verb = verb_at
+        .and_then(|i| args.get(i))
+        .map_or(String::new(), |v| format!(" {v}"));
+    // imgadm's own words where it has them: an unknown option, extra
+    // arguments to vacuum, the wrong number of arguments to the rest.
+    let bad = match e.get(clap::error::ContextKind::InvalidArg) {
+        Some(clap::error::ContextValue::String(s)) => {
+            s.split_whitespace().next().map(str::to_string)
+        }
+        _ => None,
+    };
+    let positional = positional_args(
+        verb.trim_start(),
+        verb_at.map_or(&[][..], |i| &args[i + 1..]),
+    );
+    let smartos = match (e.kind(), bad) {
+        (ErrorKind::UnknownArgument, Some(opt)) if opt.starts_with('-') => {
+            eprintln!("imgadm{verb}: error (Option): unknown option: \"{opt}\"");
+            return 1;
+        }
+        (ErrorKind::UnknownArgument, _) if verb == " vacuum" => {
+            Some(format!("unexpected arguments: {}", positional.join(" ")))
+        }
+        (ErrorKind::UnknownArgument | ErrorKind::MissingRequiredArgument, _) => Some(format!(
+            "incorrect number of args ({}): \"{}\"",
+            positional.len(),
+            positional.join(" ")
+        )),
+        _ => None,
+    };
+    if let Some(m) = smartos {
+        eprintln!("imgadm{verb}: error (Usage): {m}");
+        return 1;
+    }
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ")
+        .to_string();
+    eprintln!("imgadm{verb}: error (Usage): {first}");
+    1
 }

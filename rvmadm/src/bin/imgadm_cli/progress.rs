@@ -42,6 +42,9 @@ impl ImportReport for Report<'_> {
                 self.out,
                 format_args!("Importing {uuid} ({label}) from \"{source}\""),
             ),
+            ImportNote::Installing { uuid, label } => {
+                line(self.out, format_args!("Installing image {uuid} ({label})"))
+            }
             ImportNote::Imported { uuid, label } => {
                 line(self.out, format_args!("Imported image {uuid} ({label})"))
             }

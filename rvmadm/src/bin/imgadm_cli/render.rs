@@ -3,8 +3,10 @@
 //! with `FileSystem: cannot write output`, as imgadm always has.
 
 use super::TableArgs;
+use rvmadm::config::Source;
 use rvmadm::image::build::Built;
 use rvmadm::image::error::{ImgError, Result};
+use rvmadm::image::records::Installed;
 use rvmadm::image::table;
 use rvmadm::ops::images::sources::SourcesOutcome;
 use rvmadm::ops::images::Listed;
@@ -57,17 +59,41 @@ pub fn sources(
     as_json: bool,
     long: bool,
 ) -> Result<()> {
+    // imgadm names a source `"<type>" image source "<url>"`; tools match
+    // these lines word for word.
+    let named = |s: &Source| format!("\"{}\" image source \"{}\"", s.kind, s.url);
     let list = match outcome {
-        SourcesOutcome::Added(url) => return line(out, format_args!("Added {url}")),
-        SourcesOutcome::AlreadyHave(url) => {
-            return line(out, format_args!("Already have {url}, no change"))
+        SourcesOutcome::Added(s) => return line(out, format_args!("Added {}", named(s))),
+        SourcesOutcome::AlreadyHave(s) => {
+            return line(out, format_args!("Already have {}, no change", named(s)))
         }
-        SourcesOutcome::Deleted(url) => return line(out, format_args!("Deleted {url}")),
+        SourcesOutcome::Deleted(gone) => {
+            for s in gone {
+                line(out, format_args!("Deleted {}", named(s)))?;
+            }
+            return Ok(());
+        }
         SourcesOutcome::DoNotHave(url) => {
             return line(
                 out,
                 format_args!("Do not have image source \"{url}\", no change"),
             )
+        }
+        SourcesOutcome::Checked(checked) => {
+            let rows: Vec<Map<String, Value>> = checked
+                .iter()
+                .map(|(s, err)| {
+                    let mut m = Map::new();
+                    m.insert("url".into(), Value::from(s.url.clone()));
+                    m.insert("type".into(), Value::from(s.kind.clone()));
+                    m.insert("ok".into(), Value::from(err.is_none()));
+                    if let Some(e) = err {
+                        m.insert("error".into(), Value::from(e.clone()));
+                    }
+                    m
+                })
+                .collect();
+            return write(out, &table::render(&rows, "url,type,ok,error", true));
         }
         SourcesOutcome::Listed(list) => list,
     };
@@ -94,6 +120,34 @@ pub fn sources(
         line(out, &s.url)?;
     }
     Ok(())
+}
+
+/// `ancestry`: the chain as `-j` objects or a table in chain order (no
+/// sorting), default columns `uuid,name,version,published` as imgadm's.
+pub fn ancestry(
+    chain: &[Installed],
+    as_json: bool,
+    header: bool,
+    columns: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    if as_json {
+        let infos: Vec<Value> = chain.iter().map(Installed::info_json).collect();
+        return json(out, &infos);
+    }
+    let rows: Vec<Map<String, Value>> = chain
+        .iter()
+        .map(|i| {
+            table::make_row(
+                &i.manifest(),
+                i.source(),
+                Some(&i.zpool),
+                Some(i.clones.len()),
+            )
+        })
+        .collect();
+    let cols = columns.unwrap_or("uuid,name,version,published");
+    write(out, &table::render(&rows, cols, header))
 }
 
 /// `build` and `create`: `<verb> image <uuid> (<name>@<version>)` and where

@@ -24,15 +24,12 @@ pub fn create(
         .store
         .load(&uuid)
         .map_err(|e| ImgError::new(Code::VmNotFound, e.to_string()))?
-        .ok_or_else(|| ImgError::new(Code::VmNotFound, format!("VM {uuid} does not exist")))?;
+        .ok_or_else(|| ImgError::vm_not_found(uuid))?;
     let running = ctx
         .is_running(&uuid)
         .map_err(|e| ImgError::new(Code::InternalError, e.to_string()))?;
     if running {
-        return Err(ImgError::new(
-            Code::VmNotStopped,
-            format!("VM {uuid} is running; stop it first (vmadm stop {uuid})"),
-        ));
+        return Err(ImgError::vm_not_stopped(uuid));
     }
     let vm = SourceVm {
         uuid,
@@ -97,7 +94,7 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.code, Code::VmNotStopped, "{err}");
-        assert!(err.message.contains("is running"), "{err}");
+        assert_eq!(err.message, format!("vm \"{uuid}\" is not stopped"));
         assert!(runner.calls().is_empty(), "{:?}", runner.calls());
         assert!(warnings.is_empty());
     }

@@ -5,17 +5,21 @@
 //! render it. Their one error type is [`ImgError`](crate::image::ImgError),
 //! whose code is part of imgadm's interface.
 
+pub mod ancestry;
 pub mod avail;
 pub mod build;
 pub mod create;
 pub mod delete;
 pub mod get;
 pub mod import;
+pub mod install;
 pub mod list;
 pub mod open;
 pub mod publish;
 pub mod show;
 pub mod sources;
+pub mod update;
+pub mod vacuum;
 
 pub use list::Listed;
 pub use open::open;

@@ -1,7 +1,7 @@
 //! `imgadm show <uuid>`: the manifest of an image from the first source
 //! that has it.
 
-use crate::image::error::{parse_uuid, Code, ImgError, Result};
+use crate::image::error::{parse_uuid, ImgError, Result};
 use crate::image::http::Client;
 use crate::image::sources;
 use crate::ops::Ctx;
@@ -11,11 +11,7 @@ use serde_json::Value;
 pub fn show(ctx: &Ctx, uuid_arg: &str) -> Result<Value> {
     let uuid = parse_uuid(uuid_arg)?;
     let client = Client::new();
-    let remote = sources::find(&client, &ctx.config.sources, &uuid)?.ok_or_else(|| {
-        ImgError::new(
-            Code::ImageNotFound,
-            format!("image {uuid} was not found in any source"),
-        )
-    })?;
+    let remote = sources::find(&client, &ctx.config.sources, &uuid)?
+        .ok_or_else(|| ImgError::image_not_found(uuid))?;
     Ok(remote.manifest)
 }

@@ -19,27 +19,55 @@ pub struct SourcesRequest {
     pub kind: Option<String>,
     /// `-f`: add without pinging.
     pub force: bool,
+    /// `-c`: ping every source and report.
+    pub check: bool,
 }
 
-/// What came of it.
+/// What came of it. Changes carry the whole source because imgadm names
+/// one as `"<type>" image source "<url>"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourcesOutcome {
     /// Nothing to change: the configured sources, in order.
     Listed(Vec<Source>),
     /// `-a`: the URL answered its ping (or `-f` skipped it) and was saved.
-    Added(String),
-    /// `-a` of a URL already configured.
-    AlreadyHave(String),
-    /// `-d`: the URL was removed and the configuration saved.
-    Deleted(String),
-    /// `-d` of a URL not configured.
+    Added(Source),
+    /// `-a` of a URL and type already configured: the one configured.
+    AlreadyHave(Source),
+    /// `-d`: every source with that URL (any type) was removed and the
+    /// configuration saved.
+    Deleted(Vec<Source>),
+    /// `-d` of a URL not configured (as given).
     DoNotHave(String),
+    /// `-c`: each source with why its ping failed (`None`: it answered).
+    Checked(Vec<(Source, Option<String>)>),
+}
+
+/// A URL as imgadm compares them: without a trailing `/` on its path.
+fn norm_url(url: &str) -> &str {
+    url.strip_suffix('/').unwrap_or(url)
 }
 
 /// Lists, adds or deletes; a change is saved to `config_path`.
 pub fn sources(ctx: &Ctx, config_path: &Path, req: &SourcesRequest) -> Result<SourcesOutcome> {
-    if req.add.is_some() && req.delete.is_some() {
-        return Err(ImgError::usage("only one of -a and -d may be given"));
+    let actions = [req.add.is_some(), req.delete.is_some(), req.check];
+    if actions.iter().filter(|a| **a).count() > 1 {
+        return Err(ImgError::usage(
+            "cannot specify more than one of \"-a\", \"-d\", \"-e\", and \"-c\"",
+        ));
+    }
+    if req.check {
+        let client = Client::new();
+        let checked = ctx
+            .config
+            .sources
+            .iter()
+            .cloned()
+            .map(|s| {
+                let err = ping(&client, &s).err().map(|e| e.message);
+                (s, err)
+            })
+            .collect();
+        return Ok(SourcesOutcome::Checked(checked));
     }
     let mut cfg = ctx.config.clone();
     if let Some(url) = &req.add {
@@ -56,8 +84,13 @@ pub fn sources(ctx: &Ctx, config_path: &Path, req: &SourcesRequest) -> Result<So
                 format!("a dsapi source URL must end in \"/datasets\": {url}"),
             ));
         }
-        if cfg.sources.iter().any(|s| s.url == *url) {
-            return Ok(SourcesOutcome::AlreadyHave(url.clone()));
+        // imgadm's rule: the same URL with another type is a new source.
+        if let Some(have) = cfg
+            .sources
+            .iter()
+            .find(|s| norm_url(&s.url) == norm_url(url) && s.kind == kind)
+        {
+            return Ok(SourcesOutcome::AlreadyHave(have.clone()));
         }
         let src = Source {
             url: url.clone(),
@@ -66,18 +99,21 @@ pub fn sources(ctx: &Ctx, config_path: &Path, req: &SourcesRequest) -> Result<So
         if !req.force {
             ping(&Client::new(), &src)?;
         }
-        cfg.sources.push(src);
+        cfg.sources.push(src.clone());
         cfg.save(config_path)?;
-        return Ok(SourcesOutcome::Added(url.clone()));
+        return Ok(SourcesOutcome::Added(src));
     }
     if let Some(url) = &req.delete {
-        let before = cfg.sources.len();
-        cfg.sources.retain(|s| s.url != *url);
-        if cfg.sources.len() == before {
+        let (gone, kept): (Vec<Source>, Vec<Source>) = cfg
+            .sources
+            .into_iter()
+            .partition(|s| norm_url(&s.url) == norm_url(url));
+        if gone.is_empty() {
             return Ok(SourcesOutcome::DoNotHave(url.clone()));
         }
+        cfg.sources = kept;
         cfg.save(config_path)?;
-        return Ok(SourcesOutcome::Deleted(url.clone()));
+        return Ok(SourcesOutcome::Deleted(gone));
     }
     Ok(SourcesOutcome::Listed(cfg.sources))
 }
