@@ -77,6 +77,7 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
             now: &now,
         },
     );
+    ctx.check_addresses_free(&uuid, &obj)?;
     obj.incomplete = Some(true);
     obj.place(Field::Incomplete);
     ctx.store.save(&uuid, &obj)?;

@@ -57,9 +57,13 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
     if outcome.changed.is_empty() {
         return Ok(Updated::default());
     }
+    let nics_changed = outcome.changed.iter().any(|k| k == "nics");
+    if nics_changed {
+        ctx.check_addresses_free(uuid, &obj)?;
+    }
     let changes = host_changes(&outcome.changed, &obj)?;
     // Only an update with host effects needs the typed view.
-    let spec = if changes.is_empty() {
+    let spec = if changes.is_empty() && !nics_changed {
         None
     } else {
         Some(crate::spec::VmSpec::from_record(&obj).map_err(OpsError::Failed)?)
@@ -77,6 +81,12 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
                 .iter()
                 .map(|l| l.property().to_string())
                 .collect();
+        }
+    }
+    // Anti-spoofing rules follow the NICs' addresses and flags live.
+    if let Some(spec) = spec.as_ref().filter(|_| nics_changed) {
+        if ctx.is_running(uuid)? {
+            ctx.driver.update_nics(spec)?;
         }
     }
     Ok(Updated {

@@ -154,6 +154,8 @@ impl LinuxDriver {
                 Argv::new(["ip", "-n", ns.as_str(), "-batch", "-"]),
                 &plan.jail,
             )?;
+            // Anti-spoofing: the ports exist now and no tenant process yet.
+            self.install_filters(vm, dir)?;
         }
         let id = container_id(&vm.uuid);
         std::fs::create_dir_all(&self.runtime.root)?;
@@ -261,6 +263,7 @@ impl LinuxDriver {
                 }
             }
         }
+        self.remove_filters(vm, thorough, &mut errors);
         if thorough {
             let prefix = host_veth(&vm.uuid, 0);
             let prefix = &prefix[..prefix.len() - 1];
