@@ -440,7 +440,7 @@ mod tests {
 table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
 \tset p0v4 { type ipv4_addr; flags interval; elements = { 0.0.0.0, 192.0.2.10, 198.51.100.0/24 }; }
 \tset p0v6 { type ipv6_addr; flags interval; elements = { ::, 2001:db8::5, 2001:db8:1::/48, fe80::ff:fe00:1 }; }
-\tset p0nd { typeof @th,64,128; flags interval; elements = { 0x20010db8000000000000000000000005, 0x20010db8000100000000000000000000-0x20010db80001ffffffffffffffffffff, 0xfe8000000000000000ff00fffe000001 }; }
+\tset p0nd { typeof @th,64,128; flags interval; elements = { 0x20010db8000000000000000000000005, 0x20010db8000100000000000000000000-0x20010db80001ffffffffffffffffffff, 0xfe80000000000000000000fffe000001 }; }
 \tchain p0 {
 \t\ttype filter hook ingress device \"vm6b8b456732n0\" priority 0; policy accept;
 \t\tether saddr != 02:00:00:00:00:01 drop
@@ -517,7 +517,7 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
     fn link_local_follows_eui64() {
         assert_eq!(
             link_local([0x02, 0x00, 0xc0, 0x00, 0x02, 0x0a]),
-            "fe80::c0:ff:fe00:20a".parse::<Ipv6Addr>().unwrap()
+            "fe80::c0ff:fe00:20a".parse::<Ipv6Addr>().unwrap()
         );
         assert_eq!(
             link_local([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]),
