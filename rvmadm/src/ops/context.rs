@@ -73,7 +73,11 @@ impl Ctx {
     /// Refuses `vm` (about to be saved as `uuid`) when a NIC takes a MAC or
     /// IP another VM holds on its network (`spec::unique`). Records that
     /// cannot be read hold nothing here.
-    pub(crate) fn check_addresses_free(&self, uuid: &Uuid, vm: &crate::spec::VmRecord) -> OpsResult<()> {
+    pub(crate) fn check_addresses_free(
+        &self,
+        uuid: &Uuid,
+        vm: &crate::spec::VmRecord,
+    ) -> OpsResult<()> {
         if vm.nics.as_ref().is_none_or(|n| n.is_empty()) {
             return Ok(());
         }

@@ -157,8 +157,9 @@ mod tests {
         assert_eq!(e.what, "IP");
         let text = e.to_string();
         assert!(
-            text.starts_with("Conflict detected with another vm, please check the MAC, IP, and VRID")
-                && text.contains(&a.to_string()),
+            text.starts_with(
+                "Conflict detected with another vm, please check the MAC, IP, and VRID"
+            ) && text.contains(&a.to_string()),
             "{text}"
         );
         // MACs compare case-insensitively.
@@ -184,8 +185,10 @@ mod tests {
                                      "ips": ["192.0.2.10/24"]}]));
         assert!(check_unique(&b, &other_tag, [(&a, &old)]).is_ok());
         // Another VLAN: same IP allowed, same MAC not.
-        let vlan = rec(json!([{"mac": "02:00:00:00:00:02", "nic_tag": "admin", "vlan_id": 5,
-                                "ips": ["192.0.2.10/24"]}]));
+        let vlan = rec(
+            json!([{"mac": "02:00:00:00:00:02", "nic_tag": "admin", "vlan_id": 5,
+                                "ips": ["192.0.2.10/24"]}]),
+        );
         assert!(check_unique(&b, &vlan, [(&a, &old)]).is_ok());
         let vlan_mac = rec(json!([{"mac": "02:00:00:00:00:01", "nic_tag": "admin", "vlan_id": 5}]));
         assert!(check_unique(&b, &vlan_mac, [(&a, &old)]).is_err());
@@ -204,8 +207,10 @@ mod tests {
     #[test]
     fn two_nics_of_one_vm_may_not_share() {
         let a = Uuid::new_v4();
-        let twice = rec(json!([nic("02:00:00:00:00:01", "192.0.2.10"),
-                               nic("02:00:00:00:00:02", "192.0.2.10")]));
+        let twice = rec(json!([
+            nic("02:00:00:00:00:01", "192.0.2.10"),
+            nic("02:00:00:00:00:02", "192.0.2.10")
+        ]));
         let e = check_unique(&a, &twice, []).unwrap_err();
         assert_eq!(e.owner, "another NIC of this VM");
     }

@@ -392,7 +392,9 @@ fn nic_from_object(n: &Map<String, Value>) -> Result<Nic, String> {
         allow_restricted_traffic: b("allow_restricted_traffic"),
         allowed_ips: strs("allowed_ips")
             .iter()
-            .map(|a| NicAddr::parse_network(a).ok_or_else(|| format!("bad allowed_ips entry {a:?}")))
+            .map(|a| {
+                NicAddr::parse_network(a).ok_or_else(|| format!("bad allowed_ips entry {a:?}"))
+            })
             .collect::<Result<Vec<_>, _>>()?,
     })
 }

@@ -42,7 +42,10 @@ fn listener(ns_arg: &str, iface: &str) -> Child {
     while out.read(&mut b).map(|n| n == 1).unwrap_or(false) && b[0] != b'\n' {
         line.push(b[0] as char);
     }
-    assert_eq!(line, "ready", "listener in {ns_arg} on {iface} did not start");
+    assert_eq!(
+        line, "ready",
+        "listener in {ns_arg} on {iface} did not start"
+    );
     child
 }
 
@@ -104,7 +107,9 @@ fn have_tools() -> bool {
     });
     if !ok {
         if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("anti-spoofing tests need nft and python3 (CI=true): run scripts/install-deps.sh");
+            panic!(
+                "anti-spoofing tests need nft and python3 (CI=true): run scripts/install-deps.sh"
+            );
         }
         eprintln!("SKIPPED: anti-spoofing tests need nft (nftables) and python3");
     }
@@ -127,15 +132,16 @@ fn spoofed_frames_stop_at_the_port_until_their_flag_allows_them() {
     lab.sh_ok(&a, "ping -c 1 -W 2 192.0.2.11");
     lab.sh_ok(&b, "ping -c 1 -W 2 192.0.2.10");
 
-    let ip_family = [
-        "LEGIT", "SPOOFIP", "SPOOFARP", "SPOOFNA", "SPOOFRA",
-    ];
+    let ip_family = ["LEGIT", "SPOOFIP", "SPOOFARP", "SPOOFNA", "SPOOFRA"];
     let rounds: [(&str, Vec<&str>); 5] = [
         ("none", vec!["LEGIT"]),
         ("allow_ip_spoofing", ip_family.to_vec()),
         ("allow_mac_spoofing", vec!["LEGIT", "SPOOFMAC"]),
         // A DHCP server may also spoof IPs, as in SmartOS.
-        ("allow_dhcp_spoofing", [&ip_family[..], &["SPOOFDHCP"]].concat()),
+        (
+            "allow_dhcp_spoofing",
+            [&ip_family[..], &["SPOOFDHCP"]].concat(),
+        ),
         ("allow_restricted_traffic", vec!["LEGIT", "SPOOFL2"]),
     ];
     for (flag, expected) in rounds {
@@ -147,7 +153,11 @@ fn spoofed_frames_stop_at_the_port_until_their_flag_allows_them() {
         // Live, on the running jail.
         lab.driver.update_nics(&a).expect("update_nics");
         let (victim, host) = attack(&lab, &a, &b);
-        assert_eq!(victim, set(&expected), "flag {flag}: seen in the other jail");
+        assert_eq!(
+            victim,
+            set(&expected),
+            "flag {flag}: seen in the other jail"
+        );
         assert_eq!(host, set(&expected), "flag {flag}: seen on the host bridge");
     }
 
@@ -206,7 +216,10 @@ fn a_second_vm_may_not_take_a_used_mac_or_ip() {
         );
     };
     refused(payload("192.0.2.80", json!({})), "IP 192.0.2.80");
-    refused(payload("192.0.2.81", json!({"mac": mac})), &format!("MAC {mac}"));
+    refused(
+        payload("192.0.2.81", json!({"mac": mac})),
+        &format!("MAC {mac}"),
+    );
     let listed = lab.vmadm(&["list", "-H", "-o", "uuid"], None);
     assert_eq!(
         String::from_utf8_lossy(&listed.stdout).lines().count(),

@@ -282,7 +282,9 @@ fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
         rule(format!("arp saddr ip != @p{i}v4 drop"));
         rule(format!("ip saddr != @p{i}v4 drop"));
         rule(format!("ip6 saddr != @p{i}v6 drop"));
-        rule(format!("icmpv6 type nd-neighbor-advert @th,64,128 != @p{i}nd drop"));
+        rule(format!(
+            "icmpv6 type nd-neighbor-advert @th,64,128 != @p{i}nd drop"
+        ));
         // The link-layer address option that NS/NA (after 24 bytes) and
         // RS (after 8) carry first, as Linux sends them.
         rule(format!(
@@ -351,14 +353,18 @@ impl LinuxDriver {
         Err(ExecError::Failed {
             argv,
             status: out.status,
-            stderr: format!("{} (ruleset: {})", out.stderr_str().trim(), text.replace('\n', "; ")),
+            stderr: format!(
+                "{} (ruleset: {})",
+                out.stderr_str().trim(),
+                text.replace('\n', "; ")
+            ),
         }
         .into())
     }
 
     /// Installs the jail's filters; called once its host veths exist and
     /// before its init runs. One process, none when every port is open.
-    pub(super) fn install_filters(&self, vm: &VmSpec, dir: &JailDir) -> DriverResult<()> {
+    fn install_filters(&self, vm: &VmSpec, dir: &JailDir) -> DriverResult<()> {
         let filters = filters(vm).map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
         let Some(text) = ruleset(&vm.uuid, &filters) else {
             return Ok(());
@@ -367,6 +373,29 @@ impl LinuxDriver {
         let json = serde_json::to_vec(&filters).map_err(std::io::Error::other)?;
         std::fs::write(state_file(dir), json)?;
         self.nft(&text)
+    }
+
+    /// Runs `meanwhile` (the jail-side network setup) while the filters are
+    /// installed in another thread: the nft process then costs a start
+    /// little more than nothing. Both must succeed.
+    pub(super) fn with_filters(
+        &self,
+        vm: &VmSpec,
+        dir: &JailDir,
+        meanwhile: impl FnOnce() -> DriverResult<()>,
+    ) -> DriverResult<()> {
+        let (other, filters) = std::thread::scope(|s| {
+            let t = s.spawn(|| self.install_filters(vm, dir));
+            let other = meanwhile();
+            (other, t.join())
+        });
+        let filters = filters.unwrap_or_else(|_| {
+            Err(DriverError::Other(format!(
+                "{}: installing the anti-spoofing rules panicked",
+                vm.uuid
+            )))
+        });
+        other.and(filters)
     }
 
     /// Rebuilds a running jail's filters from `vm` (after `update_nics`):
@@ -408,14 +437,12 @@ impl LinuxDriver {
 fn merge_filters(booted: Vec<PortFilter>, current: Vec<PortFilter>) -> Vec<PortFilter> {
     booted
         .into_iter()
-        .map(|b| {
-            match current.iter().find(|c| c.mac == b.mac) {
-                Some(c) => PortFilter {
-                    port: b.port.clone(),
-                    ..c.clone()
-                },
-                None => b,
-            }
+        .map(|b| match current.iter().find(|c| c.mac == b.mac) {
+            Some(c) => PortFilter {
+                port: b.port.clone(),
+                ..c.clone()
+            },
+            None => b,
         })
         .collect()
 }
@@ -492,8 +519,14 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
         let f = filters(&v).unwrap();
         assert!(f[0].ip_spoofing && f[0].dhcp_spoofing && !f[0].mac_spoofing);
         let text = ruleset(&v.uuid, &f).unwrap();
-        assert!(!text.contains("ip saddr") && !text.contains("udp sport"), "{text}");
-        assert!(text.contains("ether saddr != 02:00:00:00:00:01 drop"), "{text}");
+        assert!(
+            !text.contains("ip saddr") && !text.contains("udp sport"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ether saddr != 02:00:00:00:00:01 drop"),
+            "{text}"
+        );
     }
 
     #[test]

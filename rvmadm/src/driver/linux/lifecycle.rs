@@ -150,12 +150,14 @@ impl LinuxDriver {
             let ns = netns_name(&vm.uuid);
             self.batch(Argv::new(["ip", "-batch", "-"]), &plan.host)?;
             self.batch(Argv::new(["bridge", "-batch", "-"]), &plan.vlan)?;
-            self.batch(
-                Argv::new(["ip", "-n", ns.as_str(), "-batch", "-"]),
-                &plan.jail,
-            )?;
-            // Anti-spoofing: the ports exist now and no tenant process yet.
-            self.install_filters(vm, dir)?;
+            // Anti-spoofing rules go on the host ports (they exist now) while
+            // the jail side is set up; no tenant process runs yet.
+            self.with_filters(vm, dir, || {
+                self.batch(
+                    Argv::new(["ip", "-n", ns.as_str(), "-batch", "-"]),
+                    &plan.jail,
+                )
+            })?;
         }
         let id = container_id(&vm.uuid);
         std::fs::create_dir_all(&self.runtime.root)?;
