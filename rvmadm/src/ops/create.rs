@@ -392,6 +392,33 @@ mod tests {
     }
 
     #[test]
+    fn a_taken_mac_or_ip_is_refused_before_anything_is_made() {
+        let fx = Fixture::new();
+        let nic = |mac: &str, ip: &str| json!({"nic_tag": "admin", "mac": mac, "ips": [ip]});
+        let first = fx.create_vm(json!({"nics": [nic("02:00:00:00:00:01", "192.0.2.10/24")]}));
+        for nics in [
+            json!([nic("02:00:00:00:00:02", "192.0.2.10/24")]),
+            json!([nic("02:00:00:00:00:01", "192.0.2.11/24")]),
+        ] {
+            let uuid = Uuid::new_v4();
+            let mark = fx.mark();
+            let err = create(&fx.ctx, &fx.payload(&uuid, json!({"nics": nics})))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("Conflict detected with another vm")
+                    && err.contains(&first.to_string()),
+                "{err}"
+            );
+            assert!(!fx.ctx.store.exists(&uuid));
+            assert!(fx
+                .commands_since(&mark)
+                .iter()
+                .all(|c| !c.contains("clone")));
+        }
+    }
+
+    #[test]
     fn an_invalid_payload_runs_nothing() {
         let fx = Fixture::new();
         let mut payload = fx.payload(&Uuid::new_v4(), json!({"quota": "lots"}));
