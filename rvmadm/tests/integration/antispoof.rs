@@ -30,7 +30,7 @@ fn netns(vm: &VmSpec) -> String {
 /// A listener that has bound its socket.
 fn listener(ns_arg: &str, iface: &str) -> Child {
     let mut child = Command::new("nsenter")
-        .args([ns_arg, "--", "python3", FRAMES, "listen", iface, "2.5"])
+        .args([ns_arg, "--", "python3", FRAMES, "listen", iface, "30"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -128,9 +128,17 @@ fn spoofed_frames_stop_at_the_port_until_their_flag_allows_them() {
     lab.start(&b);
     let table = format!("vmadm-{}", a.uuid);
     assert!(tables(&lab).contains(&table), "{}", tables(&lab));
-    // Ordinary traffic is untouched.
+    // Ordinary traffic is untouched: ARP and IPv4, and IPv6 neighbour
+    // discovery between link-local addresses.
     lab.sh_ok(&a, "ping -c 1 -W 2 192.0.2.11");
     lab.sh_ok(&b, "ping -c 1 -W 2 192.0.2.10");
+    let b_ll = "fe80::c0ff:fe00:20b"; // from b's MAC 02:00:c0:00:02:0b
+    lab.sh_ok(
+        &a,
+        &format!(
+            "for i in 1 2 3 4 5; do ping -6 -c 1 -W 2 {b_ll}%net0 && exit 0; sleep 1; done; exit 1"
+        ),
+    );
 
     let ip_family = ["LEGIT", "SPOOFIP", "SPOOFARP", "SPOOFNA", "SPOOFRA"];
     let rounds: [(&str, Vec<&str>); 5] = [
@@ -183,6 +191,21 @@ fn spoofed_frames_stop_at_the_port_until_their_flag_allows_them() {
     lab.driver.cleanup(&a).expect("cleanup");
     assert!(!tables(&lab).contains(&table), "{}", tables(&lab));
     assert!(lab.leftovers(&a).is_empty(), "{:?}", lab.leftovers(&a));
+
+    // A table a failed stop left behind, allowing a foreign address: the
+    // next start replaces it instead of merging into it.
+    let stale = lab.config.run_dir.join("stale.nft");
+    std::fs::write(
+        &stale,
+        format!("table netdev {table} {{\n\tset p0v4 {{ type ipv4_addr; flags interval; elements = {{ 192.0.2.99 }}; }}\n}}\n"),
+    )
+    .expect("stale");
+    lab.host(&["nft", "-f", stale.to_str().expect("utf-8")]);
+    assert!(tables(&lab).contains(&table));
+    lab.start(&a);
+    let (victim, host) = attack(&lab, &a, &b);
+    assert_eq!(victim, set(&["LEGIT", "SPOOFL2"]), "after a stale table");
+    assert_eq!(host, set(&["LEGIT", "SPOOFL2"]), "after a stale table");
 }
 
 fn payload(ip: &str, extra: Value) -> Value {

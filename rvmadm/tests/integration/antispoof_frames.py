@@ -2,7 +2,9 @@
 # inside a jail's or the lab's network namespace). Each crafted frame carries
 # an ASCII marker so the listener can name what reached it.
 #   send <iface> <mac> <ip> <victim-ip>
-#   listen <iface> <seconds>     prints "ready", then each marker seen once
+#   listen <iface> <seconds>     prints "ready", then each marker seen once;
+#                                stops at the sender's closing DONE frame
+#                                (prints TIMEOUT if none came in time)
 import socket, struct, sys, time
 
 MARKERS = [b"LEGIT", b"SPOOFIP", b"SPOOFMAC", b"SPOOFARP", b"SPOOFNA",
@@ -75,6 +77,9 @@ def send(iface, own_mac, own_ip, victim):
         for f in frames:
             s.send(f)
         time.sleep(0.05)
+    # A legitimate closing frame: everything sent before it has passed the
+    # port (or been dropped there) by the time a listener sees it.
+    s.send(eth(bc, me, 0x0800, ipv4(own_ip, bcast, 17, udp(4000, 4000, b"DONE"))))
 
 def listen(iface, seconds):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
@@ -83,11 +88,16 @@ def listen(iface, seconds):
     print("ready", flush=True)
     seen = set()
     end = time.time() + float(seconds)
-    while time.time() < end:
+    while True:
+        if time.time() >= end:
+            print("TIMEOUT", flush=True)
+            return
         try:
             f = s.recv(65535)
         except socket.timeout:
             continue
+        if b"DONE" in f:
+            return
         for m in MARKERS:
             if m in f and m not in seen:
                 seen.add(m)

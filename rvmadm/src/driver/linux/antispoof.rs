@@ -345,6 +345,10 @@ fn state_file(dir: &JailDir) -> std::path::PathBuf {
 
 impl LinuxDriver {
     fn nft(&self, text: &str) -> DriverResult<()> {
+        self.try_nft(text).map_err(DriverError::from)
+    }
+
+    fn try_nft(&self, text: &str) -> Result<(), ExecError> {
         let argv = Argv::new(["nft", "-f", "-"]);
         let out = self.runner.output(&argv, Some(text.as_bytes()))?;
         if out.success() {
@@ -358,8 +362,7 @@ impl LinuxDriver {
                 out.stderr_str().trim(),
                 text.replace('\n', "; ")
             ),
-        }
-        .into())
+        })
     }
 
     /// Installs the jail's filters; called once its host veths exist and
@@ -372,7 +375,16 @@ impl LinuxDriver {
         // Written first: a crash after nft leaves a mark for the teardown.
         let json = serde_json::to_vec(&filters).map_err(std::io::Error::other)?;
         std::fs::write(state_file(dir), json)?;
-        self.nft(&text)
+        // `create` refuses (atomically) a table a failed stop left behind,
+        // whose sets would otherwise merge stale addresses into the new
+        // ones; only then is the slower replacement paid for.
+        let t = table_name(&vm.uuid);
+        match self.try_nft(&format!("create table netdev {t}\n{text}")) {
+            Err(ExecError::Failed { stderr, .. }) if stderr.contains("File exists") => {
+                self.nft(&replace_text(&vm.uuid, &filters))
+            }
+            other => other.map_err(DriverError::from),
+        }
     }
 
     /// Runs `meanwhile` (the jail-side network setup) while the filters are
