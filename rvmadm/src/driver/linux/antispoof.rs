@@ -32,11 +32,12 @@
 use super::driver::LinuxDriver;
 use super::names::{host_veth, JailDir};
 use crate::driver::{DriverError, DriverResult};
-use crate::exec::{Argv, ExecError};
+use crate::exec::{Argv, CommandRunner, ExecError};
 use crate::spec::{Nic, NicAddr, VmSpec};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// What one port's rules are made from: everything validated.
@@ -349,20 +350,7 @@ impl LinuxDriver {
     }
 
     fn try_nft(&self, text: &str) -> Result<(), ExecError> {
-        let argv = Argv::new(["nft", "-f", "-"]);
-        let out = self.runner.output(&argv, Some(text.as_bytes()))?;
-        if out.success() {
-            return Ok(());
-        }
-        Err(ExecError::Failed {
-            argv,
-            status: out.status,
-            stderr: format!(
-                "{} (ruleset: {})",
-                out.stderr_str().trim(),
-                text.replace('\n', "; ")
-            ),
-        })
+        run_nft(self.runner.as_ref(), text)
     }
 
     /// Installs the jail's filters; called once its host veths exist and
@@ -427,21 +415,66 @@ impl LinuxDriver {
         self.nft(&replace_text(&vm.uuid, &new))
     }
 
-    /// Drops the jail's table. A plain stop only when the boot installed
-    /// one (no process otherwise); `thorough` (crash repair) always, since a
-    /// crash may have lost the mark.
-    pub(super) fn remove_filters(&self, vm: &VmSpec, thorough: bool, errors: &mut Vec<String>) {
+    /// Starts dropping the jail's table in a thread of its own, so the
+    /// kernel's wait for the deleted table overlaps the rest of a teardown.
+    /// A plain stop does so only when the boot installed one (no process
+    /// otherwise); `thorough` (crash repair) whenever the jail may have had
+    /// NICs, since a crash may have lost the mark.
+    pub(super) fn begin_removing_filters(&self, vm: &VmSpec, thorough: bool) -> PendingRemoval {
         let dir = JailDir::new(&self.run_dir, &vm.uuid);
         let marked = state_file(&dir).exists();
         // Without NICs now and without a mark, no boot of this record made a
         // table (a NIC removed from a running jail leaves the mark).
         if !marked && (!thorough || vm.nics.is_empty()) {
-            return;
+            return PendingRemoval(None);
         }
-        if let Err(e) = self.nft(&delete_text(&vm.uuid)) {
-            errors.push(e.to_string());
+        let runner = Arc::clone(&self.runner);
+        let text = delete_text(&vm.uuid);
+        PendingRemoval(Some(std::thread::spawn(move || {
+            run_nft(runner.as_ref(), &text)
+        })))
+    }
+}
+
+/// A table removal started by [`LinuxDriver::begin_removing_filters`].
+pub(super) struct PendingRemoval(Option<std::thread::JoinHandle<Result<(), ExecError>>>);
+
+impl PendingRemoval {
+    /// Waits for the removal; a failure joins the teardown's errors.
+    pub(super) fn finish(mut self, errors: &mut Vec<String>) {
+        match self.0.take().map(|h| h.join()) {
+            None | Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(e))) => errors.push(e.to_string()),
+            Some(Err(_)) => errors.push("removing the anti-spoofing rules panicked".into()),
         }
     }
+}
+
+impl Drop for PendingRemoval {
+    /// A teardown that returns early still waits for the removal.
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Loads `text` as one nft transaction (`nft -f -`, the text on stdin).
+fn run_nft(runner: &dyn CommandRunner, text: &str) -> Result<(), ExecError> {
+    let argv = Argv::new(["nft", "-f", "-"]);
+    let out = runner.output(&argv, Some(text.as_bytes()))?;
+    if out.success() {
+        return Ok(());
+    }
+    Err(ExecError::Failed {
+        argv,
+        status: out.status,
+        stderr: format!(
+            "{} (ruleset: {})",
+            out.stderr_str().trim(),
+            text.replace('\n', "; ")
+        ),
+    })
 }
 
 /// The ports of a running jail after an update: the boot's ports, each

@@ -243,6 +243,9 @@ impl LinuxDriver {
     pub(super) fn teardown(&self, vm: &VmSpec, thorough: bool) -> DriverResult<()> {
         let id = container_id(&vm.uuid);
         let mut errors: Vec<String> = Vec::new();
+        // The anti-spoofing table goes in parallel with the rest (its
+        // removal mostly waits for the kernel).
+        let filters = self.begin_removing_filters(vm, thorough);
         if thorough {
             // A vmadm killed mid-start leaves its runtime child running on
             // its own; let it finish first so it cannot create the container
@@ -265,7 +268,6 @@ impl LinuxDriver {
                 }
             }
         }
-        self.remove_filters(vm, thorough, &mut errors);
         if thorough {
             let prefix = host_veth(&vm.uuid, 0);
             let prefix = &prefix[..prefix.len() - 1];
@@ -292,6 +294,7 @@ impl LinuxDriver {
             }
         }
         self.remove_cgroups(vm, &mut errors);
+        filters.finish(&mut errors);
         let dir = JailDir::new(&self.run_dir, &vm.uuid);
         if dir.dir.exists() {
             if let Err(e) = std::fs::remove_dir_all(&dir.dir) {
