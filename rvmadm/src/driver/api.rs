@@ -133,6 +133,14 @@ pub trait Driver: Send + Sync {
     /// the amounts in `vm`. Returns the limits that need a reboot instead.
     fn update_live(&self, vm: &VmSpec, limits: &[Limit]) -> DriverResult<Vec<Limit>>;
 
+    /// Re-applies a running VM's NIC protections (anti-spoofing flags, `ips`,
+    /// `allowed_ips`) after an update changed its NICs; a stopped VM reads
+    /// them at boot. The default has nothing to apply.
+    fn update_nics(&self, vm: &VmSpec) -> DriverResult<()> {
+        let _ = vm;
+        Ok(())
+    }
+
     /// An interactive login shell on the caller's terminal; returns its exit code.
     fn console(&self, vm: &VmSpec) -> DriverResult<i32>;
 

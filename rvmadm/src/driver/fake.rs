@@ -103,6 +103,10 @@ impl Driver for FakeDriver {
             .copied()
             .collect())
     }
+    fn update_nics(&self, vm: &VmSpec) -> DriverResult<()> {
+        self.record(format!("update nics {}", vm.uuid));
+        Ok(())
+    }
     fn console(&self, vm: &VmSpec) -> DriverResult<i32> {
         self.record(format!("console {}", vm.uuid));
         Ok(0)

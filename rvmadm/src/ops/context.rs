@@ -70,6 +70,25 @@ impl Ctx {
             .ok_or_else(|| OpsError::no_such_vm(uuid))
     }
 
+    /// Refuses `vm` (about to be saved as `uuid`) when a NIC takes a MAC or
+    /// IP another VM holds on its network (`spec::unique`). Records that
+    /// cannot be read hold nothing here.
+    pub(crate) fn check_addresses_free(
+        &self,
+        uuid: &Uuid,
+        vm: &crate::spec::VmRecord,
+    ) -> OpsResult<()> {
+        if vm.nics.as_ref().is_none_or(|n| n.is_empty()) {
+            return Ok(());
+        }
+        let all = self.store.load_all()?;
+        let others = all
+            .iter()
+            .filter_map(|(u, r)| r.as_ref().ok().map(|r| (u, &r.vm)));
+        crate::spec::unique::check_unique(uuid, vm, others)
+            .map_err(|e| OpsError::Failed(e.to_string()))
+    }
+
     /// The typed view drivers take.
     pub(crate) fn spec(&self, rec: &Record) -> OpsResult<VmSpec> {
         VmSpec::from_record(&rec.vm).map_err(|e| {

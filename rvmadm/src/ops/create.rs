@@ -77,6 +77,7 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
             now: &now,
         },
     );
+    ctx.check_addresses_free(&uuid, &obj)?;
     obj.incomplete = Some(true);
     obj.place(Field::Incomplete);
     ctx.store.save(&uuid, &obj)?;
@@ -388,6 +389,33 @@ mod tests {
         assert_eq!(err, format!("VM with UUID {uuid} already exists"));
         assert!(fx.commands_since(&mark).is_empty());
         assert_eq!(fx.record(&uuid).alias.as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn a_taken_mac_or_ip_is_refused_before_anything_is_made() {
+        let fx = Fixture::new();
+        let nic = |mac: &str, ip: &str| json!({"nic_tag": "admin", "mac": mac, "ips": [ip]});
+        let first = fx.create_vm(json!({"nics": [nic("02:00:00:00:00:01", "192.0.2.10/24")]}));
+        for nics in [
+            json!([nic("02:00:00:00:00:02", "192.0.2.10/24")]),
+            json!([nic("02:00:00:00:00:01", "192.0.2.11/24")]),
+        ] {
+            let uuid = Uuid::new_v4();
+            let mark = fx.mark();
+            let err = create(&fx.ctx, &fx.payload(&uuid, json!({"nics": nics})))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("Conflict detected with another vm")
+                    && err.contains(&first.to_string()),
+                "{err}"
+            );
+            assert!(!fx.ctx.store.exists(&uuid));
+            assert!(fx
+                .commands_since(&mark)
+                .iter()
+                .all(|c| !c.contains("clone")));
+        }
     }
 
     #[test]

@@ -49,6 +49,9 @@ impl Driver for Shared {
     fn update_live(&self, vm: &VmSpec, limits: &[Limit]) -> DriverResult<Vec<Limit>> {
         self.0.update_live(vm, limits)
     }
+    fn update_nics(&self, vm: &VmSpec) -> DriverResult<()> {
+        self.0.update_nics(vm)
+    }
     fn console(&self, vm: &VmSpec) -> DriverResult<i32> {
         self.0.console(vm)
     }

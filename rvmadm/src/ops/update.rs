@@ -57,9 +57,13 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
     if outcome.changed.is_empty() {
         return Ok(Updated::default());
     }
+    let nics_changed = outcome.changed.iter().any(|k| k == "nics");
+    if nics_changed {
+        ctx.check_addresses_free(uuid, &obj)?;
+    }
     let changes = host_changes(&outcome.changed, &obj)?;
     // Only an update with host effects needs the typed view.
-    let spec = if changes.is_empty() {
+    let spec = if changes.is_empty() && !nics_changed {
         None
     } else {
         Some(crate::spec::VmSpec::from_record(&obj).map_err(OpsError::Failed)?)
@@ -77,6 +81,12 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
                 .iter()
                 .map(|l| l.property().to_string())
                 .collect();
+        }
+    }
+    // Anti-spoofing rules follow the NICs' addresses and flags live.
+    if let Some(spec) = spec.as_ref().filter(|_| nics_changed) {
+        if ctx.is_running(uuid)? {
+            ctx.driver.update_nics(spec)?;
         }
     }
     Ok(Updated {
@@ -296,6 +306,44 @@ mod tests {
         let rec = fx.record(&uuid);
         assert_eq!(rec.alias.as_deref(), Some("new"));
         assert_eq!(rec.hostname.as_deref(), Some("web01"));
+    }
+
+    fn nic(mac: &str, ip: &str) -> Value {
+        json!({"nic_tag": "admin", "mac": mac, "ips": [format!("{ip}/24")]})
+    }
+
+    #[test]
+    fn nic_changes_reach_a_running_vm_and_taken_addresses_are_refused() {
+        let fx = Fixture::new();
+        let a = fx.running_vm(json!({"nics": [nic("02:00:00:00:00:01", "192.0.2.10")]}));
+        let b = fx.create_vm(json!({"nics": [nic("02:00:00:00:00:02", "192.0.2.11")]}));
+        // A taken IP: refused before the record or the driver is touched.
+        let before = fx.stored(&b);
+        let mark = fx.mark();
+        let taken =
+            json!({"update_nics": [{"mac": "02:00:00:00:00:02", "ips": ["192.0.2.10/24"]}]});
+        let err = update(&fx.ctx, &b, &payload(taken))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("Conflict detected with another vm"),
+            "{err}"
+        );
+        assert!(err.contains(&a.to_string()), "{err}");
+        assert_eq!(fx.stored(&b), before);
+        assert!(fx.driver_calls_since(&mark).is_empty());
+        // A flag change on the running VM goes to the driver at once …
+        let flag =
+            json!({"update_nics": [{"mac": "02:00:00:00:00:01", "allow_ip_spoofing": true}]});
+        let up = update(&fx.ctx, &a, &payload(flag)).unwrap();
+        assert_eq!(up.changed, ["nics"], "{:?}", fx.stored(&a));
+        assert_eq!(fx.driver_calls_since(&mark), [format!("update nics {a}")]);
+        // … and a stopped VM reads it at boot.
+        let mark = fx.mark();
+        let flag =
+            json!({"update_nics": [{"mac": "02:00:00:00:00:02", "allow_mac_spoofing": true}]});
+        update(&fx.ctx, &b, &payload(flag)).unwrap();
+        assert!(fx.driver_calls_since(&mark).is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod object;
 pub mod props;
 pub mod record;
 mod stored;
+pub mod unique;
 pub mod validate;
 pub mod value;
 mod vm;

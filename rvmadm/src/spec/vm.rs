@@ -50,6 +50,22 @@ impl NicAddr {
     }
 }
 
+impl NicAddr {
+    /// Parses an `allowed_ips` entry: `addr/prefix`, or a bare address
+    /// standing for itself alone (/32 or /128).
+    pub fn parse_network(s: &str) -> Option<NicAddr> {
+        if s.contains('/') {
+            return match NicAddr::parse(s)? {
+                a @ NicAddr::Static { .. } => Some(a),
+                _ => None,
+            };
+        }
+        let addr: IpAddr = s.parse().ok()?;
+        let prefix = if addr.is_ipv4() { 32 } else { 128 };
+        Some(NicAddr::Static { addr, prefix })
+    }
+}
+
 impl std::fmt::Display for NicAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -81,15 +97,18 @@ pub struct Nic {
     /// As stored; use [`VmSpec::primary_nic`] to find the NIC that carries
     /// the default route.
     pub primary: bool,
-    /// May send from source IPs it was not given (no driver filters yet).
+    /// May send from source IPs it was not given (Linux: no source
+    /// address filter on its port).
     pub allow_ip_spoofing: bool,
-    /// May send from other source MACs (no driver filters yet).
+    /// May send from other source MACs.
     pub allow_mac_spoofing: bool,
-    /// May act as a DHCP server; also set by the deprecated `dhcp_server`
-    /// (no driver filters yet).
+    /// May act as a DHCP server; also set by the deprecated `dhcp_server`.
     pub allow_dhcp_spoofing: bool,
-    /// May send non-IP traffic (no driver filters yet).
+    /// May send traffic other than IPv4, IPv6 and ARP.
     pub allow_restricted_traffic: bool,
+    /// Extra source addresses or networks (`allowed_ips`), each with its
+    /// prefix length (a bare address gets the full length).
+    pub allowed_ips: Vec<NicAddr>,
 }
 
 /// Resource limits in SmartOS units.
@@ -371,6 +390,12 @@ fn nic_from_object(n: &Map<String, Value>) -> Result<Nic, String> {
         allow_mac_spoofing: b("allow_mac_spoofing"),
         allow_dhcp_spoofing: b("allow_dhcp_spoofing") || b("dhcp_server"),
         allow_restricted_traffic: b("allow_restricted_traffic"),
+        allowed_ips: strs("allowed_ips")
+            .iter()
+            .map(|a| {
+                NicAddr::parse_network(a).ok_or_else(|| format!("bad allowed_ips entry {a:?}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
     })
 }
 

@@ -410,6 +410,12 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        if self
+            .host(&["nft", "list", "tables"])
+            .contains(&format!("vmadm-{u}"))
+        {
+            out.push("nft table".into());
+        }
         if Path::new(&format!("/run/netns/vmadm-{u}")).exists() {
             out.push("netns".into());
         }

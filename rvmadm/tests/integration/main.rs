@@ -6,6 +6,7 @@
 // Test code: a failed unwrap/expect is a test failure with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod antispoof;
 mod core;
 mod fidelity;
 mod golden;

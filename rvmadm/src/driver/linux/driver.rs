@@ -83,6 +83,10 @@ impl Driver for LinuxDriver {
         self.update_jail(vm, limits)
     }
 
+    fn update_nics(&self, vm: &VmSpec) -> DriverResult<()> {
+        self.update_jail_nics(vm)
+    }
+
     fn console(&self, vm: &VmSpec) -> DriverResult<i32> {
         self.console_jail(vm)
     }

@@ -150,10 +150,14 @@ impl LinuxDriver {
             let ns = netns_name(&vm.uuid);
             self.batch(Argv::new(["ip", "-batch", "-"]), &plan.host)?;
             self.batch(Argv::new(["bridge", "-batch", "-"]), &plan.vlan)?;
-            self.batch(
-                Argv::new(["ip", "-n", ns.as_str(), "-batch", "-"]),
-                &plan.jail,
-            )?;
+            // Anti-spoofing rules go on the host ports (they exist now) while
+            // the jail side is set up; no tenant process runs yet.
+            self.with_filters(vm, dir, || {
+                self.batch(
+                    Argv::new(["ip", "-n", ns.as_str(), "-batch", "-"]),
+                    &plan.jail,
+                )
+            })?;
         }
         let id = container_id(&vm.uuid);
         std::fs::create_dir_all(&self.runtime.root)?;
@@ -239,6 +243,9 @@ impl LinuxDriver {
     pub(super) fn teardown(&self, vm: &VmSpec, thorough: bool) -> DriverResult<()> {
         let id = container_id(&vm.uuid);
         let mut errors: Vec<String> = Vec::new();
+        // The anti-spoofing table goes in parallel with the rest (its
+        // removal mostly waits for the kernel).
+        let filters = self.begin_removing_filters(vm, thorough);
         if thorough {
             // A vmadm killed mid-start leaves its runtime child running on
             // its own; let it finish first so it cannot create the container
@@ -287,6 +294,7 @@ impl LinuxDriver {
             }
         }
         self.remove_cgroups(vm, &mut errors);
+        filters.finish(&mut errors);
         let dir = JailDir::new(&self.run_dir, &vm.uuid);
         if dir.dir.exists() {
             if let Err(e) = std::fs::remove_dir_all(&dir.dir) {

@@ -1,6 +1,7 @@
 //! The Linux driver: an OCI runtime (runc by default) on the ZFS clone, inside a
 //! network namespace that vmadm owns.
 
+mod antispoof;
 mod bundle;
 mod console;
 mod driver;

@@ -78,6 +78,16 @@ impl LinuxDriver {
         }
         Ok(reboot)
     }
+
+    /// After `update_nics` & co: a running jail's ports take the NICs' new
+    /// addresses and anti-spoofing flags at once (SmartOS applies them live).
+    pub(super) fn update_jail_nics(&self, vm: &VmSpec) -> DriverResult<()> {
+        let dir = JailDir::new(&self.run_dir, &vm.uuid);
+        if state::running(&dir).is_none() {
+            return Ok(());
+        }
+        self.refresh_filters(vm, &dir)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,637 @@
+//! Anti-spoofing on the host end of each jail NIC: SmartOS's
+//! `allow_ip_spoofing`, `allow_mac_spoofing`, `allow_dhcp_spoofing` and
+//! `allow_restricted_traffic` (all off by default) as nftables rules.
+//!
+//! Jails keep CAP_NET_RAW, so whatever a jail's kernel or its root user puts
+//! on the wire is checked where it leaves the jail: the ingress hook of the
+//! host-side veth (a `netdev` table, one per jail, named from its uuid). Each
+//! port gets one base chain bound to that device alone, so a frame walks
+//! only its own jail's rules, and a dropped frame never reaches the bridge,
+//! its forwarding table, another jail or the host. The whole table goes in
+//! and out as one `nft -f -` transaction (one process); the text is built
+//! here from validated values only (interface names, MACs, parsed IPs), so no
+//! payload string ever reaches the nft parser.
+//!
+//! What each protection drops, after illumos' `mac_protect.c`:
+//! * MAC (`allow_mac_spoofing` off): frames whose source MAC is not the NIC's.
+//! * restricted (`allow_restricted_traffic` off): ether types other than
+//!   IPv4, IPv6 and ARP (so also VLAN-tagged frames).
+//! * IP (`allow_ip_spoofing` off, and not a DHCP server NIC): IPv4 sources
+//!   and ARP sender addresses outside `ips` (host addresses) + `allowed_ips`
+//!   (0.0.0.0 allowed); ARP whose sender MAC is not the NIC's; IPv6 sources
+//!   outside those plus `::` and the link-local address derived from the MAC;
+//!   neighbour advertisements for targets outside them; NS/NA/RS whose
+//!   link-layer option names another MAC; and router advertisements and
+//!   redirects (SmartOS lets a zone advertise from its own link-local
+//!   address; here only a NIC that may spoof IPs, as a router must, may).
+//! * DHCP (`allow_dhcp_spoofing`/`dhcp_server` off): DHCP and DHCPv6
+//!   server/relay messages (source port 67 or 547), and DHCP requests whose
+//!   client hardware address is not the NIC's MAC. As in SmartOS, a DHCP
+//!   server NIC also may spoof IPs.
+
+use super::driver::LinuxDriver;
+use super::names::{host_veth, JailDir};
+use crate::driver::{DriverError, DriverResult};
+use crate::exec::{Argv, CommandRunner, ExecError};
+use crate::spec::{Nic, NicAddr, VmSpec};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// What one port's rules are made from: everything validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortFilter {
+    /// Host end of the veth pair (the device the chain hooks).
+    pub port: String,
+    /// The NIC's MAC, six bytes.
+    pub mac: [u8; 6],
+    /// Source MAC may differ from `mac`.
+    pub mac_spoofing: bool,
+    /// Source addresses are not checked (also set by DHCP server NICs).
+    pub ip_spoofing: bool,
+    /// May act as a DHCP server.
+    pub dhcp_spoofing: bool,
+    /// May send non-IP ether types.
+    pub restricted_traffic: bool,
+    /// Allowed IPv4 sources as (network, prefix).
+    pub v4: Vec<(Ipv4Addr, u8)>,
+    /// Allowed IPv6 sources as (network, prefix).
+    pub v6: Vec<(Ipv6Addr, u8)>,
+}
+
+/// A NIC whose values cannot become rules (never expected: the spec was
+/// validated, but a record edited by hand must not reach nft).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("nic {iface}: cannot build anti-spoofing rules: invalid {what} {value:?}")]
+pub struct FilterError {
+    iface: String,
+    what: &'static str,
+    value: String,
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+fn valid_port(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
+}
+
+impl PortFilter {
+    /// The filter of `nic`, whose host end is `port`.
+    pub fn new(nic: &Nic, port: String) -> Result<PortFilter, FilterError> {
+        let bad = |what, value: &str| FilterError {
+            iface: nic.interface.clone(),
+            what,
+            value: value.to_string(),
+        };
+        if !valid_port(&port) {
+            return Err(bad("host interface", &port));
+        }
+        let mac = parse_mac(&nic.mac).ok_or_else(|| bad("mac", &nic.mac))?;
+        let mut v4 = vec![(Ipv4Addr::UNSPECIFIED, 32)];
+        let mut v6 = vec![(Ipv6Addr::UNSPECIFIED, 128), (link_local(mac), 128)];
+        // SmartOS allows the NIC's own addresses as hosts (the prefix is
+        // the subnet, not a licence for it) and allowed_ips as given.
+        let own = nic.ips.iter().filter_map(|a| match a {
+            NicAddr::Static { addr, .. } => Some((*addr, if addr.is_ipv4() { 32 } else { 128 })),
+            _ => None,
+        });
+        let extra = nic.allowed_ips.iter().filter_map(|a| match a {
+            NicAddr::Static { addr, prefix } => Some((*addr, *prefix)),
+            _ => None,
+        });
+        for (addr, prefix) in own.chain(extra) {
+            match addr {
+                IpAddr::V4(a) if prefix <= 32 => v4.push((mask4(a, prefix), prefix)),
+                IpAddr::V6(a) if prefix <= 128 => v6.push((mask6(a, prefix), prefix)),
+                _ => return Err(bad("address", &format!("{addr}/{prefix}"))),
+            }
+        }
+        v4.sort();
+        v4.dedup();
+        v6.sort();
+        v6.dedup();
+        Ok(PortFilter {
+            port,
+            mac,
+            mac_spoofing: nic.allow_mac_spoofing,
+            ip_spoofing: nic.allow_ip_spoofing || nic.allow_dhcp_spoofing,
+            dhcp_spoofing: nic.allow_dhcp_spoofing,
+            restricted_traffic: nic.allow_restricted_traffic,
+            v4,
+            v6,
+        })
+    }
+
+    /// True when the port needs no rule at all.
+    fn open(&self) -> bool {
+        self.mac_spoofing && self.ip_spoofing && self.dhcp_spoofing && self.restricted_traffic
+    }
+}
+
+/// The filters of every NIC of `vm`, host ends named as the network plan
+/// names them.
+pub fn filters(vm: &VmSpec) -> Result<Vec<PortFilter>, FilterError> {
+    vm.nics
+        .iter()
+        .enumerate()
+        .map(|(i, nic)| PortFilter::new(nic, host_veth(&vm.uuid, i)))
+        .collect()
+}
+
+/// The IPv6 link-local address the kernel derives from `mac` (EUI-64).
+fn link_local(mac: [u8; 6]) -> Ipv6Addr {
+    let [a, b, c, d, e, f] = mac;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        a ^ 0x02,
+        b,
+        c,
+        0xff,
+        0xfe,
+        d,
+        e,
+        f,
+    ])
+}
+
+fn mask4(a: Ipv4Addr, prefix: u8) -> Ipv4Addr {
+    let bits = u32::from(a);
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+    Ipv4Addr::from(bits & mask)
+}
+
+fn mask6(a: Ipv6Addr, prefix: u8) -> Ipv6Addr {
+    let bits = u128::from(a);
+    let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+    Ipv6Addr::from(bits & mask)
+}
+
+/// The nft table of a jail: `vmadm-<uuid>` in the netdev family.
+pub fn table_name(uuid: &Uuid) -> String {
+    format!("vmadm-{uuid}")
+}
+
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn mac_hex(mac: [u8; 6]) -> String {
+    let mut s = String::from("0x");
+    for b in mac {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn net_elems<A: std::fmt::Display>(nets: &[(A, u8)], full: u8) -> String {
+    nets.iter()
+        .map(|(a, p)| {
+            if *p == full {
+                a.to_string()
+            } else {
+                format!("{a}/{p}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// IPv6 networks as 128-bit ranges, for the raw match on a neighbour
+/// advertisement's target (nft 1.0.6 has no typed field for it).
+fn target_elems(nets: &[(Ipv6Addr, u8)]) -> String {
+    nets.iter()
+        .filter(|(a, _)| !a.is_unspecified())
+        .map(|(a, p)| {
+            let lo = u128::from(*a);
+            let hi = lo | u128::MAX.checked_shr(u32::from(*p)).unwrap_or(0);
+            if lo == hi {
+                format!("0x{lo:032x}")
+            } else {
+                format!("0x{lo:032x}-0x{hi:032x}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One port's sets and chain, as lines of the table body.
+fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
+    let mac = mac_text(f.mac);
+    let machex = mac_hex(f.mac);
+    if !f.ip_spoofing {
+        let _ = writeln!(
+            out,
+            "\tset p{i}v4 {{ type ipv4_addr; flags interval; elements = {{ {} }}; }}",
+            net_elems(&f.v4, 32)
+        );
+        let _ = writeln!(
+            out,
+            "\tset p{i}v6 {{ type ipv6_addr; flags interval; elements = {{ {} }}; }}",
+            net_elems(&f.v6, 128)
+        );
+        let _ = writeln!(
+            out,
+            "\tset p{i}nd {{ typeof @th,64,128; flags interval; elements = {{ {} }}; }}",
+            target_elems(&f.v6)
+        );
+    }
+    let _ = writeln!(out, "\tchain p{i} {{");
+    let _ = writeln!(
+        out,
+        "\t\ttype filter hook ingress device \"{}\" priority 0; policy accept;",
+        f.port
+    );
+    let mut rule = |r: String| {
+        let _ = writeln!(out, "\t\t{r}");
+    };
+    if !f.mac_spoofing {
+        rule(format!("ether saddr != {mac} drop"));
+    }
+    if !f.restricted_traffic {
+        rule("ether type != { ip, ip6, arp } drop".into());
+    }
+    if !f.ip_spoofing {
+        rule("arp hlen != 6 drop".into());
+        rule("arp plen != 4 drop".into());
+        rule(format!("arp saddr ether != {mac} drop"));
+        rule(format!("arp saddr ip != @p{i}v4 drop"));
+        rule(format!("ip saddr != @p{i}v4 drop"));
+        rule(format!("ip6 saddr != @p{i}v6 drop"));
+        rule(format!(
+            "icmpv6 type nd-neighbor-advert @th,64,128 != @p{i}nd drop"
+        ));
+        // The link-layer address option that NS/NA (after 24 bytes) and
+        // RS (after 8) carry first, as Linux sends them.
+        rule(format!(
+            "icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} @th,192,8 {{ 1, 2 }} @th,208,48 != {machex} drop"
+        ));
+        rule(format!(
+            "icmpv6 type nd-router-solicit @th,64,8 1 @th,80,48 != {machex} drop"
+        ));
+        rule("icmpv6 type { nd-router-advert, nd-redirect } drop".into());
+    }
+    if !f.dhcp_spoofing {
+        rule("udp sport { 67, 547 } drop".into());
+        // chaddr: 28 bytes into the BOOTP message, after the UDP header.
+        rule(format!("udp dport 67 @th,288,48 != {machex} drop"));
+    }
+    let _ = writeln!(out, "\t}}");
+}
+
+/// The ruleset that creates the jail's table (none when no port needs a
+/// rule). Meant for a table that does not exist yet: creating costs no
+/// wait, replacing does (see [`replace_text`]).
+pub fn ruleset(uuid: &Uuid, filters: &[PortFilter]) -> Option<String> {
+    if filters.iter().all(PortFilter::open) {
+        return None;
+    }
+    let mut out = format!("table netdev {} {{\n", table_name(uuid));
+    for (i, f) in filters.iter().enumerate() {
+        if !f.open() {
+            port_rules(i, f, &mut out);
+        }
+    }
+    out.push_str("}\n");
+    Some(out)
+}
+
+/// One transaction that drops the jail's table if present (`add` first makes
+/// the `delete` safe when it is not).
+pub fn delete_text(uuid: &Uuid) -> String {
+    let t = table_name(uuid);
+    format!("add table netdev {t}\ndelete table netdev {t}\n")
+}
+
+/// One transaction that replaces the jail's table by `filters`' rules, so
+/// the ports are never unfiltered in between.
+pub fn replace_text(uuid: &Uuid, filters: &[PortFilter]) -> String {
+    let mut out = delete_text(uuid);
+    if let Some(r) = ruleset(uuid, filters) {
+        out.push_str(&r);
+    }
+    out
+}
+
+/// The boot's filters, kept in the run directory so a live update knows
+/// which port carries which NIC, and as the mark that a table exists.
+fn state_file(dir: &JailDir) -> std::path::PathBuf {
+    dir.dir.join("antispoof.json")
+}
+
+impl LinuxDriver {
+    fn nft(&self, text: &str) -> DriverResult<()> {
+        self.try_nft(text).map_err(DriverError::from)
+    }
+
+    fn try_nft(&self, text: &str) -> Result<(), ExecError> {
+        run_nft(self.runner.as_ref(), text)
+    }
+
+    /// Installs the jail's filters; called once its host veths exist and
+    /// before its init runs. One process, none when every port is open.
+    fn install_filters(&self, vm: &VmSpec, dir: &JailDir) -> DriverResult<()> {
+        let filters = filters(vm).map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
+        let Some(text) = ruleset(&vm.uuid, &filters) else {
+            return Ok(());
+        };
+        // Written first: a crash after nft leaves a mark for the teardown.
+        let json = serde_json::to_vec(&filters).map_err(std::io::Error::other)?;
+        std::fs::write(state_file(dir), json)?;
+        // `create` refuses (atomically) a table a failed stop left behind,
+        // whose sets would otherwise merge stale addresses into the new
+        // ones; only then is the slower replacement paid for.
+        let t = table_name(&vm.uuid);
+        match self.try_nft(&format!("create table netdev {t}\n{text}")) {
+            Err(ExecError::Failed { stderr, .. }) if stderr.contains("File exists") => {
+                self.nft(&replace_text(&vm.uuid, &filters))
+            }
+            other => other.map_err(DriverError::from),
+        }
+    }
+
+    /// Runs `meanwhile` (the jail-side network setup) while the filters are
+    /// installed in another thread: the nft process then costs a start
+    /// little more than nothing. Both must succeed.
+    pub(super) fn with_filters(
+        &self,
+        vm: &VmSpec,
+        dir: &JailDir,
+        meanwhile: impl FnOnce() -> DriverResult<()>,
+    ) -> DriverResult<()> {
+        let (other, filters) = std::thread::scope(|s| {
+            let t = s.spawn(|| self.install_filters(vm, dir));
+            let other = meanwhile();
+            (other, t.join())
+        });
+        let filters = filters.unwrap_or_else(|_| {
+            Err(DriverError::Other(format!(
+                "{}: installing the anti-spoofing rules panicked",
+                vm.uuid
+            )))
+        });
+        other.and(filters)
+    }
+
+    /// Rebuilds a running jail's filters from `vm` (after `update_nics`):
+    /// each port booted with a NIC keeps that NIC (matched by MAC) with its
+    /// new addresses and flags; a NIC removed from the record keeps its boot
+    /// rules and one added waits for the next boot, as its veth does.
+    pub(super) fn refresh_filters(&self, vm: &VmSpec, dir: &JailDir) -> DriverResult<()> {
+        let booted: Vec<PortFilter> = match std::fs::read(state_file(dir)) {
+            Ok(b) => serde_json::from_slice(&b).map_err(std::io::Error::other)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let current = filters(vm).map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
+        let new = merge_filters(booted, current);
+        let json = serde_json::to_vec(&new).map_err(std::io::Error::other)?;
+        std::fs::write(state_file(dir), json)?;
+        self.nft(&replace_text(&vm.uuid, &new))
+    }
+
+    /// Starts dropping the jail's table in a thread of its own, so the
+    /// kernel's wait for the deleted table overlaps the rest of a teardown.
+    /// A plain stop does so only when the boot installed one (no process
+    /// otherwise); `thorough` (crash repair) whenever the jail may have had
+    /// NICs, since a crash may have lost the mark.
+    pub(super) fn begin_removing_filters(&self, vm: &VmSpec, thorough: bool) -> PendingRemoval {
+        let dir = JailDir::new(&self.run_dir, &vm.uuid);
+        let marked = state_file(&dir).exists();
+        // Without NICs now and without a mark, no boot of this record made a
+        // table (a NIC removed from a running jail leaves the mark).
+        if !marked && (!thorough || vm.nics.is_empty()) {
+            return PendingRemoval(None);
+        }
+        let runner = Arc::clone(&self.runner);
+        let text = delete_text(&vm.uuid);
+        PendingRemoval(Some(std::thread::spawn(move || {
+            run_nft(runner.as_ref(), &text)
+        })))
+    }
+}
+
+/// A table removal started by [`LinuxDriver::begin_removing_filters`].
+pub(super) struct PendingRemoval(Option<std::thread::JoinHandle<Result<(), ExecError>>>);
+
+impl PendingRemoval {
+    /// Waits for the removal; a failure joins the teardown's errors.
+    pub(super) fn finish(mut self, errors: &mut Vec<String>) {
+        match self.0.take().map(|h| h.join()) {
+            None | Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(e))) => errors.push(e.to_string()),
+            Some(Err(_)) => errors.push("removing the anti-spoofing rules panicked".into()),
+        }
+    }
+}
+
+impl Drop for PendingRemoval {
+    /// A teardown that returns early still waits for the removal.
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Loads `text` as one nft transaction (`nft -f -`, the text on stdin).
+fn run_nft(runner: &dyn CommandRunner, text: &str) -> Result<(), ExecError> {
+    let argv = Argv::new(["nft", "-f", "-"]);
+    let out = runner.output(&argv, Some(text.as_bytes()))?;
+    if out.success() {
+        return Ok(());
+    }
+    Err(ExecError::Failed {
+        argv,
+        status: out.status,
+        stderr: format!(
+            "{} (ruleset: {})",
+            out.stderr_str().trim(),
+            text.replace('\n', "; ")
+        ),
+    })
+}
+
+/// The ports of a running jail after an update: the boot's ports, each
+/// with the current NIC of the same MAC when there is one.
+fn merge_filters(booted: Vec<PortFilter>, current: Vec<PortFilter>) -> Vec<PortFilter> {
+    booted
+        .into_iter()
+        .map(|b| match current.iter().find(|c| c.mac == b.mac) {
+            Some(c) => PortFilter {
+                port: b.port.clone(),
+                ..c.clone()
+            },
+            None => b,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vm(nics: serde_json::Value) -> VmSpec {
+        let obj = json!({
+            "uuid": "6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60",
+            "brand": "jail",
+            "image_uuid": "11111111-2222-4333-8444-555555555555",
+            "zpool": "zones",
+            "nics": nics,
+        });
+        VmSpec::from_object(obj.as_object().unwrap()).unwrap()
+    }
+
+    const GOLDEN: &str = "\
+table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
+\tset p0v4 { type ipv4_addr; flags interval; elements = { 0.0.0.0, 192.0.2.10, 198.51.100.0/24 }; }
+\tset p0v6 { type ipv6_addr; flags interval; elements = { ::, 2001:db8::5, 2001:db8:1::/48, fe80::ff:fe00:1 }; }
+\tset p0nd { typeof @th,64,128; flags interval; elements = { 0x20010db8000000000000000000000005, 0x20010db8000100000000000000000000-0x20010db80001ffffffffffffffffffff, 0xfe80000000000000000000fffe000001 }; }
+\tchain p0 {
+\t\ttype filter hook ingress device \"vm6b8b456732n0\" priority 0; policy accept;
+\t\tether saddr != 02:00:00:00:00:01 drop
+\t\tether type != { ip, ip6, arp } drop
+\t\tarp hlen != 6 drop
+\t\tarp plen != 4 drop
+\t\tarp saddr ether != 02:00:00:00:00:01 drop
+\t\tarp saddr ip != @p0v4 drop
+\t\tip saddr != @p0v4 drop
+\t\tip6 saddr != @p0v6 drop
+\t\ticmpv6 type nd-neighbor-advert @th,64,128 != @p0nd drop
+\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } @th,192,8 { 1, 2 } @th,208,48 != 0x020000000001 drop
+\t\ticmpv6 type nd-router-solicit @th,64,8 1 @th,80,48 != 0x020000000001 drop
+\t\ticmpv6 type { nd-router-advert, nd-redirect } drop
+\t\tudp sport { 67, 547 } drop
+\t\tudp dport 67 @th,288,48 != 0x020000000001 drop
+\t}
+\tchain p1 {
+\t\ttype filter hook ingress device \"vm6b8b456732n1\" priority 0; policy accept;
+\t\tether saddr != 02:00:00:00:00:02 drop
+\t\tudp sport { 67, 547 } drop
+\t\tudp dport 67 @th,288,48 != 0x020000000002 drop
+\t}
+}
+";
+
+    #[test]
+    fn ruleset_golden() {
+        let v = vm(json!([
+            {"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "admin",
+             "ips": ["192.0.2.10/24", "2001:db8::5/64", "dhcp"],
+             "allowed_ips": ["198.51.100.7/24", "2001:db8:1::/48", "192.0.2.10"]},
+            {"interface": "net1", "mac": "02:00:00:00:00:02", "nic_tag": "admin",
+             "ips": ["203.0.113.5/24"], "allow_ip_spoofing": true,
+             "allow_restricted_traffic": true},
+            {"interface": "net2", "mac": "02:00:00:00:00:03", "nic_tag": "admin",
+             "allow_ip_spoofing": true, "allow_mac_spoofing": true,
+             "dhcp_server": true, "allow_restricted_traffic": true}
+        ]));
+        let f = filters(&v).unwrap();
+        let text = ruleset(&v.uuid, &f).unwrap();
+        assert_eq!(text, GOLDEN, "\n{text}");
+    }
+
+    #[test]
+    fn dhcp_server_implies_ip_spoofing_as_in_smartos() {
+        let v = vm(json!([{"interface": "net0", "mac": "02:00:00:00:00:01",
+                            "nic_tag": "admin", "allow_dhcp_spoofing": true}]));
+        let f = filters(&v).unwrap();
+        assert!(f[0].ip_spoofing && f[0].dhcp_spoofing && !f[0].mac_spoofing);
+        let text = ruleset(&v.uuid, &f).unwrap();
+        assert!(
+            !text.contains("ip saddr") && !text.contains("udp sport"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ether saddr != 02:00:00:00:00:01 drop"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn open_ports_need_no_table() {
+        let v = vm(json!([{"interface": "net0", "mac": "02:00:00:00:00:01",
+                            "nic_tag": "admin", "allow_ip_spoofing": true,
+                            "allow_mac_spoofing": true, "allow_dhcp_spoofing": true,
+                            "allow_restricted_traffic": true}]));
+        let f = filters(&v).unwrap();
+        assert_eq!(ruleset(&v.uuid, &f), None);
+        assert_eq!(ruleset(&v.uuid, &[]), None);
+        // Replacing with nothing still drops the old table.
+        assert_eq!(
+            replace_text(&v.uuid, &f),
+            "add table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60\n\
+             delete table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60\n"
+        );
+    }
+
+    #[test]
+    fn link_local_follows_eui64() {
+        assert_eq!(
+            link_local([0x02, 0x00, 0xc0, 0x00, 0x02, 0x0a]),
+            "fe80::c0ff:fe00:20a".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            link_local([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]),
+            "fe80::5054:ff:fe12:3456".parse::<Ipv6Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_values_never_reach_nft() {
+        let mut v = vm(json!([{"interface": "net0", "mac": "02:00:00:00:00:01",
+                                "nic_tag": "admin"}]));
+        v.nics[0].mac = "02:00:00:00:00:01 drop; flush ruleset".into();
+        assert!(filters(&v).is_err());
+        let nic = v.nics[0].clone();
+        assert!(PortFilter::new(&nic, "vm0\" accept".into()).is_err());
+    }
+
+    #[test]
+    fn update_keeps_ports_and_follows_macs() {
+        let booted = filters(&vm(json!([
+            {"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "admin", "ips": ["192.0.2.10/24"]},
+            {"interface": "net1", "mac": "02:00:00:00:00:02", "nic_tag": "admin", "ips": ["192.0.2.11/24"]}
+        ])))
+        .unwrap();
+        // net0 removed, net1 renumbered to index 0 with a new address, and
+        // a new NIC that has no veth yet.
+        let current = filters(&vm(json!([
+            {"interface": "net1", "mac": "02:00:00:00:00:02", "nic_tag": "admin", "ips": ["192.0.2.12/24"]},
+            {"interface": "net2", "mac": "02:00:00:00:00:03", "nic_tag": "admin"}
+        ])))
+        .unwrap();
+        let merged = merge_filters(booted.clone(), current);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0], booted[0]);
+        assert_eq!(merged[1].port, "vm6b8b456732n1");
+        assert!(merged[1].v4.contains(&("192.0.2.12".parse().unwrap(), 32)));
+        assert!(!merged[1].v4.contains(&("192.0.2.11".parse().unwrap(), 32)));
+    }
+}

@@ -1,0 +1,217 @@
+//! MAC and IP uniqueness across VMs: a NIC may not take a MAC or a static
+//! IP that another NIC already holds on the same network, as SmartOS's
+//! vmadm refuses at create and update.
+//!
+//! "Same network" is the same `nic_tag` (the bridge the tag names); for IPs
+//! also the same `vlan_id`, since VLANs are separate address spaces. A
+//! conflict is waived where spoofing of that kind is allowed on either NIC:
+//! such a NIC may send as any address anyway (a VRRP pair, a router). The
+//! VM's own NICs are checked against each other too. Pure: the caller hands
+//! in the other records, so it works the same for create and update.
+
+use super::record::VmRecord;
+use super::vm::NicAddr;
+use serde_json::{Map, Value};
+use std::net::IpAddr;
+use uuid::Uuid;
+
+/// A MAC or IP that another NIC already holds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Conflict detected with another vm, please check the MAC, IP, and VRID: {what} {value} on nic_tag {tag} is already used by {owner}")]
+pub struct Conflict {
+    /// `MAC` or `IP`.
+    pub what: &'static str,
+    /// The address in conflict.
+    pub value: String,
+    /// The nic_tag both NICs are on.
+    pub tag: String,
+    /// `VM <uuid>`, or `another NIC of this VM`.
+    pub owner: String,
+}
+
+/// What the check needs of one NIC.
+struct NicKey {
+    mac: Option<String>,
+    tag: String,
+    vlan: u64,
+    ips: Vec<IpAddr>,
+    ip_spoofing: bool,
+    mac_spoofing: bool,
+}
+
+fn flag(n: &Map<String, Value>, k: &str) -> bool {
+    matches!(n.get(k), Some(Value::Bool(true)))
+}
+
+fn key(n: &Map<String, Value>) -> NicKey {
+    let ips = n
+        .get("ips")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(NicAddr::parse)
+        .filter_map(|a| match a {
+            NicAddr::Static { addr, .. } => Some(addr),
+            _ => None,
+        })
+        .collect();
+    NicKey {
+        mac: n
+            .get("mac")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase),
+        tag: n
+            .get("nic_tag")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        vlan: n.get("vlan_id").and_then(Value::as_u64).unwrap_or(0),
+        ips,
+        // A DHCP server NIC may spoof IPs too (SmartOS turns ip-nospoof off).
+        ip_spoofing: flag(n, "allow_ip_spoofing")
+            || flag(n, "allow_dhcp_spoofing")
+            || flag(n, "dhcp_server"),
+        mac_spoofing: flag(n, "allow_mac_spoofing"),
+    }
+}
+
+fn clash(a: &NicKey, b: &NicKey, owner: &str) -> Option<Conflict> {
+    if a.tag != b.tag {
+        return None;
+    }
+    let conflict = |what, value: String| Conflict {
+        what,
+        value,
+        tag: a.tag.clone(),
+        owner: owner.to_string(),
+    };
+    if !a.mac_spoofing && !b.mac_spoofing {
+        if let (Some(x), Some(y)) = (&a.mac, &b.mac) {
+            if x == y {
+                return Some(conflict("MAC", x.clone()));
+            }
+        }
+    }
+    if a.vlan == b.vlan && !a.ip_spoofing && !b.ip_spoofing {
+        if let Some(ip) = a.ips.iter().find(|ip| b.ips.contains(ip)) {
+            return Some(conflict("IP", ip.to_string()));
+        }
+    }
+    None
+}
+
+/// Refuses `vm` (the record about to be saved, uuid `uuid`) when one of its
+/// NICs takes a MAC or IP held by another of its NICs or by a NIC of one of
+/// `others` (every stored VM; `uuid`'s own record is skipped).
+pub fn check_unique<'a>(
+    uuid: &Uuid,
+    vm: &VmRecord,
+    others: impl IntoIterator<Item = (&'a Uuid, &'a VmRecord)>,
+) -> Result<(), Conflict> {
+    let mine: Vec<NicKey> = vm.nics.iter().flatten().map(key).collect();
+    if mine.is_empty() {
+        return Ok(());
+    }
+    for (i, a) in mine.iter().enumerate() {
+        for b in &mine[i + 1..] {
+            if let Some(c) = clash(a, b, "another NIC of this VM") {
+                return Err(c);
+            }
+        }
+    }
+    for (other, rec) in others {
+        if other == uuid {
+            continue;
+        }
+        let owner = format!("VM {other}");
+        for b in rec.nics.iter().flatten().map(key) {
+            if let Some(c) = mine.iter().find_map(|a| clash(a, &b, &owner)) {
+                return Err(c);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec(nics: Value) -> VmRecord {
+        VmRecord::from_map(json!({ "nics": nics }).as_object().unwrap().clone())
+    }
+
+    fn nic(mac: &str, ip: &str) -> Value {
+        json!({"mac": mac, "nic_tag": "admin", "ips": [format!("{ip}/24")]})
+    }
+
+    #[test]
+    fn taken_mac_or_ip_is_refused_with_the_smartos_message() {
+        let a = Uuid::new_v4();
+        let b = Uuid::new_v4();
+        let old = rec(json!([nic("02:00:00:00:00:01", "192.0.2.10")]));
+        let same_ip = rec(json!([nic("02:00:00:00:00:02", "192.0.2.10")]));
+        let e = check_unique(&b, &same_ip, [(&a, &old)]).unwrap_err();
+        assert_eq!(e.what, "IP");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "Conflict detected with another vm, please check the MAC, IP, and VRID"
+            ) && text.contains(&a.to_string()),
+            "{text}"
+        );
+        // MACs compare case-insensitively.
+        let same_mac = rec(json!([nic("02:00:00:00:00:01", "192.0.2.11")]));
+        assert_eq!(
+            check_unique(&b, &same_mac, [(&a, &old)]).unwrap_err().what,
+            "MAC"
+        );
+        let upper = rec(json!([{"mac": "02:00:00:00:00:01".to_uppercase(), "nic_tag": "admin"}]));
+        assert!(check_unique(&b, &upper, [(&a, &old)]).is_err());
+        // Different addresses: fine; an update of the VM itself: fine.
+        let other = rec(json!([nic("02:00:00:00:00:02", "192.0.2.11")]));
+        assert!(check_unique(&b, &other, [(&a, &old)]).is_ok());
+        assert!(check_unique(&a, &old, [(&a, &old)]).is_ok());
+    }
+
+    #[test]
+    fn other_networks_and_spoofing_nics_do_not_conflict() {
+        let a = Uuid::new_v4();
+        let b = Uuid::new_v4();
+        let old = rec(json!([nic("02:00:00:00:00:01", "192.0.2.10")]));
+        let other_tag = rec(json!([{"mac": "02:00:00:00:00:01", "nic_tag": "ext",
+                                     "ips": ["192.0.2.10/24"]}]));
+        assert!(check_unique(&b, &other_tag, [(&a, &old)]).is_ok());
+        // Another VLAN: same IP allowed, same MAC not.
+        let vlan = rec(
+            json!([{"mac": "02:00:00:00:00:02", "nic_tag": "admin", "vlan_id": 5,
+                                "ips": ["192.0.2.10/24"]}]),
+        );
+        assert!(check_unique(&b, &vlan, [(&a, &old)]).is_ok());
+        let vlan_mac = rec(json!([{"mac": "02:00:00:00:00:01", "nic_tag": "admin", "vlan_id": 5}]));
+        assert!(check_unique(&b, &vlan_mac, [(&a, &old)]).is_err());
+        let spoof_ip = rec(json!([{"mac": "02:00:00:00:00:02", "nic_tag": "admin",
+                                    "ips": ["192.0.2.10/24"], "allow_ip_spoofing": true}]));
+        assert!(check_unique(&b, &spoof_ip, [(&a, &old)]).is_ok());
+        let spoof_mac = rec(json!([{"mac": "02:00:00:00:00:01", "nic_tag": "admin",
+                                     "allow_mac_spoofing": true}]));
+        assert!(check_unique(&b, &spoof_mac, [(&a, &old)]).is_ok());
+        // dhcp / addrconf hold no address.
+        let dhcp = rec(json!([{"mac": "02:00:00:00:00:03", "nic_tag": "admin", "ips": ["dhcp"]}]));
+        let dhcp2 = rec(json!([{"mac": "02:00:00:00:00:04", "nic_tag": "admin", "ips": ["dhcp"]}]));
+        assert!(check_unique(&b, &dhcp, [(&a, &dhcp2)]).is_ok());
+    }
+
+    #[test]
+    fn two_nics_of_one_vm_may_not_share() {
+        let a = Uuid::new_v4();
+        let twice = rec(json!([
+            nic("02:00:00:00:00:01", "192.0.2.10"),
+            nic("02:00:00:00:00:02", "192.0.2.10")
+        ]));
+        let e = check_unique(&a, &twice, []).unwrap_err();
+        assert_eq!(e.owner, "another NIC of this VM");
+    }
+}

@@ -1,0 +1,264 @@
+//! Privileged end-to-end tests of the Linux anti-spoofing rules and of the
+//! MAC/IP uniqueness check.
+//!
+//! A jail's network namespace is entered from the host as root, so the
+//! sender has every capability a hostile tenant could get; it writes crafted
+//! frames (`antispoof_frames.py`) on its NIC, and raw-socket listeners in a
+//! neighbour jail and on the lab's bridge report which of them arrived. Each
+//! `allow_*` flag is then switched on live (`update_nics`) and must let
+//! through exactly the frames it covers. Everything happens inside the lab's
+//! own namespaces, with documentation addresses only.
+
+use crate::linux::Lab;
+use rvmadm::driver::{Driver, Signal};
+use rvmadm::spec::VmSpec;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FRAMES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/integration/antispoof_frames.py"
+);
+
+fn netns(vm: &VmSpec) -> String {
+    format!("--net=/run/netns/vmadm-{}", vm.uuid)
+}
+
+/// A listener that has bound its socket.
+fn listener(ns_arg: &str, iface: &str) -> Child {
+    let mut child = Command::new("nsenter")
+        .args([ns_arg, "--", "python3", FRAMES, "listen", iface, "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn listener");
+    let mut line = String::new();
+    let out = child.stdout.as_mut().expect("stdout");
+    // One byte at a time: the rest stays in the pipe for `markers`.
+    let mut b = [0u8; 1];
+    while out.read(&mut b).map(|n| n == 1).unwrap_or(false) && b[0] != b'\n' {
+        line.push(b[0] as char);
+    }
+    assert_eq!(
+        line, "ready",
+        "listener in {ns_arg} on {iface} did not start"
+    );
+    child
+}
+
+fn markers(child: Child) -> BTreeSet<String> {
+    let out = child.wait_with_output().expect("listener");
+    assert!(
+        out.status.success(),
+        "listener: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    BufReader::new(&out.stdout[..])
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Sends the crafted frames from `attacker`'s namespace and returns what
+/// the victim jail and the lab's bridge (the host side) saw.
+fn attack(lab: &Lab, attacker: &VmSpec, victim: &VmSpec) -> (BTreeSet<String>, BTreeSet<String>) {
+    let in_victim = listener(&netns(victim), "net0");
+    let on_host = listener(&format!("--net=/run/netns/{}", lab.hostns), "rvtbr0");
+    let nic = &attacker.nics[0];
+    let own_ip = match nic.ips[0] {
+        rvmadm::spec::NicAddr::Static { addr, .. } => addr.to_string(),
+        ref other => panic!("{other}"),
+    };
+    let victim_ip = match victim.nics[0].ips[0] {
+        rvmadm::spec::NicAddr::Static { addr, .. } => addr.to_string(),
+        ref other => panic!("{other}"),
+    };
+    let out = Command::new("nsenter")
+        .args([&netns(attacker), "--", "python3", FRAMES, "send", "net0"])
+        .args([&nic.mac, &own_ip, &victim_ip])
+        .output()
+        .expect("sender");
+    assert!(
+        out.status.success(),
+        "sender: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (markers(in_victim), markers(on_host))
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn tables(lab: &Lab) -> String {
+    lab.host(&["nft", "list", "tables"])
+}
+
+fn have_tools() -> bool {
+    let ok = ["nft", "python3"].iter().all(|p| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {p} >/dev/null")])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!(
+                "anti-spoofing tests need nft and python3 (CI=true): run scripts/install-deps.sh"
+            );
+        }
+        eprintln!("SKIPPED: anti-spoofing tests need nft (nftables) and python3");
+    }
+    ok
+}
+
+#[test]
+fn spoofed_frames_stop_at_the_port_until_their_flag_allows_them() {
+    if !have_tools() {
+        return;
+    }
+    let Some(lab) = Lab::new() else { return };
+    let mut a = lab.net_jail("192.0.2.10", 0, json!({}));
+    let b = lab.net_jail("192.0.2.11", 0, json!({}));
+    lab.start(&a);
+    lab.start(&b);
+    let table = format!("vmadm-{}", a.uuid);
+    assert!(tables(&lab).contains(&table), "{}", tables(&lab));
+    // Ordinary traffic is untouched: ARP and IPv4, and IPv6 neighbour
+    // discovery between link-local addresses.
+    lab.sh_ok(&a, "ping -c 1 -W 2 192.0.2.11");
+    lab.sh_ok(&b, "ping -c 1 -W 2 192.0.2.10");
+    let b_ll = "fe80::c0ff:fe00:20b"; // from b's MAC 02:00:c0:00:02:0b
+    lab.sh_ok(
+        &a,
+        &format!(
+            "for i in 1 2 3 4 5; do ping -6 -c 1 -W 2 {b_ll}%net0 && exit 0; sleep 1; done; exit 1"
+        ),
+    );
+
+    let ip_family = ["LEGIT", "SPOOFIP", "SPOOFARP", "SPOOFNA", "SPOOFRA"];
+    let rounds: [(&str, Vec<&str>); 5] = [
+        ("none", vec!["LEGIT"]),
+        ("allow_ip_spoofing", ip_family.to_vec()),
+        ("allow_mac_spoofing", vec!["LEGIT", "SPOOFMAC"]),
+        // A DHCP server may also spoof IPs, as in SmartOS.
+        (
+            "allow_dhcp_spoofing",
+            [&ip_family[..], &["SPOOFDHCP"]].concat(),
+        ),
+        ("allow_restricted_traffic", vec!["LEGIT", "SPOOFL2"]),
+    ];
+    for (flag, expected) in rounds {
+        let nic = &mut a.nics[0];
+        nic.allow_ip_spoofing = flag == "allow_ip_spoofing";
+        nic.allow_mac_spoofing = flag == "allow_mac_spoofing";
+        nic.allow_dhcp_spoofing = flag == "allow_dhcp_spoofing";
+        nic.allow_restricted_traffic = flag == "allow_restricted_traffic";
+        // Live, on the running jail.
+        lab.driver.update_nics(&a).expect("update_nics");
+        let (victim, host) = attack(&lab, &a, &b);
+        assert_eq!(
+            victim,
+            set(&expected),
+            "flag {flag}: seen in the other jail"
+        );
+        assert_eq!(host, set(&expected), "flag {flag}: seen on the host bridge");
+    }
+
+    // Stop removes the table.
+    lab.stop(&a);
+    assert!(!tables(&lab).contains(&table), "{}", tables(&lab));
+
+    // Crash repair removes it even when the mark in the run dir is lost.
+    lab.start(&a);
+    assert!(tables(&lab).contains(&table));
+    lab.driver.kill(&a, Signal::Kill).expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lab.running(&a) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mark = lab
+        .config
+        .run_dir
+        .join("linux")
+        .join(a.uuid.to_string())
+        .join("antispoof.json");
+    std::fs::remove_file(&mark).expect("mark");
+    lab.driver.cleanup(&a).expect("cleanup");
+    assert!(!tables(&lab).contains(&table), "{}", tables(&lab));
+    assert!(lab.leftovers(&a).is_empty(), "{:?}", lab.leftovers(&a));
+
+    // A table a failed stop left behind, allowing a foreign address: the
+    // next start replaces it instead of merging into it.
+    let stale = lab.config.run_dir.join("stale.nft");
+    std::fs::write(
+        &stale,
+        format!("table netdev {table} {{\n\tset p0v4 {{ type ipv4_addr; flags interval; elements = {{ 192.0.2.99 }}; }}\n}}\n"),
+    )
+    .expect("stale");
+    lab.host(&["nft", "-f", stale.to_str().expect("utf-8")]);
+    assert!(tables(&lab).contains(&table));
+    lab.start(&a);
+    let (victim, host) = attack(&lab, &a, &b);
+    assert_eq!(victim, set(&["LEGIT", "SPOOFL2"]), "after a stale table");
+    assert_eq!(host, set(&["LEGIT", "SPOOFL2"]), "after a stale table");
+}
+
+fn payload(ip: &str, extra: Value) -> Value {
+    let mut nic = json!({"nic_tag": "admin", "ips": [format!("{ip}/24")], "primary": true});
+    if let (Some(n), Some(e)) = (nic.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            n.insert(k.clone(), v.clone());
+        }
+    }
+    json!({
+        "brand": "jail",
+        "image_uuid": "11111111-2222-4333-8444-555555555555",
+        "autoboot": false,
+        "max_physical_memory": 64,
+        "nics": [nic],
+    })
+}
+
+#[test]
+fn a_second_vm_may_not_take_a_used_mac_or_ip() {
+    let Some(lab) = Lab::new() else { return };
+    let first = lab.vmadm_create(payload("192.0.2.80", json!({})));
+    let mac = first.nics[0].mac.clone();
+    let refused = |p: Value, what: &str| {
+        let out = lab.vmadm(&["create"], Some(&p.to_string()));
+        crate::harness::assert_exit(&out, 1);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("Conflict detected with another vm") && err.contains(what),
+            "{err}"
+        );
+    };
+    refused(payload("192.0.2.80", json!({})), "IP 192.0.2.80");
+    refused(
+        payload("192.0.2.81", json!({"mac": mac})),
+        &format!("MAC {mac}"),
+    );
+    let listed = lab.vmadm(&["list", "-H", "-o", "uuid"], None);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).lines().count(),
+        1,
+        "refused creates left a VM"
+    );
+    // Allowed to spoof IPs: the address is not exclusive.
+    lab.vmadm_create(payload("192.0.2.80", json!({"allow_ip_spoofing": true})));
+    // An update taking the address is refused and changes nothing.
+    let third = lab.vmadm_create(payload("192.0.2.82", json!({})));
+    let u = third.uuid.to_string();
+    let upd = json!({"update_nics": [{"mac": third.nics[0].mac, "ips": ["192.0.2.80/24"]}]});
+    let out = lab.vmadm(&["update", &u], Some(&upd.to_string()));
+    crate::harness::assert_exit(&out, 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Conflict detected"));
+    let got = lab.vmadm(&["get", &u], None);
+    let obj: Value = serde_json::from_slice(&got.stdout).expect("json");
+    assert_eq!(obj["nics"][0]["ips"], json!(["192.0.2.82/24"]));
+}

@@ -1,0 +1,110 @@
+# Raw-frame sender and listener for the anti-spoofing tests (run as root
+# inside a jail's or the lab's network namespace). Each crafted frame carries
+# an ASCII marker so the listener can name what reached it.
+#   send <iface> <mac> <ip> <victim-ip>
+#   listen <iface> <seconds>     prints "ready", then each marker seen once;
+#                                stops at the sender's closing DONE frame
+#                                (prints TIMEOUT if none came in time)
+import socket, struct, sys, time
+
+MARKERS = [b"LEGIT", b"SPOOFIP", b"SPOOFMAC", b"SPOOFARP", b"SPOOFNA",
+           b"SPOOFDHCP", b"SPOOFRA", b"SPOOFL2"]
+
+def mac(s):
+    return bytes(int(x, 16) for x in s.split(":"))
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+
+def ipv4(src, dst, proto, payload):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst))
+    h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
+    return h + payload
+
+def udp(sport, dport, payload):
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+def eth(dst, src, etype, payload):
+    f = dst + src + struct.pack("!H", etype) + payload
+    return f + b"\0" * max(0, 60 - len(f))
+
+def lladdr(m):
+    b = bytearray(8) + bytearray(m[:3]) + b"\xff\xfe" + bytearray(m[3:])
+    b[8] ^= 2
+    return b"\xfe\x80" + b"\0" * 6 + bytes(b[8:])
+
+def ipv6(src, dst, nh, payload):
+    return struct.pack("!IHBB", 6 << 28, len(payload), nh, 255) + src + dst + payload
+
+def send(iface, own_mac, own_ip, victim):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    me = mac(own_mac)
+    bc = b"\xff" * 6
+    bcast = own_ip.rsplit(".", 1)[0] + ".255"
+    other_mac = b"\x02\x00\x00\xee\xee\xee"
+    frames = [
+        eth(bc, me, 0x0800, ipv4(own_ip, bcast, 17, udp(4000, 4000, b"LEGIT"))),
+        eth(bc, me, 0x0800, ipv4("192.0.2.99", bcast, 17, udp(4000, 4000, b"SPOOFIP"))),
+        eth(bc, other_mac, 0x0800, ipv4(own_ip, bcast, 17, udp(4000, 4000, b"SPOOFMAC"))),
+        # ARP reply claiming the victim's address; the marker rides in the padding.
+        eth(bc, me, 0x0806, struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + me
+            + socket.inet_aton(victim) + bc + socket.inet_aton(victim) + b"SPOOFARP"),
+    ]
+    # Neighbour advertisement for an address the NIC does not hold.
+    target = socket.inet_pton(socket.AF_INET6, "2001:db8::99")
+    na = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + target + b"\x02\x01" + me + b"SPOOFNA"
+    frames.append(eth(b"\x33\x33\x00\x00\x00\x01", me, 0x86dd,
+                      ipv6(lladdr(me), socket.inet_pton(socket.AF_INET6, "ff02::1"), 58, na)))
+    # DHCP server reply (OFFER-shaped): op 2, chaddr of some client.
+    bootp = struct.pack("!BBBBIHH4s4s4s4s", 2, 1, 6, 0, 0x1234, 0, 0,
+                        b"\0" * 4, socket.inet_aton(victim), socket.inet_aton(own_ip), b"\0" * 4)
+    bootp += other_mac + b"\0" * 10 + b"\0" * 192 + b"\x63\x82\x53\x63" + b"SPOOFDHCP"
+    frames.append(eth(bc, me, 0x0800, ipv4(own_ip, "255.255.255.255", 17, udp(67, 68, bootp))))
+    # Router advertisement from the NIC's own link-local address.
+    ra = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0) + b"\x01\x01" + me + b"SPOOFRA"
+    frames.append(eth(b"\x33\x33\x00\x00\x00\x01", me, 0x86dd,
+                      ipv6(lladdr(me), socket.inet_pton(socket.AF_INET6, "ff02::1"), 58, ra)))
+    # A non-IP ether type (IEEE local experimental).
+    frames.append(eth(bc, me, 0x88b5, b"SPOOFL2"))
+    for _ in range(3):
+        for f in frames:
+            s.send(f)
+        time.sleep(0.05)
+    # A legitimate closing frame: everything sent before it has passed the
+    # port (or been dropped there) by the time a listener sees it.
+    s.send(eth(bc, me, 0x0800, ipv4(own_ip, bcast, 17, udp(4000, 4000, b"DONE"))))
+
+def listen(iface, seconds):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    s.bind((iface, 0))
+    s.settimeout(0.1)
+    print("ready", flush=True)
+    seen = set()
+    end = time.time() + float(seconds)
+    while True:
+        if time.time() >= end:
+            print("TIMEOUT", flush=True)
+            return
+        try:
+            f = s.recv(65535)
+        except socket.timeout:
+            continue
+        if b"DONE" in f:
+            return
+        for m in MARKERS:
+            if m in f and m not in seen:
+                seen.add(m)
+                print(m.decode(), flush=True)
+
+if __name__ == "__main__":
+    if sys.argv[1] == "send":
+        send(*sys.argv[2:6])
+    else:
+        listen(sys.argv[2], sys.argv[3])
