@@ -10,7 +10,7 @@
 //! container, host veths, the namespace, cgroups and the run directory.
 
 use super::driver::LinuxDriver;
-use super::names::{cgroup_path, container_id, host_veth, netns_name, netns_path, JailDir};
+use super::names::{cgroup_path, container_id, link_alias, netns_name, netns_path, JailDir};
 use super::netplan::{self, NetPlan, VlanMode};
 use super::state::{self, BootRecord};
 use super::{bundle, runtime, sys};
@@ -243,8 +243,11 @@ impl LinuxDriver {
             // A vmadm killed mid-start leaves its runtime child running on
             // its own; let it finish first so it cannot create the container
             // after the teardown below.
+            // Only the runtime's own processes count: anyone else (a
+            // process in another jail) may name the bundle in its argv.
             let bundle = JailDir::new(&self.run_dir, &vm.uuid);
-            let busy = state::wait_no_process_with_arg(
+            let busy = state::wait_no_runtime_with_arg(
+                runtime::locate(&self.runtime.program).as_deref(),
                 &bundle.dir.to_string_lossy(),
                 Duration::from_secs(10),
             );
@@ -262,19 +265,17 @@ impl LinuxDriver {
             }
         }
         if thorough {
-            let prefix = host_veth(&vm.uuid, 0);
-            let prefix = &prefix[..prefix.len() - 1];
+            // Only links carrying this jail's full UUID as their alias:
+            // a name (or name prefix) may be shared with another jail.
             let out = self
                 .runner
-                .run_stdout(&Argv::new(["ip", "-o", "link", "show"]))?;
-            for name in netplan::parse_link_names(&out) {
-                if name.starts_with(prefix) {
-                    // Gone already if its namespace died meanwhile: fine.
-                    let _ = self.runner.output(
-                        &Argv::new(["ip", "link", "del", "dev", name.as_str()]),
-                        None,
-                    );
-                }
+                .run_stdout(&Argv::new(["ip", "-o", "link", "show", "type", "veth"]))?;
+            for name in netplan::links_with_alias(&out, &link_alias(&vm.uuid)) {
+                // Gone already if its namespace died meanwhile: fine.
+                let _ = self.runner.output(
+                    &Argv::new(["ip", "link", "del", "dev", name.as_str()]),
+                    None,
+                );
             }
         }
         if netns_path(&vm.uuid).exists() {
