@@ -451,7 +451,7 @@ fn run(cmd: Command) -> OpsResult<i32> {
                 file.as_deref(),
                 "Will not validate from stdin when stdin is a tty.",
             )?;
-            match ops::validate::validate(action, brand.as_deref(), &payload) {
+            match ops::validate::validate_on_host(&ctx, action, brand.as_deref(), &payload) {
                 Ok(msg) => eprintln!("{msg}"),
                 Err(errors) => {
                     eprintln!(

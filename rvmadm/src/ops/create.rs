@@ -8,6 +8,7 @@
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
+use crate::spec::fs_policy::FsRequest;
 use crate::spec::object::{new_vm_record, CreateContext};
 use crate::spec::{self, Action, Field, VmRecord};
 use crate::store::iso_time;
@@ -43,6 +44,12 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    // Host directories only from the allowlist, refused before anything is made.
+    let fs_objs = payload.get("filesystems").and_then(Value::as_array);
+    ctx.check_filesystems(
+        &pool,
+        &FsRequest::from_objects(fs_objs.into_iter().flatten().filter_map(Value::as_object)),
+    )?;
     let zfs = ctx.zfs();
     let dataset = format!("{pool}/{uuid}");
     let origin = format!("{pool}/{image}@final");

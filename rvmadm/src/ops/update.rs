@@ -5,6 +5,7 @@
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
 use crate::driver::{Changes, DatasetChange, Limit};
+use crate::spec::fs_policy::FsRequest;
 use crate::spec::object::apply_update;
 use crate::spec::{self, Action, Field, VmRecord};
 use serde_json::{Map, Value};
@@ -56,6 +57,13 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
     let outcome = apply_update(&mut obj, &checked.payload).map_err(OpsError::Failed)?;
     if outcome.changed.is_empty() {
         return Ok(Updated::default());
+    }
+    if outcome.changed.iter().any(|k| k == "filesystems") {
+        let pool = obj.zpool.clone().unwrap_or_else(|| ctx.config.pool.clone());
+        ctx.check_filesystems(
+            &pool,
+            &FsRequest::from_objects(obj.filesystems.iter().flatten()),
+        )?;
     }
     let changes = host_changes(&outcome.changed, &obj)?;
     // Only an update with host effects needs the typed view.

@@ -190,6 +190,8 @@ pub fn mounts(vm: &VmSpec, dir: &JailDir) -> Result<Vec<Mount>, String> {
     }
     // Host directories from `filesystems` (SmartOS lofs): bind mounts, which
     // the runtime places inside the rootfs without following jail symlinks.
+    // The sources were checked against the allowlist and resolved by the
+    // start; read-only unless the entry asked for rw and was allowed it.
     for fs in &vm.filesystems {
         if !matches!(fs.kind.as_str(), "lofs" | "bind") || !fs.target.starts_with('/') {
             return Err(format!(
@@ -203,13 +205,20 @@ pub fn mounts(vm: &VmSpec, dir: &JailDir) -> Result<Vec<Mount>, String> {
         }
         m.push(mount(&fs.target, "bind", &fs.source, &opts)?);
     }
+    // Read-only: the files live in the host's run directory, so a writable
+    // bind would let the jail fill it.
     for (dest, file) in [
         ("/etc/resolv.conf", dir.resolv_conf()),
         ("/etc/hosts", dir.hosts()),
         ("/etc/hostname", dir.hostname()),
     ] {
         let src = file.to_string_lossy().into_owned();
-        m.push(mount(dest, "bind", &src, &["rbind", "rprivate"])?);
+        m.push(mount(
+            dest,
+            "bind",
+            &src,
+            &["rbind", "rprivate", "nosuid", "nodev", "noexec", "ro"],
+        )?);
     }
     Ok(m)
 }
@@ -515,6 +524,12 @@ mod tests {
             find("/etc/resolv.conf").unwrap()["source"],
             "/run/vmadm/linux/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60/resolv.conf"
         );
+        for d in ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"] {
+            assert!(find(d).unwrap()["options"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("ro")));
+        }
         for d in ["/proc", "/dev", "/dev/pts", "/dev/shm"] {
             assert!(find(d).is_some(), "{d}");
         }
@@ -553,6 +568,20 @@ mod tests {
             .clone();
         assert_eq!(m["source"], "/srv/data");
         assert!(m["options"].as_array().unwrap().contains(&json!("ro")));
+        // Read-only unless asked for rw.
+        for (opts, ro) in [(json!([]), true), (json!(["rw"]), false)] {
+            let v = vm(json!({"filesystems": [
+                {"type": "lofs", "source": "/srv/data", "target": "/data", "options": opts}]}));
+            let j = spec_json(&v);
+            let m = j["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["destination"] == "/data")
+                .unwrap()
+                .clone();
+            assert_eq!(m["options"].as_array().unwrap().contains(&json!("ro")), ro);
+        }
         let bad = vm(json!({"filesystems": [{"type": "nfs", "source": "h:/x", "target": "/x"}]}));
         let dir = JailDir::new(Path::new("/run/vmadm"), &bad.uuid);
         assert!(build_spec(&bad, &dir, None, HostCaps::default()).is_err());

@@ -25,6 +25,9 @@ pub struct LinuxDriver {
     /// Where the cgroup hierarchies are mounted (for probing and for
     /// removing cgroups a crashed runtime left).
     pub(super) cgroup_root: PathBuf,
+    /// The configuration the `filesystems` policy is built from at every
+    /// start (allowlist and the directories it never opens).
+    pub(super) config: Config,
 }
 
 impl LinuxDriver {
@@ -42,6 +45,7 @@ impl LinuxDriver {
             networks: config.networks.clone(),
             create_bridges: config.create_bridges,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            config: config.clone(),
         }
     }
 }

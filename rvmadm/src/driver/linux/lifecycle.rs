@@ -17,6 +17,7 @@ use super::{bundle, runtime, sys};
 use crate::driver::zone_root::ZoneLayoutError;
 use crate::driver::{DriverError, DriverResult, Signal, StopOptions};
 use crate::exec::{Argv, ExecError};
+use crate::spec::fs_policy::{FsPolicy, FsRequest};
 use crate::spec::VmSpec;
 use std::time::{Duration, Instant};
 
@@ -142,6 +143,7 @@ impl LinuxDriver {
         } else {
             Some(self.plan_network(vm, mode)?)
         };
+        let vm = &self.resolve_filesystems(vm)?;
         let ns_path = netns_path(&vm.uuid);
         let spec = bundle::build_spec(vm, dir, plan.as_ref().map(|_| ns_path.as_path()), host)
             .map_err(|e| DriverError::Other(e.to_string()))?;
@@ -180,6 +182,30 @@ impl LinuxDriver {
         }
         .write(dir)?;
         Ok(())
+    }
+
+    /// `vm` with every `filesystems` source checked again against the
+    /// allowlist (the host may have changed since create) and replaced by
+    /// the path it resolves to now, so the runtime mounts what was checked.
+    fn resolve_filesystems(&self, vm: &VmSpec) -> DriverResult<VmSpec> {
+        let mut vm = vm.clone();
+        if vm.filesystems.is_empty() {
+            return Ok(vm);
+        }
+        let zfs = crate::zfs::Zfs::new(self.runner.as_ref());
+        let mountpoint = zfs.mountpoint(&vm.zpool).ok();
+        let policy = FsPolicy::new(&self.config, mountpoint.as_deref());
+        for fs in &mut vm.filesystems {
+            let req = FsRequest {
+                source: fs.source.clone(),
+                rw: !fs.read_only,
+            };
+            let path = policy
+                .check(&req)
+                .map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
+            fs.source = path.to_string_lossy().into_owned();
+        }
+        Ok(vm)
     }
 
     /// True when anything a previous boot made is still around.
