@@ -28,6 +28,9 @@ pub struct LinuxDriver {
     /// The configuration the `filesystems` policy is built from at every
     /// start (allowlist and the directories it never opens).
     pub(super) config: Config,
+    /// The program run as a jail's console log keeper (with
+    /// [`super::console_log::KEEPER_ARG`]): this very executable.
+    pub(super) log_keeper: PathBuf,
 }
 
 impl LinuxDriver {
@@ -46,7 +49,16 @@ impl LinuxDriver {
             create_bridges: config.create_bridges,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             config: config.clone(),
+            log_keeper: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vmadm")),
         }
+    }
+
+    /// The same driver with `program` as the console log keeper, for hosts
+    /// of this library that are not `vmadm` (test binaries): `program`
+    /// must be a `vmadm` binary.
+    pub fn with_log_keeper(mut self, program: PathBuf) -> LinuxDriver {
+        self.log_keeper = program;
+        self
     }
 }
 

@@ -159,11 +159,20 @@ impl LinuxDriver {
         }
         let id = container_id(&vm.uuid);
         std::fs::create_dir_all(&self.runtime.root)?;
+        // The init's stdout and stderr go through a keeper that caps the
+        // log (see console_log), never straight into run_dir.
+        let log = dir.console_log();
+        let keeper = Argv(vec![
+            self.log_keeper.to_string_lossy().into_owned(),
+            super::console_log::KEEPER_ARG.to_string(),
+            log.to_string_lossy().into_owned(),
+        ]);
         self.runner.run_logged(
             &self
                 .runtime
                 .run_detached(&id, dir.bundle(), &dir.pid_file()),
-            &dir.console_log(),
+            &keeper,
+            &log,
         )?;
         let pid: u32 = std::fs::read_to_string(dir.pid_file())?
             .trim()

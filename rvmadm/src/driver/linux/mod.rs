@@ -3,6 +3,7 @@
 
 mod bundle;
 mod console;
+pub mod console_log;
 mod driver;
 mod lifecycle;
 mod names;

@@ -90,7 +90,9 @@ impl JailDir {
     pub fn boot_record(&self) -> PathBuf {
         self.dir.join("boot")
     }
-    /// stdout/stderr of the jail's init (and the runtime's own messages).
+    /// stdout/stderr of the jail's init (and the runtime's own messages),
+    /// capped by the console log keeper (`console_log`); the older half
+    /// is `console.log.1`.
     pub fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")
     }
