@@ -1,4 +1,6 @@
-//! The VM dataset's side of an update (quota, compression, record size),
+//! The VM dataset's side of an update and a create (quota, compression,
+//! record size, of the root and of the delegated `data`, and the count
+//! limits),
 //! shared by every driver so these effects have one path whatever runs the
 //! jails: the ZFS dataset is the same thing under FreeBSD, Linux and the
 //! `none` driver, and changes whether or not the VM runs.
@@ -19,15 +21,75 @@ pub fn quota_value(gib: u64) -> String {
 
 /// Sets each changed property on the VM's dataset, in order.
 pub fn apply(zfs: &Zfs<'_>, vm: &VmSpec, changes: &[DatasetChange]) -> DriverResult<()> {
-    let ds = vm.zfs_filesystem.as_str();
+    apply_to(zfs, &vm.zfs_filesystem, changes)
+}
+
+/// The zfs value of a count limit (`none` when unset).
+fn limit_value(n: Option<u64>) -> String {
+    n.map_or_else(|| "none".to_string(), |n| n.to_string())
+}
+
+/// [`apply`] on the dataset named `ds` (create has no spec yet). The
+/// delegated dataset's properties go to `<ds>/data` when it exists. A
+/// count limit the pool does not know (zfs-fuse predates them) is stored
+/// but not enforced: said on stderr, as SmartOS does for properties a
+/// brand ignores, rather than failing the whole change.
+pub fn apply_to(zfs: &Zfs<'_>, ds: &str, changes: &[DatasetChange]) -> DriverResult<()> {
+    let data = format!("{ds}/data");
+    let mut data_exists = None;
+    let mut has_data = || -> DriverResult<bool> {
+        if data_exists.is_none() {
+            data_exists = Some(zfs.exists(&data)?);
+        }
+        Ok(data_exists == Some(true))
+    };
     for c in changes {
         match c {
             DatasetChange::Quota(gib) => zfs.set(ds, "quota", &quota_value(*gib))?,
             DatasetChange::Compression(v) => zfs.set(ds, "compression", v)?,
             DatasetChange::RecordSize(bytes) => zfs.set(ds, "recordsize", &bytes.to_string())?,
+            DatasetChange::DataCompression(v) => {
+                if has_data()? {
+                    zfs.set(&data, "compression", v)?
+                }
+            }
+            DatasetChange::DataRecordSize(bytes) => {
+                if has_data()? {
+                    zfs.set(&data, "recordsize", &bytes.to_string())?
+                }
+            }
+            DatasetChange::FilesystemLimit(n) => {
+                set_limit(zfs, ds, "filesystem_limit", "zfs_filesystem_limit", *n)?
+            }
+            DatasetChange::SnapshotLimit(n) => {
+                set_limit(zfs, ds, "snapshot_limit", "zfs_snapshot_limit", *n)?
+            }
         }
     }
     Ok(())
+}
+
+/// Sets a count limit, or says it is not enforced when zfs does not know
+/// the property.
+fn set_limit(
+    zfs: &Zfs<'_>,
+    ds: &str,
+    prop: &str,
+    property: &str,
+    n: Option<u64>,
+) -> DriverResult<()> {
+    match zfs.set(ds, prop, &limit_value(n)) {
+        Err(crate::zfs::ZfsError::Exec(e)) if e.stderr().contains("invalid property") => {
+            if n.is_some() {
+                crate::driver::notice_unenforced(
+                    property,
+                    "this host's zfs has no filesystem/snapshot limits",
+                );
+            }
+            Ok(())
+        }
+        other => Ok(other?),
+    }
 }
 
 #[cfg(test)]
@@ -64,5 +126,37 @@ mod tests {
                 "zfs set recordsize=8192 zones/vm1",
             ]
         );
+    }
+
+    #[test]
+    fn data_properties_go_to_the_delegated_dataset_and_unknown_limits_are_noticed() {
+        let r = RecordingRunner::new();
+        r.fail(&["zfs", "set", "filesystem_limit=5"], "bad property list: invalid property 'filesystem_limit'");
+        r.fail(&["zfs", "set", "snapshot_limit=7"], "cannot set property: permission denied");
+        let zfs = Zfs::new(&r);
+        apply_to(
+            &zfs,
+            "zones/vm1",
+            &[
+                DatasetChange::DataCompression("lz4".into()),
+                DatasetChange::DataRecordSize(4096),
+                DatasetChange::FilesystemLimit(Some(5)),
+                DatasetChange::FilesystemLimit(None),
+            ],
+        )
+        .unwrap();
+        let calls: Vec<String> = r.calls().iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            calls,
+            [
+                "zfs list -H -o name -t all zones/vm1/data",
+                "zfs set compression=lz4 zones/vm1/data",
+                "zfs set recordsize=4096 zones/vm1/data",
+                "zfs set filesystem_limit=5 zones/vm1",
+                "zfs set filesystem_limit=none zones/vm1",
+            ]
+        );
+        // Any other failure of a limit is an error.
+        assert!(apply_to(&zfs, "zones/vm1", &[DatasetChange::SnapshotLimit(Some(7))]).is_err());
     }
 }

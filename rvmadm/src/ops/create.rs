@@ -89,6 +89,12 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     ctx.store.save(&uuid, &obj)?;
 
     let quota_prop = crate::driver::dataset::quota_value(obj.quota.unwrap_or(0));
+    // Properties the payload named (the quota is set by the clone itself).
+    let given: Vec<String> = payload
+        .keys()
+        .filter(|k| k.as_str() != "quota")
+        .cloned()
+        .collect();
     let delegate = obj.delegate_dataset == Some(true);
     let made = zfs
         .clone_snapshot(&origin, &dataset, &[("quota", &quota_prop)])
@@ -104,6 +110,10 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
             if delegate {
                 zfs.create(&format!("{dataset}/data"), &[])?;
             }
+            // The other dataset properties the payload gave (compression,
+            // record sizes, count limits), through the update's one path.
+            let dataset_changes = super::update::host_changes(&given, &obj)?.dataset;
+            crate::driver::dataset::apply_to(&zfs, &dataset, &dataset_changes)?;
             Ok(mountpoint)
         });
     let mountpoint = match made {
@@ -127,6 +137,7 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         return Err(e.into());
     }
 
+    super::update::notice_unenforced(ctx, &given);
     if obj.autoboot == Some(true) {
         let boot = ctx
             .store

@@ -111,6 +111,13 @@ impl Driver for LinuxDriver {
         Ok(check_zone_layout(zonepath)?)
     }
 
+    fn unenforced(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "zfs_io_priority",
+            "Linux schedules ZFS I/O outside the jail's cgroup, so no per-jail I/O weight applies",
+        )]
+    }
+
     fn cleanup(&self, vm: &VmSpec) -> DriverResult<()> {
         let dir = super::names::JailDir::new(&self.run_dir, &vm.uuid);
         if super::state::running(&dir).is_some() {
