@@ -131,8 +131,14 @@ mod tests {
     #[test]
     fn data_properties_go_to_the_delegated_dataset_and_unknown_limits_are_noticed() {
         let r = RecordingRunner::new();
-        r.fail(&["zfs", "set", "filesystem_limit=5"], "bad property list: invalid property 'filesystem_limit'");
-        r.fail(&["zfs", "set", "snapshot_limit=7"], "cannot set property: permission denied");
+        r.fail(
+            &["zfs", "set", "filesystem_limit=5"],
+            "bad property list: invalid property 'filesystem_limit'",
+        );
+        r.fail(
+            &["zfs", "set", "snapshot_limit=7"],
+            "cannot set property: permission denied",
+        );
         let zfs = Zfs::new(&r);
         apply_to(
             &zfs,

@@ -54,7 +54,9 @@ pub fn validate_on_host(
         let objs = payload.get(key).and_then(Value::as_array);
         let reqs = FsRequest::from_objects(objs.into_iter().flatten().filter_map(Value::as_object));
         if let Err(e) = ctx.check_filesystems(pool, &reqs) {
-            return Err(json!({"bad_values": [format!("{key}.*.source")], "message": e.to_string()}));
+            return Err(
+                json!({"bad_values": [format!("{key}.*.source")], "message": e.to_string()}),
+            );
         }
     }
     Ok(ok)

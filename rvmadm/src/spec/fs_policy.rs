@@ -167,11 +167,10 @@ impl FsPolicy {
                 host,
             });
         }
-        let resolved =
-            std::fs::canonicalize(&req.source).map_err(|e| FsRefused::Unresolvable {
-                given: req.source.clone(),
-                reason: e.to_string(),
-            })?;
+        let resolved = std::fs::canonicalize(&req.source).map_err(|e| FsRefused::Unresolvable {
+            given: req.source.clone(),
+            reason: e.to_string(),
+        })?;
         if let Some(host) = overlap(&resolved) {
             return Err(FsRefused::Reserved {
                 given: req.source.clone(),
@@ -281,7 +280,9 @@ mod tests {
         std::os::unix::fs::symlink("/run", t.join("ro/sub/link")).unwrap();
         let e = p.check(&req(&t.join("ro/sub/link"), false)).unwrap_err();
         assert!(matches!(e, FsRefused::Reserved { .. }), "{e}");
-        let e = p.check(&req(Path::new("/nonexistent/x"), false)).unwrap_err();
+        let e = p
+            .check(&req(Path::new("/nonexistent/x"), false))
+            .unwrap_err();
         assert!(matches!(e, FsRefused::Unresolvable { .. }), "{e}");
     }
 
@@ -290,12 +291,18 @@ mod tests {
         let (tmp, p) = lab();
         let t = tmp.path();
         let canon = |x: &str| std::fs::canonicalize(t.join(x)).unwrap();
-        assert_eq!(p.check(&req(&t.join("ro/sub"), false)).unwrap(), canon("ro/sub"));
+        assert_eq!(
+            p.check(&req(&t.join("ro/sub"), false)).unwrap(),
+            canon("ro/sub")
+        );
         assert!(matches!(
             p.check(&req(&t.join("ro/sub"), true)),
             Err(FsRefused::ReadOnly { .. })
         ));
-        assert_eq!(p.check(&req(&t.join("rw/sub"), true)).unwrap(), canon("rw/sub"));
+        assert_eq!(
+            p.check(&req(&t.join("rw/sub"), true)).unwrap(),
+            canon("rw/sub")
+        );
         let strict = FsPolicy::new(
             &Config {
                 filesystem_sources: vec![FilesystemSource {
@@ -329,7 +336,9 @@ mod tests {
         .unwrap();
         let r = FsRequest::from_objects(&objs);
         assert_eq!(
-            r.iter().map(|r| (r.source.as_str(), r.rw)).collect::<Vec<_>>(),
+            r.iter()
+                .map(|r| (r.source.as_str(), r.rw))
+                .collect::<Vec<_>>(),
             [("/a", false), ("/b", true), ("/c", false)]
         );
     }

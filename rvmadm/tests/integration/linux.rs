@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 const BRIDGE: &str = "rvtbr0";
-const IMAGE: &str = "11111111-2222-4333-8444-555555555555";
-const GATEWAY: &str = "192.0.2.1";
+pub(crate) const IMAGE: &str = "11111111-2222-4333-8444-555555555555";
+pub(crate) const GATEWAY: &str = "192.0.2.1";
 
 /// The init every test jail runs: exits cleanly on SIGTERM.
 pub const INIT: &str =
@@ -525,8 +525,7 @@ fn network_bridge_vlan_gateway_resolv_hostname() {
     let vlans = lab.host(&["bridge", "vlan", "show"]);
     let links = lab.host(&["ip", "-o", "link", "show", "master", &format!("{BRIDGE}v5")]);
     assert!(
-        vlans.contains(" 5 PVID")
-            || links.contains(&format!("alias vmadm:{}", c.uuid)),
+        vlans.contains(" 5 PVID") || links.contains(&format!("alias vmadm:{}", c.uuid)),
         "vlans: {vlans}\nlinks: {links}"
     );
     for vm in [&a, &b, &c] {
@@ -793,7 +792,7 @@ fn failed_start_undoes_every_step() {
     assert!(lab.leftovers(&bad).is_empty(), "{:?}", lab.leftovers(&bad));
 }
 
-fn e2e_payload(ip: &str, extra: Value) -> Value {
+pub(crate) fn e2e_payload(ip: &str, extra: Value) -> Value {
     let mut p = json!({
         "brand": "jail",
         "image_uuid": IMAGE,

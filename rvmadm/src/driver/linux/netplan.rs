@@ -388,11 +388,9 @@ mod tests {
         let p = plan(&v, &nets(), false, &existing, VlanMode::BridgePerVlan).unwrap();
         assert_eq!(p.create, vec!["br0v4094"]);
         assert!(p.vlan.is_empty());
-        assert!(p
-            .host
-            .iter()
-            .any(|l| l.starts_with(&format!("link set dev {} ", host_veth(&v.uuid, 0)))
-                && l.ends_with(" master br0v4094 up")));
+        assert!(p.host.iter().any(|l| l
+            .starts_with(&format!("link set dev {} ", host_veth(&v.uuid, 0)))
+            && l.ends_with(" master br0v4094 up")));
         assert!(!p.host.iter().any(|l| l.contains("vlan_filtering")));
         assert_eq!(
             vlan_bridge("averyverylongb", 4094),
@@ -403,12 +401,17 @@ mod tests {
 
     #[test]
     fn vlan_1_keeps_its_only_vlan() {
-        let v = vm(json!([{"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "admin",
-                           "vlan_id": 1}]));
+        let v = vm(
+            json!([{"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "admin",
+                           "vlan_id": 1}]),
+        );
         let existing: BTreeSet<String> = ["br0".to_string()].into();
         let p = plan(&v, &nets(), false, &existing, VlanMode::Filtering).unwrap();
         let h = host_veth(&v.uuid, 0);
-        assert_eq!(p.vlan, vec![format!("vlan add dev {h} vid 1 pvid untagged")]);
+        assert_eq!(
+            p.vlan,
+            vec![format!("vlan add dev {h} vid 1 pvid untagged")]
+        );
     }
 
     #[test]

@@ -220,7 +220,11 @@ mod tests {
             "7.25",
             std::time::Duration::from_secs(2)
         ));
-        assert!(wait_no_runtime_with_arg(Some(&sleep), "no-such-arg-xyz", short));
+        assert!(wait_no_runtime_with_arg(
+            Some(&sleep),
+            "no-such-arg-xyz",
+            short
+        ));
     }
 
     #[test]

@@ -91,7 +91,10 @@ mod tests {
     #[test]
     fn classification() {
         assert_eq!(classify(&[Limit::MaxPhysicalMemory]), (true, vec![]));
-        assert_eq!(classify(&[Limit::MaxMsgIds]), (false, vec![Limit::MaxMsgIds]));
+        assert_eq!(
+            classify(&[Limit::MaxMsgIds]),
+            (false, vec![Limit::MaxMsgIds])
+        );
         assert_eq!(classify(&[Limit::ZfsIoPriority]), (false, vec![]));
         assert_eq!(
             classify(&[Limit::CpuCap, Limit::MaxLockedMemory, Limit::MaxShmMemory]),
