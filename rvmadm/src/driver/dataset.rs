@@ -31,9 +31,9 @@ fn limit_value(n: Option<u64>) -> String {
 
 /// [`apply`] on the dataset named `ds` (create has no spec yet). The
 /// delegated dataset's properties go to `<ds>/data` when it exists. A
-/// count limit the pool does not know (zfs-fuse predates them) is stored
-/// but not enforced: said on stderr, as SmartOS does for properties a
-/// brand ignores, rather than failing the whole change.
+/// count limit or compression the pool does not know (zfs-fuse predates
+/// them) is stored but not enforced: said on stderr, as SmartOS does for
+/// properties a brand ignores, rather than failing the whole change.
 pub fn apply_to(zfs: &Zfs<'_>, ds: &str, changes: &[DatasetChange]) -> DriverResult<()> {
     let data = format!("{ds}/data");
     let mut data_exists = None;
@@ -46,11 +46,13 @@ pub fn apply_to(zfs: &Zfs<'_>, ds: &str, changes: &[DatasetChange]) -> DriverRes
     for c in changes {
         match c {
             DatasetChange::Quota(gib) => zfs.set(ds, "quota", &quota_value(*gib))?,
-            DatasetChange::Compression(v) => zfs.set(ds, "compression", v)?,
+            DatasetChange::Compression(v) => {
+                set_or_notice(zfs, ds, "compression", v, "zfs_root_compression")?
+            }
             DatasetChange::RecordSize(bytes) => zfs.set(ds, "recordsize", &bytes.to_string())?,
             DatasetChange::DataCompression(v) => {
                 if has_data()? {
-                    zfs.set(&data, "compression", v)?
+                    set_or_notice(zfs, &data, "compression", v, "zfs_data_compression")?
                 }
             }
             DatasetChange::DataRecordSize(bytes) => {
@@ -58,35 +60,56 @@ pub fn apply_to(zfs: &Zfs<'_>, ds: &str, changes: &[DatasetChange]) -> DriverRes
                     zfs.set(&data, "recordsize", &bytes.to_string())?
                 }
             }
-            DatasetChange::FilesystemLimit(n) => {
-                set_limit(zfs, ds, "filesystem_limit", "zfs_filesystem_limit", *n)?
-            }
-            DatasetChange::SnapshotLimit(n) => {
-                set_limit(zfs, ds, "snapshot_limit", "zfs_snapshot_limit", *n)?
-            }
+            DatasetChange::FilesystemLimit(n) => set_or_notice(
+                zfs,
+                ds,
+                "filesystem_limit",
+                &limit_value(*n),
+                "zfs_filesystem_limit",
+            )?,
+            DatasetChange::SnapshotLimit(n) => set_or_notice(
+                zfs,
+                ds,
+                "snapshot_limit",
+                &limit_value(*n),
+                "zfs_snapshot_limit",
+            )?,
         }
     }
     Ok(())
 }
 
-/// Sets a count limit, or says it is not enforced when zfs does not know
-/// the property.
-fn set_limit(
+/// Sets `prop=value` on `ds`, or says `property` is not enforced when this
+/// host's zfs does not know the property (zfs-fuse has no count limits) or
+/// the value (zfs-fuse has no lz4 or zstd). Other failures are errors.
+fn set_or_notice(
     zfs: &Zfs<'_>,
     ds: &str,
     prop: &str,
+    value: &str,
     property: &str,
-    n: Option<u64>,
 ) -> DriverResult<()> {
-    match zfs.set(ds, prop, &limit_value(n)) {
-        Err(crate::zfs::ZfsError::Exec(e)) if e.stderr().contains("invalid property") => {
-            if n.is_some() {
-                crate::driver::notice_unenforced(
+    match zfs.set(ds, prop, value) {
+        Err(crate::zfs::ZfsError::Exec(e)) => {
+            let why = e.stderr();
+            if why.contains("invalid property") {
+                // Removing what the pool never had is no news.
+                if value != "none" {
+                    super::notice_unenforced(
+                        property,
+                        &format!("this host's zfs has no {prop} property"),
+                    );
+                }
+                Ok(())
+            } else if why.contains("must be one of") {
+                super::notice_unenforced(
                     property,
-                    "this host's zfs has no filesystem/snapshot limits",
+                    &format!("this host's zfs does not support {prop}={value}"),
                 );
+                Ok(())
+            } else {
+                Err(crate::zfs::ZfsError::Exec(e).into())
             }
-            Ok(())
         }
         other => Ok(other?),
     }
@@ -148,6 +171,7 @@ mod tests {
                 DatasetChange::DataRecordSize(4096),
                 DatasetChange::FilesystemLimit(Some(5)),
                 DatasetChange::FilesystemLimit(None),
+                DatasetChange::Compression("lz4".into()),
             ],
         )
         .unwrap();
@@ -160,6 +184,7 @@ mod tests {
                 "zfs set recordsize=4096 zones/vm1/data",
                 "zfs set filesystem_limit=5 zones/vm1",
                 "zfs set filesystem_limit=none zones/vm1",
+                "zfs set compression=lz4 zones/vm1",
             ]
         );
         // Any other failure of a limit is an error.

@@ -378,7 +378,10 @@ fn limits_are_applied_or_said_not_enforced() {
     let u = uuid.to_string();
     let out = lab.vmadm(
         &["update", &u],
-        Some(r#"{"zfs_data_recsize": 32768, "zfs_snapshot_limit": 3, "zfs_io_priority": 10}"#),
+        Some(
+            r#"{"zfs_data_recsize": 32768, "zfs_snapshot_limit": 3, "zfs_io_priority": 10,
+                "zfs_root_compression": "lz4"}"#,
+        ),
     );
     assert_exit(&out, 0);
     let err = stderr(&out);
@@ -387,6 +390,17 @@ fn limits_are_applied_or_said_not_enforced() {
         err.contains("zfs_io_priority is stored but not enforced"),
         "{err}"
     );
+    // zfs-fuse has no lz4: said, and the old value stays.
+    match get("compression", &ds).as_str() {
+        "lz4" => {}
+        other => {
+            assert_eq!(other, "gzip");
+            assert!(
+                err.contains("zfs_root_compression is stored but not enforced"),
+                "{err}"
+            );
+        }
+    }
     match zfs_has("snapshot_limit", &ds) {
         true => assert_eq!(get("snapshot_limit", &ds), "3"),
         false => assert!(
