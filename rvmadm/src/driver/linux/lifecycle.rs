@@ -325,7 +325,13 @@ impl LinuxDriver {
         self.remove_cgroups(vm, &mut errors);
         let dir = JailDir::new(&self.run_dir, &vm.uuid);
         if dir.dir.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&dir.dir) {
+            // The console log keeper may still flush its last bytes (and
+            // re-create console.log) while the directory goes: try again.
+            let removed = std::fs::remove_dir_all(&dir.dir).or_else(|_| {
+                std::thread::sleep(Duration::from_millis(20));
+                std::fs::remove_dir_all(&dir.dir)
+            });
+            if let Err(e) = removed {
                 errors.push(format!("removing {}: {e}", dir.dir.display()));
             }
         }
