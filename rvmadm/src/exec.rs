@@ -317,11 +317,11 @@ pub trait CommandRunner: Send + Sync {
 
     /// Runs a command whose descendants outlive it (a detached container
     /// start) with stdin from /dev/null and stdout and stderr into a pipe
-    /// read by `keeper`, a second command started first, detached (its own
-    /// process group, no terminal, stdout and stderr to /dev/null), which
-    /// writes what it reads to `log` and ends when every writer is gone: the
-    /// descendants keep the pipe, so the keeper outlives vmadm and decides
-    /// how much of the output the log keeps. On failure the keeper is given
+    /// read by `keeper`, a second command started once the first returns,
+    /// detached (its own process group, no terminal, stdout and stderr to
+    /// /dev/null), which writes what it reads to `log` and ends when every
+    /// writer is gone: the descendants keep the pipe, so the keeper outlives
+    /// vmadm and decides how much of the output the log keeps. On failure the keeper is given
     /// a moment to finish and the error's stderr is what the log gained.
     fn run_logged(&self, argv: &Argv, keeper: &Argv, log: &Path) -> Result<(), ExecError> {
         SystemRunner.run_logged(argv, keeper, log)
@@ -440,6 +440,17 @@ impl CommandRunner for SystemRunner {
         };
         let offset = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
         let (reader, writer) = io::pipe().map_err(spawn_err)?;
+        let err_writer = writer.try_clone().map_err(spawn_err)?;
+        // The command first, the keeper after: the keeper's own start-up is
+        // then not on the command's path, and the pipe's buffer holds what
+        // is written meanwhile (a writer that fills it just waits).
+        let status = argv
+            .command()
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(err_writer)
+            .status()
+            .map_err(spawn_err)?;
         let mut keeper_child = keeper
             .command()
             .process_group(0)
@@ -451,22 +462,6 @@ impl CommandRunner for SystemRunner {
                 argv: keeper.clone(),
                 source,
             })?;
-        let err_writer = writer.try_clone().map_err(spawn_err)?;
-        let status = argv
-            .command()
-            .stdin(Stdio::null())
-            .stdout(writer)
-            .stderr(err_writer)
-            .status()
-            .map_err(spawn_err);
-        let status = match status {
-            Ok(s) => s,
-            Err(e) => {
-                // Nobody holds the pipe now: the keeper ends by itself.
-                let _ = keeper_child.wait();
-                return Err(e);
-            }
-        };
         let mut out = Output {
             status: status_code(status),
             ..Output::default()

@@ -201,8 +201,26 @@ fn console_output_is_capped_and_the_jail_keeps_running() {
         let mode = std::fs::metadata(&f).expect("log").permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{}", f.display());
     }
+    // The keeper outlived the `vmadm start` that made it, and holds only
+    // its stdio (nothing inherited, such as the test's flock descriptor).
+    let keepers = pids_with_arg(&log.display().to_string());
+    assert_eq!(keepers.len(), 1, "one keeper per jail: {keepers:?}");
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", keepers[0]))
+        .expect("keeper fds")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut fds = fds;
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"]);
     let out = lab.vmadm(&["stop", "-F", &vm.uuid.to_string()], None);
     assert_exit(&out, 0);
+    // The jail gone, the keeper ends too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pids_with_arg(&log.display().to_string()).is_empty() {
+        assert!(Instant::now() < deadline, "the keeper outlived its jail");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Two uuids that share their first 12 hex digits (and more).

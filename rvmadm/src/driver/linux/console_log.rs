@@ -11,7 +11,10 @@
 //! `console.log.1`, replacing the older half, and starts afresh: the newest
 //! output is always kept, at least half the cap of it and never more than
 //! the whole cap on disk. A write error (disk full) drops that chunk but
-//! the pipe is still drained, so the jail never blocks on its console.
+//! the pipe is still drained, so the jail never blocks on its console. The
+//! keeper closes every descriptor it inherited beyond stdio first, so it
+//! holds nothing of its starter's (a `flock(1)` lock, say) for the jail's
+//! lifetime.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -80,6 +83,7 @@ pub fn keeper_main(args: &[String]) -> i32 {
     let [log] = args else {
         return 2;
     };
+    super::sys::close_inherited_fds();
     match keep(io::stdin().lock(), Path::new(log), LOG_CAP) {
         Ok(()) => 0,
         Err(_) => {

@@ -125,6 +125,28 @@ pub fn memlock_hard() -> Option<u64> {
     (rc == 0 && r.rlim_max != libc::RLIM_INFINITY).then_some(r.rlim_max)
 }
 
+/// Closes every descriptor above stderr that this process inherited. A
+/// long-lived helper (the console log keeper) must not keep open what its
+/// starter's parent happened to pass down, such as a lock file descriptor
+/// held by `flock(1)`: the lock would last as long as the jail.
+pub fn close_inherited_fds() {
+    let fds: Vec<libc::c_int> = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: close(2) on a plain integer; nothing in this process
+        // uses these descriptors (the directory listing's own one is
+        // already closed, which makes its close a harmless EBADF).
+        unsafe {
+            libc::close(fd);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
