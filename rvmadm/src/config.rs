@@ -53,6 +53,20 @@ pub struct Source {
     pub kind: String,
 }
 
+/// A host directory VMs may bind-mount through `filesystems`
+/// (`[[filesystem_sources]]` in vmadm.toml).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesystemSource {
+    /// The directory; a `filesystems` source must be it or lie below it
+    /// once symlinks are resolved.
+    pub path: PathBuf,
+    /// Whether a `filesystems` entry below it may ask for `rw`; without,
+    /// every mount from it is read-only.
+    #[serde(default)]
+    pub rw: bool,
+}
+
 fn default_source_type() -> String {
     "imgapi".into()
 }
@@ -89,6 +103,9 @@ pub struct Config {
     pub sources: Vec<Source>,
     /// This host's UUID (`server_uuid` in `get`); unset means none is shown.
     pub server_uuid: Option<String>,
+    /// The host directories `filesystems` entries may mount from. Empty
+    /// (the default) refuses every `filesystems` entry.
+    pub filesystem_sources: Vec<FilesystemSource>,
 }
 
 impl Default for Config {
@@ -112,6 +129,7 @@ impl Default for Config {
             devfs_ruleset: 10,
             sources: Vec::new(),
             server_uuid: None,
+            filesystem_sources: Vec::new(),
         }
     }
 }
@@ -170,6 +188,14 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         if !crate::zfs::valid_name(&self.pool) || self.pool.contains(['/', '@']) {
             return Err(format!("pool {:?} is not a valid pool name", self.pool));
+        }
+        for src in &self.filesystem_sources {
+            if !src.path.is_absolute() {
+                return Err(format!(
+                    "filesystem_sources: {} is not an absolute path",
+                    src.path.display()
+                ));
+            }
         }
         for (tag, bridge) in &self.networks {
             if !crate::spec::valid_nic_tag(tag) {
@@ -233,6 +259,11 @@ mod tests {
             admin = "vmbr0"
             [[sources]]
             url = "http://127.0.0.1:8080"
+            [[filesystem_sources]]
+            path = "/srv/shared"
+            [[filesystem_sources]]
+            path = "/srv/scratch"
+            rw = true
             "#,
         )
         .unwrap();
@@ -240,6 +271,8 @@ mod tests {
         assert_eq!(cfg.networks["admin"], "vmbr0");
         assert_eq!(cfg.sources[0].kind, "imgapi");
         assert_eq!(cfg.run_dir, PathBuf::from("/run/vmadm"));
+        assert!(!cfg.filesystem_sources[0].rw && cfg.filesystem_sources[1].rw);
+        assert!(Config::default().filesystem_sources.is_empty());
     }
 
     #[test]
@@ -249,5 +282,6 @@ mod tests {
         assert!(Config::parse("bogus = 1").is_err());
         assert!(Config::parse("[networks]\nadmin = \"a-very-long-bridge-name\"").is_err());
         assert!(Config::parse("[networks]\n\"a b\" = \"br0\"").is_err());
+        assert!(Config::parse("[[filesystem_sources]]\npath = \"srv\"").is_err());
     }
 }

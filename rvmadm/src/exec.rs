@@ -7,7 +7,7 @@
 //! streamed through a pipe the caller reads or writes ([`CommandRunner::stream`],
 //! for `zfs send`/`receive`), interactive on the caller's terminal
 //! ([`CommandRunner::interactive`], for consoles), or detached with its output
-//! appended to a log ([`CommandRunner::run_logged`], for the OCI runtime). In
+//! piped to a log keeper ([`CommandRunner::run_logged`], for the OCI runtime). In
 //! every form a failure is mapped once, by [`Output::check`], into an
 //! [`ExecError`] carrying the full argv and the command's stderr.
 
@@ -316,12 +316,15 @@ pub trait CommandRunner: Send + Sync {
     }
 
     /// Runs a command whose descendants outlive it (a detached container
-    /// start) with stdin from /dev/null and stdout and stderr appended to
-    /// `log`: the descendants inherit them, so a pipe would never reach
-    /// end-of-file. On failure the error's stderr is what the command
-    /// appended to the log.
-    fn run_logged(&self, argv: &Argv, log: &Path) -> Result<(), ExecError> {
-        SystemRunner.run_logged(argv, log)
+    /// start) with stdin from /dev/null and stdout and stderr into a pipe
+    /// read by `keeper`, a second command started once the first returns,
+    /// detached (its own process group, no terminal, stdout and stderr to
+    /// /dev/null), which writes what it reads to `log` and ends when every
+    /// writer is gone: the descendants keep the pipe, so the keeper outlives
+    /// vmadm and decides how much of the output the log keeps. On failure the keeper is given
+    /// a moment to finish and the error's stderr is what the log gained.
+    fn run_logged(&self, argv: &Argv, keeper: &Argv, log: &Path) -> Result<(), ExecError> {
+        SystemRunner.run_logged(argv, keeper, log)
     }
 }
 
@@ -429,31 +432,49 @@ impl CommandRunner for SystemRunner {
         Ok(status_code(status))
     }
 
-    fn run_logged(&self, argv: &Argv, log: &Path) -> Result<(), ExecError> {
-        tracing::debug!(argv = %argv, log = %log.display(), "exec, output to log");
+    fn run_logged(&self, argv: &Argv, keeper: &Argv, log: &Path) -> Result<(), ExecError> {
+        tracing::debug!(argv = %argv, keeper = %keeper, log = %log.display(), "exec, output to a log keeper");
         let spawn_err = |source| ExecError::Spawn {
             argv: argv.clone(),
             source,
         };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(spawn_err)?;
-        let offset = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let err_file = file.try_clone().map_err(spawn_err)?;
+        let offset = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+        let (reader, writer) = io::pipe().map_err(spawn_err)?;
+        let err_writer = writer.try_clone().map_err(spawn_err)?;
+        // The command first, the keeper after: the keeper's own start-up is
+        // then not on the command's path, and the pipe's buffer holds what
+        // is written meanwhile (a writer that fills it just waits).
         let status = argv
             .command()
             .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(err_file)
+            .stdout(writer)
+            .stderr(err_writer)
             .status()
             .map_err(spawn_err)?;
+        let mut keeper_child = keeper
+            .command()
+            .process_group(0)
+            .stdin(reader)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| ExecError::Spawn {
+                argv: keeper.clone(),
+                source,
+            })?;
         let mut out = Output {
             status: status_code(status),
             ..Output::default()
         };
         if !out.success() {
+            // The failed command's descendants are gone, so the keeper sees
+            // end-of-file soon; wait (bounded) until it has written all.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while matches!(keeper_child.try_wait(), Ok(None))
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
             // The command's own message is the part of the log it just wrote.
             if let Ok(mut f) = std::fs::File::open(log) {
                 if f.seek(SeekFrom::Start(offset)).is_ok() {
@@ -461,6 +482,8 @@ impl CommandRunner for SystemRunner {
                 }
             }
         }
+        // On success the keeper stays, reading for the container; dropping
+        // its handle neither waits for nor kills it.
         out.check(argv).map(|_| ())
     }
 }
@@ -636,9 +659,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let log = tmp.path().join("log");
         std::fs::write(&log, "old line\n").unwrap();
+        let keeper = Argv::new(["sh", "-c", &format!("cat >> {}", log.display())]);
         let argv = Argv::new(["sh", "-c", "echo nope >&2; exit 4"]);
         let e = SystemRunner
-            .run_logged(&argv, &log)
+            .run_logged(&argv, &keeper, &log)
             .unwrap_err()
             .to_string();
         assert!(
@@ -646,9 +670,17 @@ mod tests {
             "{e}"
         );
         SystemRunner
-            .run_logged(&Argv::new(["sh", "-c", "echo fine"]), &log)
+            .run_logged(&Argv::new(["sh", "-c", "echo fine"]), &keeper, &log)
             .unwrap();
-        let text = std::fs::read_to_string(&log).unwrap();
+        // On success nobody waits for the keeper: poll for its write.
+        let mut text = String::new();
+        for _ in 0..500 {
+            text = std::fs::read_to_string(&log).unwrap();
+            if text.ends_with("fine\n") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert_eq!(text, "old line\nnope\nfine\n");
     }
 
@@ -673,9 +705,11 @@ mod tests {
         );
         // A detached child must not inherit capture pipes: this would hang
         // if the default went through `output`.
+        let log = tmp.path().join("log");
         r.run_logged(
             &Argv::new(["sh", "-c", "sleep 5 & echo started"]),
-            &tmp.path().join("log"),
+            &Argv::new(["sh", "-c", &format!("cat >> {}", log.display())]),
+            &log,
         )
         .unwrap();
         let mut child = r.stream(&Argv::new(["echo", "hi"]), Pipe::Stdout).unwrap();

@@ -451,7 +451,7 @@ fn run(cmd: Command) -> OpsResult<i32> {
                 file.as_deref(),
                 "Will not validate from stdin when stdin is a tty.",
             )?;
-            match ops::validate::validate(action, brand.as_deref(), &payload) {
+            match ops::validate::validate_on_host(&ctx, action, brand.as_deref(), &payload) {
                 Ok(msg) => eprintln!("{msg}"),
                 Err(errors) => {
                     eprintln!(
@@ -638,8 +638,13 @@ fn init_logging() {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // Started by the Linux driver as a jail's console log keeper, not by a user.
+    if args.get(1).map(String::as_str) == Some(rvmadm::driver::linux::console_log::KEEPER_ARG) {
+        std::process::exit(rvmadm::driver::linux::console_log::keeper_main(&args[2..]));
+    }
     init_logging();
-    let args = rewrite_kill_args(std::env::args().collect());
+    let args = rewrite_kill_args(args);
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {

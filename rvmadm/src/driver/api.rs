@@ -160,4 +160,10 @@ pub trait Driver: Send + Sync {
     fn check_layout(&self, zonepath: &Path) -> DriverResult<()> {
         Ok(super::zone_root::check(zonepath)?)
     }
+
+    /// Properties this driver stores but cannot enforce, each with the
+    /// reason; ops says so when a create or update gives one.
+    fn unenforced(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
 }

@@ -91,6 +91,16 @@ pub enum DatasetChange {
     Compression(String),
     /// `recordsize` in bytes (`zfs_root_recsize`), a power of two from 512.
     RecordSize(u64),
+    /// `compression` of the delegated `<dataset>/data`
+    /// (`zfs_data_compression`); nothing to do without one.
+    DataCompression(String),
+    /// `recordsize` of the delegated `<dataset>/data` (`zfs_data_recsize`).
+    DataRecordSize(u64),
+    /// `filesystem_limit` (`zfs_filesystem_limit`); `None` removes it.
+    /// Pools without the feature (zfs-fuse) get a notice, not an error.
+    FilesystemLimit(Option<u64>),
+    /// `snapshot_limit` (`zfs_snapshot_limit`); as for the filesystem limit.
+    SnapshotLimit(Option<u64>),
 }
 
 /// Everything an update asks of the host.

@@ -155,7 +155,7 @@ impl CommandRunner for RecordingRunner {
         Ok(self.record(argv, CallKind::Interactive, &[]).0.status)
     }
 
-    fn run_logged(&self, argv: &Argv, _log: &Path) -> Result<(), ExecError> {
+    fn run_logged(&self, argv: &Argv, _keeper: &Argv, _log: &Path) -> Result<(), ExecError> {
         let (out, _) = self.record(argv, CallKind::Logged, &[]);
         out.check(argv).map(|_| ())
     }
@@ -212,7 +212,11 @@ mod tests {
         recv.finish().unwrap();
         assert_eq!(r.interactive(&Argv::new(["jexec", "t", "sh"])).unwrap(), 3);
         let err = r
-            .run_logged(&Argv::new(["runc", "run"]), Path::new("/nonexistent"))
+            .run_logged(
+                &Argv::new(["runc", "run"]),
+                &Argv::new(["keeper"]),
+                Path::new("/nonexistent"),
+            )
             .unwrap_err();
         assert_eq!(err.stderr(), "no cgroup");
 

@@ -5,6 +5,7 @@ use super::error::{OpsError, OpsResult};
 use crate::config::Config;
 use crate::driver::{self, Driver, RuntimeState};
 use crate::exec::{CommandRunner, SystemRunner};
+use crate::spec::fs_policy::{FsPolicy, FsRequest};
 use crate::spec::VmSpec;
 use crate::store::{Record, Store};
 use crate::zfs::Zfs;
@@ -61,6 +62,24 @@ impl Ctx {
     /// Typed `zfs`/`zpool` commands through this context's runner.
     pub(crate) fn zfs(&self) -> Zfs<'_> {
         Zfs::new(self.runner.as_ref())
+    }
+
+    /// Refuses `filesystems` sources this host's allowlist does not permit
+    /// ([`crate::spec::fs_policy`]). Asks zfs where `pool` is mounted only
+    /// when there is an allowlist to check against.
+    pub(crate) fn check_filesystems(&self, pool: &str, reqs: &[FsRequest]) -> OpsResult<()> {
+        if reqs.is_empty() {
+            return Ok(());
+        }
+        let mountpoint = if self.config.filesystem_sources.is_empty() {
+            None
+        } else {
+            self.zfs().mountpoint(pool).ok()
+        };
+        FsPolicy::new(&self.config, mountpoint.as_deref())
+            .check_all(reqs)
+            .map(|_| ())
+            .map_err(|e| OpsError::Failed(e.to_string()))
     }
 
     /// Loads a record or fails with SmartOS's "No such zone configured".

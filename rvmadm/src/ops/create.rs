@@ -8,6 +8,7 @@
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
+use crate::spec::fs_policy::FsRequest;
 use crate::spec::object::{new_vm_record, CreateContext};
 use crate::spec::{self, Action, Field, VmRecord};
 use crate::store::iso_time;
@@ -43,6 +44,12 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    // Host directories only from the allowlist, refused before anything is made.
+    let fs_objs = payload.get("filesystems").and_then(Value::as_array);
+    ctx.check_filesystems(
+        &pool,
+        &FsRequest::from_objects(fs_objs.into_iter().flatten().filter_map(Value::as_object)),
+    )?;
     let zfs = ctx.zfs();
     let dataset = format!("{pool}/{uuid}");
     let origin = format!("{pool}/{image}@final");
@@ -83,6 +90,12 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     ctx.store.save(&uuid, &obj)?;
 
     let quota_prop = crate::driver::dataset::quota_value(obj.quota.unwrap_or(0));
+    // Properties the payload named (the quota is set by the clone itself).
+    let given: Vec<String> = payload
+        .keys()
+        .filter(|k| k.as_str() != "quota")
+        .cloned()
+        .collect();
     let delegate = obj.delegate_dataset == Some(true);
     let made = zfs
         .clone_snapshot(&origin, &dataset, &[("quota", &quota_prop)])
@@ -98,6 +111,10 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
             if delegate {
                 zfs.create(&format!("{dataset}/data"), &[])?;
             }
+            // The other dataset properties the payload gave (compression,
+            // record sizes, count limits), through the update's one path.
+            let dataset_changes = super::update::host_changes(&given, &obj)?.dataset;
+            crate::driver::dataset::apply_to(&zfs, &dataset, &dataset_changes)?;
             Ok(mountpoint)
         });
     let mountpoint = match made {
@@ -121,6 +138,7 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         return Err(e.into());
     }
 
+    super::update::notice_unenforced(ctx, &given);
     if obj.autoboot == Some(true) {
         let boot = ctx
             .store

@@ -5,6 +5,7 @@
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
 use crate::driver::{Changes, DatasetChange, Limit};
+use crate::spec::fs_policy::FsRequest;
 use crate::spec::object::apply_update;
 use crate::spec::{self, Action, Field, VmRecord};
 use serde_json::{Map, Value};
@@ -61,6 +62,13 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
     if nics_changed {
         ctx.check_addresses_free(uuid, &obj)?;
     }
+    if outcome.changed.iter().any(|k| k == "filesystems") {
+        let pool = obj.zpool.clone().unwrap_or_else(|| ctx.config.pool.clone());
+        ctx.check_filesystems(
+            &pool,
+            &FsRequest::from_objects(obj.filesystems.iter().flatten()),
+        )?;
+    }
     let changes = host_changes(&outcome.changed, &obj)?;
     // Only an update with host effects needs the typed view.
     let spec = if changes.is_empty() && !nics_changed {
@@ -72,6 +80,7 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
         ctx.driver.update_dataset(spec, &changes.dataset)?;
     }
     ctx.store.save(uuid, &obj)?;
+    notice_unenforced(ctx, &outcome.changed);
     let mut need_reboot = Vec::new();
     if let Some(spec) = spec.as_ref().filter(|_| !changes.limits.is_empty()) {
         if ctx.is_running(uuid)? {
@@ -95,9 +104,34 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
     })
 }
 
+/// A record size property's value; `None` for 0 (zfs's default). Refuses
+/// a size zfs would refuse before anything is applied.
+fn recsize(obj: &VmRecord, field: Field, name: &str) -> OpsResult<Option<u64>> {
+    let v = obj.int_or_default(field).unwrap_or_default();
+    if v == 0 {
+        return Ok(None);
+    }
+    if !v.is_power_of_two() || v < 512 {
+        return Err(OpsError::Failed(format!(
+            "invalid {name} ({v}), must be 512-131072 and a power of 2. (0 to disable)"
+        )));
+    }
+    Ok(Some(v))
+}
+
+/// Says on stderr which of `given` properties the host's driver stores
+/// without enforcing them.
+pub(crate) fn notice_unenforced(ctx: &Ctx, given: &[String]) {
+    for (prop, why) in ctx.driver.unenforced() {
+        if given.iter().any(|g| g == prop) {
+            crate::driver::notice_unenforced(prop, why);
+        }
+    }
+}
+
 /// The host effects of the changed properties, in the order they changed.
 /// Refuses a record size zfs would refuse before anything is applied.
-fn host_changes(changed: &[String], obj: &VmRecord) -> OpsResult<Changes> {
+pub(crate) fn host_changes(changed: &[String], obj: &VmRecord) -> OpsResult<Changes> {
     let mut out = Changes::default();
     for k in changed {
         if let Some(limit) = Limit::from_property(k) {
@@ -116,18 +150,26 @@ fn host_changes(changed: &[String], obj: &VmRecord) -> OpsResult<Changes> {
                     .to_string(),
             )),
             "zfs_root_recsize" => {
-                let v = obj
-                    .int_or_default(Field::ZfsRootRecsize)
-                    .unwrap_or_default();
-                if v != 0 {
-                    if !v.is_power_of_two() || v < 512 {
-                        return Err(OpsError::Failed(format!(
-                            "invalid zfs_root_recsize ({v}), must be 512-131072 and a power of 2. (0 to disable)"
-                        )));
-                    }
+                if let Some(v) = recsize(obj, Field::ZfsRootRecsize, k)? {
                     out.dataset.push(DatasetChange::RecordSize(v));
                 }
             }
+            "zfs_data_compression" => out.dataset.push(DatasetChange::DataCompression(
+                obj.str_or_default(Field::ZfsDataCompression)
+                    .unwrap_or("off")
+                    .to_string(),
+            )),
+            "zfs_data_recsize" => {
+                if let Some(v) = recsize(obj, Field::ZfsDataRecsize, k)? {
+                    out.dataset.push(DatasetChange::DataRecordSize(v));
+                }
+            }
+            "zfs_filesystem_limit" => out.dataset.push(DatasetChange::FilesystemLimit(
+                obj.int_or_default(Field::ZfsFilesystemLimit),
+            )),
+            "zfs_snapshot_limit" => out.dataset.push(DatasetChange::SnapshotLimit(
+                obj.int_or_default(Field::ZfsSnapshotLimit),
+            )),
             _ => {}
         }
     }

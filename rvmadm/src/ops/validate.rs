@@ -1,6 +1,8 @@
 //! `vmadm validate create|update [brand]`: checks a payload without changing
 //! anything, answering in SmartOS's words and JSON shape.
 
+use super::context::Ctx;
+use crate::spec::fs_policy::FsRequest;
 use crate::spec::{self, brand, Action};
 use serde_json::{json, Map, Value};
 
@@ -31,6 +33,33 @@ pub fn validate(
     } else {
         Err(serde_json::to_value(&checked.errors).unwrap_or(Value::Null))
     }
+}
+
+/// [`validate`], then the checks that need this host's configuration:
+/// `filesystems` (and `add_`/`update_filesystems`) sources against the
+/// allowlist. A refusal comes back as `bad_values` on the property, with
+/// the reason under `message`.
+pub fn validate_on_host(
+    ctx: &Ctx,
+    action: Action,
+    brand_arg: Option<&str>,
+    payload: &Map<String, Value>,
+) -> Result<String, Value> {
+    let ok = validate(action, brand_arg, payload)?;
+    let pool = payload
+        .get("zpool")
+        .and_then(Value::as_str)
+        .unwrap_or(&ctx.config.pool);
+    for key in ["filesystems", "add_filesystems", "update_filesystems"] {
+        let objs = payload.get(key).and_then(Value::as_array);
+        let reqs = FsRequest::from_objects(objs.into_iter().flatten().filter_map(Value::as_object));
+        if let Err(e) = ctx.check_filesystems(pool, &reqs) {
+            return Err(
+                json!({"bad_values": [format!("{key}.*.source")], "message": e.to_string()}),
+            );
+        }
+    }
+    Ok(ok)
 }
 
 #[cfg(test)]

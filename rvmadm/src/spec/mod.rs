@@ -3,6 +3,7 @@
 
 pub mod brand;
 pub mod docs;
+pub mod fs_policy;
 pub mod mac;
 mod names;
 pub mod object;

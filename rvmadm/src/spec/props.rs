@@ -331,10 +331,10 @@ pub const NIC_PROPS: &[Prop] = &[
 #[rustfmt::skip]
 pub const FS_PROPS: &[Prop] = &[
     p("type", Text(16), true, true, Reboot, "nullfs (FreeBSD), bind (Linux) or lofs (SmartOS name).").defaults_to(Implied(Fixed::Text("lofs"))),
-    p("source", Text(1024), true, true, Reboot, "Absolute host path."),
+    p("source", Text(1024), true, true, Reboot, "Absolute host path, below a filesystem_sources entry of vmadm.toml."),
     p("target", Text(1024), true, true, Reboot, "Absolute path in the jail."),
     p("raw", Text(1024), true, true, Reboot, "Raw device (recorded only)."),
-    p("options", List, true, true, Reboot, "Mount options, e.g. ro."),
+    p("options", List, true, true, Reboot, "Mount options: read-only unless rw is given and vmadm.toml's filesystem_sources allows it."),
 ];
 
 /// Looks a top-level property up.

@@ -153,7 +153,9 @@ pub struct Filesystem {
     pub source: String,
     /// Where it appears inside the VM.
     pub target: String,
-    /// True when `options` holds `ro`.
+    /// False only when `options` asks for `rw` (and not `ro`): mounts are
+    /// read-only unless asked otherwise, and the allowlist permits it
+    /// ([`crate::spec::fs_policy`]).
     pub read_only: bool,
     /// Mount options as given.
     pub options: Vec<String>,
@@ -290,7 +292,7 @@ impl VmSpec {
                     kind: g("type").unwrap_or_else(|| fs_type.to_string()),
                     source: g("source")?,
                     target: g("target")?,
-                    read_only: options.iter().any(|o| o == "ro"),
+                    read_only: !super::fs_policy::wants_rw(&options),
                     options,
                 })
             })

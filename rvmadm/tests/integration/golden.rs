@@ -77,6 +77,18 @@ fn update_in(env: &Env, uuid: &str, payload: serde_json::Value) {
 fn get_list_lookup_output_is_byte_stable() {
     let Some(env) = Env::new() else { return };
     env.fake_image_dataset(IMAGE);
+    // Host directories come only from the allowlist: one under the root.
+    let srv = env.root().join("srv");
+    for d in ["data", "logs"] {
+        std::fs::create_dir_all(srv.join(d)).unwrap();
+    }
+    let mut cfg = std::fs::read_to_string(&env.config).unwrap();
+    cfg.push_str(&format!(
+        "[[filesystem_sources]]\npath = \"{}\"\n",
+        srv.display()
+    ));
+    std::fs::write(&env.config, cfg).unwrap();
+    let src = |d: &str| srv.join(d).display().to_string();
     create_in(
         &env,
         json!({
@@ -97,7 +109,7 @@ fn get_list_lookup_output_is_byte_stable() {
                  "ips": ["198.51.100.10/24"], "primary": true}
             ],
             "routes": {"203.0.113.0/24": "192.0.2.254"},
-            "filesystems": [{"type": "lofs", "source": "/srv/data", "target": "/data",
+            "filesystems": [{"type": "lofs", "source": src("data"), "target": "/data",
                              "options": ["ro", "nodevice"]}],
             "customer_metadata": {"user-script": "#!/bin/sh\necho hi", "n": 7, "b": true},
             "internal_metadata": {"sdc:owner": "ops"},
@@ -141,7 +153,7 @@ fn get_list_lookup_output_is_byte_stable() {
             "update_nics": [{"mac": "02:08:20:aa:bb:01", "ips": ["192.0.2.11/24"]}],
             "add_nics": [{"nic_tag": "storage", "mac": "02:08:20:aa:bb:04",
                           "ips": ["dhcp"]}],
-            "add_filesystems": [{"type": "lofs", "source": "/srv/logs", "target": "/logs"}],
+            "add_filesystems": [{"type": "lofs", "source": src("logs"), "target": "/logs"}],
             "resolvers": ["203.0.113.53"]
         }),
     );

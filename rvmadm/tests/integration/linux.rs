@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 const BRIDGE: &str = "rvtbr0";
-const IMAGE: &str = "11111111-2222-4333-8444-555555555555";
-const GATEWAY: &str = "192.0.2.1";
+pub(crate) const IMAGE: &str = "11111111-2222-4333-8444-555555555555";
+pub(crate) const GATEWAY: &str = "192.0.2.1";
 
 /// The init every test jail runs: exits cleanly on SIGTERM.
 pub const INIT: &str =
@@ -135,11 +135,17 @@ pub fn busybox_tree(root: &Path, init: &str) {
 impl Lab {
     /// A fresh lab, or None (skipped) when the host cannot run jails.
     pub fn new() -> Option<Lab> {
+        Self::with_config("")
+    }
+
+    /// A fresh lab whose vmadm.toml also holds `extra` (top-level keys or
+    /// tables, placed before `[networks]`).
+    pub fn with_config(extra: &str) -> Option<Lab> {
         if !require_linux_jails() {
             return None;
         }
         let env = Env::with_config(&format!(
-            "driver = \"linux\"\ncreate_bridges = true\n[networks]\nadmin = \"{BRIDGE}\"\n"
+            "driver = \"linux\"\ncreate_bridges = true\n{extra}\n[networks]\nadmin = \"{BRIDGE}\"\n"
         ))?;
         let config = Config::load_from(&env.config).expect("config");
         let n = LABS.fetch_add(1, Ordering::SeqCst);
@@ -157,7 +163,8 @@ impl Lab {
         let runner = Arc::new(NsRunner {
             netns: PathBuf::from(format!("/run/netns/{hostns}")),
         });
-        let driver = LinuxDriver::new(&config, runner);
+        let driver =
+            LinuxDriver::new(&config, runner).with_log_keeper(crate::harness::bin("vmadm"));
         let image = format!("{}/{IMAGE}", env.pool);
         zfs(&["create", &image]);
         // The SmartOS layout: the jail's tree under root/ of the dataset.
@@ -208,7 +215,8 @@ impl Lab {
         let runner = Arc::new(NsRunner {
             netns: PathBuf::from(format!("/run/netns/{hostns}")),
         });
-        let driver = LinuxDriver::new(&config, runner);
+        let driver =
+            LinuxDriver::new(&config, runner).with_log_keeper(crate::harness::bin("vmadm"));
         Some(Lab {
             driver,
             config,
@@ -396,16 +404,17 @@ impl Lab {
     pub fn leftovers(&self, vm: &VmSpec) -> Vec<String> {
         let u = vm.uuid.to_string();
         let mut out = Vec::new();
-        let prefix = format!("vm{}", &vm.uuid.simple().to_string()[..10]);
+        // Host links carry the jail's full uuid as their alias.
+        let alias = format!("alias vmadm:{u}");
         // Namespaces die asynchronously; give the kernel a moment.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let links = self.host(&["ip", "-o", "link", "show"]);
-            if !links.contains(&prefix) {
+            if !links.contains(&alias) {
                 break;
             }
             if Instant::now() > deadline {
-                out.push(format!("veth {prefix}* still present"));
+                out.push(format!("veth with {alias} still present"));
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -522,8 +531,7 @@ fn network_bridge_vlan_gateway_resolv_hostname() {
     let vlans = lab.host(&["bridge", "vlan", "show"]);
     let links = lab.host(&["ip", "-o", "link", "show", "master", &format!("{BRIDGE}v5")]);
     assert!(
-        vlans.contains(" 5 PVID")
-            || links.contains(&format!("vm{}", &c.uuid.simple().to_string()[..10])),
+        vlans.contains(" 5 PVID") || links.contains(&format!("alias vmadm:{}", c.uuid)),
         "vlans: {vlans}\nlinks: {links}"
     );
     for vm in [&a, &b, &c] {
@@ -790,7 +798,7 @@ fn failed_start_undoes_every_step() {
     assert!(lab.leftovers(&bad).is_empty(), "{:?}", lab.leftovers(&bad));
 }
 
-fn e2e_payload(ip: &str, extra: Value) -> Value {
+pub(crate) fn e2e_payload(ip: &str, extra: Value) -> Value {
     let mut p = json!({
         "brand": "jail",
         "image_uuid": IMAGE,

@@ -15,4 +15,5 @@ mod imgadm;
 mod imgserver;
 mod layout;
 mod linux;
+mod linux_isolation;
 mod model;

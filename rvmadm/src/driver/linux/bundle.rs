@@ -8,7 +8,8 @@
 //! path), read-only /sys, masked kernel knobs, a reduced capability set
 //! without `CAP_SYS_ADMIN`, `CAP_SYS_MODULE` or `CAP_NET_ADMIN`, and
 //! no_new_privileges. Limits come from the spec in SmartOS units and are
-//! converted here.
+//! converted here: cgroup limits, `max_locked_memory` as `RLIMIT_MEMLOCK`,
+//! and the System V limits as sysctls of the jail's own IPC namespace.
 
 use super::names::{cgroup_path, JailDir};
 use crate::driver::zone_root;
@@ -19,7 +20,7 @@ use oci_spec::runtime::{
     LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
     ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 const MIB: i64 = 1024 * 1024;
@@ -32,14 +33,54 @@ pub const CPU_PERIOD_US: u64 = 100_000;
 pub struct HostCaps {
     /// The memory controller accounts swap (`memory.memsw.*` / `memory.swap.max`).
     pub swap_accounting: bool,
+    /// vmadm's own hard `RLIMIT_MEMLOCK` (`None`: unlimited): a runtime
+    /// without CAP_SYS_RESOURCE cannot set a jail's above it.
+    pub memlock_hard: Option<u64>,
 }
 
 impl Default for HostCaps {
     fn default() -> Self {
         HostCaps {
             swap_accounting: true,
+            memlock_hard: None,
         }
     }
+}
+
+/// Semaphore limits of a fresh IPC namespace (`kernel.sem`: SEMMSL,
+/// SEMMNS, SEMOPM), kept as they are; only SEMMNI follows `max_sem_ids`.
+const SEM_DEFAULTS: &str = "32000 1024000000 500";
+
+/// The kernel's ceiling for `kernel.shmmni`/`msgmni`/SEMMNI (IPCMNI).
+const IPC_IDS_MAX: u64 = 32_768;
+
+/// `RLIMIT_MEMLOCK` for the jail in bytes: `max_locked_memory`, never
+/// above what the host lets vmadm hand out (lower is still enforced; the
+/// jail gets the stricter of the two).
+pub fn memlock_bytes(limits: &Limits, host: HostCaps) -> u64 {
+    let want = limits.max_locked_memory.saturating_mul(MIB as u64);
+    host.memlock_hard.map_or(want, |h| want.min(h))
+}
+
+/// The System V IPC limits as sysctls of the jail's own IPC namespace:
+/// `max_shm_memory` (MiB) as the total and per-segment shared memory,
+/// `max_shm_ids`, `max_msg_ids` and `max_sem_ids` as the id counts.
+pub fn ipc_sysctls(limits: &Limits, page_size: u64) -> HashMap<String, String> {
+    let shm = limits.max_shm_memory.saturating_mul(MIB as u64);
+    let ids = |n: u64| n.min(IPC_IDS_MAX).to_string();
+    [
+        ("kernel.shmmax", shm.to_string()),
+        ("kernel.shmall", (shm / page_size.max(1)).to_string()),
+        ("kernel.shmmni", ids(limits.max_shm_ids)),
+        ("kernel.msgmni", ids(limits.max_msg_ids)),
+        (
+            "kernel.sem",
+            format!("{SEM_DEFAULTS} {}", ids(limits.max_sem_ids)),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +231,8 @@ pub fn mounts(vm: &VmSpec, dir: &JailDir) -> Result<Vec<Mount>, String> {
     }
     // Host directories from `filesystems` (SmartOS lofs): bind mounts, which
     // the runtime places inside the rootfs without following jail symlinks.
+    // The sources were checked against the allowlist and resolved by the
+    // start; read-only unless the entry asked for rw and was allowed it.
     for fs in &vm.filesystems {
         if !matches!(fs.kind.as_str(), "lofs" | "bind") || !fs.target.starts_with('/') {
             return Err(format!(
@@ -203,13 +246,20 @@ pub fn mounts(vm: &VmSpec, dir: &JailDir) -> Result<Vec<Mount>, String> {
         }
         m.push(mount(&fs.target, "bind", &fs.source, &opts)?);
     }
+    // Read-only: the files live in the host's run directory, so a writable
+    // bind would let the jail fill it.
     for (dest, file) in [
         ("/etc/resolv.conf", dir.resolv_conf()),
         ("/etc/hosts", dir.hosts()),
         ("/etc/hostname", dir.hostname()),
     ] {
         let src = file.to_string_lossy().into_owned();
-        m.push(mount(dest, "bind", &src, &["rbind", "rprivate"])?);
+        m.push(mount(
+            dest,
+            "bind",
+            &src,
+            &["rbind", "rprivate", "nosuid", "nodev", "noexec", "ro"],
+        )?);
     }
     Ok(m)
 }
@@ -297,12 +347,20 @@ fn build_spec_inner(
         .cwd("/")
         .capabilities(capabilities)
         .no_new_privileges(true)
-        .rlimits(vec![PosixRlimitBuilder::default()
-            .typ(PosixRlimitType::RlimitNofile)
-            .hard(1024u64)
-            .soft(1024u64)
-            .build()
-            .map_err(err)?])
+        .rlimits(vec![
+            PosixRlimitBuilder::default()
+                .typ(PosixRlimitType::RlimitNofile)
+                .hard(1024u64)
+                .soft(1024u64)
+                .build()
+                .map_err(err)?,
+            PosixRlimitBuilder::default()
+                .typ(PosixRlimitType::RlimitMemlock)
+                .hard(memlock_bytes(&vm.limits, host))
+                .soft(memlock_bytes(&vm.limits, host))
+                .build()
+                .map_err(err)?,
+        ])
         .build()
         .map_err(err)?;
     let ns = |typ: LinuxNamespaceType| LinuxNamespaceBuilder::default().typ(typ).build();
@@ -328,6 +386,7 @@ fn build_spec_inner(
         .masked_paths(masked_paths())
         .readonly_paths(readonly_paths())
         .seccomp(super::seccomp::profile()?)
+        .sysctl(ipc_sysctls(&vm.limits, super::sys::page_size()))
         .rootfs_propagation("rprivate")
         .build()
         .map_err(err)?;
@@ -467,6 +526,35 @@ mod tests {
     }
 
     #[test]
+    fn memlock_and_ipc_limits() {
+        let v = vm(json!({"max_locked_memory": 64, "max_shm_memory": 32,
+                          "max_shm_ids": 100, "max_msg_ids": 200, "max_sem_ids": 99999}));
+        let j = spec_json(&v);
+        let memlock = j["process"]["rlimits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "RLIMIT_MEMLOCK")
+            .unwrap()
+            .clone();
+        assert_eq!(memlock["hard"], 64 * 1024 * 1024);
+        assert_eq!(memlock["soft"], 64 * 1024 * 1024);
+        let host = HostCaps {
+            memlock_hard: Some(8 << 20),
+            ..HostCaps::default()
+        };
+        assert_eq!(memlock_bytes(&v.limits, host), 8 << 20);
+        let s = &j["linux"]["sysctl"];
+        assert_eq!(s["kernel.shmmax"], (32u64 << 20).to_string());
+        let page = super::super::sys::page_size();
+        assert_eq!(s["kernel.shmall"], ((32u64 << 20) / page).to_string());
+        assert_eq!(s["kernel.shmmni"], "100");
+        assert_eq!(s["kernel.msgmni"], "200");
+        // Above the kernel's ceiling: the ceiling.
+        assert_eq!(s["kernel.sem"], "32000 1024000000 500 32768");
+    }
+
+    #[test]
     fn no_cap_means_no_quota_and_swap_follows_host() {
         let v = vm(json!({"cpu_cap": 0, "max_swap": 100}));
         let r = resources(&v.limits, HostCaps::default()).unwrap();
@@ -478,6 +566,7 @@ mod tests {
             &v.limits,
             HostCaps {
                 swap_accounting: false,
+                ..HostCaps::default()
             },
         )
         .unwrap();
@@ -515,6 +604,12 @@ mod tests {
             find("/etc/resolv.conf").unwrap()["source"],
             "/run/vmadm/linux/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60/resolv.conf"
         );
+        for d in ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"] {
+            assert!(find(d).unwrap()["options"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("ro")));
+        }
         for d in ["/proc", "/dev", "/dev/pts", "/dev/shm"] {
             assert!(find(d).is_some(), "{d}");
         }
@@ -553,6 +648,20 @@ mod tests {
             .clone();
         assert_eq!(m["source"], "/srv/data");
         assert!(m["options"].as_array().unwrap().contains(&json!("ro")));
+        // Read-only unless asked for rw.
+        for (opts, ro) in [(json!([]), true), (json!(["rw"]), false)] {
+            let v = vm(json!({"filesystems": [
+                {"type": "lofs", "source": "/srv/data", "target": "/data", "options": opts}]}));
+            let j = spec_json(&v);
+            let m = j["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["destination"] == "/data")
+                .unwrap()
+                .clone();
+            assert_eq!(m["options"].as_array().unwrap().contains(&json!("ro")), ro);
+        }
         let bad = vm(json!({"filesystems": [{"type": "nfs", "source": "h:/x", "target": "/x"}]}));
         let dir = JailDir::new(Path::new("/run/vmadm"), &bad.uuid);
         assert!(build_spec(&bad, &dir, None, HostCaps::default()).is_err());

@@ -25,6 +25,12 @@ pub struct LinuxDriver {
     /// Where the cgroup hierarchies are mounted (for probing and for
     /// removing cgroups a crashed runtime left).
     pub(super) cgroup_root: PathBuf,
+    /// The configuration the `filesystems` policy is built from at every
+    /// start (allowlist and the directories it never opens).
+    pub(super) config: Config,
+    /// The program run as a jail's console log keeper (with
+    /// [`super::console_log::KEEPER_ARG`]): this very executable.
+    pub(super) log_keeper: PathBuf,
 }
 
 impl LinuxDriver {
@@ -42,7 +48,17 @@ impl LinuxDriver {
             networks: config.networks.clone(),
             create_bridges: config.create_bridges,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            config: config.clone(),
+            log_keeper: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vmadm")),
         }
+    }
+
+    /// The same driver with `program` as the console log keeper, for hosts
+    /// of this library that are not `vmadm` (test binaries): `program`
+    /// must be a `vmadm` binary.
+    pub fn with_log_keeper(mut self, program: PathBuf) -> LinuxDriver {
+        self.log_keeper = program;
+        self
     }
 }
 
@@ -97,6 +113,13 @@ impl Driver for LinuxDriver {
 
     fn check_layout(&self, zonepath: &Path) -> DriverResult<()> {
         Ok(check_zone_layout(zonepath)?)
+    }
+
+    fn unenforced(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "zfs_io_priority",
+            "Linux schedules ZFS I/O outside the jail's cgroup, so no per-jail I/O weight applies",
+        )]
     }
 
     fn cleanup(&self, vm: &VmSpec) -> DriverResult<()> {

@@ -10,13 +10,14 @@
 //! container, host veths, the namespace, cgroups and the run directory.
 
 use super::driver::LinuxDriver;
-use super::names::{cgroup_path, container_id, host_veth, netns_name, netns_path, JailDir};
+use super::names::{cgroup_path, container_id, link_alias, netns_name, netns_path, JailDir};
 use super::netplan::{self, NetPlan, VlanMode};
 use super::state::{self, BootRecord};
 use super::{bundle, runtime, sys};
 use crate::driver::zone_root::ZoneLayoutError;
 use crate::driver::{DriverError, DriverResult, Signal, StopOptions};
 use crate::exec::{Argv, ExecError};
+use crate::spec::fs_policy::{FsPolicy, FsRequest};
 use crate::spec::VmSpec;
 use std::time::{Duration, Instant};
 
@@ -142,6 +143,7 @@ impl LinuxDriver {
         } else {
             Some(self.plan_network(vm, mode)?)
         };
+        let vm = &self.resolve_filesystems(vm)?;
         let ns_path = netns_path(&vm.uuid);
         let spec = bundle::build_spec(vm, dir, plan.as_ref().map(|_| ns_path.as_path()), host)
             .map_err(|e| DriverError::Other(e.to_string()))?;
@@ -161,11 +163,20 @@ impl LinuxDriver {
         }
         let id = container_id(&vm.uuid);
         std::fs::create_dir_all(&self.runtime.root)?;
+        // The init's stdout and stderr go through a keeper that caps the
+        // log (see console_log), never straight into run_dir.
+        let log = dir.console_log();
+        let keeper = Argv(vec![
+            self.log_keeper.to_string_lossy().into_owned(),
+            super::console_log::KEEPER_ARG.to_string(),
+            log.to_string_lossy().into_owned(),
+        ]);
         self.runner.run_logged(
             &self
                 .runtime
                 .run_detached(&id, dir.bundle(), &dir.pid_file()),
-            &dir.console_log(),
+            &keeper,
+            &log,
         )?;
         let pid: u32 = std::fs::read_to_string(dir.pid_file())?
             .trim()
@@ -184,6 +195,30 @@ impl LinuxDriver {
         }
         .write(dir)?;
         Ok(())
+    }
+
+    /// `vm` with every `filesystems` source checked again against the
+    /// allowlist (the host may have changed since create) and replaced by
+    /// the path it resolves to now, so the runtime mounts what was checked.
+    fn resolve_filesystems(&self, vm: &VmSpec) -> DriverResult<VmSpec> {
+        let mut vm = vm.clone();
+        if vm.filesystems.is_empty() {
+            return Ok(vm);
+        }
+        let zfs = crate::zfs::Zfs::new(self.runner.as_ref());
+        let mountpoint = zfs.mountpoint(&vm.zpool).ok();
+        let policy = FsPolicy::new(&self.config, mountpoint.as_deref());
+        for fs in &mut vm.filesystems {
+            let req = FsRequest {
+                source: fs.source.clone(),
+                rw: !fs.read_only,
+            };
+            let path = policy
+                .check(&req)
+                .map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
+            fs.source = path.to_string_lossy().into_owned();
+        }
+        Ok(vm)
     }
 
     /// True when anything a previous boot made is still around.
@@ -250,8 +285,11 @@ impl LinuxDriver {
             // A vmadm killed mid-start leaves its runtime child running on
             // its own; let it finish first so it cannot create the container
             // after the teardown below.
+            // Only the runtime's own processes count: anyone else (a
+            // process in another jail) may name the bundle in its argv.
             let bundle = JailDir::new(&self.run_dir, &vm.uuid);
-            let busy = state::wait_no_process_with_arg(
+            let busy = state::wait_no_runtime_with_arg(
+                runtime::locate(&self.runtime.program).as_deref(),
                 &bundle.dir.to_string_lossy(),
                 Duration::from_secs(10),
             );
@@ -269,19 +307,17 @@ impl LinuxDriver {
             }
         }
         if thorough {
-            let prefix = host_veth(&vm.uuid, 0);
-            let prefix = &prefix[..prefix.len() - 1];
+            // Only links carrying this jail's full UUID as their alias:
+            // a name (or name prefix) may be shared with another jail.
             let out = self
                 .runner
-                .run_stdout(&Argv::new(["ip", "-o", "link", "show"]))?;
-            for name in netplan::parse_link_names(&out) {
-                if name.starts_with(prefix) {
-                    // Gone already if its namespace died meanwhile: fine.
-                    let _ = self.runner.output(
-                        &Argv::new(["ip", "link", "del", "dev", name.as_str()]),
-                        None,
-                    );
-                }
+                .run_stdout(&Argv::new(["ip", "-o", "link", "show", "type", "veth"]))?;
+            for name in netplan::links_with_alias(&out, &link_alias(&vm.uuid)) {
+                // Gone already if its namespace died meanwhile: fine.
+                let _ = self.runner.output(
+                    &Argv::new(["ip", "link", "del", "dev", name.as_str()]),
+                    None,
+                );
             }
         }
         if netns_path(&vm.uuid).exists() {
@@ -297,7 +333,13 @@ impl LinuxDriver {
         filters.finish(&mut errors);
         let dir = JailDir::new(&self.run_dir, &vm.uuid);
         if dir.dir.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&dir.dir) {
+            // The console log keeper may still flush its last bytes (and
+            // re-create console.log) while the directory goes: try again.
+            let removed = std::fs::remove_dir_all(&dir.dir).or_else(|_| {
+                std::thread::sleep(Duration::from_millis(20));
+                std::fs::remove_dir_all(&dir.dir)
+            });
+            if let Err(e) = removed {
                 errors.push(format!("removing {}: {e}", dir.dir.display()));
             }
         }

@@ -4,6 +4,7 @@
 mod antispoof;
 mod bundle;
 mod console;
+pub mod console_log;
 mod driver;
 mod lifecycle;
 mod names;

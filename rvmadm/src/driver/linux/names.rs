@@ -5,6 +5,7 @@
 //! jail's UUID alone, so `cleanup` can find and remove it after a crash
 //! without any record of what was made.
 
+use sha1::{Digest, Sha1};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
@@ -28,12 +29,23 @@ pub fn netns_path(uuid: &Uuid) -> PathBuf {
     Path::new(NETNS_DIR).join(netns_name(uuid))
 }
 
-/// Host end of NIC `index`'s veth pair: `vm` + 10 hex digits of the UUID +
-/// `n` + index. At most 15 characters (IFNAMSIZ - 1) for up to 100 NICs;
-/// 40 bits of the UUID keep collisions between jails negligible.
+/// Host end of NIC `index`'s veth pair: `vm` + 11 hex digits of the SHA-1
+/// of the whole UUID + the index. At most 15 characters (IFNAMSIZ - 1) for
+/// up to 100 NICs. A hash rather than a UUID prefix, because payloads may
+/// choose their UUID: two UUIDs sharing a prefix get unrelated names. The
+/// name is only a convenience; what marks a link as this jail's is its
+/// alias ([`link_alias`]), so even a hash collision costs a failed start,
+/// never another jail's link.
 pub fn host_veth(uuid: &Uuid, index: usize) -> String {
-    let hex = uuid.simple().to_string();
-    format!("vm{}n{}", &hex[..10], index)
+    let digest = Sha1::digest(uuid.as_bytes());
+    let hex = hex::encode(&digest[..6]);
+    format!("vm{}{}", &hex[..11], index)
+}
+
+/// The alias every host-side link of a jail carries: the full UUID, which
+/// teardown matches exactly before deleting a link.
+pub fn link_alias(uuid: &Uuid) -> String {
+    format!("vmadm:{uuid}")
 }
 
 /// The cgroup path handed to the runtime (below each hierarchy's root).
@@ -78,7 +90,9 @@ impl JailDir {
     pub fn boot_record(&self) -> PathBuf {
         self.dir.join("boot")
     }
-    /// stdout/stderr of the jail's init (and the runtime's own messages).
+    /// stdout/stderr of the jail's init (and the runtime's own messages),
+    /// capped by the console log keeper (`console_log`); the older half
+    /// is `console.log.1`.
     pub fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")
     }
@@ -91,10 +105,14 @@ mod tests {
     #[test]
     fn host_veth_names_fit_ifnamsiz_and_are_stable() {
         let u = Uuid::parse_str("6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60").unwrap();
-        assert_eq!(host_veth(&u, 0), "vm6b8b456732n0");
         assert_eq!(host_veth(&u, 0), host_veth(&u, 0));
         assert!(host_veth(&u, 99).len() <= 15);
+        assert!(host_veth(&u, 0).starts_with("vm"));
         assert_ne!(host_veth(&u, 1), host_veth(&u, 0));
+        // UUIDs that share their first 12 hex digits get unrelated names.
+        let v = Uuid::parse_str("6b8b4567-327b-4c4e-8d8e-000000000001").unwrap();
+        assert_ne!(host_veth(&u, 0)[..13], host_veth(&v, 0)[..13]);
+        assert_eq!(link_alias(&u), "vmadm:6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60");
     }
 
     #[test]

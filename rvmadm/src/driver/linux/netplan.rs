@@ -8,7 +8,7 @@
 //! (addresses parse as IPs, MACs and names are checked) so a line can never
 //! carry a second command.
 
-use super::names::{host_veth, netns_name};
+use super::names::{host_veth, link_alias, netns_name};
 use crate::spec::{NicAddr, VmSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -159,15 +159,23 @@ pub fn plan(
             "link add name {host}{mtu} type veth peer name {} address {}{mtu} netns {ns}",
             nic.interface, nic.mac
         ));
-        p.host
-            .push(format!("link set dev {host} master {bridge} up"));
+        // The alias marks the link as this jail's: teardown deletes by it.
+        p.host.push(format!(
+            "link set dev {host} alias {} master {bridge} up",
+            link_alias(&vm.uuid)
+        ));
         if nic.vlan_id > 0 && !per_vlan {
             vlan_bridges.insert(bridge.clone());
             p.vlan.push(format!(
                 "vlan add dev {host} vid {} pvid untagged",
                 nic.vlan_id
             ));
-            p.vlan.push(format!("vlan del dev {host} vid 1"));
+            // A port joins its bridge as an untagged member of VLAN 1 (the
+            // bridge's default pvid); that membership goes unless VLAN 1 is
+            // the one the NIC asked for.
+            if nic.vlan_id != 1 {
+                p.vlan.push(format!("vlan del dev {host} vid 1"));
+            }
         }
         p.host_ifaces.push(host);
         for addr in &nic.ips {
@@ -247,6 +255,21 @@ pub fn parse_link_names(out: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The links of `ip -o link show` whose alias is exactly `alias`.
+pub fn links_with_alias(out: &str, alias: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| {
+            l.rsplit_once("alias ")
+                .is_some_and(|(_, a)| a.trim_end() == alias)
+        })
+        .filter_map(|l| {
+            let name = l.split(':').nth(1)?.trim();
+            Some(name.split('@').next().unwrap_or(name).to_string())
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,22 +307,24 @@ mod tests {
         let existing: BTreeSet<String> = ["br0".to_string(), "br1".to_string()].into();
         let p = plan(&v, &nets(), false, &existing, VlanMode::Filtering).unwrap();
         let ns = "vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60";
+        let u = "6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60";
+        let (h0, h1) = (host_veth(&v.uuid, 0), host_veth(&v.uuid, 1));
         assert_eq!(
             p.host,
             vec![
                 format!("netns add {ns}"),
                 "link set dev br1 type bridge vlan_filtering 1".to_string(),
-                format!("link add name vm6b8b456732n0 mtu 1400 type veth peer name net0 address 02:00:00:00:00:01 mtu 1400 netns {ns}"),
-                "link set dev vm6b8b456732n0 master br0 up".into(),
-                format!("link add name vm6b8b456732n1 type veth peer name net1 address 02:00:00:00:00:02 netns {ns}"),
-                "link set dev vm6b8b456732n1 master br1 up".into(),
+                format!("link add name {h0} mtu 1400 type veth peer name net0 address 02:00:00:00:00:01 mtu 1400 netns {ns}"),
+                format!("link set dev {h0} alias vmadm:{u} master br0 up"),
+                format!("link add name {h1} type veth peer name net1 address 02:00:00:00:00:02 netns {ns}"),
+                format!("link set dev {h1} alias vmadm:{u} master br1 up"),
             ]
         );
         assert_eq!(
             p.vlan,
             vec![
-                "vlan add dev vm6b8b456732n1 vid 7 pvid untagged",
-                "vlan del dev vm6b8b456732n1 vid 1"
+                format!("vlan add dev {h1} vid 7 pvid untagged"),
+                format!("vlan del dev {h1} vid 1")
             ]
         );
         assert_eq!(
@@ -316,7 +341,7 @@ mod tests {
             ]
         );
         assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
-        assert_eq!(p.host_ifaces, vec!["vm6b8b456732n0", "vm6b8b456732n1"]);
+        assert_eq!(p.host_ifaces, vec![h0, h1]);
     }
 
     #[test]
@@ -363,15 +388,42 @@ mod tests {
         let p = plan(&v, &nets(), false, &existing, VlanMode::BridgePerVlan).unwrap();
         assert_eq!(p.create, vec!["br0v4094"]);
         assert!(p.vlan.is_empty());
-        assert!(p
-            .host
-            .contains(&"link set dev vm6b8b456732n0 master br0v4094 up".to_string()));
+        assert!(p.host.iter().any(|l| l
+            .starts_with(&format!("link set dev {} ", host_veth(&v.uuid, 0)))
+            && l.ends_with(" master br0v4094 up")));
         assert!(!p.host.iter().any(|l| l.contains("vlan_filtering")));
         assert_eq!(
             vlan_bridge("averyverylongb", 4094),
             "averyveryl".to_string() + "v4094"
         );
         assert!(vlan_bridge("averyverylongb", 4094).len() <= 15);
+    }
+
+    #[test]
+    fn vlan_1_keeps_its_only_vlan() {
+        let v = vm(
+            json!([{"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "admin",
+                           "vlan_id": 1}]),
+        );
+        let existing: BTreeSet<String> = ["br0".to_string()].into();
+        let p = plan(&v, &nets(), false, &existing, VlanMode::Filtering).unwrap();
+        let h = host_veth(&v.uuid, 0);
+        assert_eq!(
+            p.vlan,
+            vec![format!("vlan add dev {h} vid 1 pvid untagged")]
+        );
+    }
+
+    #[test]
+    fn links_are_found_by_their_exact_alias() {
+        let out = "4: vmaaa@if3: <UP> mtu 1500 master br0\\    link/ether 02:2c:bf:f9:d2:91 brd ff:ff:ff:ff:ff:ff\\    alias vmadm:6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60\n\
+                   5: vmbbb@if3: <UP> mtu 1500\\    link/ether 02:2c:bf:f9:d2:92 brd ff:ff:ff:ff:ff:ff\\    alias vmadm:6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f61\n\
+                   6: vmccc@if3: <UP> mtu 1500\\    link/ether 02:2c:bf:f9:d2:93 brd ff:ff:ff:ff:ff:ff\n";
+        assert_eq!(
+            links_with_alias(out, "vmadm:6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60"),
+            vec!["vmaaa"]
+        );
+        assert!(links_with_alias(out, "vmadm:6b8b4567").is_empty());
     }
 
     #[test]

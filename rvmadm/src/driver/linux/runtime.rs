@@ -139,7 +139,10 @@ pub fn probe(rt: &Runtime, cgroup_root: &Path) -> DriverResult<HostCaps> {
             .join("memory/memory.memsw.limit_in_bytes")
             .exists(),
     };
-    Ok(HostCaps { swap_accounting })
+    Ok(HostCaps {
+        swap_accounting,
+        memlock_hard: super::sys::memlock_hard(),
+    })
 }
 
 #[cfg(test)]

@@ -59,9 +59,28 @@ pub fn timestamp(btime: u64, starttime: u64, ticks: u64) -> Option<String> {
     Some(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
-/// Waits until no process has `needle` as one of its arguments (bounded by
-/// `timeout`); true when none is left. One scan of /proc per round.
-pub fn wait_no_process_with_arg(needle: &str, timeout: std::time::Duration) -> bool {
+/// The file a process runs, as (device, inode): `/proc/<pid>/exe` followed
+/// to the file itself, so the answer holds whatever mount namespace or
+/// root the process sees its binary under.
+fn exe_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Waits until no process running the `runtime` binary has `needle` as one
+/// of its arguments (bounded by `timeout`); true when none is left. One
+/// scan of /proc per round. Processes running anything else are never
+/// waited for, whatever their argv says: a tenant can name another jail's
+/// bundle in its own argv, but cannot run the host's runtime binary.
+pub fn wait_no_runtime_with_arg(
+    runtime: Option<&Path>,
+    needle: &str,
+    timeout: std::time::Duration,
+) -> bool {
+    let Some(want) = runtime.and_then(exe_id) else {
+        // No runtime binary: no runtime process can be running.
+        return true;
+    };
     let deadline = std::time::Instant::now() + timeout;
     let me = std::process::id().to_string();
     loop {
@@ -78,6 +97,7 @@ pub fn wait_no_process_with_arg(needle: &str, timeout: std::time::Duration) -> b
                 std::fs::read(e.path().join("cmdline"))
                     .map(|c| c.split(|b| *b == 0).any(|a| a == needle.as_bytes()))
                     .unwrap_or(false)
+                    && exe_id(&e.path().join("exe")) == Some(want)
             });
         if !found {
             return true;
@@ -173,7 +193,7 @@ mod tests {
     }
 
     #[test]
-    fn waits_for_processes_by_argument() {
+    fn waits_only_for_the_runtime_binary_with_the_argument() {
         let mut child = std::process::Command::new("sleep")
             .arg("7.25")
             .spawn()
@@ -187,14 +207,24 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert!(!wait_no_process_with_arg("7.25", short));
+        let sleep = std::fs::canonicalize(format!("/proc/{}/exe", child.id())).unwrap();
+        assert!(!wait_no_runtime_with_arg(Some(&sleep), "7.25", short));
+        // Another binary naming the same argument does not count.
+        let sh = super::super::runtime::locate("sh").unwrap();
+        assert!(wait_no_runtime_with_arg(Some(&sh), "7.25", short));
+        assert!(wait_no_runtime_with_arg(None, "7.25", short));
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(wait_no_process_with_arg(
+        assert!(wait_no_runtime_with_arg(
+            Some(&sleep),
             "7.25",
             std::time::Duration::from_secs(2)
         ));
-        assert!(wait_no_process_with_arg("no-such-arg-xyz", short));
+        assert!(wait_no_runtime_with_arg(
+            Some(&sleep),
+            "no-such-arg-xyz",
+            short
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The driver's few raw system calls: signalling a jail's init, the clock
-//! tick rate for turning /proc start times into timestamps, and looking a
-//! path up inside a jail's root the way the jail itself would.
+//! tick rate for turning /proc start times into timestamps, looking a path
+//! up inside a jail's root the way the jail itself would, and the page size
+//! and memlock limit the jail's limits are converted with.
 //!
 //! Kept here so the rest of the driver stays free of `unsafe` and libc.
 
@@ -100,9 +101,62 @@ pub fn exists_in_root(root: &Path, path: &str) -> io::Result<bool> {
     }
 }
 
+/// The memory page size (`_SC_PAGESIZE`), the unit of `kernel.shmall`.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf reads a constant; no pointers involved.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as u64
+    } else {
+        4096
+    }
+}
+
+/// This process's hard `RLIMIT_MEMLOCK` in bytes; `None` when unlimited or
+/// unreadable. Without CAP_SYS_RESOURCE the runtime cannot give a jail
+/// more than this.
+pub fn memlock_hard() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own and pass by pointer.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) };
+    (rc == 0 && r.rlim_max != libc::RLIM_INFINITY).then_some(r.rlim_max)
+}
+
+/// Closes every descriptor above stderr that this process inherited. A
+/// long-lived helper (the console log keeper) must not keep open what its
+/// starter's parent happened to pass down, such as a lock file descriptor
+/// held by `flock(1)`: the lock would last as long as the jail.
+pub fn close_inherited_fds() {
+    let fds: Vec<libc::c_int> = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: close(2) on a plain integer; nothing in this process
+        // uses these descriptors (the directory listing's own one is
+        // already closed, which makes its close a harmless EBADF).
+        unsafe {
+            libc::close(fd);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_size_and_memlock() {
+        assert!(page_size().is_power_of_two());
+        // Whatever the host says, it is never zero when limited.
+        assert_ne!(memlock_hard(), Some(0));
+    }
 
     #[test]
     fn lookups_in_a_root_never_leave_it() {

@@ -14,9 +14,11 @@ use crate::spec::VmSpec;
 enum Takes {
     /// Through `update --resources` (cgroup memory, swap, cpu, pids).
     Runtime,
-    /// Only at the next boot: fixed in the bundle's mounts or rlimits.
+    /// Only at the next boot: fixed in the bundle's rlimits or the IPC
+    /// namespace's sysctls.
     NextBoot,
-    /// Never: Linux has no counterpart (System V ids, I/O priority).
+    /// Never: no per-jail I/O weight applies to ZFS on Linux (said at
+    /// create and update, see `Driver::unenforced`).
     Ignored,
 }
 
@@ -27,10 +29,12 @@ fn takes(limit: Limit) -> Takes {
         | Limit::CpuCap
         | Limit::CpuShares
         | Limit::MaxLwps => Takes::Runtime,
-        Limit::MaxLockedMemory | Limit::MaxShmMemory => Takes::NextBoot,
-        Limit::MaxMsgIds | Limit::MaxSemIds | Limit::MaxShmIds | Limit::ZfsIoPriority => {
-            Takes::Ignored
-        }
+        Limit::MaxLockedMemory
+        | Limit::MaxShmMemory
+        | Limit::MaxMsgIds
+        | Limit::MaxSemIds
+        | Limit::MaxShmIds => Takes::NextBoot,
+        Limit::ZfsIoPriority => Takes::Ignored,
     }
 }
 
@@ -97,7 +101,11 @@ mod tests {
     #[test]
     fn classification() {
         assert_eq!(classify(&[Limit::MaxPhysicalMemory]), (true, vec![]));
-        assert_eq!(classify(&[Limit::MaxMsgIds]), (false, vec![]));
+        assert_eq!(
+            classify(&[Limit::MaxMsgIds]),
+            (false, vec![Limit::MaxMsgIds])
+        );
+        assert_eq!(classify(&[Limit::ZfsIoPriority]), (false, vec![]));
         assert_eq!(
             classify(&[Limit::CpuCap, Limit::MaxLockedMemory, Limit::MaxShmMemory]),
             (true, vec![Limit::MaxLockedMemory, Limit::MaxShmMemory])
