@@ -514,7 +514,7 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
 \tset p0v6 { type ipv6_addr; flags interval; elements = { ::, 2001:db8::5, 2001:db8:1::/48, fe80::ff:fe00:1 }; }
 \tset p0nd { typeof @th,64,128; flags interval; elements = { 0x20010db8000000000000000000000005, 0x20010db8000100000000000000000000-0x20010db80001ffffffffffffffffffff, 0xfe80000000000000000000fffe000001 }; }
 \tchain p0 {
-\t\ttype filter hook ingress device \"vm6b8b456732n0\" priority 0; policy accept;
+\t\ttype filter hook ingress device \"vme015a6e863e0\" priority 0; policy accept;
 \t\tether saddr != 02:00:00:00:00:01 drop
 \t\tether type != { ip, ip6, arp } drop
 \t\tarp hlen != 6 drop
@@ -531,7 +531,7 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
 \t\tudp dport 67 @th,288,48 != 0x020000000001 drop
 \t}
 \tchain p1 {
-\t\ttype filter hook ingress device \"vm6b8b456732n1\" priority 0; policy accept;
+\t\ttype filter hook ingress device \"vme015a6e863e1\" priority 0; policy accept;
 \t\tether saddr != 02:00:00:00:00:02 drop
 \t\tudp sport { 67, 547 } drop
 \t\tudp dport 67 @th,288,48 != 0x020000000002 drop
@@ -630,7 +630,7 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
         let merged = merge_filters(booted.clone(), current);
         assert_eq!(merged.len(), 2);
         assert_eq!(merged[0], booted[0]);
-        assert_eq!(merged[1].port, "vm6b8b456732n1");
+        assert_eq!(merged[1].port, "vme015a6e863e1");
         assert!(merged[1].v4.contains(&("192.0.2.12".parse().unwrap(), 32)));
         assert!(!merged[1].v4.contains(&("192.0.2.11".parse().unwrap(), 32)));
     }
