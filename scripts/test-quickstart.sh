@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The quickstart test: runs scripts/quickstart.sh, then `--remove`, inside a
 # network namespace made to look like a host on a documentation network
-# (eth0 holding 192.0.2.2/24, default route via 192.0.2.1: the layout on
+# (eth0, one end of a veth pair, holding 192.0.2.2/24, default route via 192.0.2.1: the layout on
 # which the old quickstart took the gateway's address), and checks
 #  - the quickstart succeeds (its two jails ping each other);
 #  - afterwards every address, route and link the namespace had is still
@@ -51,10 +51,19 @@ trap finish EXIT
 
 ip netns add "$NS"
 in_ns ip link set dev lo up
-in_ns ip link add name eth0 type dummy
+# A veth pair inside the namespace (the dummy module may be missing): eth0
+# is the "host uplink", its peer stands for the wire.
+in_ns ip link add name eth0 type veth peer name wire0
 in_ns ip addr add 192.0.2.2/24 dev eth0
+in_ns ip link set dev wire0 up
 in_ns ip link set dev eth0 up
 in_ns ip route add default via 192.0.2.1 dev eth0
+# Let IPv6 duplicate address detection finish on the new links, so their
+# link-local addresses and routes are in the "before" picture.
+for _ in $(seq 100); do
+    [ -z "$(in_ns ip -6 addr show tentative)" ] && break
+    sleep 0.1
+done
 
 # The namespace's network state, one line per fact, sorted.
 snapshot() {
@@ -122,7 +131,8 @@ while IFS= read -r line; do
         bad "IPv6 route beyond the link: $line"
     fi
 done < <(comm -13 "$W/before" "$W/after")
-ok "new lines checked: $(comm -13 "$W/before" "$W/after" | wc -l) (bridge and veths only)"
+echo "new after the quickstart:"; comm -13 "$W/before" "$W/after" | sed 's/^/     /'
+sed -n '/^== created/,$p' "$W/qs.out"
 
 echo "== quickstart --remove"
 if quickstart --remove >"$W/rm.out" 2>&1; then ok "--remove succeeded"; else bad "--remove failed:"; tail -n 20 "$W/rm.out"; fi

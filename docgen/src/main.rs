@@ -36,7 +36,10 @@ use std::process::ExitCode;
 /// The hand-written configuration pages (section 5).
 const CONFIG_PAGES: [(&str, &str); 2] = [
     ("vmadm.toml.5", include_str!("../../dist/man/vmadm.toml.5")),
-    ("imgapid.toml.5", include_str!("../../dist/man/imgapid.toml.5")),
+    (
+        "imgapid.toml.5",
+        include_str!("../../dist/man/imgapid.toml.5"),
+    ),
 ];
 
 /// Sections clap has no field for, appended to each binary's main page.

@@ -361,7 +361,11 @@ mod tests {
         assert_eq!(p.host[2], "link set dev br0 addrgenmode none");
         assert_eq!(p.host[3], "link set dev br0 up");
         // Nothing on the host side gives any interface an address.
-        assert!(p.host.iter().all(|l| !l.starts_with("addr")), "{:?}", p.host);
+        assert!(
+            p.host.iter().all(|l| !l.starts_with("addr")),
+            "{:?}",
+            p.host
+        );
     }
 
     #[test]
