@@ -15,6 +15,12 @@
 //! - `completions/{bash,zsh,fish}/`: one file per binary, named where each
 //!   shell's vendor directory expects it.
 
+// imgadm_cli is compiled twice on purpose: inside vmadm.rs (as `vmadm
+// images`), where it is private to that module, and once more below so its
+// `Cli` can be named here. Editing vmadm.rs to export it would be the only
+// other way, and the generator should not shape the binaries.
+#![allow(clippy::duplicate_mod)]
+
 // The included binaries' `main`, run functions and tests are not used here.
 #[allow(dead_code, unused_imports)]
 #[path = "../../rvmadm/src/bin/vmadm.rs"]
@@ -180,6 +186,54 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("rvmadm-docgen: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_verb_gets_a_page_and_a_completion() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(dir.path()).unwrap();
+        let man8 = dir.path().join("man/man8");
+        for (cmd, name) in [
+            (vmadm::Cli::command(), "vmadm"),
+            (imgadm_cli::Cli::command(), "imgadm"),
+        ] {
+            let page = std::fs::read_to_string(man8.join(format!("{name}.8"))).unwrap();
+            let bash = std::fs::read_to_string(dir.path().join(format!("completions/bash/{name}")))
+                .unwrap();
+            let subs: Vec<String> = cmd
+                .get_subcommands()
+                .map(|s| s.get_name().to_string())
+                .collect();
+            assert!(subs.len() > 5, "{name}: {subs:?}");
+            for sub in subs {
+                assert!(
+                    man8.join(format!("{name}-{sub}.8")).is_file(),
+                    "{name}-{sub}.8"
+                );
+                assert!(
+                    page.contains(&format!("{name}\\-{}(8)", sub.replace('-', "\\-"))),
+                    "{name} lists {sub}"
+                );
+                assert!(
+                    bash.contains(&format!("{name},{sub})")),
+                    "bash: {name} {sub}"
+                );
+            }
+        }
+        let imgapid = std::fs::read_to_string(man8.join("imgapid.8")).unwrap();
+        assert!(imgapid.contains("\\-\\-config"), "{imgapid}");
+        assert!(imgapid.contains(".SH ENVIRONMENT"));
+        // No page for clap's implicit help subcommand.
+        assert!(!man8.join("imgadm-help.8").exists());
+        for page in ["vmadm.toml.5", "imgapid.toml.5"] {
+            let text = std::fs::read_to_string(dir.path().join("man/man5").join(page)).unwrap();
+            assert!(text.starts_with(".TH "), "{page}");
         }
     }
 }
