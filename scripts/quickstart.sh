@@ -42,6 +42,18 @@ recorded() { [ -f "$RECORD" ] && awk -v k="$1" '$1 == k { print $2 }' "$RECORD";
 
 # --- removal -------------------------------------------------------------
 
+# zfs-fuse answers "pool is busy" for a moment after datasets were
+# destroyed; only that answer is retried.
+destroy_pool() {
+    local err
+    for _ in $(seq 40); do
+        err=$(zpool destroy -f "$1" 2>&1) && return 0
+        case $err in *busy*) sleep 0.5 ;; *) echo "$err" >&2; return 1 ;; esac
+    done
+    echo "$err" >&2
+    return 1
+}
+
 remove() {
     [ -f "$RECORD" ] || { echo "quickstart: nothing to remove ($RECORD does not exist)" >&2; return 0; }
     local bin cfg pool
@@ -73,16 +85,27 @@ remove() {
     for p in $(recorded pool); do
         if zpool list -H -o name "$p" >/dev/null 2>&1; then
             say "destroying pool $p"
-            zpool destroy -f "$p" || failed=1
+            destroy_pool "$p" || failed=1
         fi
     done
+    # Files and directories go only once everything above is gone: the pool
+    # file backs a live pool, and a directory may still be its mountpoint.
+    if [ "$failed" != 0 ]; then
+        die "some steps failed; $RECORD is kept, fix and run --remove again"
+    fi
     for f in $(recorded poolfile) $(recorded config); do
         [ -e "$f" ] && { say "removing $f"; rm -f "$f"; }
     done
     # Directories the quickstart found missing and so made (or had vmadm
     # make): they hold nothing but what the steps above have emptied.
     for d in $(recorded dir | tac); do
-        [ -e "$d" ] && { say "removing $d"; rm -rf --one-file-system "$d"; }
+        if mountpoint -q "$d"; then
+            echo "quickstart: $d is still a mountpoint; left alone" >&2
+            failed=1
+        elif [ -e "$d" ]; then
+            say "removing $d"
+            rm -rf --one-file-system "$d"
+        fi
     done
     if [ "$failed" = 0 ]; then
         rm -f "$RECORD"

@@ -77,8 +77,9 @@ snapshot() {
 snapshot >"$W/before"
 
 echo "== quickstart in namespace $NS (pool $POOL)"
+t0=$(date +%s.%N)
 if quickstart >"$W/qs.out" 2>&1; then
-    ok "quickstart succeeded (its jails pinged each other)"
+    ok "quickstart succeeded (its jails pinged each other) in $(echo "$(date +%s.%N) - $t0" | bc) s"
 else
     bad "quickstart failed:"; tail -n 30 "$W/qs.out"
 fi
