@@ -99,6 +99,19 @@ License: MIT
 T
 gzip -9n <"$DOC/README.md" >"$DOC/README.md.gz" && rm "$DOC/README.md"
 
+# Shared libraries the binaries link (libc, and liblzma/libzstd when the
+# build found the system's), as the Debian packages that hold them.
+shlib_pkgs() {
+    local lib real
+    for b in "$PKG"/usr/sbin/*; do ldd "$b"; done | awk '/=>/ { print $3 }' | sort -u |
+        while read -r lib; do
+            real=$(readlink -f "$lib")
+            dpkg -S "$real" 2>/dev/null || dpkg -S "${real#/usr}" 2>/dev/null || dpkg -S "$lib"
+        done | cut -d: -f1 | sort -u | paste -sd, | sed 's/,/, /g'
+}
+SHLIBS=$(shlib_pkgs)
+[ -n "$SHLIBS" ] || SHLIBS="libc6, libgcc-s1"
+
 # Control files. imgapid's unit runs as the system user imgapid.
 install -d "$PKG/DEBIAN"
 SIZE=$(du -sk --exclude=DEBIAN "$PKG" | cut -f1)
@@ -108,7 +121,7 @@ Version: $VERSION
 Architecture: $ARCH
 Maintainer: rvmadm developers <rvmadm@localhost>
 Installed-Size: $SIZE
-Depends: libc6, libgcc-s1, iproute2, runc | crun, zfs-fuse | zfsutils-linux
+Depends: $SHLIBS, iproute2, runc | crun, zfs-fuse | zfsutils-linux
 Section: admin
 Priority: optional
 Description: SmartOS-style vmadm and imgadm for jails on ZFS
