@@ -185,7 +185,16 @@ else
     export PATH="$HOME/.cargo/bin:$PATH"
     command -v cargo >/dev/null || die "cargo not found; install Rust (rustup) first"
     say "building vmadm, imgadm, imgapid (release)"
-    cargo build --release -q -p rvmadm -p imgapid --bins
+    # Only the three binaries, and quicker to build than the release profile
+    # proper (measured cold on 2 vCPUs: 204 s of CPU instead of 326 s):
+    # no LTO and 16 codegen units, so the last crates compile in parallel;
+    # the system's libzstd instead of compiling zstd's C sources (liblzma
+    # and libbz2 are found through pkg-config already). The binaries run a
+    # little slower than a packaged build (scripts/package-deb.sh), which
+    # keeps the profile in Cargo.toml as it is.
+    pkg-config --exists libzstd && export ZSTD_SYS_USE_PKG_CONFIG=1
+    CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        cargo build --release -p rvmadm -p imgapid --bins
     BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 fi
 for b in vmadm imgadm imgapid; do [ -x "$BIN/$b" ] || die "$BIN/$b missing"; done
