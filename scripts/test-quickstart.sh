@@ -99,13 +99,18 @@ for vm in $VMS; do
     grep -q "VM           $vm" "$W/qs.out" && ok "reported VM $vm" || bad "VM $vm not reported"
 done
 
-# Host-side veths are named vm<first 10 hex digits of the uuid>n<index>.
+# The jails' host-side links carry the alias vmadm:<uuid> (vmadm sets it
+# so teardown can match them exactly); collect those of the reported VMs.
+vm_links=
+for vm in $VMS; do
+    vm_links="$vm_links $(in_ns ip -o link show | awk -F': ' -v a="alias vmadm:$vm" \
+        'index($0, a) { sub(/@.*/, "", $2); print $2 }' | tr '\n' ' ')"
+done
+[ -n "${vm_links// /}" ] && ok "the VMs' host-side links:$vm_links" || bad "no host-side link carries a VM's alias"
 created_dev() {
-    local dev=$1
+    local dev=$1 l
     [ "$dev" = "$BRIDGE" ] && return 0
-    for vm in $VMS; do
-        case $dev in "vm$(echo "$vm" | tr -d - | cut -c1-10)n"*) return 0 ;; esac
-    done
+    for l in $vm_links; do [ "$dev" = "$l" ] && return 0; done
     return 1
 }
 dev_of() { # the interface a snapshot line is about
