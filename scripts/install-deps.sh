@@ -1,10 +1,25 @@
 #!/usr/bin/env bash
-# Installs what rvmadm's build, tests and quickstart need on Debian, and starts
-# the zfs-fuse daemon. Idempotent: does nothing that is already done.
+# Installs what rvmadm needs on Debian and starts the zfs-fuse daemon.
+# Idempotent: does nothing that is already done.
+#
+#   scripts/install-deps.sh          the main job: build and run
+#                                    (scripts/debian-packages.txt)
+#   scripts/install-deps.sh --test   that, plus what only the tests use
+#                                    (scripts/debian-packages-test.txt and the
+#                                    installers in scripts/install.d/: Node.js,
+#                                    npm clients)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-mapfile -t wanted < <(grep -vE '^\s*(#|$)' "$here/debian-packages.txt")
+lists=("$here/debian-packages.txt")
+test_deps=0
+case ${1:-} in
+  --test) test_deps=1; lists+=("$here/debian-packages-test.txt") ;;
+  "") ;;
+  *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+esac
+
+mapfile -t wanted < <(cat "${lists[@]}" | grep -vE '^\s*(#|$)')
 missing=()
 for p in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -26,8 +41,8 @@ if ! pgrep -x zfs-fuse >/dev/null; then
 fi
 zpool list >/dev/null 2>&1 || { echo "install-deps: zfs-fuse does not answer" >&2; exit 1; }
 
-# Extra installers (npm clients, browsers …) dropped in scripts/install.d/.
-if [ -d "$here/install.d" ]; then
+# Test-only installers (npm clients, …) dropped in scripts/install.d/.
+if [ "$test_deps" = 1 ] && [ -d "$here/install.d" ]; then
   for f in "$here"/install.d/*.sh; do
     [ -e "$f" ] && bash "$f"
   done

@@ -2,10 +2,9 @@
 //! (tracing events with key=value fields, or JSON lines, on stderr) and runs
 //! the server until SIGTERM/SIGINT.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: imgapid --config FILE\n\nServes IMGAPI (/images) and DSAPI (/datasets) from the data directory named in FILE.";
+mod cli;
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`); with
 /// `IMGAPID_LOG_FORMAT=json` each event is one JSON object per line.
@@ -25,33 +24,8 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let mut config: Option<PathBuf> = None;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "-c" | "--config" => config = args.next().map(PathBuf::from),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            "-V" | "--version" => {
-                println!("imgapid {}", env!("CARGO_PKG_VERSION"));
-                return ExitCode::SUCCESS;
-            }
-            other => {
-                if let Some(p) = other.strip_prefix("--config=") {
-                    config = Some(PathBuf::from(p));
-                } else {
-                    eprintln!("imgapid: unknown argument {other:?}\n{USAGE}");
-                    return ExitCode::from(2);
-                }
-            }
-        }
-    }
-    let Some(path) = config else {
-        eprintln!("imgapid: --config FILE is required\n{USAGE}");
-        return ExitCode::from(2);
-    };
+    // Usage errors exit 2 (clap's code), --help and --version 0.
+    let path = <cli::Cli as clap::Parser>::parse().config;
     init_logging();
     let cfg = match imgapid::config::Config::load(&path) {
         Ok(c) => c,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the npm IMGAPI client (sdc-clients) and imgmanifest that
 # imgapid's third-party-client test drives, into the git-ignored
-# imgapid/tests/node/node_modules. Idempotent; run by scripts/install-deps.sh.
+# imgapid/tests/node/node_modules. Idempotent; run by `scripts/install-deps.sh --test`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 dir="$here/imgapid/tests/node"

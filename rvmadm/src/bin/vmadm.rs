@@ -29,7 +29,7 @@ const MAX_PAYLOAD: u64 = 1 << 20;
     version,
     disable_help_subcommand = true
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }

@@ -29,7 +29,7 @@ use std::path::PathBuf;
     version,
     about = "Manage images (ZFS datasets) for vmadm"
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Debug logging on stderr.
     #[arg(short = 'v', long, global = true)]
     verbose: bool,

@@ -195,8 +195,13 @@ pub fn plan(
     // Bridges first: created ones must exist before a port joins them, and
     // VLAN filtering must be on before the per-port VLAN lines run.
     let mut pre = vec![format!("netns add {ns}")];
+    // A bridge vmadm makes is a switch for jails, never a host interface:
+    // no IPv4 address, and `addrgenmode none` before it comes up so the
+    // kernel does not give it an IPv6 link-local one either. The host's
+    // own addresses and routes stay exactly as they were.
     for b in &p.create {
         pre.push(format!("link add name {b} type bridge"));
+        pre.push(format!("link set dev {b} addrgenmode none"));
         pre.push(format!("link set dev {b} up"));
     }
     for b in &vlan_bridges {
@@ -353,7 +358,14 @@ mod tests {
         let p = plan(&v, &nets(), true, &none, VlanMode::Filtering).unwrap();
         assert_eq!(p.create, vec!["br0"]);
         assert_eq!(p.host[1], "link add name br0 type bridge");
-        assert_eq!(p.host[2], "link set dev br0 up");
+        assert_eq!(p.host[2], "link set dev br0 addrgenmode none");
+        assert_eq!(p.host[3], "link set dev br0 up");
+        // Nothing on the host side gives any interface an address.
+        assert!(
+            p.host.iter().all(|l| !l.starts_with("addr")),
+            "{:?}",
+            p.host
+        );
     }
 
     #[test]
