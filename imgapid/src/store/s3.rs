@@ -211,6 +211,12 @@ impl S3Store {
         }
     }
 
+    /// Keys of every object under `prefix` (`records/`, `blobs/`, `locks/`):
+    /// for operators' checks and the replica tests.
+    pub fn list_keys(&self, prefix: &str) -> io::Result<Vec<String>> {
+        Ok(self.list(prefix)?.into_iter().map(|(k, _, _)| k).collect())
+    }
+
     fn parse_record(key: &str, bytes: &[u8]) -> Option<ImageRecord> {
         match serde_json::from_slice::<ImageRecord>(bytes) {
             Ok(r) if record_key(r.manifest.uuid) == key => Some(r),
