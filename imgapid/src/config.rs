@@ -252,7 +252,9 @@ impl Config {
                     ));
                 }
                 if !(100..=60_000).contains(&st.refresh_ms) {
-                    return Err(invalid("[storage] refresh_ms must be between 100 and 60000"));
+                    return Err(invalid(
+                        "[storage] refresh_ms must be between 100 and 60000",
+                    ));
                 }
             }
         }

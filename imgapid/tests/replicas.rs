@@ -131,7 +131,15 @@ impl Garage {
             let short = id.split('@').next().expect("id");
             g.retry(
                 0,
-                &["layout", "assign", "-z", &format!("z{i}"), "-c", "1G", short],
+                &[
+                    "layout",
+                    "assign",
+                    "-z",
+                    &format!("z{i}"),
+                    "-c",
+                    "1G",
+                    short,
+                ],
             );
         }
         g.retry(0, &["layout", "apply", "--version", "1"]);
@@ -307,7 +315,10 @@ fn published_through_a_is_listed_and_served_through_b() {
     assert_eq!(r.status, 206);
     assert_eq!(r.body, file[from..from + 100]);
     let store = g.store(2);
-    assert_eq!(keys(&store, "records/"), vec![format!("records/{uuid}.json")]);
+    assert_eq!(
+        keys(&store, "records/"),
+        vec![format!("records/{uuid}.json")]
+    );
     assert_eq!(keys(&store, "blobs/").len(), 1);
     assert!(keys(&store, "locks/").is_empty(), "every lock released");
     // Deleted through B: gone from A after a refresh, and from the store.
@@ -395,7 +406,11 @@ fn concurrent_publishes_and_races_have_one_winner() {
                     &[("Content-Type", "application/json")],
                     Some(m.to_string().as_bytes()),
                 );
-                let code = if r.status == 200 { String::new() } else { r.code() };
+                let code = if r.status == 200 {
+                    String::new()
+                } else {
+                    r.code()
+                };
                 (r.status, code)
             })
         })
@@ -432,7 +447,11 @@ fn concurrent_publishes_and_races_have_one_winner() {
                     &[],
                     Some(b"{}"),
                 );
-                let code = if r.status == 200 { String::new() } else { r.code() };
+                let code = if r.status == 200 {
+                    String::new()
+                } else {
+                    r.code()
+                };
                 (r.status, code)
             })
         })

@@ -446,8 +446,8 @@ impl S3Upload {
                 id
             }
         };
-        let number = u16::try_from(self.etags.len() + 1)
-            .map_err(|_| io::Error::other("too many parts"))?;
+        let number =
+            u16::try_from(self.etags.len() + 1).map_err(|_| io::Error::other("too many parts"))?;
         let url = i
             .bucket
             .upload_part(Some(&i.creds), &self.object, number, &id)
