@@ -574,3 +574,60 @@ fn bad_input_is_refused_and_leaves_nothing_in_the_bucket() {
     assert_eq!(r.status, 200);
     assert_eq!(sha1_hex(&r.body), sha1_hex(&file));
 }
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Not a pass/fail test: the S3 backend's numbers next to the disk
+/// backend's, same run, same machine. Prints download throughput of a
+/// 64 MiB file (median of 5) and `GET /images` latency over 100 images
+/// (median and p99 of 300 sequential requests). Run with
+/// `cargo test -p imgapid --test replicas -- --ignored --nocapture bench`.
+#[test]
+#[ignore]
+fn bench_s3_next_to_disk() {
+    let Some(g) = cluster() else { return };
+    let disk = Server::start("");
+    let s3 = g.replica(0);
+    let big = payload(64 * 1024 * 1024, 1);
+    let mut report = Vec::new();
+    for (name, s) in [("disk", &disk), ("s3", &s3)] {
+        for i in 0..100 {
+            let small = payload(2000, i as u8);
+            publish(s, &manifest(&new_uuid(), &format!("img{i}"), "1.0"), &small);
+        }
+        let uuid = new_uuid();
+        publish(s, &manifest(&uuid, "big", "1.0"), &big);
+        let mut lat = Vec::new();
+        for _ in 0..300 {
+            let t = std::time::Instant::now();
+            let r = get(&s.url("/images"));
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(r.status, 200);
+        }
+        let mut mibs = Vec::new();
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let resp = ureq::get(&s.url(&format!("/images/{uuid}/file")))
+                .call()
+                .expect("download");
+            let n = std::io::copy(&mut resp.into_reader(), &mut std::io::sink()).expect("read");
+            assert_eq!(n, big.len() as u64);
+            mibs.push(n as f64 / 1048576.0 / t.elapsed().as_secs_f64());
+        }
+        let mut sorted = lat.clone();
+        sorted.sort_by(f64::total_cmp);
+        let p99 = sorted[sorted.len() * 99 / 100];
+        report.push(format!(
+            "{name}: download {:.0} MiB/s (median of 5); GET /images p50 {:.2} ms, p99 {:.2} ms",
+            median(mibs),
+            median(lat),
+            p99
+        ));
+    }
+    for l in report {
+        println!("BENCH {l}");
+    }
+}

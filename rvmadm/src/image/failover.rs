@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(*hits.lock().expect("hits"), 1);
         assert_eq!(*different_hits.lock().expect("hits"), 0);
         // Starting over: the range-less source has the same file.
-        let next = next_with_same_file(&client, &list, &uuid, &file, &[dying.clone()])
+        let next = next_with_same_file(&client, &list, &uuid, &file, std::slice::from_ref(&dying))
             .expect("a source for a fresh start");
         assert_eq!(next.source.url, no_ranges);
     }
