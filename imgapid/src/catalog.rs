@@ -224,21 +224,26 @@ impl Catalog {
         let _w = self.writer.lock().await;
         let storage = self.storage.clone();
         let listed = blocking(move || storage.record_versions()).await?;
-        let changed: Vec<Uuid> = {
+        let (changed, gone) = {
             let known = self.versions.lock().map_err(|_| poisoned())?;
-            listed
+            let mut changed: Vec<Uuid> = listed
                 .iter()
                 .filter(|(u, v)| known.get(u) != Some(v))
                 .map(|(u, _)| *u)
-                .collect()
-        };
-        let gone: Vec<Uuid> = {
+                .collect();
             let idx = self.index.read().map_err(|_| poisoned())?;
-            idx.by_uuid
-                .keys()
-                .filter(|u| !listed.contains_key(u))
-                .copied()
-                .collect()
+            let mut gone = Vec::new();
+            for u in idx.by_uuid.keys().filter(|u| !listed.contains_key(u)) {
+                if known.contains_key(u) {
+                    // Listed before, not now: deleted.
+                    gone.push(*u);
+                } else {
+                    // Never listed: found by `ensure` or written here after
+                    // the listing was taken; ask for it directly.
+                    changed.push(*u);
+                }
+            }
+            (changed, gone)
         };
         if changed.is_empty() && gone.is_empty() {
             return Ok(());
