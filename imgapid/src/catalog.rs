@@ -187,19 +187,27 @@ impl Catalog {
             None => None,
         };
         let mut idx = self.index.write().map_err(|_| poisoned())?;
-        match entry {
-            Some(e) => idx.by_uuid.insert(uuid, e),
-            None => idx.by_uuid.remove(&uuid),
+        let changed = match entry {
+            Some(e) => {
+                idx.by_uuid.insert(uuid, e);
+                true
+            }
+            // A miss for an unknown UUID costs no re-sort.
+            None => idx.by_uuid.remove(&uuid).is_some(),
         };
-        idx.rebuild();
+        if changed {
+            idx.rebuild();
+        }
         Ok(())
     }
 
-    /// Shared stores: when the index lacks `uuid`, asks the store, so an
-    /// image another replica created a moment ago is found before the next
-    /// refresh. Failures only log: the request then sees what the index has.
+    /// Shared stores: when the index lacks `uuid`, or holds it unactivated
+    /// (a publish in progress, perhaps through another replica), asks the
+    /// store, so each step of a publish is seen by every replica at once
+    /// rather than after the next refresh. Failures only log: the request
+    /// then sees what the index has.
     pub async fn ensure(&self, uuid: Uuid) {
-        if !self.shared() || matches!(self.get(uuid), Ok(Some(_))) {
+        if !self.shared() || matches!(self.get(uuid), Ok(Some(e)) if e.rec.activated) {
             return;
         }
         let storage = self.storage.clone();
@@ -209,7 +217,11 @@ impl Catalog {
                     tracing::warn!(%uuid, error = %e.message, "cannot index record");
                 }
             }
-            Ok(None) => {}
+            Ok(None) => {
+                if let Err(e) = self.apply(uuid, None) {
+                    tracing::warn!(%uuid, error = %e.message, "cannot update index");
+                }
+            }
             Err(e) => tracing::warn!(%uuid, error = %e.message, "record lookup failed"),
         }
     }

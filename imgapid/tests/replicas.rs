@@ -543,9 +543,18 @@ fn bad_input_is_refused_and_leaves_nothing_in_the_bucket() {
     assert!(keys(&store, "blobs/").is_empty(), "refused bodies stored");
     // An upload cut off mid-body (after one multipart part went to the
     // store) leaves no blob that anyone lists, and no file on the record.
+    let cut = new_uuid();
+    let r = request(
+        "POST",
+        &a.url(&format!("/images/{cut}?action=import")),
+        admin(),
+        &[("Content-Type", "application/json")],
+        Some(manifest(&cut, "cut", "1.0").to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 200);
     let big = imgapid::store::s3::PART_SIZE * 2;
     let head = format!(
-        "PUT /images/{uuid}/file?compression=none HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {big}\r\n\r\n"
+        "PUT /images/{cut}/file?compression=none HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {big}\r\n\r\n"
     );
     {
         use std::io::Write;
@@ -554,16 +563,28 @@ fn bad_input_is_refused_and_leaves_nothing_in_the_bucket() {
         let chunk = payload(imgapid::store::s3::PART_SIZE + 4096, 1);
         sock.write_all(&chunk).expect("body");
         sock.flush().expect("flush");
-        std::thread::sleep(Duration::from_millis(500));
     }
-    // The slot frees once the server has seen the disconnect; the good
-    // upload then succeeds through the same replica.
+    // Once the server has seen the disconnect the slot is free again: the
+    // good upload then succeeds through the same replica.
+    let put_cut = |body: &[u8]| {
+        request(
+            "PUT",
+            &a.url(&format!("/images/{cut}/file?compression=none")),
+            admin(),
+            &[],
+            Some(body),
+        )
+    };
+    assert!(keys(&store, "blobs/").is_empty(), "a cut-off upload is listed");
+    let r = get(&b.url(&format!("/images/{cut}/file")));
+    assert_eq!(r.status, 404, "no file on the record");
     eventually("the cut-off upload is dropped", || {
-        let r = put(&a, &file);
-        r.status == 200
+        put_cut(&file).status == 200
     });
+    let r = put(&a, &file);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let blobs = keys(&store, "blobs/");
-    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    assert_eq!(blobs.len(), 2, "{blobs:?}");
     let r = request(
         "GET",
         &b.url(&format!("/images/{uuid}/file")),

@@ -10,7 +10,7 @@ set -euo pipefail
 want=2.5.0
 root=${GARAGE_ROOT:-/opt/garage}
 bin="$root/bin/garage"
-if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -qE "(^| |v)$want( |$|\b)"; then
+if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -qE "[:v ]$want( |$)"; then
   exit 0
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
