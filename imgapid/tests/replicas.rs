@@ -11,6 +11,7 @@
 mod common;
 use common::*;
 use imgapid::store::s3::{S3Settings, S3Store};
+use imgapid::store::Storage;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -414,6 +415,8 @@ fn concurrent_publishes_and_races_have_one_winner() {
                 (r.status, code)
             })
         })
+        .collect::<Vec<_>>()
+        .into_iter()
         .map(|t| t.join().expect("racer"))
         .collect();
     let wins = statuses.iter().filter(|(s, _)| *s == 200).count();
@@ -455,6 +458,8 @@ fn concurrent_publishes_and_races_have_one_winner() {
                 (r.status, code)
             })
         })
+        .collect::<Vec<_>>()
+        .into_iter()
         .map(|t| t.join().expect("activator"))
         .collect();
     assert_eq!(
@@ -472,16 +477,45 @@ fn concurrent_publishes_and_races_have_one_winner() {
     want.push(raced.clone());
     want.sort();
     for s in replicas.iter() {
-        eventually("every image listed once on each replica", || {
+        let start = std::time::Instant::now();
+        loop {
             let mut l = listed(s);
             l.sort();
-            l == want
-        });
+            if l == want {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "replica {} lists {} images: {l:?}, want {want:?}",
+                s.addr,
+                l.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     let store = g.store(0);
     assert_eq!(keys(&store, "records/").len(), 21);
     assert_eq!(keys(&store, "blobs/").len(), 21);
     assert!(keys(&store, "locks/").is_empty(), "every lock released");
+}
+
+#[test]
+fn the_store_lock_excludes_other_replicas_until_released() {
+    let Some(g) = cluster() else { return };
+    // Two clients on different nodes, as two replicas would be.
+    let (one, two) = (g.store(0), g.store(1));
+    let uuid = uuid::Uuid::new_v4();
+    let held = one.lock(uuid).expect("first lock");
+    assert!(held.is_some());
+    // While it is held, the other gives up after its tries.
+    let err = two.lock(uuid).expect_err("lock taken twice");
+    assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+    assert_eq!(keys(&one, &format!("locks/{uuid}/")).len(), 1, "loser withdrew");
+    one.unlock(held).expect("unlock");
+    let second = two.lock(uuid).expect("free again");
+    assert!(second.is_some());
+    two.unlock(second).expect("unlock");
+    assert!(keys(&one, "locks/").is_empty());
 }
 
 #[test]
@@ -575,7 +609,10 @@ fn bad_input_is_refused_and_leaves_nothing_in_the_bucket() {
             Some(body),
         )
     };
-    assert!(keys(&store, "blobs/").is_empty(), "a cut-off upload is listed");
+    assert!(
+        keys(&store, "blobs/").is_empty(),
+        "a cut-off upload is listed"
+    );
     let r = get(&b.url(&format!("/images/{cut}/file")));
     assert_eq!(r.status, 404, "no file on the record");
     eventually("the cut-off upload is dropped", || {

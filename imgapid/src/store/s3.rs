@@ -116,6 +116,33 @@ fn random_hex() -> String {
     Uuid::new_v4().simple().to_string()
 }
 
+/// Undoes the `encoding-type=url` percent-encoding rusty-s3 asks listings
+/// for. Keys this backend writes are plain ASCII; a malformed escape is
+/// kept as is (and then matches none of our keys).
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).and_then(|c| hex(*c)),
+            b.get(i + 2).and_then(|c| hex(*c)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn record_key(uuid: Uuid) -> String {
     format!("records/{uuid}.json")
 }
@@ -202,7 +229,7 @@ impl S3Store {
                 parsed
                     .contents
                     .into_iter()
-                    .map(|c| (c.key, c.etag, c.last_modified)),
+                    .map(|c| (url_decode(&c.key), c.etag, c.last_modified)),
             );
             match parsed.next_continuation_token {
                 Some(t) if !t.is_empty() => token = Some(t),
@@ -638,6 +665,16 @@ impl Seek for S3Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listed_keys_are_decoded() {
+        assert_eq!(
+            url_decode("locks%2Fab%2F0001-x"),
+            "locks/ab/0001-x".to_string()
+        );
+        assert_eq!(url_decode("a%2"), "a%2");
+        assert_eq!(url_decode("plain-key"), "plain-key");
+    }
 
     #[test]
     fn bad_endpoints_are_refused_before_any_request() {
