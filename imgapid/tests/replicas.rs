@@ -510,7 +510,11 @@ fn the_store_lock_excludes_other_replicas_until_released() {
     // While it is held, the other gives up after its tries.
     let err = two.lock(uuid).expect_err("lock taken twice");
     assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
-    assert_eq!(keys(&one, &format!("locks/{uuid}/")).len(), 1, "loser withdrew");
+    assert_eq!(
+        keys(&one, &format!("locks/{uuid}/")).len(),
+        1,
+        "loser withdrew"
+    );
     one.unlock(held).expect("unlock");
     let second = two.lock(uuid).expect("free again");
     assert!(second.is_some());
