@@ -637,6 +637,147 @@ fn bad_input_is_refused_and_leaves_nothing_in_the_bucket() {
     assert_eq!(sha1_hex(&r.body), sha1_hex(&file));
 }
 
+/// A TCP relay in front of a replica that, once it has passed `after`
+/// bytes of one response, SIGKILLs the replica and cuts the connection: the
+/// replica dies at a known point in the middle of a download.
+fn killing_relay(target: String, pid: u32, after: u64) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", l.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(client) = conn else { return };
+            let Ok(upstream) = std::net::TcpStream::connect(&target) else {
+                continue;
+            };
+            let (mut c_in, mut u_out) = (
+                client.try_clone().expect("clone"),
+                upstream.try_clone().expect("clone"),
+            );
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_in, &mut u_out);
+            });
+            std::thread::spawn(move || {
+                let (mut up, mut down) = (upstream, client);
+                let mut seen: u64 = 0;
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match up.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let n = if seen + n as u64 > after {
+                        (after - seen) as usize
+                    } else {
+                        n
+                    };
+                    if std::io::Write::write_all(&mut down, &buf[..n]).is_err() {
+                        return;
+                    }
+                    seen += n as u64;
+                    if seen >= after {
+                        let _ = Command::new("kill")
+                            .args(["-KILL", &pid.to_string()])
+                            .status();
+                        let _ = down.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn imgadm_finishes_from_replica_b_when_replica_a_dies_mid_import() {
+    if !common::zfs::zfs_ok() {
+        return;
+    }
+    let Some(g) = cluster() else { return };
+    let pool = common::zfs::Pool::new();
+    let a = g.replica(0);
+    let b = g.replica(1);
+    // An image whose file is several multipart parts: 24 MiB of noise.
+    let tree = pool.root.join("tree");
+    std::fs::create_dir_all(tree.join("data")).expect("tree");
+    std::fs::write(tree.join("data/noise"), payload(24 << 20, 42)).expect("noise");
+    let out = pool.root.join("out");
+    common::zfs::ok(&pool.imgadm(&[
+        "build",
+        tree.to_str().expect("utf8"),
+        "-c",
+        "none",
+        "-o",
+        out.to_str().expect("utf8"),
+        "name=failover",
+        "version=1.0",
+        "os=linux",
+    ]));
+    let (mut mpath, mut fpath) = (None, None);
+    for e in std::fs::read_dir(&out).expect("out").flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "json") {
+            mpath = Some(p);
+        } else {
+            fpath = Some(p);
+        }
+    }
+    let (mpath, fpath) = (mpath.expect("manifest"), fpath.expect("file"));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&mpath).expect("read")).expect("json");
+    let uuid = m["uuid"].as_str().expect("uuid").to_string();
+    let size = m["files"][0]["size"].as_u64().expect("size");
+    assert!(size > 16 << 20, "file is {size} bytes");
+    let (user, password) = ADMIN;
+    common::zfs::ok(&pool.imgadm(&[
+        "publish",
+        "-m",
+        mpath.to_str().expect("utf8"),
+        "-f",
+        fpath.to_str().expect("utf8"),
+        &format!("http://{user}:{password}@{}", a.addr),
+    ]));
+    // Sources: replica A behind the relay that kills it 5 MiB into the
+    // file, then replica B. Manifest answers are far smaller than that.
+    let cut = 5u64 << 20;
+    let relay = killing_relay(a.addr.clone(), a.child.id(), cut);
+    let b_url = format!("http://{}", b.addr);
+    for url in [&relay, &b_url] {
+        common::zfs::ok(&pool.imgadm(&["sources", "-a", url, "-f"]));
+    }
+    let out = common::zfs::ok(&pool.imgadm(&["import", &uuid]));
+    assert!(out.contains(&format!("from \"{relay}\"")), "{out}");
+    let resumed = out
+        .lines()
+        .find(|l| l.starts_with(&format!("Resumed {uuid} from \"{b_url}\" at byte ")))
+        .unwrap_or_else(|| panic!("no resume by B: {out}"));
+    let at: u64 = resumed
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("offset");
+    assert!(at > 0 && at <= cut, "resumed at {at}");
+    assert!(out.contains(&format!("Imported image {uuid}")), "{out}");
+    // Replica A is really gone.
+    assert!(
+        std::net::TcpStream::connect(&a.addr).is_err(),
+        "A still answers"
+    );
+    let datasets = String::from_utf8_lossy(
+        &Command::new("zfs")
+            .args(["list", "-H", "-t", "all", "-o", "name", "-r", &pool.name])
+            .output()
+            .expect("zfs list")
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        datasets.contains(&format!("{}/{uuid}@final", pool.name)),
+        "{datasets}"
+    );
+    assert!(!datasets.contains("-partial"), "{datasets}");
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
