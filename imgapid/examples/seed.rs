@@ -92,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let rec = record(count, Some(blob))?;
     let key = rec.file.as_ref().map(|b| b.key.clone()).ok_or("no blob")?;
-    let mut up = disk.new_upload()?;
+    let mut up = disk.new_upload("seed")?;
     up.write_all(&data)?;
     up.commit(&key)?;
     disk.put_record(&rec)?;

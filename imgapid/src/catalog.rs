@@ -6,6 +6,15 @@
 //! record, persists the new one on the blocking pool, then swaps the index
 //! entry. Readers never wait for disk: they see the old entry until the new
 //! one is durable, which is what makes activation atomic for clients.
+//!
+//! When the store is shared with other imgapid replicas (S3), three more
+//! things hold: every change also takes the image's store-wide lock
+//! ([`Storage::lock`]) and reads the record fresh from the store, so two
+//! replicas never both create one UUID or both activate one image; a
+//! background task ([`Catalog::refresh`]) re-reads the record listing every
+//! `refresh_interval` and fetches what changed, which bounds how long another
+//! replica's publish stays invisible here; and a request naming a UUID the
+//! index lacks looks it up in the store first ([`Catalog::ensure`]).
 
 use crate::error::{ApiError, ApiResult};
 use crate::store::{ImageRecord, Storage};
@@ -91,6 +100,9 @@ pub struct Catalog {
     index: RwLock<Index>,
     writer: tokio::sync::Mutex<()>,
     uploads: Mutex<HashSet<Uuid>>,
+    /// Shared stores only: the store's version tag of each indexed record,
+    /// as last listed (what [`Catalog::refresh`] compares against).
+    versions: Mutex<HashMap<Uuid, String>>,
 }
 
 /// Held while an upload for one image runs; a second upload is refused.
@@ -109,6 +121,19 @@ impl Drop for UploadSlot<'_> {
 
 fn poisoned() -> ApiError {
     ApiError::internal("catalog lock poisoned")
+}
+
+/// A store lock that could not be had: another replica is writing the image.
+fn busy(e: ApiError, io_kind_busy: bool) -> ApiError {
+    if io_kind_busy {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ImageBusy",
+            "the image is being changed through another server; try again",
+        )
+    } else {
+        e
+    }
 }
 
 /// Runs blocking storage work off the async workers.
@@ -136,12 +161,169 @@ impl Catalog {
             }
         }
         index.rebuild();
+        let versions = if storage.refresh_interval().is_some() {
+            storage.record_versions()?
+        } else {
+            HashMap::new()
+        };
         Ok(Catalog {
             storage,
             index: RwLock::new(index),
             writer: tokio::sync::Mutex::new(()),
             uploads: Mutex::new(HashSet::new()),
+            versions: Mutex::new(versions),
         })
+    }
+
+    fn shared(&self) -> bool {
+        self.storage.refresh_interval().is_some()
+    }
+
+    /// Puts a record read from the store into the index (or removes the
+    /// entry when the store has none).
+    fn apply(&self, uuid: Uuid, rec: Option<ImageRecord>) -> ApiResult<()> {
+        let entry = match rec {
+            Some(r) => Some(Arc::new(Entry::new(r)?)),
+            None => None,
+        };
+        let mut idx = self.index.write().map_err(|_| poisoned())?;
+        let changed = match entry {
+            Some(e) => {
+                idx.by_uuid.insert(uuid, e);
+                true
+            }
+            // A miss for an unknown UUID costs no re-sort.
+            None => idx.by_uuid.remove(&uuid).is_some(),
+        };
+        if changed {
+            idx.rebuild();
+        }
+        Ok(())
+    }
+
+    /// Shared stores: when the index lacks `uuid`, or holds it unactivated
+    /// (a publish in progress, perhaps through another replica), asks the
+    /// store, so each step of a publish is seen by every replica at once
+    /// rather than after the next refresh. Failures only log: the request
+    /// then sees what the index has.
+    pub async fn ensure(&self, uuid: Uuid) {
+        if !self.shared() || matches!(self.get(uuid), Ok(Some(e)) if e.rec.activated) {
+            return;
+        }
+        let storage = self.storage.clone();
+        match blocking(move || storage.get_record(uuid)).await {
+            Ok(Some(rec)) => {
+                if let Err(e) = self.apply(uuid, Some(rec)) {
+                    tracing::warn!(%uuid, error = %e.message, "cannot index record");
+                }
+            }
+            Ok(None) => {
+                if let Err(e) = self.apply(uuid, None) {
+                    tracing::warn!(%uuid, error = %e.message, "cannot update index");
+                }
+            }
+            Err(e) => tracing::warn!(%uuid, error = %e.message, "record lookup failed"),
+        }
+    }
+
+    /// Shared stores: re-reads the record listing and fetches every record
+    /// whose version changed, dropping those that are gone. Runs under the
+    /// writer lock so a listing never undoes one of our own writes.
+    pub async fn refresh(&self) -> ApiResult<()> {
+        if !self.shared() {
+            return Ok(());
+        }
+        let _w = self.writer.lock().await;
+        let storage = self.storage.clone();
+        let listed = blocking(move || storage.record_versions()).await?;
+        let (changed, gone) = {
+            let known = self.versions.lock().map_err(|_| poisoned())?;
+            let mut changed: Vec<Uuid> = listed
+                .iter()
+                .filter(|(u, v)| known.get(u) != Some(v))
+                .map(|(u, _)| *u)
+                .collect();
+            let idx = self.index.read().map_err(|_| poisoned())?;
+            let mut gone = Vec::new();
+            for u in idx.by_uuid.keys().filter(|u| !listed.contains_key(u)) {
+                if known.contains_key(u) {
+                    // Listed before, not now: deleted.
+                    gone.push(*u);
+                } else {
+                    // Never listed: found by `ensure` or written here after
+                    // the listing was taken; ask for it directly.
+                    changed.push(*u);
+                }
+            }
+            (changed, gone)
+        };
+        if changed.is_empty() && gone.is_empty() {
+            return Ok(());
+        }
+        let storage = self.storage.clone();
+        let fetched = blocking(move || {
+            changed
+                .into_iter()
+                .map(|u| Ok((u, storage.get_record(u)?)))
+                .collect::<std::io::Result<Vec<_>>>()
+        })
+        .await?;
+        let mut entries = Vec::with_capacity(fetched.len());
+        for (u, rec) in fetched {
+            match rec.map(Entry::new).transpose() {
+                Ok(e) => entries.push((u, e.map(Arc::new))),
+                Err(e) => tracing::warn!(uuid = %u, error = %e.message, "record skipped"),
+            }
+        }
+        let mut idx = self.index.write().map_err(|_| poisoned())?;
+        for u in &gone {
+            idx.by_uuid.remove(u);
+        }
+        for (u, e) in entries {
+            match e {
+                Some(e) => idx.by_uuid.insert(u, e),
+                None => idx.by_uuid.remove(&u),
+            };
+        }
+        idx.rebuild();
+        *self.versions.lock().map_err(|_| poisoned())? = listed;
+        Ok(())
+    }
+
+    /// Takes the image's store-wide lock (no-op for a single-process store).
+    async fn store_lock(&self, uuid: Uuid) -> ApiResult<Option<String>> {
+        let storage = self.storage.clone();
+        match tokio::task::spawn_blocking(move || storage.lock(uuid)).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => {
+                let would_block = e.kind() == std::io::ErrorKind::WouldBlock;
+                Err(busy(ApiError::from(e), would_block))
+            }
+            Err(e) => Err(ApiError::internal(format!("storage task failed: {e}"))),
+        }
+    }
+
+    async fn store_unlock(&self, token: Option<String>) {
+        if token.is_none() {
+            return;
+        }
+        let storage = self.storage.clone();
+        if let Err(e) = blocking(move || storage.unlock(token)).await {
+            // The claim expires after its lease; others wait until then.
+            tracing::warn!(error = %e.message, "cannot release image lock");
+        }
+    }
+
+    /// The image as it is now: read fresh from a shared store (and put into
+    /// the index), or the index entry for a single-process one.
+    async fn current(&self, uuid: Uuid) -> ApiResult<Option<Arc<Entry>>> {
+        if !self.shared() {
+            return self.get(uuid);
+        }
+        let storage = self.storage.clone();
+        let rec = blocking(move || storage.get_record(uuid)).await?;
+        self.apply(uuid, rec)?;
+        self.get(uuid)
     }
 
     pub fn get(&self, uuid: Uuid) -> ApiResult<Option<Arc<Entry>>> {
@@ -205,14 +387,20 @@ impl Catalog {
     pub async fn insert(&self, rec: ImageRecord) -> ApiResult<Arc<Entry>> {
         let _w = self.writer.lock().await;
         let uuid = rec.manifest.uuid;
-        if self.get(uuid)?.is_some() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "ImageUuidAlreadyExists",
-                format!("image {uuid} already exists"),
-            ));
+        let token = self.store_lock(uuid).await?;
+        let res = async {
+            if self.current(uuid).await?.is_some() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "ImageUuidAlreadyExists",
+                    format!("image {uuid} already exists"),
+                ));
+            }
+            self.persist(rec).await
         }
-        self.persist(rec).await
+        .await;
+        self.store_unlock(token).await;
+        res
     }
 
     /// Read-modify-write of one record under the writer lock. `f` sees the
@@ -224,12 +412,19 @@ impl Catalog {
         f: impl FnOnce(&ImageRecord) -> ApiResult<ImageRecord>,
     ) -> ApiResult<(Arc<Entry>, Arc<Entry>)> {
         let _w = self.writer.lock().await;
-        let old = self
-            .get(uuid)?
-            .ok_or_else(|| ApiError::not_found(format!("image {uuid} not found")))?;
-        let rec = f(&old.rec)?;
-        let new = self.persist(rec).await?;
-        Ok((new, old))
+        let token = self.store_lock(uuid).await?;
+        let res = async {
+            let old = self
+                .current(uuid)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("image {uuid} not found")))?;
+            let rec = f(&old.rec)?;
+            let new = self.persist(rec).await?;
+            Ok((new, old))
+        }
+        .await;
+        self.store_unlock(token).await;
+        res
     }
 
     async fn persist(&self, rec: ImageRecord) -> ApiResult<Arc<Entry>> {
@@ -247,8 +442,16 @@ impl Catalog {
     /// as `origin` (clients could no longer import that one).
     pub async fn delete(&self, uuid: Uuid) -> ApiResult<()> {
         let _w = self.writer.lock().await;
+        let token = self.store_lock(uuid).await?;
+        let res = self.delete_locked(uuid).await;
+        self.store_unlock(token).await;
+        res
+    }
+
+    async fn delete_locked(&self, uuid: Uuid) -> ApiResult<()> {
         let old = self
-            .get(uuid)?
+            .current(uuid)
+            .await?
             .ok_or_else(|| ApiError::not_found(format!("image {uuid} not found")))?;
         let dependents: Vec<String> = self.with_sorted(|all| {
             all.iter()

@@ -13,7 +13,8 @@ use std::path::PathBuf;
     version,
     about = "IMGAPI/DSAPI image (dataset) server for rvmadm",
     long_about = "Serves IMGAPI (/images) and DSAPI (/datasets) from the data \
-                  directory named in the configuration file (see imgapid.toml(5)). \
+                  directory or the S3 bucket named in the configuration file (see \
+                  imgapid.toml(5)); replicas may share one bucket. \
                   Runs in the foreground until SIGTERM or SIGINT, then shuts down \
                   gracefully. Logs go to stderr, filtered by RUST_LOG (default info); \
                   with IMGAPID_LOG_FORMAT=json each event is one JSON object per line."

@@ -13,8 +13,14 @@ pub struct Config {
     /// Address to bind, e.g. `127.0.0.1:8080`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Directory holding records, files and temporary uploads.
-    pub data_dir: PathBuf,
+    /// Directory holding records, files and temporary uploads (the `disk`
+    /// backend; required for it, unused by `s3`).
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// The `[storage]` table: which backend holds images. The local disk
+    /// (`data_dir`) when absent.
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// Base URL clients reach us at (for DSAPI absolute file URLs). When
     /// unset it is derived from the request's Host header.
     #[serde(default)]
@@ -38,6 +44,51 @@ pub struct Config {
     /// The `[tls]` table; without it the server speaks plain HTTP.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+}
+
+/// Which storage backend to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Files under `data_dir`; one imgapid process owns them.
+    #[default]
+    Disk,
+    /// One bucket of an S3-compatible store, shareable by replicas.
+    S3,
+}
+
+/// The `[storage]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `disk` (default) or `s3`.
+    #[serde(default)]
+    pub backend: Backend,
+    /// S3 API URL, `http(s)://host[:port]`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Bucket name; the bucket must exist and the key must be allowed to
+    /// read and write it.
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// Signing region (`garage` is Garage's default `s3_region`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Access key id; `AWS_ACCESS_KEY_ID` when unset.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Secret key; `AWS_SECRET_ACCESS_KEY` when unset.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Milliseconds between two reads of the shared record listing: the
+    /// longest an image published through another replica stays unlisted
+    /// here (plus one listing round trip).
+    #[serde(default = "default_refresh_ms")]
+    pub refresh_ms: u64,
+}
+
+fn default_refresh_ms() -> u64 {
+    1000
 }
 
 /// Who may read and write.
@@ -159,6 +210,54 @@ impl Config {
                 return Err(invalid("public_url must start with http:// or https://"));
             }
         }
+        let mut cfg = cfg;
+        match cfg.storage.backend {
+            Backend::Disk => {
+                if cfg.data_dir.is_none() {
+                    return Err(invalid("data_dir is required with the disk backend"));
+                }
+            }
+            Backend::S3 => {
+                let st = &mut cfg.storage;
+                match &st.endpoint {
+                    Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
+                    _ => {
+                        return Err(invalid(
+                            "[storage] endpoint must be set and start with http:// or https://",
+                        ))
+                    }
+                }
+                let bucket_ok = st.bucket.as_deref().is_some_and(|b| {
+                    (3..=63).contains(&b.len())
+                        && b.bytes().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.'
+                        })
+                });
+                if !bucket_ok {
+                    return Err(invalid(
+                        "[storage] bucket must be 3-63 characters of a-z, 0-9, '-' and '.'",
+                    ));
+                }
+                if st.access_key_id.is_none() {
+                    st.access_key_id = std::env::var("AWS_ACCESS_KEY_ID").ok();
+                }
+                if st.secret_access_key.is_none() {
+                    st.secret_access_key = std::env::var("AWS_SECRET_ACCESS_KEY").ok();
+                }
+                if st.access_key_id.as_deref().unwrap_or("").is_empty()
+                    || st.secret_access_key.as_deref().unwrap_or("").is_empty()
+                {
+                    return Err(invalid(
+                        "[storage] needs access_key_id and secret_access_key (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                    ));
+                }
+                if !(100..=60_000).contains(&st.refresh_ms) {
+                    return Err(invalid(
+                        "[storage] refresh_ms must be between 100 and 60000",
+                    ));
+                }
+            }
+        }
         if cfg.max_upload_bytes == 0 || cfg.max_upload_bytes > default_max_upload() {
             return Err(invalid("max_upload_bytes must be between 1 and 20 GiB"));
         }
@@ -177,9 +276,43 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The S3 settings of an `s3` backend (checked by [`Config::load`]).
+    pub fn s3_settings(&self) -> Option<crate::store::s3::S3Settings> {
+        let st = &self.storage;
+        if st.backend != Backend::S3 {
+            return None;
+        }
+        Some(crate::store::s3::S3Settings {
+            endpoint: st.endpoint.clone()?,
+            bucket: st.bucket.clone()?,
+            region: st.region.clone().unwrap_or_else(|| "garage".to_string()),
+            access_key_id: st.access_key_id.clone()?,
+            secret_access_key: st.secret_access_key.clone()?,
+            refresh: std::time::Duration::from_millis(st.refresh_ms),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_storage_table_parses() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[storage]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:3900\"\nbucket = \"images\"\nregion = \"garage\"\naccess_key_id = \"GK1\"\nsecret_access_key = \"s\"\n",
+        )
+        .expect("write");
+        let c = Config::load(&p).expect("s3 config loads");
+        let s = c.s3_settings().expect("s3 settings");
+        assert_eq!(s.bucket, "images");
+        assert_eq!(s.refresh, std::time::Duration::from_millis(1000));
+        assert!(c.data_dir.is_none());
+    }
 
     #[test]
     fn shipped_example_parses() {
@@ -202,6 +335,11 @@ mod tests {
             "data_dir = \"/x\"\n[auth]\ntokens = [\"\"]\n",
             "data_dir = \"/x\"\n[auth]\nusers = [{ user = \"a:b\", password = \"p\" }]\n",
             "listen = \"nowhere\"\ndata_dir = \"/x\"\n",
+            "listen = \"127.0.0.1:1\"\n",
+            "[storage]\nbackend = \"s3\"\nendpoint = \"ftp://x\"\nbucket = \"images\"\naccess_key_id = \"a\"\nsecret_access_key = \"b\"\n",
+            "[storage]\nbackend = \"s3\"\nendpoint = \"http://x\"\nbucket = \"../x\"\naccess_key_id = \"a\"\nsecret_access_key = \"b\"\n",
+            "[storage]\nbackend = \"s3\"\nendpoint = \"http://x\"\nbucket = \"images\"\naccess_key_id = \"a\"\nsecret_access_key = \"b\"\nrefresh_ms = 5\n",
+            "[storage]\nbackend = \"nfs\"\n",
         ] {
             std::fs::write(&p, bad).expect("write");
             assert!(Config::load(&p).is_err(), "{bad}");

@@ -7,7 +7,8 @@ use crate::catalog::Catalog;
 use crate::config::{Config, TlsConfig};
 use crate::metrics::Metrics;
 use crate::routes::{handle, App};
-use crate::store::LocalDisk;
+use crate::store::s3::S3Store;
+use crate::store::{LocalDisk, Storage};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -22,10 +23,11 @@ use tokio_rustls::TlsAcceptor;
 /// Why [`run`] could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The data directory could not be created or its records not loaded.
-    #[error("cannot open data directory {path}: {source}")]
+    /// The data directory or bucket could not be opened or its records not
+    /// loaded.
+    #[error("cannot open storage {path}: {source}")]
     Data {
-        /// The configured `data_dir`.
+        /// The configured `data_dir`, or the S3 endpoint and bucket.
         path: String,
         /// What opening or loading it failed with.
         source: std::io::Error,
@@ -103,15 +105,35 @@ async fn shutdown_signal() {
 /// Runs the server until a shutdown signal. Prints `listening on ADDR` on
 /// stdout once the socket is bound (tests read the port from it).
 pub async fn run(cfg: Config) -> Result<(), ServerError> {
-    let disk = LocalDisk::open(&cfg.data_dir).map_err(|source| ServerError::Data {
-        path: cfg.data_dir.display().to_string(),
-        source,
-    })?;
-    let catalog = tokio::task::spawn_blocking(move || Catalog::load(Arc::new(disk)))
+    let (storage, place): (Arc<dyn Storage>, String) = match (cfg.s3_settings(), &cfg.data_dir) {
+        (Some(s3), _) => {
+            let place = format!("{}/{}", s3.endpoint, s3.bucket);
+            let store = S3Store::new(&s3).map_err(|source| ServerError::Data {
+                path: place.clone(),
+                source,
+            })?;
+            (Arc::new(store), place)
+        }
+        (None, Some(dir)) => {
+            let place = dir.display().to_string();
+            let disk = LocalDisk::open(dir).map_err(|source| ServerError::Data {
+                path: place.clone(),
+                source,
+            })?;
+            (Arc::new(disk), place)
+        }
+        (None, None) => {
+            return Err(ServerError::Data {
+                path: String::new(),
+                source: std::io::Error::other("no data_dir and no [storage] backend"),
+            })
+        }
+    };
+    let catalog = tokio::task::spawn_blocking(move || Catalog::load(storage))
         .await
         .map_err(|e| ServerError::Io(std::io::Error::other(e)))?
         .map_err(|source| ServerError::Data {
-            path: cfg.data_dir.display().to_string(),
+            path: place.clone(),
             source,
         })?;
     let tls = cfg.tls.as_ref().map(tls_acceptor).transpose()?;
@@ -129,6 +151,18 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
         catalog,
         metrics: Arc::new(Metrics::default()),
     });
+    if let Some(every) = app.catalog.storage.refresh_interval() {
+        // Shared store: pick up what other replicas publish.
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = app.catalog.refresh().await {
+                    tracing::warn!(error = %e.message, "catalog refresh failed");
+                }
+            }
+        });
+    }
     tracing::info!(addr = %local, tls = tls.is_some(), "listening");
     {
         let mut out = std::io::stdout().lock();

@@ -13,11 +13,14 @@
 
 use rvmadm_manifest::Manifest;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use uuid::Uuid;
+
+pub mod s3;
 
 /// A stored blob's identity and digests, computed once at upload so that
 /// downloads never re-hash.
@@ -84,9 +87,11 @@ impl ImageRecord {
 pub trait Upload: Send {
     /// Appends `buf` to the blob, all of it or an error.
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
-    /// Makes the bytes durable and visible under `key` (replacing any blob
-    /// with that key, which by construction holds the same bytes).
-    fn commit(self: Box<Self>, key: &str) -> io::Result<()>;
+    /// Makes the bytes durable and visible, and returns the key records must
+    /// name: `key` (replacing any blob with that key, which by construction
+    /// holds the same bytes) for backends that can rename, or the name the
+    /// blob was given when the upload started for those that cannot.
+    fn commit(self: Box<Self>, key: &str) -> io::Result<String>;
 }
 
 /// A readable, seekable blob (Range requests seek).
@@ -101,13 +106,49 @@ pub trait Storage: Send + Sync + 'static {
     fn put_record(&self, rec: &ImageRecord) -> io::Result<()>;
     /// Atomically removes one record (missing is fine).
     fn delete_record(&self, uuid: Uuid) -> io::Result<()>;
-    /// Starts writing a new blob that stays invisible until committed.
-    fn new_upload(&self) -> io::Result<Box<dyn Upload>>;
+    /// Starts writing a new blob that stays invisible until committed;
+    /// `key_prefix` (`<uuid>-file`, `<uuid>-icon`) starts its key.
+    fn new_upload(&self, key_prefix: &str) -> io::Result<Box<dyn Upload>>;
     /// Opens a committed blob for reading; refuses keys that are not
     /// `[a-z0-9-]+`.
     fn open_blob(&self, key: &str) -> io::Result<Box<dyn BlobReader>>;
     /// Removes a blob (missing is fine).
     fn delete_blob(&self, key: &str) -> io::Result<()>;
+
+    /// For stores other processes write too: how often the catalog re-reads
+    /// [`Storage::record_versions`]. `None` (the default) means this process
+    /// is the only writer and its index is always current.
+    fn refresh_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Every record's UUID with a tag that changes whenever the record does
+    /// (the object's ETag). Only called when [`Storage::refresh_interval`] is
+    /// set.
+    fn record_versions(&self) -> io::Result<HashMap<Uuid, String>> {
+        Err(io::Error::other("this store has no shared records"))
+    }
+
+    /// Reads one record fresh from the store (`None` if absent).
+    fn get_record(&self, uuid: Uuid) -> io::Result<Option<ImageRecord>> {
+        let _ = uuid;
+        Ok(None)
+    }
+
+    /// Takes the write lock of one image across every process sharing the
+    /// store, blocking until it is free (or failing with `WouldBlock`).
+    /// Returns a token for [`Storage::unlock`]; a single-process store needs
+    /// no lock (the catalog's writer mutex suffices) and returns `None`.
+    fn lock(&self, uuid: Uuid) -> io::Result<Option<String>> {
+        let _ = uuid;
+        Ok(None)
+    }
+
+    /// Releases what [`Storage::lock`] took.
+    fn unlock(&self, token: Option<String>) -> io::Result<()> {
+        let _ = token;
+        Ok(())
+    }
 }
 
 /// Files under one directory: `records/`, `blobs/`, `tmp/`.
@@ -227,7 +268,7 @@ impl Storage for LocalDisk {
         }
     }
 
-    fn new_upload(&self) -> io::Result<Box<dyn Upload>> {
+    fn new_upload(&self, _key_prefix: &str) -> io::Result<Box<dyn Upload>> {
         let path = self.tmp_path();
         let file = OpenOptions::new()
             .write(true)
@@ -267,7 +308,7 @@ impl Upload for DiskUpload {
         }
     }
 
-    fn commit(mut self: Box<Self>, key: &str) -> io::Result<()> {
+    fn commit(mut self: Box<Self>, key: &str) -> io::Result<String> {
         check_key(key)?;
         let file = self
             .file
@@ -276,7 +317,8 @@ impl Upload for DiskUpload {
         file.sync_all()?;
         drop(file);
         fs::rename(&self.path, self.blobs.join(key))?;
-        fsync_dir(&self.blobs)
+        fsync_dir(&self.blobs)?;
+        Ok(key.to_string())
     }
 }
 
@@ -315,7 +357,7 @@ mod tests {
         let disk = LocalDisk::open(dir.path()).expect("open");
         let id = Uuid::new_v4();
         let mut rec = record(id);
-        let mut up = disk.new_upload().expect("upload");
+        let mut up = disk.new_upload("x").expect("upload");
         up.write_all(b"hello").expect("write");
         up.commit("abc-file-1").expect("commit");
         rec.file = Some(StoredBlob {
@@ -328,7 +370,7 @@ mod tests {
         });
         disk.put_record(&rec).expect("put");
         // An orphan blob and a half-written temp file, as a crash leaves them.
-        let mut orphan = disk.new_upload().expect("upload");
+        let mut orphan = disk.new_upload("x").expect("upload");
         orphan.write_all(b"zz").expect("write");
         orphan.commit("orphan-file-2").expect("commit");
         fs::write(dir.path().join("tmp/partial"), b"x").expect("tmp");
@@ -346,11 +388,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let disk = LocalDisk::open(dir.path()).expect("open");
         {
-            let mut up = disk.new_upload().expect("upload");
+            let mut up = disk.new_upload("x").expect("upload");
             up.write_all(b"partial").expect("write");
         }
         assert_eq!(fs::read_dir(dir.path().join("tmp")).expect("ls").count(), 0);
-        let up = disk.new_upload().expect("upload");
+        let up = disk.new_upload("x").expect("upload");
         assert!(up.commit("../etc").is_err());
         assert!(disk.open_blob("../../x").is_err());
     }

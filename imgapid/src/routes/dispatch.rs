@@ -60,6 +60,22 @@ enum Route {
 }
 
 impl Route {
+    /// The image a route names, if any.
+    fn uuid(&self) -> Option<Uuid> {
+        match self {
+            Route::GetImage(u)
+            | Route::ImageAction(u)
+            | Route::DeleteImage(u)
+            | Route::GetFile(u)
+            | Route::PutFile(u)
+            | Route::GetIcon(u)
+            | Route::PutIcon(u)
+            | Route::GetDataset(u)
+            | Route::DatasetFile { uuid: u, .. } => Some(*u),
+            _ => None,
+        }
+    }
+
     /// The route and its metrics label; the label depends on the path's
     /// shape only, so refused methods and bad UUIDs count under it too.
     fn parse(m: &Method, path: &str) -> (&'static str, ApiResult<Route>) {
@@ -122,6 +138,10 @@ impl Route {
 
 /// Runs a route: the one place that maps routes to their resource's handler.
 async fn run(app: &App, route: Route, req: Request<Incoming>) -> ApiResult<Resp> {
+    if let Some(u) = route.uuid() {
+        // A replica's publish may be newer than our last refresh.
+        app.catalog.ensure(u).await;
+    }
     match route {
         Route::Index => service::index(app, &req),
         Route::Ping => service::ping(&req),

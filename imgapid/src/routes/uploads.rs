@@ -41,7 +41,8 @@ async fn receive_blob(
     key_prefix: String,
 ) -> ApiResult<StoredBlob> {
     let storage = app.catalog.storage.clone();
-    let mut upload = Some(blocking(move || storage.new_upload()).await?);
+    let prefix = key_prefix.clone();
+    let mut upload = Some(blocking(move || storage.new_upload(&prefix)).await?);
     let mut sha = Some(Sha1::new());
     let mut md5 = Some(Md5::new());
     let mut buf: Vec<u8> = Vec::with_capacity(UPLOAD_BATCH);
@@ -116,8 +117,7 @@ async fn receive_blob(
     }
     let md5 = base64::engine::general_purpose::STANDARD.encode(md5.finalize());
     let key = format!("{key_prefix}-{sha1}");
-    let k = key.clone();
-    blocking(move || upload.commit(&k)).await?;
+    let key = blocking(move || upload.commit(&key)).await?;
     Ok(StoredBlob {
         key,
         size: got,

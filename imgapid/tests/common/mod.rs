@@ -3,6 +3,8 @@
 //! real HTTP client (ureq) or, for misbehaving-client cases, a raw socket.
 #![allow(dead_code)]
 
+pub mod zfs;
+
 use sha1::{Digest, Sha1};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

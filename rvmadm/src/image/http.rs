@@ -150,6 +150,40 @@ impl Client {
         })
     }
 
+    /// GET a file from byte `offset` on, only if the server's copy is still
+    /// `etag` (`If-Range`). `Ok(Some(_))` when the server answered 206 from
+    /// exactly `offset`; `Ok(None)` when it would send the whole file instead
+    /// (no range support, or a different file).
+    pub fn get_file_from(&self, url: &str, offset: u64, etag: &str) -> Result<Option<Download>> {
+        let resp = self
+            .agent
+            .get(url)
+            .set("Range", &format!("bytes={offset}-"))
+            .set("If-Range", etag)
+            .call()
+            .map_err(|e| {
+                let mut err = describe(url, e);
+                err.code = Code::DownloadError;
+                err
+            })?;
+        let starts_here = resp
+            .header("Content-Range")
+            .and_then(|v| v.trim().strip_prefix("bytes "))
+            .and_then(|v| v.split('-').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            == Some(offset);
+        if resp.status() != 206 || !starts_here {
+            return Ok(None);
+        }
+        let content_length = resp
+            .header("Content-Length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        Ok(Some(Download {
+            content_length,
+            body: resp.into_reader(),
+        }))
+    }
+
     /// POST a JSON body (or none) and read the JSON answer.
     pub fn post_json(&self, url: &str, body: Option<&Value>) -> Result<Value> {
         let req = self

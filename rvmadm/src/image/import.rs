@@ -25,11 +25,12 @@
 
 use super::compress;
 use super::error::{Code, ImgError, Result};
+use super::failover::{self, ResumeLog};
 use super::http::{Client, Download};
 use super::interrupt;
 use super::manifest::{ImageFile, ImageState, Manifest};
 use super::records::{self, label_of, Record};
-use super::sources::{self, Remote};
+use super::sources::Remote;
 use crate::config::{Config, Source};
 use crate::store::Store;
 use crate::zfs::Zfs;
@@ -69,6 +70,16 @@ pub enum ImportNote {
         label: String,
         /// The URL of the source it comes from.
         source: String,
+    },
+    /// A download broke off and continued from another source that serves
+    /// the same file, by range from `offset`.
+    Resumed {
+        /// The image being downloaded.
+        uuid: Uuid,
+        /// The URL of the source the rest of the file came from.
+        source: String,
+        /// The byte the download continued at.
+        offset: u64,
     },
     /// `imgadm install`: a local file starts going into ZFS.
     Installing {
@@ -171,7 +182,7 @@ pub fn import(
     }
     let client = Client::new();
     // imgadm's wording for both: no source has it as an active image.
-    let remote = sources::find(&client, sources_list, &uuid)?
+    let remote = failover::find(&client, sources_list, &uuid)?
         .ok_or_else(|| ImgError::active_image_not_found(uuid))?;
     let top = check_remote(remote, &uuid)?;
     if top.manifest.state.is_some_and(|s| s != ImageState::Active) || top.manifest.disabled {
@@ -191,7 +202,7 @@ pub fn import(
                 format!("origin chain of {uuid} loops or is deeper than {MAX_ORIGIN_DEPTH}"),
             ));
         }
-        let remote = sources::find(&client, sources_list, &origin)?.ok_or_else(|| {
+        let remote = failover::find(&client, sources_list, &origin)?.ok_or_else(|| {
             ImgError::origin_not_found_in_source(origin, &chain[0].remote.source.url)
         })?;
         let checked = check_remote(remote, &origin)?;
@@ -199,7 +210,7 @@ pub fn import(
         chain.push(checked);
     }
     for img in chain.iter().rev() {
-        let from = FileFrom::Source(&client);
+        let from = FileFrom::Source(&client, sources_list);
         install_one(cfg, vms, zfs, from, img, pool, report)?;
     }
     Ok(())
@@ -238,16 +249,21 @@ pub fn install_file(
 /// Where an image's file comes from.
 #[derive(Clone, Copy)]
 enum FileFrom<'a> {
-    /// Its source, over HTTP (`Checked::remote.file_url`).
-    Source(&'a Client),
+    /// Its source, over HTTP (`Checked::remote.file_url`); the list is
+    /// where [`failover`] looks when that source fails.
+    Source(&'a Client, &'a [Source]),
     /// A local file (`imgadm install`).
     File(&'a std::path::Path),
 }
 
 impl FileFrom<'_> {
-    fn open(self, img: &Checked) -> Result<Download> {
+    /// The file as a stream, and the log of source switches a download
+    /// makes on the way (empty for a local file).
+    fn open(self, img: &Checked) -> Result<(Download, ResumeLog)> {
         match self {
-            FileFrom::Source(client) => client.get_file(&img.remote.file_url),
+            FileFrom::Source(client, list) => {
+                failover::open(client, &img.remote, img.manifest.uuid, &img.file, list)
+            }
             FileFrom::File(path) => {
                 let f = std::fs::File::open(path)
                     .map_err(|e| ImgError::fs(&format!("cannot read {}", path.display()), e))?;
@@ -255,10 +271,13 @@ impl FileFrom<'_> {
                     .metadata()
                     .map_err(|e| ImgError::fs(&format!("cannot read {}", path.display()), e))?
                     .len();
-                Ok(Download {
-                    content_length: Some(len),
-                    body: Box::new(f),
-                })
+                Ok((
+                    Download {
+                        content_length: Some(len),
+                        body: Box::new(f),
+                    },
+                    ResumeLog::default(),
+                ))
             }
         }
     }
@@ -318,29 +337,60 @@ fn install_one(
     let target = format!("{pool}/{uuid}");
     // A previous crash may have left a partial dataset: it is ours to remove.
     zfs.destroy(&partial, true)?;
+    // A download that no source could continue starts over from the next
+    // source with the same file (see `failover`).
+    let mut current = img.clone();
+    let mut tried = vec![img.remote.source.url.clone()];
+    loop {
+        report.note(match from {
+            FileFrom::Source(..) => ImportNote::Importing {
+                uuid,
+                label: label(&current.manifest),
+                source: current.remote.source.url.clone(),
+            },
+            FileFrom::File(_) => ImportNote::Installing {
+                uuid,
+                label: label(&current.manifest),
+            },
+        })?;
+        let mut switches = ResumeLog::default();
+        let result = from
+            .open(&current)
+            .and_then(|(dl, log)| {
+                switches = log;
+                stream_into(zfs, dl, &current, &partial, report)
+            })
+            .and_then(|()| finalize(zfs, &partial, &target));
+        let resumed = switches.lock().map(|l| l.clone()).unwrap_or_default();
+        for r in resumed {
+            report.note(ImportNote::Resumed {
+                uuid,
+                source: r.source,
+                offset: r.offset,
+            })?;
+        }
+        let Err(e) = result else { break };
+        cleanup(zfs, &partial, report);
+        let next = match from {
+            FileFrom::Source(client, list) if e.code == Code::DownloadError => {
+                failover::next_with_same_file(client, list, &uuid, &current.file, &tried)
+                    .and_then(|r| check_remote(r, &uuid).ok())
+            }
+            _ => None,
+        };
+        let Some(next) = next else { return Err(e) };
+        report.note(ImportNote::Warning(format!(
+            "{e}; starting over from \"{}\"",
+            next.remote.source.url
+        )))?;
+        tried.push(next.remote.source.url.clone());
+        current = next;
+    }
+    let img = &current;
     let source = match from {
-        FileFrom::Source(_) => Some(img.remote.source.url.clone()),
+        FileFrom::Source(..) => Some(img.remote.source.url.clone()),
         FileFrom::File(_) => None,
     };
-    report.note(match &source {
-        Some(url) => ImportNote::Importing {
-            uuid,
-            label: label(&img.manifest),
-            source: url.clone(),
-        },
-        None => ImportNote::Installing {
-            uuid,
-            label: label(&img.manifest),
-        },
-    })?;
-    let result = from
-        .open(img)
-        .and_then(|dl| stream_into(zfs, dl, img, &partial, report))
-        .and_then(|()| finalize(zfs, &partial, &target));
-    if let Err(e) = result {
-        cleanup(zfs, &partial, report);
-        return Err(e);
-    }
     let imported = source.is_some();
     let record = Record {
         manifest: img.remote.manifest.clone(),

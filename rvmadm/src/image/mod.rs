@@ -2,7 +2,8 @@
 //!
 //! One file per concern: `manifest` (IMGAPI v2 types), `records` (installed
 //! images and their db records), `sources` + `http` (remote lookups),
-//! `import` (the verified streaming pipeline), `build` (image from a tree or
+//! `import` (the verified streaming pipeline), `failover` (moving on to the
+//! next source when one fails mid-import), `build` (image from a tree or
 //! tarball), `create` (image from a VM's dataset), `pack` (snapshot →
 //! compressed file), `publish` (the IMGAPI upload protocol), `table` (rows,
 //! filters, sorting and the text table), `compress`, `interrupt`, `error`.
@@ -12,6 +13,7 @@ pub mod build;
 pub(crate) mod compress;
 pub mod create;
 pub mod error;
+pub(crate) mod failover;
 pub(crate) mod http;
 pub mod import;
 pub mod interrupt;

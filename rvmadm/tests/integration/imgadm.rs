@@ -314,6 +314,75 @@ fn expect_failure(env: &Env, srv: &ImgServer, fx: Fixture, mode: FileMode, code:
 }
 
 #[test]
+fn import_fails_over_between_sources() {
+    let Some(fx) = fixture() else { return };
+    let Some((env, a)) = env_with_server() else {
+        return;
+    };
+    let b = ImgServer::start();
+    // A source that refuses connections goes first: it is passed over.
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", l.local_addr().expect("addr"))
+    };
+    let o = env.imgadm(&["sources", "-d", &a.url]);
+    assert_exit(&o, 0);
+    for url in [&refused, &a.url, &b.url] {
+        assert_exit(&env.imgadm(&["sources", "-a", url, "-f"]), 0);
+    }
+    // A dies half-way through the file; B continues it by range.
+    let one = with_file(&fx, |_| {});
+    let uuid = uuid_of(&one.manifest);
+    let half = one.file.len() / 2;
+    a.add(one.manifest.clone(), one.file.clone());
+    a.set_mode(&uuid, FileMode::Short(half));
+    b.add(one.manifest.clone(), one.file.clone());
+    let o = env.imgadm(&["import", &uuid]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("from \"{}\"", a.url)),
+        "starts on A: {out}"
+    );
+    assert!(
+        out.contains(&format!("Resumed {uuid} from \"{}\" at byte {half}", b.url)),
+        "{out}"
+    );
+    assert!(out.contains(&format!("Imported image {uuid}")), "{out}");
+    assert!(env.datasets().contains(&format!("{}/{uuid}", env.pool)));
+    // A fails the file outright: the import starts over from B.
+    let two = with_file(&fx, |_| {});
+    let uuid2 = uuid_of(&two.manifest);
+    a.add(two.manifest.clone(), two.file.clone());
+    a.set_mode(&uuid2, FileMode::Status(500));
+    b.add(two.manifest.clone(), two.file.clone());
+    let o = env.imgadm(&["import", &uuid2]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("Importing {uuid2}")) && out.contains(&format!("from \"{}\"", b.url)),
+        "{out}"
+    );
+    assert!(stderr(&o).contains("starting over"), "{}", stderr(&o));
+    assert!(out.contains(&format!("Imported image {uuid2}")), "{out}");
+    // No source has the file intact: the import fails and leaves nothing.
+    let three = with_file(&fx, |_| {});
+    let uuid3 = uuid_of(&three.manifest);
+    a.add(three.manifest.clone(), three.file.clone());
+    a.set_mode(&uuid3, FileMode::Short(half));
+    b.add(three.manifest.clone(), three.file.clone());
+    b.set_mode(&uuid3, FileMode::Short(half));
+    let o = env.imgadm(&["import", &uuid3]);
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("error (DownloadError)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!env.datasets().iter().any(|d| d.contains(&uuid3)));
+}
+
+#[test]
 fn every_download_failure_leaves_nothing() {
     let Some(fx) = fixture() else { return };
     let Some((env, srv)) = env_with_server() else {

@@ -165,6 +165,7 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("").to_string();
     let mut len = 0usize;
+    let mut range: Option<usize> = None;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
@@ -173,6 +174,13 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         if let Some((k, v)) = h.split_once(':') {
             if k.eq_ignore_ascii_case("content-length") {
                 len = v.trim().parse().unwrap_or(0);
+            }
+            if k.eq_ignore_ascii_case("range") {
+                range = v
+                    .trim()
+                    .strip_prefix("bytes=")
+                    .and_then(|r| r.strip_suffix('-'))
+                    .and_then(|r| r.parse().ok());
             }
         }
     }
@@ -233,7 +241,7 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             else {
                 return not_found(&mut conn);
             };
-            serve_file(&mut conn, &file, &mode)
+            serve_file(&mut conn, &file, &mode, range)
         }
         ("POST", ["images", uuid]) => {
             let mut st = state.lock().unwrap();
@@ -326,7 +334,13 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     }
 }
 
-fn serve_file(conn: &mut TcpStream, file: &[u8], mode: &FileMode) -> std::io::Result<()> {
+/// Serves a file as `mode` says; a normal one honours `Range: bytes=N-`.
+fn serve_file(
+    conn: &mut TcpStream,
+    file: &[u8],
+    mode: &FileMode,
+    range: Option<usize>,
+) -> std::io::Result<()> {
     let head = |conn: &mut TcpStream, len: u64| {
         write!(
             conn,
@@ -334,10 +348,22 @@ fn serve_file(conn: &mut TcpStream, file: &[u8], mode: &FileMode) -> std::io::Re
         )
     };
     match mode {
-        FileMode::Normal => {
-            head(conn, file.len() as u64)?;
-            conn.write_all(file)
-        }
+        FileMode::Normal => match range {
+            Some(from) if from < file.len() => {
+                write!(
+                    conn,
+                    "HTTP/1.1 206 Partial Content\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nContent-Range: bytes {from}-{}/{}\r\nConnection: close\r\n\r\n",
+                    file.len() - from,
+                    file.len() - 1,
+                    file.len()
+                )?;
+                conn.write_all(&file[from..])
+            }
+            _ => {
+                head(conn, file.len() as u64)?;
+                conn.write_all(file)
+            }
+        },
         FileMode::Status(s) => json_resp(
             conn,
             *s,

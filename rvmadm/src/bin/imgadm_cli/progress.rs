@@ -45,6 +45,15 @@ impl ImportReport for Report<'_> {
             ImportNote::Installing { uuid, label } => {
                 line(self.out, format_args!("Installing image {uuid} ({label})"))
             }
+            ImportNote::Resumed { .. } if self.quiet => Ok(()),
+            ImportNote::Resumed {
+                uuid,
+                source,
+                offset,
+            } => line(
+                self.out,
+                format_args!("Resumed {uuid} from \"{source}\" at byte {offset}"),
+            ),
             ImportNote::Imported { uuid, label } => {
                 line(self.out, format_args!("Imported image {uuid} ({label})"))
             }
