@@ -81,8 +81,9 @@ struct Index {
     /// Ascending (published_at, uuid): the stable order ListImages pages by.
     sorted: Vec<Arc<Entry>>,
     /// The body of a plain `GET /images` (what imgadm avail and sdc-clients
-    /// ask first), built on first use after each change.
-    default_list: Option<Bytes>,
+    /// ask first), built on first use after each change: `[anonymous,
+    /// privileged]`, as the two see different images.
+    default_list: [Option<Bytes>; 2],
 }
 
 impl Index {
@@ -90,7 +91,7 @@ impl Index {
         let mut v: Vec<Arc<Entry>> = self.by_uuid.values().cloned().collect();
         v.sort_by_key(|e| e.sort_key());
         self.sorted = v;
-        self.default_list = None;
+        self.default_list = [None, None];
     }
 }
 
@@ -344,16 +345,21 @@ impl Catalog {
 
     /// The cached body for an unfiltered list, or `build` run over the
     /// sorted entries and remembered until the next change.
-    pub fn default_list(&self, build: impl FnOnce(&[Arc<Entry>]) -> Vec<u8>) -> ApiResult<Bytes> {
-        if let Some(b) = &self.index.read().map_err(|_| poisoned())?.default_list {
+    pub fn default_list(
+        &self,
+        privileged: bool,
+        build: impl FnOnce(&[Arc<Entry>]) -> Vec<u8>,
+    ) -> ApiResult<Bytes> {
+        let slot = usize::from(privileged);
+        if let Some(b) = &self.index.read().map_err(|_| poisoned())?.default_list[slot] {
             return Ok(b.clone());
         }
         let mut idx = self.index.write().map_err(|_| poisoned())?;
-        if let Some(b) = &idx.default_list {
+        if let Some(b) = &idx.default_list[slot] {
             return Ok(b.clone());
         }
         let body = Bytes::from(build(&idx.sorted));
-        idx.default_list = Some(body.clone());
+        idx.default_list[slot] = Some(body.clone());
         Ok(body)
     }
 

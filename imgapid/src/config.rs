@@ -34,6 +34,17 @@ pub struct Config {
     /// Seconds an upload may stall between two chunks before it is dropped.
     #[serde(default = "default_idle")]
     pub upload_idle_timeout_secs: u64,
+    /// Seconds a connection may go without moving a byte in either
+    /// direction while the server waits on it (a downloader that stopped
+    /// reading, an idle keep-alive client) before it is closed.
+    #[serde(default = "default_conn_idle")]
+    pub connection_idle_timeout_secs: u64,
+    /// Most connections served at once; further clients wait in the
+    /// kernel's accept queue until one ends. Lowered at start-up when the
+    /// open-file limit could not hold this many (each download holds a
+    /// socket and a file).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Seconds graceful shutdown waits for open requests.
     #[serde(default = "default_shutdown")]
     pub shutdown_timeout_secs: u64,
@@ -153,6 +164,12 @@ fn default_max_json() -> usize {
 fn default_idle() -> u64 {
     60
 }
+fn default_conn_idle() -> u64 {
+    120
+}
+fn default_max_connections() -> usize {
+    4096
+}
 fn default_shutdown() -> u64 {
     30
 }
@@ -261,6 +278,12 @@ impl Config {
         if cfg.max_upload_bytes == 0 || cfg.max_upload_bytes > default_max_upload() {
             return Err(invalid("max_upload_bytes must be between 1 and 20 GiB"));
         }
+        if cfg.max_connections == 0 {
+            return Err(invalid("max_connections must be at least 1"));
+        }
+        if cfg.connection_idle_timeout_secs == 0 {
+            return Err(invalid("connection_idle_timeout_secs must be at least 1"));
+        }
         if cfg.auth.tokens.iter().any(String::is_empty)
             || cfg
                 .auth
@@ -340,6 +363,8 @@ mod tests {
             "[storage]\nbackend = \"s3\"\nendpoint = \"http://x\"\nbucket = \"../x\"\naccess_key_id = \"a\"\nsecret_access_key = \"b\"\n",
             "[storage]\nbackend = \"s3\"\nendpoint = \"http://x\"\nbucket = \"images\"\naccess_key_id = \"a\"\nsecret_access_key = \"b\"\nrefresh_ms = 5\n",
             "[storage]\nbackend = \"nfs\"\n",
+            "data_dir = \"/x\"\nmax_connections = 0\n",
+            "data_dir = \"/x\"\nconnection_idle_timeout_secs = 0\n",
         ] {
             std::fs::write(&p, bad).expect("write");
             assert!(Config::load(&p).is_err(), "{bad}");

@@ -12,6 +12,7 @@ pub mod store;
 mod auth;
 mod body;
 mod catalog;
+mod conn;
 mod error;
 mod html;
 mod metrics;

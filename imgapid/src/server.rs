@@ -5,6 +5,7 @@
 
 use crate::catalog::Catalog;
 use crate::config::{Config, TlsConfig};
+use crate::conn::Idle;
 use crate::metrics::Metrics;
 use crate::routes::{handle, App};
 use crate::store::s3::S3Store;
@@ -17,6 +18,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
@@ -102,6 +104,43 @@ async fn shutdown_signal() {
     }
 }
 
+/// Raises the soft open-file limit to the hard one and returns how many
+/// connections fit in it: each download holds a socket and a file, and a
+/// few descriptors are kept for storage work and logging.
+fn connection_cap(wanted: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    let have = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return wanted;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    };
+    let fits = usize::try_from(have.saturating_sub(64) / 2).unwrap_or(usize::MAX);
+    let cap = wanted.min(fits.max(1));
+    if cap < wanted {
+        tracing::warn!(
+            wanted,
+            cap,
+            nofile = have,
+            "max_connections lowered to what the open-file limit holds"
+        );
+    }
+    cap
+}
+
 /// Runs the server until a shutdown signal. Prints `listening on ADDR` on
 /// stdout once the socket is bound (tests read the port from it).
 pub async fn run(cfg: Config) -> Result<(), ServerError> {
@@ -144,6 +183,9 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
             source,
         })?;
     let local = listener.local_addr()?;
+    let max_conns = connection_cap(cfg.max_connections);
+    let slots = Arc::new(Semaphore::new(max_conns));
+    let idle = Duration::from_secs(cfg.connection_idle_timeout_secs);
     let shutdown_timeout = Duration::from_secs(cfg.shutdown_timeout_secs);
     let app = Arc::new(App {
         scheme: if tls.is_some() { "https" } else { "http" },
@@ -173,6 +215,15 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
+        // A slot first, then the connection: at the cap, new clients wait in
+        // the kernel's accept queue instead of costing us a descriptor.
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = &mut stop => break,
+        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -198,9 +249,10 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
         let service = service_fn(move |req| handle(app.clone(), req));
         match &tls {
             None => {
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let conn = builder.serve_connection(TokioIo::new(Idle::new(stream, idle)), service);
                 let fut = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = fut.await {
                         tracing::debug!(%peer, error = %e, "connection ended with error");
                     }
@@ -210,9 +262,10 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let tls_stream = match tokio::time::timeout(
                         Duration::from_secs(30),
-                        acceptor.accept(stream),
+                        acceptor.accept(Idle::new(stream, idle)),
                     )
                     .await
                     {

@@ -7,6 +7,9 @@
 //! names its blobs by key (`<uuid>-file-<sha1>`), so a blob that was renamed in
 //! but never referenced (crash between the two steps) is just garbage, which
 //! [`Storage::load`] sweeps at start-up together with stale `tmp/` files.
+//! A record that cannot be read is never taken for garbage: it is moved to
+//! `quarantine/` for the operator, and every blob it may name (any key it
+//! mentions, and any key of its image's UUID) is kept.
 //! Deleting an image unlinks its record first (atomic), then its blobs.
 //! The trait is blocking on purpose: callers run it on tokio's blocking pool,
 //! and an object-store backend can block on its own client just the same.
@@ -151,7 +154,7 @@ pub trait Storage: Send + Sync + 'static {
     }
 }
 
-/// Files under one directory: `records/`, `blobs/`, `tmp/`.
+/// Files under one directory: `records/`, `blobs/`, `tmp/`, `quarantine/`.
 pub struct LocalDisk {
     root: PathBuf,
 }
@@ -174,6 +177,38 @@ fn check_key(key: &str) -> io::Result<()> {
     }
 }
 
+/// Where unreadable records are moved.
+const QUARANTINE: &str = "quarantine";
+
+/// Blob keys a record that failed to parse may still reference: every
+/// string value under a `key` field anywhere in it (when it is JSON at all),
+/// and the prefix of keys made for its image (`<uuid>-`, from the name).
+fn keys_of_unreadable(name: &str, bytes: &[u8]) -> (Vec<String>, Option<String>) {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match v {
+                        serde_json::Value::String(s) if k == "key" => out.push(s.clone()),
+                        other => walk(other, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut keys = Vec::new();
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        walk(&v, &mut keys);
+    }
+    let prefix = name
+        .get(..36)
+        .and_then(|stem| Uuid::try_parse(stem).ok())
+        .map(|u| format!("{u}-"));
+    (keys, prefix)
+}
+
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -181,7 +216,7 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
 impl LocalDisk {
     /// Opens (creating if needed) a data directory.
     pub fn open(root: &Path) -> io::Result<LocalDisk> {
-        for sub in ["records", "blobs", "tmp"] {
+        for sub in ["records", "blobs", "tmp", QUARANTINE] {
             fs::create_dir_all(root.join(sub))?;
         }
         Ok(LocalDisk {
@@ -197,6 +232,33 @@ impl LocalDisk {
 
     fn record_path(&self, uuid: Uuid) -> PathBuf {
         self.root.join("records").join(format!("{uuid}.json"))
+    }
+
+    /// Moves an unreadable record to `quarantine/` (same name; a name
+    /// already taken there gets a numeric suffix), so it is neither served
+    /// nor lost, and says so in the log.
+    fn quarantine(&self, path: &Path, why: &str) -> io::Result<()> {
+        let dir = self.root.join(QUARANTINE);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "record.json".into());
+        let mut target = dir.join(&name);
+        let mut n = 1;
+        while target.exists() {
+            target = dir.join(format!("{name}.{n}"));
+            n += 1;
+        }
+        fs::rename(path, &target)?;
+        fsync_dir(&dir)?;
+        fsync_dir(&self.root.join("records"))?;
+        tracing::error!(
+            record = %path.display(),
+            moved_to = %target.display(),
+            error = why,
+            "unreadable image record quarantined; its blobs are kept"
+        );
+        Ok(())
     }
 
     /// The on-disk path of a blob (for the benchmark's nginx comparison).
@@ -221,22 +283,36 @@ impl Storage for LocalDisk {
                 continue;
             }
             let bytes = fs::read(&path)?;
-            match serde_json::from_slice::<ImageRecord>(&bytes) {
-                Ok(r) if self.record_path(r.manifest.uuid) == path => records.push(r),
-                Ok(_) => {
-                    tracing::warn!(path = %path.display(), "record name does not match its uuid; ignored")
+            let why = match serde_json::from_slice::<ImageRecord>(&bytes) {
+                Ok(r) if self.record_path(r.manifest.uuid) == path => {
+                    records.push(r);
+                    continue;
                 }
-                Err(err) => {
-                    tracing::warn!(path = %path.display(), error = %err, "unreadable record ignored")
-                }
-            }
+                Ok(_) => "record name does not match its uuid".to_string(),
+                Err(err) => err.to_string(),
+            };
+            self.quarantine(&path, &why)?;
+        }
+        // Blobs of quarantined records (this start's and earlier ones') stay.
+        let mut kept_keys: HashSet<String> = HashSet::new();
+        let mut kept_prefixes: Vec<String> = Vec::new();
+        for e in fs::read_dir(self.root.join(QUARANTINE))? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let bytes = fs::read(e.path()).unwrap_or_default();
+            let (keys, prefix) = keys_of_unreadable(&name, &bytes);
+            kept_keys.extend(keys);
+            kept_prefixes.extend(prefix);
         }
         let live: HashSet<&str> = records.iter().flat_map(|r| r.keys()).collect();
         for e in fs::read_dir(self.root.join("blobs"))? {
             let e = e?;
             let name = e.file_name();
             let name = name.to_string_lossy();
-            if !live.contains(name.as_ref()) {
+            let kept = live.contains(name.as_ref())
+                || kept_keys.contains(name.as_ref())
+                || kept_prefixes.iter().any(|p| name.starts_with(p.as_str()));
+            if !kept {
                 tracing::info!(blob = %name, "removing unreferenced blob");
                 fs::remove_file(e.path())?;
             }
@@ -381,6 +457,38 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path().join("tmp")).expect("ls").count(), 0);
         disk.delete_record(id).expect("del");
         assert!(disk.load().expect("load").is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_record_is_quarantined_and_its_blobs_survive_restarts() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let disk = LocalDisk::open(dir.path()).expect("open");
+        let id = Uuid::new_v4();
+        let key = format!("{id}-file-abc");
+        let mut up = disk.new_upload("x").expect("upload");
+        up.write_all(b"image bytes").expect("write");
+        up.commit(&key).expect("commit");
+        // A record cut short by a disk fault: not valid JSON any more.
+        let rec_path = dir.path().join(format!("records/{id}.json"));
+        fs::write(&rec_path, br#"{"manifest": {"uuid": "#).expect("write");
+        // A second one that is JSON but not a record, naming another blob.
+        let other = Uuid::new_v4();
+        let mut up = disk.new_upload("x").expect("upload");
+        up.write_all(b"x").expect("write");
+        up.commit("odd-key-1").expect("commit");
+        fs::write(
+            dir.path().join(format!("records/{other}.json")),
+            br#"{"file": {"key": "odd-key-1"}}"#,
+        )
+        .expect("write");
+        for _ in 0..2 {
+            assert!(disk.load().expect("load").is_empty());
+            assert!(dir.path().join("blobs").join(&key).exists());
+            assert!(dir.path().join("blobs/odd-key-1").exists());
+        }
+        assert!(!rec_path.exists());
+        let q = dir.path().join(format!("quarantine/{id}.json"));
+        assert_eq!(fs::read(q).expect("kept"), br#"{"manifest": {"uuid": "#);
     }
 
     #[test]

@@ -205,10 +205,20 @@ fn publish_get_download_and_delete() {
         json!([]),
         "anonymous sees active only"
     );
+    // A disabled image is withdrawn: anonymous readers can neither see nor
+    // fetch it (writers still can).
+    assert_eq!(get(&s.url(&format!("/images/{uuid}"))).status, 404);
+    assert_eq!(get(&s.url(&format!("/images/{uuid}/file"))).status, 404);
     assert_eq!(
-        get(&s.url(&format!("/images/{uuid}/file"))).status,
-        200,
-        "disabled origins stay fetchable"
+        request(
+            "GET",
+            &s.url(&format!("/images/{uuid}/file")),
+            admin(),
+            &[],
+            None
+        )
+        .status,
+        200
     );
     let r = request(
         "POST",

@@ -145,7 +145,7 @@ async fn run(app: &App, route: Route, req: Request<Incoming>) -> ApiResult<Resp>
     match route {
         Route::Index => service::index(app, &req),
         Route::Ping => service::ping(&req),
-        Route::Metrics => service::metrics(app),
+        Route::Metrics => service::metrics(app, &req),
         Route::ListImages => images::list(app, &req),
         Route::CreateImage => images::create(app, req).await,
         Route::GetImage(u) => images::get(app, &req, u),

@@ -6,7 +6,7 @@
 use super::dispatch::App;
 use super::files::serve_blob;
 use super::query::{dsapi_filter, query_map, Dataset};
-use super::request::{require_read, visible};
+use super::request::{anonymous_may_see, require_read, visible};
 use super::respond::{json_value, Resp};
 use crate::catalog::Entry;
 use crate::error::{ApiError, ApiResult};
@@ -54,7 +54,7 @@ pub(super) fn list(app: &App, req: &Request<Incoming>) -> ApiResult<Resp> {
     let list: Vec<Value> = app.catalog.with_sorted(|all| {
         all.iter()
             .rev() // DSAPI lists newest first
-            .filter(|e| e.rec.activated && e.rec.file.is_some() && e.manifest().public)
+            .filter(|e| anonymous_may_see(e) && e.rec.file.is_some())
             .filter(|e| filter.matches(&Dataset(e.manifest())))
             .map(|e| dsapi_manifest(&base, e))
             .collect()

@@ -28,7 +28,8 @@ const COMPUTED: [&str; 3] = ["state", "files", "icon"];
 pub(super) fn list(app: &App, req: &Request<Incoming>) -> ApiResult<Resp> {
     require_read(app, req)?;
     let pairs = query_pairs(req);
-    let filter = list_filter(&pairs, may_write(app, req))?;
+    let privileged = may_write(app, req);
+    let filter = list_filter(&pairs, privileged)?;
     let paging = paging(&pairs)?;
     let (limit, desc) = (paging.limit, paging.desc);
     // The marker is inclusive: a UUID stands for its image's published_at.
@@ -80,7 +81,7 @@ pub(super) fn list(app: &App, req: &Request<Incoming>) -> ApiResult<Resp> {
     };
     if pairs.is_empty() {
         // No query at all: the common first request, served from a cache.
-        let body = app.catalog.default_list(build)?;
+        let body = app.catalog.default_list(privileged, build)?;
         return Ok(json_response(StatusCode::OK, body));
     }
     let body = app.catalog.with_sorted(build)?;

@@ -88,7 +88,8 @@ impl Fields for Dataset<'_> {
 }
 
 /// The ListImages filter. Anonymous readers (`privileged` false) only ever
-/// see active images, though a bad `state` is still refused. A repeated
+/// see active, public images, though a bad `state` is still refused (and
+/// `public=false` simply matches nothing for them). A repeated
 /// parameter keeps its last value, except `tag.KEY`, where every one counts.
 pub(super) fn list_filter(pairs: &[(String, String)], privileged: bool) -> ApiResult<Query> {
     let mut q = Query::new();
@@ -128,6 +129,11 @@ pub(super) fn list_filter(pairs: &[(String, String)], privileged: bool) -> ApiRe
             _ if k.starts_with("tag.") => q.push(Term::equals(k.as_str(), v.as_str())),
             _ => {}
         }
+    }
+    if !privileged {
+        // An extra term, not a replacement: a `public=false` of theirs
+        // stays, and the two together match nothing.
+        q.push(Term::equals("public", "true"));
     }
     Ok(q)
 }
@@ -262,9 +268,23 @@ mod tests {
     }
 
     #[test]
-    fn anonymous_readers_see_active_only() {
+    fn anonymous_readers_see_active_public_only() {
         let q = list_filter(&pairs("state=all"), false).unwrap();
-        assert_eq!(q.terms(), [Term::equals("state", "active")]);
+        assert_eq!(
+            q.terms(),
+            [
+                Term::equals("state", "active"),
+                Term::equals("public", "true")
+            ]
+        );
+        let private = manifest(json!({"public": false, "state": "active"}));
+        assert!(!list_filter(&pairs(""), false).unwrap().matches(&private));
+        assert!(!list_filter(&pairs("public=false"), false)
+            .unwrap()
+            .matches(&private));
+        assert!(list_filter(&pairs("public=false"), true)
+            .unwrap()
+            .matches(&private));
         let q = list_filter(&pairs("state=disabled"), true).unwrap();
         assert_eq!(q.terms(), [Term::equals("state", "disabled")]);
         assert!(list_filter(&pairs("state=all"), true)

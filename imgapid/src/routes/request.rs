@@ -44,13 +44,21 @@ pub(super) fn require_read<B>(app: &App, req: &Request<B>) -> ApiResult<()> {
     }
 }
 
-/// The image an anonymous reader may see: activated ones only.
+/// An image the caller may see: anonymous readers only see active (activated,
+/// not disabled) public images, the same set the HTML page and `/datasets`
+/// list; any other image is "not found" to them, so its existence does not
+/// leak. Writers see everything.
 pub(super) fn visible(app: &App, req: &Request<Incoming>, uuid: Uuid) -> ApiResult<Arc<Entry>> {
     require_read(app, req)?;
     match app.catalog.get(uuid)? {
-        Some(e) if e.rec.activated || may_write(app, req) => Ok(e),
+        Some(e) if anonymous_may_see(&e) || may_write(app, req) => Ok(e),
         _ => Err(ApiError::not_found(format!("image {uuid} not found"))),
     }
+}
+
+/// What an anonymous reader may see of an image.
+pub(super) fn anonymous_may_see(e: &Entry) -> bool {
+    e.state == rvmadm_manifest::ImageState::Active && e.manifest().public
 }
 
 pub(super) fn content_length(h: &HeaderMap) -> ApiResult<Option<u64>> {

@@ -4,7 +4,7 @@
 
 use super::dispatch::App;
 use super::query::query_map;
-use super::request::require_read;
+use super::request::{anonymous_may_see, require_read};
 use super::respond::{json_value, set_common, Resp};
 use crate::body::Body;
 use crate::catalog::Entry;
@@ -12,7 +12,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::html;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use rvmadm_manifest::ImageState;
 use std::sync::Arc;
 
 /// `GET /`.
@@ -20,7 +19,7 @@ pub(super) fn index(app: &App, req: &Request<Incoming>) -> ApiResult<Resp> {
     require_read(app, req)?;
     let active: Vec<Arc<Entry>> = app.catalog.with_sorted(|all| {
         all.iter()
-            .filter(|e| e.state == ImageState::Active && e.manifest().public)
+            .filter(|e| anonymous_may_see(e))
             .cloned()
             .collect()
     })?;
@@ -50,8 +49,9 @@ pub(super) fn ping(req: &Request<Incoming>) -> ApiResult<Resp> {
     }))
 }
 
-/// `GET /metrics`.
-pub(super) fn metrics(app: &App) -> ApiResult<Resp> {
+/// `GET /metrics`: readable by whoever may read images (`public_reads`).
+pub(super) fn metrics(app: &App, req: &Request<Incoming>) -> ApiResult<Resp> {
+    require_read(app, req)?;
     let mut counts: Vec<(&str, u64)> = app.catalog.state_counts()?.into_iter().collect();
     counts.sort();
     let mut r = Response::new(Body::from_bytes(app.metrics.render(&counts)));
