@@ -270,9 +270,11 @@ fn undo(ctx: &Ctx, uuid: &Uuid, dataset: &str, obj: &VmRecord) {
 }
 
 /// Cleans up records left incomplete by a create that died. Callers hold
-/// the global lock, so no live create can own them.
+/// the global lock, so no live create can own them. Runs before every
+/// create, so it reads through the list index (which keeps the incomplete
+/// marker) and opens only the records it removes.
 pub fn sweep_incomplete(ctx: &Ctx) {
-    let Ok(all) = ctx.store.load_all() else {
+    let Ok(all) = ctx.store.load_summaries(super::list::indexed()) else {
         return;
     };
     for (uuid, rec) in all {
@@ -280,6 +282,9 @@ pub fn sweep_incomplete(ctx: &Ctx) {
         if !rec.vm.is_incomplete() {
             continue;
         }
+        let Ok(Some(rec)) = ctx.store.load(&uuid) else {
+            continue;
+        };
         let dataset = rec
             .vm
             .zfs_filesystem

@@ -1,5 +1,10 @@
 //! `vmadm list` and `vmadm lookup`: every record read once, runtime state
 //! from one driver query for all VMs, then filter, sort and render.
+//!
+//! A query that reads only [`INDEXED`] keys (the default `list`, most `-o`
+//! columns and filters, `lookup` without `-j`) takes its records from the
+//! store's list index, which serves unchanged records without opening
+//! their files (see `store::index`); anything else reads every record.
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
@@ -33,6 +38,46 @@ fn stored_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<String> {
     out
 }
 
+/// Keys the list index keeps beyond the plain list columns: what
+/// incomplete records and the create sweep need, and the arrays and tags
+/// that filters and `-o` columns commonly name.
+const INDEXED_EXTRA: &[&str] = &["incomplete", "zfs_filesystem", "nics", "disks", "tags"];
+
+/// The stored keys the list index keeps of each record: every plain list
+/// column (runtime ones such as `state` are simply never found in a
+/// record) and [`INDEXED_EXTRA`]. Metadata maps and other large keys stay
+/// out: a query naming them reads the records. Stored keys with a dot in
+/// their name are always kept too (see `store::index`), so a dotted query
+/// key is covered when its first part is.
+pub fn indexed() -> &'static [&'static str] {
+    static KEYS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        query::LIST_FIELDS
+            .iter()
+            .map(|(k, _, _)| *k)
+            .chain(INDEXED_EXTRA.iter().copied())
+            .collect()
+    })
+}
+
+/// True when the list index holds what a query reading `keys` needs.
+fn index_covers(keys: &[String]) -> bool {
+    let idx = indexed();
+    keys.iter().all(|k| {
+        let top = k.split('.').next().unwrap_or(k);
+        idx.contains(&k.as_str()) || idx.contains(&top)
+    })
+}
+
+/// Reads the records a query of `shape` needs: through the list index when
+/// it covers every key the query reads, else every record in full.
+fn records_for(ctx: &Ctx, shape: &Shape) -> OpsResult<Vec<crate::store::LoadedRecord>> {
+    match shape {
+        Shape::Reading(keys) if index_covers(keys) => Ok(ctx.store.load_summaries(indexed())?),
+        _ => Ok(ctx.store.load_all()?),
+    }
+}
+
 /// All VMs as list/lookup see them (with `type` and `ram`), in `shape`. A
 /// corrupt record is reported through `warn` and left out; the others
 /// still show.
@@ -41,7 +86,7 @@ pub fn all_vms(
     shape: &Shape,
     warn: &mut dyn FnMut(String),
 ) -> OpsResult<Vec<Map<String, Value>>> {
-    let records = ctx.store.load_all()?;
+    let records = records_for(ctx, shape)?;
     let uuids: Vec<uuid::Uuid> = records.iter().map(|(u, _)| *u).collect();
     let runtimes = if uuids.is_empty() {
         Default::default()
