@@ -41,7 +41,7 @@ fn stored_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<String> {
 /// Keys the list index keeps beyond the plain list columns: what
 /// incomplete records and the create sweep need, and the arrays and tags
 /// that filters and `-o` columns commonly name.
-const INDEXED_EXTRA: &[&str] = &["incomplete", "zfs_filesystem", "nics", "disks", "tags"];
+const INDEXED_EXTRA: &[&str] = &["_incomplete", "zfs_filesystem", "nics", "disks", "tags"];
 
 /// The stored keys the list index keeps of each record: every plain list
 /// column (runtime ones such as `state` are simply never found in a
@@ -275,6 +275,47 @@ mod tests {
 
     fn no_warnings() -> impl FnMut(String) {
         |w| panic!("unexpected warning {w}")
+    }
+
+    #[test]
+    fn the_index_gives_the_same_answers_as_the_records() {
+        let (mut fx, a, _) = two_vms();
+        let c = fx.create_vm(json!({"alias": "c", "tags": {"role": "db"},
+            "nics": [{"nic_tag": "admin", "ip": "192.0.2.9", "netmask": "255.255.255.0"}],
+            "customer_metadata": {"k": "v"}}));
+        fx.mark_incomplete(&a);
+        let queries: Vec<(&str, Vec<&str>)> = vec![
+            ("uuid,type,ram,state,alias", vec![]),
+            ("uuid,alias,zonepath,quota,autoboot", vec!["state=stopped"]),
+            ("uuid,tags.role,nics.0.ip", vec!["tags.role=db"]),
+            ("uuid,alias", vec!["nics.*.ip=192.0.2.9"]),
+            ("uuid", vec!["customer_metadata.k=v"]),
+        ];
+        let run = |fx: &Fixture| -> Vec<String> {
+            queries
+                .iter()
+                .map(|(cols, filters)| {
+                    list(&fx.ctx, &list_opts(cols, filters), &mut no_warnings()).unwrap()
+                })
+                .collect()
+        };
+        let from_records = run(&fx);
+        // Now trust even fresh files, so the second round is served from
+        // the index the first one built.
+        fx.ctx.store.set_index_racy(std::time::Duration::ZERO);
+        run(&fx);
+        let (_, stats) = fx
+            .ctx
+            .store
+            .load_summaries_with(indexed(), std::time::Duration::ZERO)
+            .unwrap();
+        assert_eq!(stats.reused, 3, "{stats:?}");
+        assert_eq!(run(&fx), from_records);
+        assert!(
+            from_records[2].contains(&format!("{c}:db:192.0.2.9")),
+            "{from_records:?}"
+        );
+        assert!(!from_records[1].contains(&format!("{a}:")));
     }
 
     #[test]

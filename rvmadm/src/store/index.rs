@@ -144,7 +144,14 @@ impl Store {
     /// module text) and the index brought up to date when they were not. A
     /// corrupt record is returned as an error for that VM only.
     pub fn load_summaries(&self, fields: &[&str]) -> Result<Vec<LoadedRecord>, StoreError> {
-        self.load_summaries_with(fields, RACY).map(|(r, _)| r)
+        self.load_summaries_with(fields, self.racy).map(|(r, _)| r)
+    }
+
+    /// Sets how recently changed a record may be and still be served from
+    /// the index ([`RACY`] unless changed): for tests, which cannot wait
+    /// for their records to age.
+    pub fn set_index_racy(&mut self, racy: Duration) {
+        self.racy = racy;
     }
 
     /// [`Store::load_summaries`] with the racy margin given, and how it went.
@@ -347,7 +354,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    const FIELDS: &[&str] = &["uuid", "alias", "incomplete"];
+    const FIELDS: &[&str] = &["uuid", "alias", "_incomplete"];
     const NOW: Duration = Duration::ZERO;
 
     fn save(store: &Store, u: &Uuid, alias: &str) {
@@ -473,7 +480,7 @@ mod tests {
         // Cut short (a crash before the data reached the disk), built for
         // other keys, or garbage: each is rebuilt from the records.
         let cut = good[..good.len() - 4].to_string();
-        let other = good.replacen("uuid,alias,incomplete", "uuid,alias", 1);
+        let other = good.replacen("uuid,alias,_incomplete", "uuid,alias", 1);
         for broken in [cut, other, "\0\0\0".to_string(), String::new()] {
             std::fs::write(&path, broken).unwrap();
             let (got, stats) = aliases(&store, NOW);
