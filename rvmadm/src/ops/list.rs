@@ -278,6 +278,20 @@ mod tests {
     }
 
     #[test]
+    fn list_and_lookup_spawn_no_process() {
+        let (fx, _, _) = two_vms();
+        let mark = fx.mark();
+        list(&fx.ctx, &list_opts("uuid,state", &[]), &mut no_warnings()).unwrap();
+        lookup(
+            &fx.ctx,
+            &lookup_opts(&["state=running"]),
+            &mut no_warnings(),
+        )
+        .unwrap();
+        assert!(fx.commands_since(&mark).is_empty());
+    }
+
+    #[test]
     fn the_index_gives_the_same_answers_as_the_records() {
         let (mut fx, a, _) = two_vms();
         let c = fx.create_vm(json!({"alias": "c", "tags": {"role": "db"},
