@@ -274,7 +274,8 @@ fn undo(ctx: &Ctx, uuid: &Uuid, dataset: &str, obj: &VmRecord) {
 /// create, so it reads through the list index (which keeps the incomplete
 /// marker) and opens only the records it removes.
 pub fn sweep_incomplete(ctx: &Ctx) {
-    let Ok(all) = ctx.store.load_summaries(super::list::indexed()) else {
+    let wanted = ["uuid", "_incomplete"];
+    let Ok(all) = ctx.store.load_summaries(super::list::indexed(), &wanted) else {
         return;
     };
     for (uuid, rec) in all {

@@ -73,7 +73,12 @@ fn index_covers(keys: &[String]) -> bool {
 /// it covers every key the query reads, else every record in full.
 fn records_for(ctx: &Ctx, shape: &Shape) -> OpsResult<Vec<crate::store::LoadedRecord>> {
     match shape {
-        Shape::Reading(keys) if index_covers(keys) => Ok(ctx.store.load_summaries(indexed())?),
+        Shape::Reading(keys) if index_covers(keys) => {
+            // The incomplete marker decides `state`, whatever is asked.
+            let mut wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
+            wanted.push("_incomplete");
+            Ok(ctx.store.load_summaries(indexed(), &wanted)?)
+        }
         _ => Ok(ctx.store.load_all()?),
     }
 }
@@ -321,7 +326,7 @@ mod tests {
         let (_, stats) = fx
             .ctx
             .store
-            .load_summaries_with(indexed(), std::time::Duration::ZERO)
+            .load_summaries_with(indexed(), &["uuid"], std::time::Duration::ZERO)
             .unwrap();
         assert_eq!(stats.reused, 3, "{stats:?}");
         assert_eq!(run(&fx), from_records);

@@ -4,7 +4,9 @@
 //! `<state_dir>/cache/list.index` holds, per record file, the file's
 //! signature — inode, size, mtime and ctime, the last of which no user can
 //! set back — and a projection of the record to the keys the index was
-//! built for. It is derived data, never an authority:
+//! built for, one tab-separated column per key (compact JSON never holds a
+//! raw tab), so a reader parses only the columns its query reads. It is
+//! derived data, never an authority:
 //!
 //! - Every read lists the records directory and stats each record file; an
 //!   entry is used only when its signature matches the file as it is now.
@@ -45,7 +47,7 @@ use uuid::Uuid;
 /// (jiffies on ext4 and tmpfs, 1 s on some, 2 s on FAT).
 pub const RACY: Duration = Duration::from_secs(2);
 
-const MAGIC: &str = "rvmadm list index 1";
+const MAGIC: &str = "rvmadm list index 2";
 const FILE: &str = "list.index";
 
 /// What identifies one version of a record file.
@@ -86,10 +88,11 @@ pub struct IndexStats {
     pub rewritten: bool,
 }
 
-/// One parsed entry of the index: signature and projection text.
+/// One parsed entry of the index: signature and the value columns (the
+/// rest of the line after the signature).
 struct Entry<'a> {
     sig: Sig,
-    json: &'a str,
+    cols: &'a str,
 }
 
 /// Parses the index text; `None` when it is not a complete index built for
@@ -114,10 +117,84 @@ fn parse<'a>(text: &'a str, fields: &str) -> Option<HashMap<Uuid, Entry<'a>>> {
             mtime: num()?,
             ctime: num()?,
         };
-        let json = cols.next()?;
-        out.insert(uuid, Entry { sig, json });
+        let cols = cols.next()?;
+        out.insert(uuid, Entry { sig, cols });
     }
     None
+}
+
+/// Which value columns a reader needs: positions in the index's field
+/// list, and whether the dotted-keys column is needed (a wanted key with a
+/// dot may name a stored key literally).
+struct Want<'a> {
+    columns: Vec<(usize, &'a str)>,
+    dotted: bool,
+    width: usize,
+}
+
+impl<'a> Want<'a> {
+    fn new(fields: &[&'a str], wanted: &[&str]) -> Want<'a> {
+        let columns = fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| wanted.contains(f))
+            .map(|(i, f)| (i, *f))
+            .collect();
+        Want {
+            columns,
+            dotted: wanted.iter().any(|w| w.contains('.')),
+            width: fields.len(),
+        }
+    }
+
+    /// The wanted keys of one entry as a record; `None` when the entry is
+    /// malformed (it is then read from its file instead).
+    fn record(&self, cols: &str) -> Option<VmRecord> {
+        let mut map = Map::new();
+        let mut next = self.columns.iter().peekable();
+        let mut parts = cols.split('\t');
+        for i in 0..=self.width {
+            let text = parts.next()?;
+            let take = next.peek().filter(|(at, _)| *at == i).map(|(_, f)| *f);
+            if let Some(field) = take {
+                next.next();
+                if !text.is_empty() {
+                    map.insert(field.to_string(), serde_json::from_str(text).ok()?);
+                }
+            } else if i == self.width && self.dotted && !text.is_empty() {
+                // The last column: stored keys with a dot in their name.
+                if let Value::Object(extra) = serde_json::from_str(text).ok()? {
+                    map.extend(extra);
+                }
+            }
+        }
+        parts.next().is_none().then(|| VmRecord::from_map(map))
+    }
+}
+
+/// The value columns of one record for the index: each field's compact
+/// JSON (empty when absent), then an object of its dotted stored keys.
+fn columns(vm: &VmRecord, fields: &[&str]) -> Option<String> {
+    let mut out = String::new();
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        if let Some(v) = vm.get(f) {
+            out.push_str(&serde_json::to_string(&v).ok()?);
+        }
+    }
+    out.push('\t');
+    let dotted: Map<String, Value> = vm
+        .key_names()
+        .into_iter()
+        .filter(|k| k.contains('.'))
+        .filter_map(|k| Some((k.to_string(), vm.get(k)?)))
+        .collect();
+    if !dotted.is_empty() {
+        out.push_str(&serde_json::to_string(&dotted).ok()?);
+    }
+    Some(out)
 }
 
 fn now_ns() -> i64 {
@@ -139,12 +216,19 @@ enum Got {
 }
 
 impl Store {
-    /// Every record, sorted by uuid, holding only the keys in `fields`, served
+    /// Every record, sorted by uuid, holding only the `wanted` keys, served
     /// from the list index where its entries are still right (see the
-    /// module text) and the index brought up to date when they were not. A
-    /// corrupt record is returned as an error for that VM only.
-    pub fn load_summaries(&self, fields: &[&str]) -> Result<Vec<LoadedRecord>, StoreError> {
-        self.load_summaries_with(fields, self.racy).map(|(r, _)| r)
+    /// module text) and the index brought up to date when they were not.
+    /// The index keeps the keys in `indexed`; `wanted` must be among them
+    /// (or be dotted keys whose first part is). A corrupt record is
+    /// returned as an error for that VM only.
+    pub fn load_summaries(
+        &self,
+        indexed: &[&str],
+        wanted: &[&str],
+    ) -> Result<Vec<LoadedRecord>, StoreError> {
+        self.load_summaries_with(indexed, wanted, self.racy)
+            .map(|(r, _)| r)
     }
 
     /// Sets how recently changed a record may be and still be served from
@@ -157,11 +241,13 @@ impl Store {
     /// [`Store::load_summaries`] with the racy margin given, and how it went.
     pub fn load_summaries_with(
         &self,
-        fields: &[&str],
+        indexed: &[&str],
+        wanted: &[&str],
         racy: Duration,
     ) -> Result<(Vec<LoadedRecord>, IndexStats), StoreError> {
         let now = now_ns();
-        let field_list = fields.join(",");
+        let field_list = indexed.join(",");
+        let want = Want::new(indexed, wanted);
         let index_path = self.cache.join(FILE);
         let text = std::fs::read_to_string(&index_path).unwrap_or_default();
         let old = parse(&text, &field_list).unwrap_or_default();
@@ -191,35 +277,40 @@ impl Store {
             // the one indexed, byte for byte.
             if let (Ok(m), Some(e)) = (entry.metadata(), old.get(uuid)) {
                 if m.is_file() && Sig::of(&m) == e.sig && !e.sig.racy(now, racy) {
-                    if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(e.json) {
-                        return Got::Reused(Record {
-                            vm: VmRecord::from_map(map),
-                        });
+                    if let Some(vm) = want.record(e.cols) {
+                        return Got::Reused(Record { vm });
                     }
                 }
             }
-            self.read_projection(uuid, fields, now, racy)
+            self.read_projection(uuid, indexed, wanted, now, racy)
         };
-        let got = par_map(&files, one);
+        // Served entries cost a stat and a few small parses: threads only
+        // pay off when many files must be read.
+        let misses = files.iter().filter(|(u, _)| !old.contains_key(u)).count();
+        let got = if misses >= 512 {
+            par_map(&files, one)
+        } else {
+            files.iter().map(one).collect()
+        };
 
         let mut stats = IndexStats::default();
         let mut out = Vec::with_capacity(got.len());
-        let mut fresh: Vec<(Uuid, Sig, String)> = Vec::new();
+        let mut fresh: Vec<(Uuid, Sig, std::borrow::Cow<'_, str>)> = Vec::new();
         let mut same = true;
         for ((uuid, _), g) in files.iter().zip(got) {
             match g {
                 Got::Reused(rec) => {
                     stats.reused += 1;
                     if let Some(e) = old.get(uuid) {
-                        fresh.push((*uuid, e.sig, e.json.to_string()));
+                        fresh.push((*uuid, e.sig, e.cols.into()));
                     }
                     out.push((*uuid, Ok(rec)));
                 }
                 Got::Read(rec, entry) => {
                     stats.read += 1;
-                    if let Some((sig, json)) = entry {
+                    if let Some((sig, cols)) = entry {
                         same = false;
-                        fresh.push((*uuid, sig, json));
+                        fresh.push((*uuid, sig, cols.into()));
                     } else if old.contains_key(uuid) {
                         same = false;
                     }
@@ -242,9 +333,17 @@ impl Store {
         Ok((out, stats))
     }
 
-    /// Reads one record file and projects it to `fields`; the signature
-    /// comes from the same open file, so it describes what was read.
-    fn read_projection(&self, uuid: &Uuid, fields: &[&str], now: i64, racy: Duration) -> Got {
+    /// Reads one record file: its `wanted` keys for the caller and, when it
+    /// is not racy, its index columns; the signature comes from the same
+    /// open file, so it describes what was read.
+    fn read_projection(
+        &self,
+        uuid: &Uuid,
+        indexed: &[&str],
+        wanted: &[&str],
+        now: i64,
+        racy: Duration,
+    ) -> Got {
         let path = self.path(uuid);
         let mut f = match File::open(&path) {
             Ok(f) => f,
@@ -269,24 +368,23 @@ impl Store {
             }
             Err(reason) => return Got::Bad(StoreError::Corrupt { path, reason }),
         };
-        // Stored keys with a dot in their name go in as well: a query key
-        // such as `tags.role` may name one literally.
-        let mut keep: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+        let sig = Sig::of(&meta);
+        let entry = (meta.is_file() && !sig.racy(now, racy))
+            .then(|| columns(&vm, indexed))
+            .flatten()
+            .map(|cols| (sig, cols));
+        // Stored keys with a dot in their name go along: a query key such
+        // as `tags.role` may name one literally.
+        let mut keep: Vec<String> = wanted.iter().map(|w| w.to_string()).collect();
         keep.extend(
             vm.key_names()
                 .into_iter()
                 .filter(|k| k.contains('.'))
                 .map(str::to_string),
         );
-        let projection: Map<String, Value> = vm.into_map_of(&keep);
-        let sig = Sig::of(&meta);
-        let entry = (meta.is_file() && !sig.racy(now, racy))
-            .then(|| serde_json::to_string(&projection).ok())
-            .flatten()
-            .map(|json| (sig, json));
         Got::Read(
             Record {
-                vm: VmRecord::from_map(projection),
+                vm: VmRecord::from_map(vm.into_map_of(&keep)),
             },
             entry,
         )
@@ -318,7 +416,11 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
 }
 
 /// Writes the index beside `path` and renames it into place.
-fn write_index(path: &Path, fields: &str, entries: &[(Uuid, Sig, String)]) -> std::io::Result<()> {
+fn write_index(
+    path: &Path,
+    fields: &str,
+    entries: &[(Uuid, Sig, std::borrow::Cow<'_, str>)],
+) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut text = String::with_capacity(64 + entries.len() * 256);
@@ -326,12 +428,12 @@ fn write_index(path: &Path, fields: &str, entries: &[(Uuid, Sig, String)]) -> st
     text.push('\t');
     text.push_str(fields);
     text.push('\n');
-    for (uuid, s, json) in entries {
+    for (uuid, s, cols) in entries {
         use std::fmt::Write as _;
         // serde_json never writes a raw tab or newline inside a value.
         let _ = writeln!(
             text,
-            "{uuid}\t{}\t{}\t{}\t{}\t{json}",
+            "{uuid}\t{}\t{}\t{}\t{}\t{cols}",
             s.ino, s.size, s.mtime, s.ctime
         );
     }
@@ -367,7 +469,7 @@ mod tests {
 
     /// `(uuid, alias)` of every record a summaries read returns.
     fn aliases(store: &Store, racy: Duration) -> (Vec<(Uuid, String)>, IndexStats) {
-        let (recs, stats) = store.load_summaries_with(FIELDS, racy).unwrap();
+        let (recs, stats) = store.load_summaries_with(FIELDS, FIELDS, racy).unwrap();
         let got = recs
             .into_iter()
             .map(|(u, r)| (u, r.unwrap().vm.alias.unwrap_or_default()))
@@ -399,10 +501,18 @@ mod tests {
         let (second, stats) = aliases(&store, NOW);
         assert_eq!(second, first);
         assert_eq!((stats.read, stats.reused, stats.rewritten), (0, 5, false));
-        let (recs, _) = store.load_summaries_with(FIELDS, NOW).unwrap();
+        let (recs, _) = store.load_summaries_with(FIELDS, FIELDS, NOW).unwrap();
         let vm = recs[0].1.as_ref().unwrap().vm.clone();
         assert_eq!(vm.key_names(), ["uuid", "alias"]);
         assert!(vm.brand.is_none());
+        // A reader gets only the columns it asks for, from the index and
+        // from a file alike.
+        save(&store, &uuids[0], "changed");
+        let (recs, stats) = store.load_summaries_with(FIELDS, &["uuid"], NOW).unwrap();
+        assert_eq!((stats.read, stats.reused), (1, 4));
+        for (_, r) in recs {
+            assert_eq!(r.unwrap().vm.key_names(), ["uuid"]);
+        }
     }
 
     #[test]
@@ -458,7 +568,7 @@ mod tests {
         let bad = Uuid::new_v4();
         std::fs::write(store.path(&bad), "{not json").unwrap();
         for _ in 0..2 {
-            let (recs, _) = store.load_summaries_with(FIELDS, NOW).unwrap();
+            let (recs, _) = store.load_summaries_with(FIELDS, FIELDS, NOW).unwrap();
             assert_eq!(recs.len(), 2);
             let e = recs.iter().find(|(u, _)| *u == bad).unwrap();
             assert!(matches!(e.1, Err(StoreError::Corrupt { .. })));
