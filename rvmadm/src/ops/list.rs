@@ -38,25 +38,41 @@ fn stored_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<String> {
     out
 }
 
-/// Keys the list index keeps beyond the plain list columns: what
-/// incomplete records and the create sweep need, and the arrays and tags
-/// that filters and `-o` columns commonly name.
-const INDEXED_EXTRA: &[&str] = &["_incomplete", "zfs_filesystem", "nics", "disks", "tags"];
+/// The keys the default `list` reads (and `state` needs), first in the
+/// index so a reader of just these stops early in each line.
+const INDEXED_FIRST: &[&str] = &[
+    "uuid",
+    "_incomplete",
+    "brand",
+    "max_physical_memory",
+    "alias",
+];
 
-/// The stored keys the list index keeps of each record: every plain list
-/// column (runtime ones such as `state` are simply never found in a
-/// record) and [`INDEXED_EXTRA`]. Metadata maps and other large keys stay
-/// out: a query naming them reads the records. Stored keys with a dot in
-/// their name are always kept too (see `store::index`), so a dotted query
-/// key is covered when its first part is.
+/// Keys the list index keeps beyond the plain list columns: the dataset
+/// name, and the arrays and tags that filters and `-o` columns commonly
+/// name.
+const INDEXED_EXTRA: &[&str] = &["zfs_filesystem", "nics", "disks", "tags"];
+
+/// The stored keys the list index keeps of each record: [`INDEXED_FIRST`],
+/// every other plain list column (runtime ones such as `state` are simply
+/// never found in a record) and [`INDEXED_EXTRA`]. Metadata maps and other
+/// large keys stay out: a query naming them reads the records. Stored keys
+/// with a dot in their name are always kept too (see `store::index`), so a
+/// dotted query key is covered when its first part is.
 pub fn indexed() -> &'static [&'static str] {
     static KEYS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| {
-        query::LIST_FIELDS
+        let mut keys: Vec<&'static str> = INDEXED_FIRST.to_vec();
+        for k in query::LIST_FIELDS
             .iter()
             .map(|(k, _, _)| *k)
             .chain(INDEXED_EXTRA.iter().copied())
-            .collect()
+        {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        keys
     })
 }
 

@@ -34,7 +34,6 @@
 use super::records::{decode, io_err, LoadedRecord, Record, Store, StoreError};
 use crate::spec::VmRecord;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -95,18 +94,26 @@ struct Entry<'a> {
     cols: &'a str,
 }
 
-/// Parses the index text; `None` when it is not a complete index built for
-/// exactly `fields`.
-fn parse<'a>(text: &'a str, fields: &str) -> Option<HashMap<Uuid, Entry<'a>>> {
+/// Parses the index text into its entries, sorted by uuid; `None` when it
+/// is not a complete index built for exactly `fields`.
+fn parse<'a>(text: &'a str, fields: &str) -> Option<Vec<(Uuid, Entry<'a>)>> {
     let mut lines = text.split_terminator('\n');
     let header = lines.next()?;
     if header.split_once('\t') != Some((MAGIC, fields)) {
         return None;
     }
-    let mut out = HashMap::new();
+    let mut out: Vec<(Uuid, Entry<'a>)> = Vec::new();
     for line in lines {
         if let Some(n) = line.strip_prefix("end\t") {
-            return (n.parse::<usize>().ok()? == out.len()).then_some(out);
+            if n.parse::<usize>().ok()? != out.len() {
+                return None;
+            }
+            // Written in uuid order; sort anyway rather than trust it.
+            if !out.windows(2).all(|w| w[0].0 < w[1].0) {
+                out.sort_by_key(|(u, _)| *u);
+                out.dedup_by_key(|(u, _)| *u);
+            }
+            return Some(out);
         }
         let mut cols = line.splitn(6, '\t');
         let uuid = Uuid::parse_str(cols.next()?).ok()?;
@@ -118,7 +125,7 @@ fn parse<'a>(text: &'a str, fields: &str) -> Option<HashMap<Uuid, Entry<'a>>> {
             ctime: num()?,
         };
         let cols = cols.next()?;
-        out.insert(uuid, Entry { sig, cols });
+        out.push((uuid, Entry { sig, cols }));
     }
     None
 }
@@ -148,12 +155,16 @@ impl<'a> Want<'a> {
     }
 
     /// The wanted keys of one entry as a record; `None` when the entry is
-    /// malformed (it is then read from its file instead).
+    /// malformed (it is then read from its file instead). Stops splitting
+    /// after the last wanted column unless the dotted column is wanted.
     fn record(&self, cols: &str) -> Option<VmRecord> {
         let mut map = Map::new();
         let mut next = self.columns.iter().peekable();
         let mut parts = cols.split('\t');
         for i in 0..=self.width {
+            if next.peek().is_none() && !self.dotted {
+                return Some(VmRecord::from_map(map));
+            }
             let text = parts.next()?;
             let take = next.peek().filter(|(at, _)| *at == i).map(|(_, f)| *f);
             if let Some(field) = take {
@@ -271,11 +282,23 @@ impl Store {
             }
         }
         files.sort_by_key(|(u, _)| *u);
+        // Both lists are in uuid order: pair them up in one merge pass.
+        let mut matched: Vec<Option<&Entry<'_>>> = Vec::with_capacity(files.len());
+        let mut it = old.iter().peekable();
+        for (uuid, _) in &files {
+            while it.next_if(|(u, _)| u < uuid).is_some() {}
+            matched.push(it.next_if(|(u, _)| u == uuid).map(|(_, e)| e));
+        }
+        let work: Vec<_> = files.iter().zip(&matched).collect();
 
-        let one = |(uuid, entry): &(Uuid, std::fs::DirEntry)| -> Got {
+        let one = |((uuid, entry), indexed_as): &(
+            &(Uuid, std::fs::DirEntry),
+            &Option<&Entry<'_>>,
+        )|
+         -> Got {
             // lstat through the directory handle; a match means the file is
             // the one indexed, byte for byte.
-            if let (Ok(m), Some(e)) = (entry.metadata(), old.get(uuid)) {
+            if let (Ok(m), Some(e)) = (entry.metadata(), indexed_as) {
                 if m.is_file() && Sig::of(&m) == e.sig && !e.sig.racy(now, racy) {
                     if let Some(vm) = want.record(e.cols) {
                         return Got::Reused(Record { vm });
@@ -286,22 +309,22 @@ impl Store {
         };
         // Served entries cost a stat and a few small parses: threads only
         // pay off when many files must be read.
-        let misses = files.iter().filter(|(u, _)| !old.contains_key(u)).count();
+        let misses = matched.iter().filter(|m| m.is_none()).count();
         let got = if misses >= 512 {
-            par_map(&files, one)
+            par_map(&work, one)
         } else {
-            files.iter().map(one).collect()
+            work.iter().map(one).collect()
         };
 
         let mut stats = IndexStats::default();
         let mut out = Vec::with_capacity(got.len());
         let mut fresh: Vec<(Uuid, Sig, std::borrow::Cow<'_, str>)> = Vec::new();
         let mut same = true;
-        for ((uuid, _), g) in files.iter().zip(got) {
+        for (((uuid, _), indexed_as), g) in work.iter().zip(got) {
             match g {
                 Got::Reused(rec) => {
                     stats.reused += 1;
-                    if let Some(e) = old.get(uuid) {
+                    if let Some(e) = indexed_as {
                         fresh.push((*uuid, e.sig, e.cols.into()));
                     }
                     out.push((*uuid, Ok(rec)));
@@ -311,7 +334,7 @@ impl Store {
                     if let Some((sig, cols)) = entry {
                         same = false;
                         fresh.push((*uuid, sig, cols.into()));
-                    } else if old.contains_key(uuid) {
+                    } else if indexed_as.is_some() {
                         same = false;
                     }
                     out.push((*uuid, Ok(rec)));
@@ -319,7 +342,7 @@ impl Store {
                 Got::Gone => {}
                 Got::Bad(e) => {
                     stats.read += 1;
-                    if old.contains_key(uuid) {
+                    if indexed_as.is_some() {
                         same = false;
                     }
                     out.push((*uuid, Err(e)));
@@ -453,6 +476,7 @@ fn write_index(
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
