@@ -46,7 +46,13 @@ const INDEXED_FIRST: &[&str] = &[
     "brand",
     "max_physical_memory",
     "alias",
+    "ram",
 ];
+
+/// List keys whose value never comes from the record: `state` and
+/// `zone_state` are always the runtime's, `type` always derived from the
+/// brand. The index does not keep them, and readers need not ask for them.
+const NEVER_STORED: &[&str] = &["state", "zone_state", "type"];
 
 /// Keys the list index keeps beyond the plain list columns: the dataset
 /// name, and the arrays and tags that filters and `-o` columns commonly
@@ -68,7 +74,7 @@ pub fn indexed() -> &'static [&'static str] {
             .map(|(k, _, _)| *k)
             .chain(INDEXED_EXTRA.iter().copied())
         {
-            if !keys.contains(&k) {
+            if !keys.contains(&k) && !NEVER_STORED.contains(&k) {
                 keys.push(k);
             }
         }
@@ -81,7 +87,7 @@ fn index_covers(keys: &[String]) -> bool {
     let idx = indexed();
     keys.iter().all(|k| {
         let top = k.split('.').next().unwrap_or(k);
-        idx.contains(&k.as_str()) || idx.contains(&top)
+        idx.contains(&k.as_str()) || idx.contains(&top) || NEVER_STORED.contains(&k.as_str())
     })
 }
 
@@ -91,7 +97,11 @@ fn records_for(ctx: &Ctx, shape: &Shape) -> OpsResult<Vec<crate::store::LoadedRe
     match shape {
         Shape::Reading(keys) if index_covers(keys) => {
             // The incomplete marker decides `state`, whatever is asked.
-            let mut wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let mut wanted: Vec<&str> = keys
+                .iter()
+                .map(String::as_str)
+                .filter(|k| !NEVER_STORED.contains(k))
+                .collect();
             wanted.push("_incomplete");
             Ok(ctx.store.load_summaries(indexed(), &wanted)?)
         }
