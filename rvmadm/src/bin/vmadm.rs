@@ -13,11 +13,10 @@ use serde_json::{Map, Value};
 use std::io::{IsTerminal, Read, Write};
 use std::time::Duration;
 
-#[path = "imgadm_cli/mod.rs"]
-mod imgadm_cli;
-
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// Start-up is most of a `get` or small `list` (docs/performance.md): this
+// binary links no image code (`vmadm images` runs the `imgadm` binary) and
+// keeps the system allocator (mimalloc's start-up alone cost more than a
+// `get`'s own work).
 
 /// Payloads larger than this are refused before parsing.
 const MAX_PAYLOAD: u64 = 1 << 20;
@@ -337,15 +336,27 @@ fn delete_failed(uuid: &uuid::Uuid, e: OpsError) -> OpsError {
 }
 
 /// `vmadm images …` is `imgadm …`: the same command line, verbs, output
-/// and exit codes.
-fn images(args: Vec<String>) -> i32 {
-    imgadm_cli::run(std::iter::once("imgadm".to_string()).chain(args).collect())
+/// and exit codes, because it is the `imgadm` binary installed beside this
+/// one (or, failing that, the one on `PATH`) run on the same terminal.
+/// Keeping the image code (HTTP, TLS, decompressors) out of `vmadm` makes
+/// every other verb start faster.
+fn images(args: Vec<String>) -> OpsResult<i32> {
+    use rvmadm::exec::{Argv, CommandRunner, SystemRunner};
+    let beside = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("imgadm"))
+        .filter(|p| p.is_file());
+    let program = beside.map_or_else(|| "imgadm".to_string(), |p| p.display().to_string());
+    let argv = Argv::new(std::iter::once(program).chain(args));
+    SystemRunner
+        .interactive(&argv)
+        .map_err(|e| OpsError::Failed(format!("vmadm images: {e}")))
 }
 
 fn run(cmd: Command) -> OpsResult<i32> {
     // `vmadm images …` is imgadm; it reads the config itself.
     let cmd = match cmd {
-        Command::Images { args } => return Ok(images(args)),
+        Command::Images { args } => return images(args),
         other => other,
     };
     let ctx = Ctx::from_env()?;
@@ -532,7 +543,7 @@ fn run(cmd: Command) -> OpsResult<i32> {
             ops::snapshot::rollback_snapshot(&ctx, &uuid, &name)?;
             eprintln!("Rolled back snapshot {name} for VM {uuid}");
         }
-        Command::Images { args } => return Ok(images(args)),
+        Command::Images { args } => return images(args),
         Command::Sysrq { uuid, kind } => {
             let uuid = parse_uuid(&uuid, "sysrq")?;
             let [kind] = kind.as_slice() else {

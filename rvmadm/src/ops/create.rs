@@ -1,5 +1,14 @@
 //! `vmadm create`: validate, clone `<pool>/<image>@final` to `<pool>/<uuid>`
-//! with the quota set at clone time, write the record, boot when autoboot.
+//! with the quota and `devices=off` set at clone time, write the record,
+//! boot when autoboot.
+//!
+//! Speed: on the happy path the clone is the only `zfs` process. What
+//! asking first used to learn comes from elsewhere: a taken dataset name, a
+//! missing image snapshot and a missing pool from the clone's own stderr
+//! (with one `zpool list` only on that failure, to tell the last two
+//! apart); the zonepath from the pool's mountpoint, which the store caches
+//! after one `zfs get` per host (see `store::pools`) and which create
+//! checks by the chmod that makes the zonepath 0700.
 //!
 //! Crash safety: the record is written first, marked incomplete, and the
 //! whole create holds the global lock. So an incomplete record seen by anyone
@@ -11,16 +20,19 @@ use super::error::{OpsError, OpsResult};
 use crate::spec::fs_policy::FsRequest;
 use crate::spec::object::{new_vm_record, CreateContext};
 use crate::spec::{self, Action, Field, VmRecord};
-use crate::store::iso_time;
+use crate::store::{iso_time, usable_mountpoint};
+use crate::zfs::ZfsError;
 use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 /// Creates a VM from a create payload and returns its uuid (the payload's,
-/// or a new one). Fails before anything is made when validation refuses
-/// the payload, the uuid is taken, or the pool or the image's `@final`
-/// snapshot is missing; fails after undoing everything when the clone, the
-/// record or the first boot fails. Keys create does not accept are
-/// dropped, as SmartOS does.
+/// or a new one). Fails when validation refuses the payload, the uuid is
+/// taken, or the pool or the image's `@final` snapshot is missing (the
+/// last two found out by the clone itself, after which the record written
+/// for it is removed again); fails after undoing everything when the
+/// clone, the record or the first boot fails. Keys create does not accept
+/// are dropped, as SmartOS does.
 pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     let checked = spec::check(input, Action::Create);
     if checked.errors.blocks() {
@@ -50,37 +62,26 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         &pool,
         &FsRequest::from_objects(fs_objs.into_iter().flatten().filter_map(Value::as_object)),
     )?;
-    let zfs = ctx.zfs();
     let dataset = format!("{pool}/{uuid}");
     let origin = format!("{pool}/{image}@final");
+    let exists = || OpsError::Failed(format!("VM with UUID {uuid} already exists"));
 
     let _global = ctx.store.lock_global()?;
     sweep_incomplete(ctx);
-    if ctx.store.exists(&uuid) || zfs.exists(&dataset)? {
-        return Err(OpsError::Failed(format!(
-            "VM with UUID {uuid} already exists"
-        )));
+    if ctx.store.exists(&uuid) {
+        return Err(exists());
     }
-    if !zfs.pool_exists(&pool)? {
-        return Err(OpsError::Failed(format!(
-            "zpool {pool} does not exist (set `pool` in vmadm.toml or `zpool` in the payload)"
-        )));
-    }
-    if !zfs.exists(&origin)? {
-        return Err(OpsError::Failed(format!(
-            "image {image} is not installed on zpool {pool} (no {origin}); run `imgadm import {image}` first"
-        )));
-    }
+    let zonepath = pool_mountpoint(ctx, &pool)?.join(uuid.to_string());
 
     let now = iso_time(std::time::SystemTime::now());
     let uuid_s = uuid.to_string();
-    let guess_path = format!("/{pool}/{uuid}");
+    let zonepath_s = zonepath.display().to_string();
     let mut obj = new_vm_record(
         &payload,
         &CreateContext {
             uuid: &uuid_s,
             default_pool: &ctx.config.pool,
-            zonepath: &guess_path,
+            zonepath: &zonepath_s,
             now: &now,
         },
     );
@@ -89,36 +90,49 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     obj.place(Field::Incomplete);
     ctx.store.save(&uuid, &obj)?;
 
-    let quota_prop = crate::driver::dataset::quota_value(obj.quota.unwrap_or(0));
     // Properties the payload named (the quota is set by the clone itself).
     let given: Vec<String> = payload
         .keys()
         .filter(|k| k.as_str() != "quota")
         .cloned()
         .collect();
-    let delegate = obj.delegate_dataset == Some(true);
-    let made = zfs
-        .clone_snapshot(&origin, &dataset, &[("quota", &quota_prop)])
-        .and_then(|_| zfs.mountpoint(&dataset))
-        .map_err(OpsError::from)
-        .and_then(|mountpoint| {
-            // The image decides what is in the clone: refuse one without a
-            // real root/ (or with `data` a symlink) before the delegated
-            // dataset is mounted at <zonepath>/data or the VM ever boots.
-            ctx.driver.check_layout(&mountpoint)?;
-            // SmartOS's delegated dataset: <zfs_filesystem>/data, for the
-            // jail's own use (destroyed with the VM by the recursive delete).
-            if delegate {
-                zfs.create(&format!("{dataset}/data"), &[])?;
+    let zfs = ctx.zfs();
+    if let Err(e) = zfs.clone_snapshot(&origin, &dataset, &vm_clone_props(obj.quota)) {
+        let _ = ctx.store.remove(&uuid);
+        return Err(match e {
+            // Someone else's dataset: not ours to destroy.
+            ZfsError::AlreadyExists(_) => exists(),
+            ZfsError::NoSuchPool(_) => no_pool(&pool),
+            ZfsError::NotFound(_) if !zfs.pool_exists(&pool).unwrap_or(true) => no_pool(&pool),
+            ZfsError::NotFound(_) => OpsError::Failed(format!(
+                "image {image} is not installed on zpool {pool} (no {origin}); run `imgadm import {image}` first"
+            )),
+            other => {
+                let _ = zfs.destroy(&dataset, true);
+                other.into()
             }
-            // The other dataset properties the payload gave (compression,
-            // record sizes, count limits), through the update's one path.
-            let dataset_changes = super::update::host_changes(&given, &obj)?.dataset;
-            crate::driver::dataset::apply_to(&zfs, &dataset, &dataset_changes)?;
-            Ok(mountpoint)
         });
-    let mountpoint = match made {
-        Ok(m) => m,
+    }
+    let delegate = obj.delegate_dataset == Some(true);
+    let made = seal_zonepath(ctx, &pool, &dataset, &zonepath).and_then(|zonepath| {
+        // The image decides what is in the clone: refuse one without a
+        // real root/ (or with `data` a symlink) before the delegated
+        // dataset is mounted at <zonepath>/data or the VM ever boots.
+        ctx.driver.check_layout(&zonepath)?;
+        // SmartOS's delegated dataset: <zfs_filesystem>/data, for the
+        // jail's own use (destroyed with the VM by the recursive delete).
+        if delegate {
+            zfs.create(&format!("{dataset}/data"), &[])?;
+        }
+        // The other dataset properties the payload gave (compression,
+        // record sizes, count limits), through the update's one path; none
+        // for a payload without them, so no process on the happy path.
+        let dataset_changes = super::update::host_changes(&given, &obj)?.dataset;
+        crate::driver::dataset::apply_to(&zfs, &dataset, &dataset_changes)?;
+        Ok(zonepath)
+    });
+    let zonepath = match made {
+        Ok(z) => z,
         Err(e) => {
             let _ = zfs.destroy(&dataset, true);
             let _ = ctx.store.remove(&uuid);
@@ -129,7 +143,7 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         obj.datasets = Some(vec![format!("{dataset}/data")]);
         obj.place(Field::Datasets);
     }
-    obj.zonepath = Some(mountpoint.display().to_string());
+    obj.zonepath = Some(zonepath.display().to_string());
     obj.place(Field::Zonepath);
     obj.remove(Field::Incomplete.name());
     if let Err(e) = ctx.store.save(&uuid, &obj) {
@@ -161,6 +175,91 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     Ok(uuid)
 }
 
+/// The properties every VM dataset is cloned with (create and reprovision):
+/// `devices=off`, since the jail's /dev is made separately and a device
+/// node a tenant makes inside its dataset must be no use to anyone on the
+/// host; and the quota, set at clone time so no clone is ever visible
+/// without it.
+pub(crate) fn vm_clone_props(quota_gib: Option<u64>) -> [(&'static str, String); 2] {
+    [
+        ("devices", "off".to_string()),
+        (
+            "quota",
+            crate::driver::dataset::quota_value(quota_gib.unwrap_or(0)),
+        ),
+    ]
+}
+
+fn no_pool(pool: &str) -> OpsError {
+    OpsError::Failed(format!(
+        "zpool {pool} does not exist (set `pool` in vmadm.toml or `zpool` in the payload)"
+    ))
+}
+
+/// Where `pool` is mounted: the store's cached answer, else one `zfs get`
+/// (remembered for the next create). A pool zfs does not know is the
+/// "zpool does not exist" error; an unmounted pool (`none`, `legacy`) is
+/// refused, since VMs need a zonepath.
+fn pool_mountpoint(ctx: &Ctx, pool: &str) -> OpsResult<PathBuf> {
+    if let Some(p) = ctx.store.pool_mountpoint(pool) {
+        return Ok(p);
+    }
+    let mp = match ctx.zfs().mountpoint(pool) {
+        Ok(mp) => mp,
+        Err(ZfsError::NotFound(_)) => return Err(no_pool(pool)),
+        Err(e) => return Err(e.into()),
+    };
+    if !usable_mountpoint(&mp) {
+        return Err(OpsError::Failed(format!(
+            "zpool {pool} has no usable mountpoint ({}); VMs need a mounted pool",
+            mp.display()
+        )));
+    }
+    ctx.store.remember_pool_mountpoint(pool, &mp)?;
+    Ok(mp)
+}
+
+/// Makes the new clone's mountpoint 0700, as SmartOS keeps zonepaths (a
+/// setuid file in a jail is then out of reach of host users), and returns
+/// it. The chmod doubles as the check of the derived zonepath: when it is
+/// not there (the pool's mountpoint changed since it was cached), zfs is
+/// asked where the clone is, the cache corrected, and that path used.
+pub(crate) fn seal_zonepath(
+    ctx: &Ctx,
+    pool: &str,
+    dataset: &str,
+    derived: &Path,
+) -> OpsResult<PathBuf> {
+    match chmod_0700(derived) {
+        Ok(()) => return Ok(derived.to_path_buf()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(chmod_failed(derived, e)),
+    }
+    let actual = ctx.zfs().mountpoint(dataset)?;
+    if !usable_mountpoint(&actual) {
+        return Err(OpsError::Failed(format!(
+            "dataset {dataset} is not mounted (mountpoint {}); VMs need a mounted dataset",
+            actual.display()
+        )));
+    }
+    chmod_0700(&actual).map_err(|e| chmod_failed(&actual, e))?;
+    if actual.file_name() == derived.file_name() {
+        if let Some(parent) = actual.parent() {
+            ctx.store.remember_pool_mountpoint(pool, parent)?;
+        }
+    }
+    Ok(actual)
+}
+
+fn chmod_0700(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+}
+
+fn chmod_failed(p: &Path, e: std::io::Error) -> OpsError {
+    OpsError::Failed(format!("cannot make zonepath {} private: {e}", p.display()))
+}
+
 /// Removes a half-made VM: runtime leftovers, dataset, record.
 fn undo(ctx: &Ctx, uuid: &Uuid, dataset: &str, obj: &VmRecord) {
     if let Ok(spec) = crate::spec::VmSpec::from_record(obj) {
@@ -171,9 +270,12 @@ fn undo(ctx: &Ctx, uuid: &Uuid, dataset: &str, obj: &VmRecord) {
 }
 
 /// Cleans up records left incomplete by a create that died. Callers hold
-/// the global lock, so no live create can own them.
+/// the global lock, so no live create can own them. Runs before every
+/// create, so it reads through the list index (which keeps the incomplete
+/// marker) and opens only the records it removes.
 pub fn sweep_incomplete(ctx: &Ctx) {
-    let Ok(all) = ctx.store.load_all() else {
+    let wanted = ["uuid", "_incomplete"];
+    let Ok(all) = ctx.store.load_summaries(super::list::indexed(), &wanted) else {
         return;
     };
     for (uuid, rec) in all {
@@ -181,6 +283,9 @@ pub fn sweep_incomplete(ctx: &Ctx) {
         if !rec.vm.is_incomplete() {
             continue;
         }
+        let Ok(Some(rec)) = ctx.store.load(&uuid) else {
+            continue;
+        };
         let dataset = rec
             .vm
             .zfs_filesystem
@@ -195,6 +300,7 @@ pub fn sweep_incomplete(ctx: &Ctx) {
 mod tests {
     use super::*;
     use crate::driver::fake::FakeDriver;
+    use crate::exec::Output;
     use crate::ops::testing::{Fixture, IMAGE};
     use serde_json::json;
 
@@ -205,30 +311,110 @@ mod tests {
         fx.answer_mountpoint(&uuid);
         let payload = fx.payload(&uuid, json!({"quota": 10, "alias": "web01"}));
         assert_eq!(create(&fx.ctx, &payload).unwrap(), uuid);
+        // One zfs process on the happy path: the clone, with the quota and
+        // devices=off set at creation. The four questions create used to
+        // ask first (uuid taken? pool? image snapshot? mountpoint?) are
+        // answered by the clone's own result and the cached pool mountpoint.
         assert_eq!(
             fx.runner
                 .calls()
                 .iter()
                 .map(|a| a.to_string())
                 .collect::<Vec<_>>(),
-            [
-                format!("zfs list -H -o name -t all zones/{uuid}"),
-                "zpool list -H -o name zones".to_string(),
-                format!("zfs list -H -o name -t all zones/{IMAGE}@final"),
-                format!("zfs clone -o quota=10G zones/{IMAGE}@final zones/{uuid}"),
-                format!("zfs get -H -o value mountpoint zones/{uuid}"),
-            ]
+            [format!(
+                "zfs clone -o devices=off -o quota=10G zones/{IMAGE}@final zones/{uuid}"
+            )]
         );
         let rec = fx.record(&uuid);
         assert_eq!(rec.uuid.as_deref(), Some(uuid.to_string().as_str()));
         assert_eq!(rec.alias.as_deref(), Some("web01"));
         assert_eq!(rec.quota, Some(10));
         assert_eq!(rec.zfs_filesystem, Some(format!("zones/{uuid}")));
-        // The zonepath is where zfs says the clone is mounted.
-        assert_eq!(rec.zonepath, Some(format!("/zones/{uuid}")));
+        // The zonepath is the pool's mountpoint joined with the uuid, and
+        // private as on SmartOS.
+        let zonepath = fx.mnt.join(uuid.to_string());
+        assert_eq!(rec.zonepath, Some(zonepath.display().to_string()));
+        assert_eq!(mode(&zonepath), 0o700);
         assert!(!rec.has_incomplete_marker());
         assert_eq!(rec.autoboot, Some(false));
         assert!(fx.driver.calls().is_empty(), "{:?}", fx.driver.calls());
+    }
+
+    fn mode(p: &std::path::Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_first_create_on_a_host_asks_zfs_for_the_pool_mountpoint_once() {
+        let fx = Fixture::new();
+        std::fs::remove_dir_all(fx.ctx.config.state_dir.join("cache")).unwrap();
+        fx.runner.answer(
+            &["zfs", "get", "-H", "-o", "value", "mountpoint", "zones"],
+            Output {
+                status: 0,
+                stdout: format!("{}\n", fx.mnt.display()).into_bytes(),
+                stderr: Vec::new(),
+            },
+        );
+        let first = fx.create_vm(json!({}));
+        let mark = fx.mark();
+        let second = fx.create_vm(json!({}));
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        assert_eq!(cmds[0], "zfs get -H -o value mountpoint zones", "{cmds:?}");
+        assert!(cmds[1].starts_with("zfs clone"), "{cmds:?}");
+        assert_eq!(fx.commands_since(&mark).len(), 1, "{cmds:?}");
+        for u in [first, second] {
+            let want = fx.mnt.join(u.to_string()).display().to_string();
+            assert_eq!(fx.record(&u).zonepath, Some(want));
+        }
+    }
+
+    #[test]
+    fn a_stale_pool_mountpoint_is_corrected_from_zfs() {
+        let fx = Fixture::new();
+        // The cache says the pool is mounted elsewhere than it is.
+        fx.ctx
+            .store
+            .remember_pool_mountpoint("zones", std::path::Path::new("/nonexistent-pool-mnt"))
+            .unwrap();
+        let uuid = fx.create_vm(json!({}));
+        let zonepath = fx.mnt.join(uuid.to_string());
+        assert_eq!(
+            fx.record(&uuid).zonepath,
+            Some(zonepath.display().to_string())
+        );
+        assert_eq!(mode(&zonepath), 0o700);
+        assert_eq!(fx.ctx.store.pool_mountpoint("zones"), Some(fx.mnt.clone()));
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            cmds.last().map(String::as_str),
+            Some(format!("zfs get -H -o value mountpoint zones/{uuid}").as_str())
+        );
+    }
+
+    #[test]
+    fn a_clone_that_is_not_mounted_is_undone() {
+        let fx = Fixture::new();
+        let uuid = Uuid::new_v4();
+        fx.runner.answer(
+            &["zfs", "get", "-H", "-o", "value", "mountpoint"],
+            Output {
+                status: 0,
+                stdout: b"none\n".to_vec(),
+                stderr: Vec::new(),
+            },
+        );
+        let err = create(&fx.ctx, &fx.payload(&uuid, json!({})))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not mounted"), "{err}");
+        assert!(!fx.ctx.store.exists(&uuid));
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        assert!(
+            cmds.contains(&format!("zfs destroy -r zones/{uuid}")),
+            "{cmds:?}"
+        );
     }
 
     #[test]
@@ -238,7 +424,7 @@ mod tests {
         let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
         assert!(
             cmds.contains(&format!(
-                "zfs clone -o quota=none zones/{IMAGE}@final zones/{uuid}"
+                "zfs clone -o devices=off -o quota=none zones/{IMAGE}@final zones/{uuid}"
             )),
             "{cmds:?}"
         );
@@ -249,6 +435,16 @@ mod tests {
         let fx = Fixture::new();
         let mut payload = fx.payload(&Uuid::nil(), json!({}));
         payload.remove("uuid");
+        // The uuid is not known ahead, so its directory cannot be made
+        // beforehand: zfs is asked where the clone went (the pool itself).
+        fx.runner.answer(
+            &["zfs", "get", "-H", "-o", "value", "mountpoint"],
+            Output {
+                status: 0,
+                stdout: format!("{}\n", fx.mnt.display()).into_bytes(),
+                stderr: Vec::new(),
+            },
+        );
         let a = create(&fx.ctx, &payload).unwrap();
         let b = create(&fx.ctx, &payload).unwrap();
         assert_ne!(a, b);
@@ -338,6 +534,14 @@ mod tests {
         );
     }
 
+    /// Creates a VM whose clone fails with `stderr`; returns the message.
+    fn failed_clone(fx: &Fixture, uuid: &Uuid, extra: Value, stderr: &str) -> String {
+        fx.runner.fail(&["zfs", "clone"], stderr);
+        create(&fx.ctx, &fx.payload(uuid, extra))
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn a_clone_without_a_zone_layout_is_undone_before_data_is_made() {
         let mut fake = FakeDriver::new();
@@ -364,36 +568,78 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_image_is_refused_before_anything_is_made() {
+    fn a_missing_image_is_found_out_by_the_clone_and_leaves_nothing() {
         let fx = Fixture::new();
         let uuid = Uuid::new_v4();
         let other = "b1b2c3d4-0000-4000-8000-00000000000b";
-        let err = create(&fx.ctx, &fx.payload(&uuid, json!({"image_uuid": other})))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains(&format!("image {other} is not installed")),
-            "{err}"
+        let err = failed_clone(
+            &fx,
+            &uuid,
+            json!({"image_uuid": other}),
+            &format!("cannot open 'zones/{other}@final': dataset does not exist"),
         );
-        assert!(err.contains("imgadm import"), "{err}");
+        assert_eq!(
+            err,
+            format!("image {other} is not installed on zpool zones (no zones/{other}@final); run `imgadm import {other}` first")
+        );
         assert!(!fx.ctx.store.exists(&uuid));
-        assert!(!fx
-            .runner
-            .calls()
-            .iter()
-            .any(|a| a.0.get(1).is_some_and(|w| w == "clone")));
+        // The clone, then one question to tell a missing image from a
+        // missing pool; nothing is destroyed (nothing was made).
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        assert_eq!(cmds.len(), 2, "{cmds:?}");
+        assert_eq!(cmds[1], "zpool list -H -o name zones");
     }
 
     #[test]
     fn a_missing_pool_is_refused() {
         let fx = Fixture::new();
-        fx.runner.fail(&["zpool", "list"], "no such pool");
+        fx.runner
+            .fail(&["zpool", "list"], "cannot open 'zones': no such pool");
         let uuid = Uuid::new_v4();
+        let err = failed_clone(
+            &fx,
+            &uuid,
+            json!({}),
+            &format!("cannot open 'zones/{IMAGE}@final': dataset does not exist"),
+        );
+        assert!(err.contains("zpool zones does not exist"), "{err}");
+        assert!(!fx.ctx.store.exists(&uuid));
+        // Said by zfs as such (a pool in the target's name only).
+        let err = failed_clone(
+            &fx,
+            &uuid,
+            json!({}),
+            "cannot create 'zones/x': no such pool 'zones'",
+        );
+        assert!(err.contains("zpool zones does not exist"), "{err}");
+        // Unknown to zfs when create first asks for its mountpoint.
+        let fx = Fixture::new();
+        std::fs::remove_dir_all(fx.ctx.config.state_dir.join("cache")).unwrap();
+        fx.runner.fail(
+            &["zfs", "get"],
+            "cannot open 'zones': dataset does not exist",
+        );
         let err = create(&fx.ctx, &fx.payload(&uuid, json!({})))
             .unwrap_err()
             .to_string();
         assert!(err.contains("zpool zones does not exist"), "{err}");
+        assert!(!fx.runner.calls().iter().any(|a| a.0[1] == "clone"));
+    }
+
+    #[test]
+    fn a_dataset_that_exists_without_a_record_is_refused_and_kept() {
+        let fx = Fixture::new();
+        let uuid = Uuid::new_v4();
+        let err = failed_clone(
+            &fx,
+            &uuid,
+            json!({}),
+            &format!("cannot create 'zones/{uuid}': dataset already exists"),
+        );
+        assert_eq!(err, format!("VM with UUID {uuid} already exists"));
         assert!(!fx.ctx.store.exists(&uuid));
+        // Someone else's dataset is not ours to destroy.
+        assert!(!fx.runner.calls().iter().any(|a| a.0[1] == "destroy"));
     }
 
     #[test]

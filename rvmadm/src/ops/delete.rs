@@ -58,6 +58,21 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_destroy_is_retried_at_once_and_still_fails_cleanly() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        let mark = fx.mark();
+        fx.runner
+            .fail(&["zfs", "destroy"], "cannot destroy: dataset is busy");
+        assert!(delete(&fx.ctx, &uuid).is_err());
+        let cmds = fx.commands_since(&mark);
+        // The first retry comes at once, with nothing in between.
+        assert_eq!(cmds[0], cmds[1]);
+        assert!(cmds[0].starts_with("zfs destroy"), "{cmds:?}");
+        assert!(fx.ctx.store.exists(&uuid));
+    }
+
+    #[test]
     fn a_stopped_vm_is_only_cleaned_up() {
         let fx = Fixture::new();
         let uuid = fx.create_vm(json!({}));

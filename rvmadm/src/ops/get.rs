@@ -27,6 +27,15 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn get_spawns_no_process() {
+        let fx = Fixture::new();
+        let uuid = fx.running_vm(json!({}));
+        let mark = fx.mark();
+        get(&fx.ctx, &uuid).unwrap();
+        assert!(fx.commands_since(&mark).is_empty());
+    }
+
+    #[test]
     fn a_running_vm_shows_the_drivers_runtime_state() {
         let fx = Fixture::new();
         let uuid = fx.running_vm(json!({"alias": "web01"}));

@@ -1,5 +1,10 @@
 //! `vmadm list` and `vmadm lookup`: every record read once, runtime state
 //! from one driver query for all VMs, then filter, sort and render.
+//!
+//! A query that reads only [`INDEXED`] keys (the default `list`, most `-o`
+//! columns and filters, `lookup` without `-j`) takes its records from the
+//! store's list index, which serves unchanged records without opening
+//! their files (see `store::index`); anything else reads every record.
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
@@ -33,6 +38,77 @@ fn stored_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<String> {
     out
 }
 
+/// The keys the default `list` reads (and `state` needs), first in the
+/// index so a reader of just these stops early in each line.
+const INDEXED_FIRST: &[&str] = &[
+    "uuid",
+    "_incomplete",
+    "brand",
+    "max_physical_memory",
+    "alias",
+    "ram",
+];
+
+/// List keys whose value never comes from the record: `state` and
+/// `zone_state` are always the runtime's, `type` always derived from the
+/// brand. The index does not keep them, and readers need not ask for them.
+const NEVER_STORED: &[&str] = &["state", "zone_state", "type"];
+
+/// Keys the list index keeps beyond the plain list columns: the dataset
+/// name, and the arrays and tags that filters and `-o` columns commonly
+/// name.
+const INDEXED_EXTRA: &[&str] = &["zfs_filesystem", "nics", "disks", "tags"];
+
+/// The stored keys the list index keeps of each record: [`INDEXED_FIRST`],
+/// every other plain list column (runtime ones such as `state` are simply
+/// never found in a record) and [`INDEXED_EXTRA`]. Metadata maps and other
+/// large keys stay out: a query naming them reads the records. Stored keys
+/// with a dot in their name are always kept too (see `store::index`), so a
+/// dotted query key is covered when its first part is.
+pub fn indexed() -> &'static [&'static str] {
+    static KEYS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut keys: Vec<&'static str> = INDEXED_FIRST.to_vec();
+        for k in query::LIST_FIELDS
+            .iter()
+            .map(|(k, _, _)| *k)
+            .chain(INDEXED_EXTRA.iter().copied())
+        {
+            if !keys.contains(&k) && !NEVER_STORED.contains(&k) {
+                keys.push(k);
+            }
+        }
+        keys
+    })
+}
+
+/// True when the list index holds what a query reading `keys` needs.
+fn index_covers(keys: &[String]) -> bool {
+    let idx = indexed();
+    keys.iter().all(|k| {
+        let top = k.split('.').next().unwrap_or(k);
+        idx.contains(&k.as_str()) || idx.contains(&top) || NEVER_STORED.contains(&k.as_str())
+    })
+}
+
+/// Reads the records a query of `shape` needs: through the list index when
+/// it covers every key the query reads, else every record in full.
+fn records_for(ctx: &Ctx, shape: &Shape) -> OpsResult<Vec<crate::store::LoadedRecord>> {
+    match shape {
+        Shape::Reading(keys) if index_covers(keys) => {
+            // The incomplete marker decides `state`, whatever is asked.
+            let mut wanted: Vec<&str> = keys
+                .iter()
+                .map(String::as_str)
+                .filter(|k| !NEVER_STORED.contains(k))
+                .collect();
+            wanted.push("_incomplete");
+            Ok(ctx.store.load_summaries(indexed(), &wanted)?)
+        }
+        _ => Ok(ctx.store.load_all()?),
+    }
+}
+
 /// All VMs as list/lookup see them (with `type` and `ram`), in `shape`. A
 /// corrupt record is reported through `warn` and left out; the others
 /// still show.
@@ -41,7 +117,7 @@ pub fn all_vms(
     shape: &Shape,
     warn: &mut dyn FnMut(String),
 ) -> OpsResult<Vec<Map<String, Value>>> {
-    let records = ctx.store.load_all()?;
+    let records = records_for(ctx, shape)?;
     let uuids: Vec<uuid::Uuid> = records.iter().map(|(u, _)| *u).collect();
     let runtimes = if uuids.is_empty() {
         Default::default()
@@ -230,6 +306,61 @@ mod tests {
 
     fn no_warnings() -> impl FnMut(String) {
         |w| panic!("unexpected warning {w}")
+    }
+
+    #[test]
+    fn list_and_lookup_spawn_no_process() {
+        let (fx, _, _) = two_vms();
+        let mark = fx.mark();
+        list(&fx.ctx, &list_opts("uuid,state", &[]), &mut no_warnings()).unwrap();
+        lookup(
+            &fx.ctx,
+            &lookup_opts(&["state=running"]),
+            &mut no_warnings(),
+        )
+        .unwrap();
+        assert!(fx.commands_since(&mark).is_empty());
+    }
+
+    #[test]
+    fn the_index_gives_the_same_answers_as_the_records() {
+        let (mut fx, a, _) = two_vms();
+        let c = fx.create_vm(json!({"alias": "c", "tags": {"role": "db"},
+            "nics": [{"nic_tag": "admin", "ip": "192.0.2.9", "netmask": "255.255.255.0"}],
+            "customer_metadata": {"k": "v"}}));
+        fx.mark_incomplete(&a);
+        let queries: Vec<(&str, Vec<&str>)> = vec![
+            ("uuid,type,ram,state,alias", vec![]),
+            ("uuid,alias,zonepath,quota,autoboot", vec!["state=stopped"]),
+            ("uuid,tags.role,nics.0.ip", vec!["tags.role=db"]),
+            ("uuid,alias", vec!["nics.*.ip=192.0.2.9"]),
+            ("uuid", vec!["customer_metadata.k=v"]),
+        ];
+        let run = |fx: &Fixture| -> Vec<String> {
+            queries
+                .iter()
+                .map(|(cols, filters)| {
+                    list(&fx.ctx, &list_opts(cols, filters), &mut no_warnings()).unwrap()
+                })
+                .collect()
+        };
+        let from_records = run(&fx);
+        // Now trust even fresh files, so the second round is served from
+        // the index the first one built.
+        fx.ctx.store.set_index_racy(std::time::Duration::ZERO);
+        run(&fx);
+        let (_, stats) = fx
+            .ctx
+            .store
+            .load_summaries_with(indexed(), &["uuid"], std::time::Duration::ZERO)
+            .unwrap();
+        assert_eq!(stats.reused, 3, "{stats:?}");
+        assert_eq!(run(&fx), from_records);
+        assert!(
+            from_records[2].contains(&format!("{c}:db:192.0.2.9")),
+            "{from_records:?}"
+        );
+        assert!(!from_records[1].contains(&format!("{a}:")));
     }
 
     #[test]

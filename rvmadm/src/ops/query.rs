@@ -373,18 +373,70 @@ fn compare_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
     }
 }
 
+/// A sort key's value, classified once per VM so the comparisons a sort
+/// makes (n log n of them: 130,000 for 10,000 VMs) do no work but compare.
+enum SortVal<'a> {
+    /// `undefined`, `null`, `false`, `0`, `""`: after everything else.
+    Falsy,
+    /// A number, compared numerically with another number.
+    Num(f64, &'a Value),
+    /// A string, compared bytewise with another string.
+    Str(&'a str),
+    /// Anything else truthy, compared by its JavaScript string.
+    Other(&'a Value),
+}
+
+impl<'a> SortVal<'a> {
+    fn of(v: Option<&'a Value>) -> SortVal<'a> {
+        if !truthy(v) {
+            return SortVal::Falsy;
+        }
+        match v {
+            Some(n @ Value::Number(x)) => SortVal::Num(x.as_f64().unwrap_or(f64::NAN), n),
+            Some(Value::String(s)) => SortVal::Str(s),
+            Some(other) => SortVal::Other(other),
+            None => SortVal::Falsy,
+        }
+    }
+
+    fn value(&self) -> Option<&'a Value> {
+        match self {
+            SortVal::Num(_, v) | SortVal::Other(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The same order as [`compare_values`] on the values classified.
+    fn cmp(&self, other: &SortVal<'a>) -> Ordering {
+        match (self, other) {
+            (SortVal::Falsy, SortVal::Falsy) => Ordering::Equal,
+            (_, SortVal::Falsy) => Ordering::Less,
+            (SortVal::Falsy, _) => Ordering::Greater,
+            (SortVal::Num(x, _), SortVal::Num(y, _)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
+            (SortVal::Str(x), SortVal::Str(y)) => x.cmp(y),
+            (SortVal::Str(x), y) => (*x).cmp(js_string(y.value().unwrap_or(&Value::Null)).as_str()),
+            (x, SortVal::Str(y)) => js_string(x.value().unwrap_or(&Value::Null)).as_str().cmp(y),
+            (x, y) => compare_values(x.value(), y.value()),
+        }
+    }
+}
+
 /// Sorts VMs by the keys in order, ties falling through to the next key.
 pub fn sort_vms(vms: &mut Vec<Map<String, Value>>, keys: &[SortKey]) {
+    if keys.is_empty() {
+        return;
+    }
     // Look every sort key up once per VM, sort positions, then reorder.
     let order: Vec<usize> = {
-        let cols: Vec<Vec<Option<&Value>>> = vms
+        let cols: Vec<SortVal<'_>> = vms
             .iter()
-            .map(|vm| keys.iter().map(|k| first_value(vm, &k.key)).collect())
+            .flat_map(|vm| keys.iter().map(|k| SortVal::of(first_value(vm, &k.key))))
             .collect();
+        let n = keys.len();
         let mut idx: Vec<usize> = (0..vms.len()).collect();
         idx.sort_by(|&a, &b| {
             for (i, k) in keys.iter().enumerate() {
-                let mut ord = compare_values(cols[a][i], cols[b][i]);
+                let mut ord = cols[a * n + i].cmp(&cols[b * n + i]);
                 if k.descending {
                     ord = ord.reverse();
                 }
@@ -407,32 +459,34 @@ pub fn render_table(
     parsable: bool,
     header: bool,
 ) -> String {
-    let mut out = String::new();
     let heads: Vec<(String, usize)> = columns.iter().map(|c| column_header(c)).collect();
-    let mut line = |cells: Vec<String>| {
-        let text = if parsable {
-            cells.join(":")
-        } else {
-            let padded: Vec<String> = cells
-                .iter()
-                .zip(&heads)
-                .map(|(c, (_, w))| format!("{c:<w$}"))
-                .collect();
-            padded.join("  ").trim_end().to_string()
-        };
-        out.push_str(&text);
+    let mut out = String::with_capacity((vms.len() + 1) * (heads.len() * 12 + 8));
+    // Each line is written straight into `out`: cells padded to their
+    // column's width (in characters, as `{:<w$}` pads) and joined by two
+    // spaces, or joined by `:` when parsable; trailing whitespace trimmed.
+    let mut line = |cells: &mut dyn Iterator<Item = String>| {
+        let start = out.len();
+        for (i, (c, (_, w))) in cells.zip(&heads).enumerate() {
+            if i > 0 {
+                out.push_str(if parsable { ":" } else { "  " });
+            }
+            out.push_str(&c);
+            if !parsable {
+                let len = c.chars().count();
+                out.extend(std::iter::repeat_n(' ', w.saturating_sub(len)));
+            }
+        }
+        if !parsable {
+            let kept = out[start..].trim_end().len();
+            out.truncate(start + kept);
+        }
         out.push('\n');
     };
     if header {
-        line(heads.iter().map(|(h, _)| h.clone()).collect());
+        line(&mut heads.iter().map(|(h, _)| h.clone()));
     }
     for vm in vms {
-        line(
-            columns
-                .iter()
-                .map(|c| cell(first_value(vm, c), parsable))
-                .collect(),
-        );
+        line(&mut columns.iter().map(|c| cell(first_value(vm, c), parsable)));
     }
     out
 }

@@ -49,10 +49,11 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
         // layout check, say) left it there: this one brings it back.
         has_data = zfs.exists(&parked)?;
     }
-    let quota_prop = crate::driver::dataset::quota_value(l.spec.limits.quota);
+    // The same properties create clones with (devices=off, the quota).
+    let props = super::create::vm_clone_props(Some(l.spec.limits.quota));
     let rebuilt = zfs
         .destroy(&dataset, true)
-        .and_then(|_| zfs.clone_snapshot(&origin, &dataset, &[("quota", &quota_prop)]))
+        .and_then(|_| zfs.clone_snapshot(&origin, &dataset, &props))
         .and_then(|_| zfs.mountpoint(&dataset))
         .map_err(OpsError::from)
         .and_then(|mountpoint| {
@@ -74,6 +75,9 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
             }
         ))
     })?;
+    // A fresh clone's root is the image's mode: private again, as create
+    // leaves a zonepath.
+    super::create::seal_zonepath(ctx, &l.spec.zpool, &dataset, &mountpoint)?;
     let vm = &mut l.rec.vm;
     vm.image_uuid = Some(image);
     vm.place(Field::ImageUuid);

@@ -75,6 +75,10 @@ pub struct Mark {
 
 pub struct Fixture {
     pub ctx: Ctx,
+    /// Where the pool is "mounted": the store's pool cache points here, and
+    /// [`Fixture::answer_mountpoint`] makes a VM's directory below it as a
+    /// real clone would.
+    pub mnt: std::path::PathBuf,
     pub runner: Arc<RecordingRunner>,
     pub driver: Arc<FakeDriver>,
     /// Kept for its drop: the state directory lives as long as the fixture.
@@ -115,8 +119,12 @@ impl Fixture {
             ..Config::default()
         };
         let ctx = Ctx::new(config, runner.clone(), Box::new(Shared(driver.clone())));
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        ctx.store.remember_pool_mountpoint(POOL, &mnt).unwrap();
         Fixture {
             ctx,
+            mnt,
             runner,
             driver,
             _dir: dir,
@@ -135,14 +143,18 @@ impl Fixture {
         p.as_object().unwrap().clone()
     }
 
-    /// Makes `zfs get mountpoint` of the VM's dataset answer `/zones/<uuid>`.
+    /// Makes the directory the VM's clone would be mounted on
+    /// (`<mnt>/<uuid>`, where create derives the zonepath from the cached
+    /// pool mountpoint), and has `zfs get mountpoint` of its dataset say so.
     pub fn answer_mountpoint(&self, uuid: &Uuid) {
         let dataset = format!("{POOL}/{uuid}");
+        let dir = self.mnt.join(uuid.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
         self.runner.answer(
             &["zfs", "get", "-H", "-o", "value", "mountpoint", &dataset],
             Output {
                 status: 0,
-                stdout: format!("/{dataset}\n").into_bytes(),
+                stdout: format!("{}\n", dir.display()).into_bytes(),
                 stderr: Vec::new(),
             },
         );

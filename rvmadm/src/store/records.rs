@@ -55,11 +55,17 @@ pub type LoadedRecord = (Uuid, Result<Record, StoreError>);
 /// The record directory of one host.
 #[derive(Debug, Clone)]
 pub struct Store {
-    vms: PathBuf,
+    pub(super) vms: PathBuf,
     locks: PathBuf,
+    /// Derived files (the list index, cached pool facts): each can be
+    /// deleted at any time and is rebuilt from the records or from zfs.
+    pub(super) cache: PathBuf,
+    /// How recently changed a record may be and still be served from the
+    /// list index (`index::RACY`; tests lower it).
+    pub(super) racy: std::time::Duration,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
@@ -73,10 +79,12 @@ impl Store {
         Store {
             vms: state_dir.join("vms"),
             locks: state_dir.join("locks"),
+            cache: state_dir.join("cache"),
+            racy: super::index::RACY,
         }
     }
 
-    fn path(&self, uuid: &Uuid) -> PathBuf {
+    pub(super) fn path(&self, uuid: &Uuid) -> PathBuf {
         self.vms.join(format!("{uuid}.json"))
     }
 

@@ -162,6 +162,56 @@ fn create_from_file_and_given_uuid() {
 }
 
 #[test]
+fn vm_datasets_have_devices_off_and_a_private_zonepath() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(env) = env_with_image() else { return };
+    let uuid = create(&env, json!({}));
+    let ds = format!("{}/{}", env.pool, uuid);
+    assert_eq!(
+        zfs(&["get", "-H", "-o", "value", "devices", &ds]).trim(),
+        "off"
+    );
+    // The zonepath create derived (pool mountpoint + uuid) is where zfs
+    // mounted the clone, and is 0700 as on SmartOS.
+    let zonepath = get(&env, &uuid)["zonepath"].as_str().unwrap().to_string();
+    assert_eq!(zonepath, env.mountpoint(&ds).display().to_string());
+    let mode = std::fs::metadata(&zonepath).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o700, "{mode:o}");
+    // A missing image and a missing pool still say so, from the clone's
+    // own error; nothing is left behind.
+    let before = (env.state_files(), env.datasets());
+    let other = "b1b2c3d4-0000-4000-8000-00000000000b";
+    let o = env.vmadm_in(&["create"], &payload(json!({"image_uuid": other})));
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains(&format!("image {other} is not installed")),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.vmadm_in(&["create"], &payload(json!({"zpool": "f-no-such-pool"})));
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("zpool f-no-such-pool does not exist"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(before, (env.state_files(), env.datasets()));
+    assert_exit(&env.vmadm(&["delete", &uuid]), 0);
+}
+
+#[test]
+fn vmadm_images_runs_imgadm() {
+    let Some(env) = Env::new() else { return };
+    let direct = env.run("imgadm", &["list", "-H"], None);
+    let through = env.vmadm(&["images", "list", "-H"]);
+    assert_exit(&through, direct.status.code().unwrap_or(-1));
+    assert_eq!(stdout(&through), stdout(&direct));
+    // Exit codes come through unchanged (3: image not installed).
+    let o = env.vmadm(&["images", "get", "b1b2c3d4-0000-4000-8000-00000000000b"]);
+    assert_exit(&o, 3);
+}
+
+#[test]
 fn bad_input_is_refused_and_changes_nothing() {
     let Some(env) = env_with_image() else { return };
     let keep = create(&env, json!({"alias": "keep"}));

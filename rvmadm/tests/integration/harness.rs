@@ -173,6 +173,10 @@ impl Env {
         let mut out = Vec::new();
         walk(&self.root().join("state"), &mut out);
         out.retain(|p| p.extension().is_none_or(|e| e != "lock"));
+        // Derived files (the list index, the cached pool mountpoint) come
+        // and go with reads; they are not state.
+        let cache = self.root().join("state/cache");
+        out.retain(|p| !p.starts_with(&cache));
         out.sort();
         out
     }
