@@ -106,6 +106,13 @@ pub struct Config {
     /// The host directories `filesystems` entries may mount from. Empty
     /// (the default) refuses every `filesystems` entry.
     pub filesystem_sources: Vec<FilesystemSource>,
+    /// Largest image `imgadm import` receives, in MiB: the cap on a
+    /// manifest's `image_size` and the size assumed when it has none. The
+    /// dataset being received gets a quota of this size plus a quarter and
+    /// 32 MiB for metadata, and its decompressed stream may be at most 8×
+    /// that quota (streams carry data uncompressed; a compressing pool
+    /// stores it smaller), so a compression bomb stops there.
+    pub max_image_size: u64,
 }
 
 impl Default for Config {
@@ -130,6 +137,7 @@ impl Default for Config {
             sources: Vec::new(),
             server_uuid: None,
             filesystem_sources: Vec::new(),
+            max_image_size: 32 << 10,
         }
     }
 }
@@ -196,6 +204,9 @@ impl Config {
                     src.path.display()
                 ));
             }
+        }
+        if self.max_image_size == 0 {
+            return Err("max_image_size must be at least 1 (MiB)".into());
         }
         for (tag, bridge) in &self.networks {
             if !crate::spec::valid_nic_tag(tag) {
@@ -280,6 +291,12 @@ mod tests {
         assert!(Config::parse("pool = \"a/b\"").is_err());
         assert!(Config::parse("pool = \"-x\"").is_err());
         assert!(Config::parse("bogus = 1").is_err());
+        assert!(Config::parse("max_image_size = 0").is_err());
+        assert_eq!(
+            Config::parse("max_image_size = 64").unwrap().max_image_size,
+            64
+        );
+        assert_eq!(Config::default().max_image_size, 32768);
         assert!(Config::parse("[networks]\nadmin = \"a-very-long-bridge-name\"").is_err());
         assert!(Config::parse("[networks]\n\"a b\" = \"br0\"").is_err());
         assert!(Config::parse("[[filesystem_sources]]\npath = \"srv\"").is_err());

@@ -14,8 +14,11 @@
 //! Every dataset and snapshot name passes [`valid_name`] before it reaches
 //! an argv, the streamed `send` and `receive` included.
 
+pub mod stream_header;
+
 use crate::exec::{Argv, CommandRunner, ExecError, Pipe, StreamChild};
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Why a ZFS operation failed.
@@ -94,12 +97,41 @@ pub struct DatasetInfo {
 /// ZFS commands bound to one runner.
 pub struct Zfs<'r> {
     runner: &'r dyn CommandRunner,
+    /// What this host's `zfs receive` accepts, asked once (see
+    /// [`Zfs::receive`]).
+    receive_flags: OnceLock<ReceiveFlags>,
 }
+
+/// Options of `zfs receive` that not every ZFS has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveFlags {
+    /// `-u`: leave the received file system unmounted (OpenZFS, FreeBSD,
+    /// and zfs-fuse although its usage text does not list it).
+    pub unmounted: bool,
+    /// `-x prop`: never take `prop` from the stream (OpenZFS, FreeBSD;
+    /// not zfs-fuse).
+    pub exclude: bool,
+}
+
+/// Properties a stream must never set, excluded with `-x` where the ZFS
+/// knows it: where and whether the dataset mounts, and what its files may do.
+const RECEIVE_EXCLUDED: [&str; 7] = [
+    "mountpoint",
+    "canmount",
+    "setuid",
+    "devices",
+    "exec",
+    "sharenfs",
+    "sharesmb",
+];
 
 impl<'r> Zfs<'r> {
     /// ZFS operations run through `runner`.
     pub fn new(runner: &'r dyn CommandRunner) -> Self {
-        Zfs { runner }
+        Zfs {
+            runner,
+            receive_flags: OnceLock::new(),
+        }
     }
 
     /// The runner these operations use.
@@ -461,10 +493,93 @@ impl<'r> Zfs<'r> {
         Ok(())
     }
 
-    /// Starts `zfs receive <target>`; the caller writes the stream into it
-    /// and ends it with [`StreamChild::finish`].
+    /// Starts `zfs receive <target>` — unmounted (`-u`) and with the
+    /// dangerous properties excluded (`-x`) where this ZFS has those flags;
+    /// the caller writes the stream into it and ends it with
+    /// [`StreamChild::finish`]. The caller must have checked the stream's
+    /// first record ([`stream_header::check`]): on zfs-fuse, which has no
+    /// `-x`, that check is what keeps properties out.
     pub fn receive(&self, target: &str) -> Result<StreamChild<'r>, ZfsError> {
-        Ok(self.runner.stream(&receive_argv(target)?, Pipe::Stdin)?)
+        let target = checked(target)?;
+        let argv = receive_argv(target, self.receive_flags())?;
+        Ok(self.runner.stream(&argv, Pipe::Stdin)?)
+    }
+
+    /// Which optional `zfs receive` flags this ZFS takes, asked once per
+    /// [`Zfs`]: `zfs receive -u -x mountpoint` without a target fails
+    /// either way, naming the first option it does not know.
+    pub fn receive_flags(&self) -> ReceiveFlags {
+        *self.receive_flags.get_or_init(|| {
+            let argv = Argv::new(["zfs", "receive", "-u", "-x", "mountpoint"]);
+            let err = match self.runner.output(&argv, None) {
+                Ok(out) => out.stderr_str(),
+                // No answer at all: assume the plain command only.
+                Err(_) => "invalid option 'u'".into(),
+            };
+            let unknown = |flag: char| err.contains(&format!("invalid option '{flag}'"));
+            let unmounted = !unknown('u');
+            ReceiveFlags {
+                unmounted,
+                exclude: unmounted && !unknown('x'),
+            }
+        })
+    }
+
+    /// `zfs mount <dataset>`; already mounted is fine.
+    pub fn mount(&self, dataset: &str) -> Result<(), ZfsError> {
+        let argv = Argv::new(["zfs", "mount", checked(dataset)?]);
+        let out = self.runner.output(&argv, None)?;
+        let err = out.stderr_str();
+        if out.success() || err.contains("already mounted") {
+            return Ok(());
+        }
+        Err(ExecError::Failed {
+            argv,
+            status: out.status,
+            stderr: err,
+        }
+        .into())
+    }
+
+    /// `name → origin` of `root` and everything below it, snapshots
+    /// included, in one listing (what a receive made).
+    pub fn tree(&self, root: &str) -> Result<Vec<(String, Option<String>)>, ZfsError> {
+        let root = checked(root)?;
+        let out = self.zfs(&["list", "-H", "-r", "-t", "all", "-o", "name,origin", root])?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(name, origin)| {
+                let origin = (origin != "-" && !origin.is_empty()).then(|| origin.to_string());
+                (name.to_string(), origin)
+            })
+            .collect())
+    }
+
+    /// Properties of `dataset` set on it rather than inherited or default:
+    /// `(property, value, source)` for sources `local` and `received`. A
+    /// freshly received image or VM dataset must have none.
+    pub fn own_properties(&self, dataset: &str) -> Result<Vec<(String, String, String)>, ZfsError> {
+        let dataset = checked(dataset)?;
+        let out = self.zfs(&[
+            "get",
+            "-H",
+            "-o",
+            "property,value,source",
+            "-s",
+            "local,received",
+            "all",
+            dataset,
+        ])?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let mut cols = l.splitn(3, '\t').map(str::to_string);
+                let mut next = || cols.next().unwrap_or_default();
+                (next(), next(), next())
+            })
+            .collect())
     }
 
     /// Starts `zfs send` of `snapshot` in the given form; the caller reads
@@ -519,8 +634,18 @@ fn classify_clone_error(
     }
 }
 
-fn receive_argv(target: &str) -> Result<Argv, ZfsError> {
-    Ok(Argv::new(["zfs", "receive", checked(target)?]))
+fn receive_argv(target: &str, flags: ReceiveFlags) -> Result<Argv, ZfsError> {
+    let mut argv = vec!["zfs", "receive"];
+    if flags.unmounted {
+        argv.push("-u");
+    }
+    if flags.exclude {
+        for prop in RECEIVE_EXCLUDED {
+            argv.extend(["-x", prop]);
+        }
+    }
+    argv.push(checked(target)?);
+    Ok(Argv::new(argv))
 }
 
 fn send_argv(snapshot: &str, form: SendForm<'_>) -> Result<Argv, ZfsError> {
@@ -687,11 +812,22 @@ mod tests {
     fn receive_streams_into_stdin_and_fails_with_stderr() {
         let r = RecordingRunner::new();
         let zfs = Zfs::new(&r);
+        // zfs-fuse: -u is known, -x is not.
+        r.answer(
+            &["zfs", "receive", "-u", "-x"],
+            Output {
+                status: 2,
+                stderr: b"invalid option 'x'\nusage: ...".to_vec(),
+                ..Output::default()
+            },
+        );
         let mut child = zfs.receive("p/new-partial").unwrap();
         child.write_all(b"bytes").unwrap();
         child.finish().unwrap();
-        let call = &r.records()[0];
-        assert_eq!(call.argv.to_string(), "zfs receive p/new-partial");
+        let records = r.records();
+        assert_eq!(records[0].argv.to_string(), "zfs receive -u -x mountpoint");
+        let call = &records[1];
+        assert_eq!(call.argv.to_string(), "zfs receive -u p/new-partial");
         assert_eq!(call.kind, CallKind::Stream(Pipe::Stdin));
         assert_eq!(call.stdin, b"bytes");
 

@@ -50,6 +50,12 @@ pub enum Code {
     DownloadError,
     /// A compressed file or stream could not be decompressed.
     UncompressionError,
+    /// The image's ZFS stream is not one this host receives: not a plain
+    /// stream of one snapshot (a compound `zfs send -R`/`-p` stream carries
+    /// properties and children), larger than its bounds once decompressed,
+    /// or its decoder would need more memory than allowed. Not an imgadm
+    /// code: SmartOS's imgadm has no such check.
+    StreamRefused,
     /// `publish` could not upload the manifest or file, or the server refused
     /// them.
     UploadError,
@@ -96,6 +102,7 @@ impl Code {
             Code::UnexpectedNumberOfSnapshots => "UnexpectedNumberOfSnapshots",
             Code::DownloadError => "DownloadError",
             Code::UncompressionError => "UncompressionError",
+            Code::StreamRefused => "StreamRefused",
             Code::UploadError => "UploadError",
             Code::ClientError => "ClientError",
             Code::ConfigError => "ConfigError",

@@ -3,7 +3,8 @@
 //! JSON bodies are read with a hard size cap so a hostile or broken server
 //! cannot make us buffer gigabytes; file downloads are handed back as a
 //! streaming reader. Server errors become `ClientError`s that quote the
-//! server's own `{code, message}` when it sent one.
+//! server's own `{code, message}` when it sent one, stripped of control
+//! characters (the message ends up on a terminal).
 
 use super::error::{Code, ImgError, Result};
 use serde_json::Value;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 /// Largest single manifest we accept (IMGAPI's own limits are far below).
 pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
-/// Largest image list we accept from one request.
+/// Largest image list we accept from one source, all pages together.
 pub const MAX_LIST_BYTES: u64 = 64 << 20;
 
 /// A configured HTTP agent.
@@ -55,6 +56,7 @@ fn describe(url: &str, err: ureq::Error) -> ImgError {
                     })
                 })
                 .unwrap_or_else(|| body.trim().chars().take(200).collect());
+            let detail = super::table::printable(&detail);
             ImgError::new(
                 Code::ClientError,
                 format!(
@@ -104,9 +106,14 @@ impl Client {
     }
 
     fn read_capped(url: &str, resp: ureq::Response, cap: u64) -> Result<Value> {
+        Self::read_counted(url, resp, cap).map(|(v, _)| v)
+    }
+
+    /// Reads at most `cap` bytes of JSON; returns it and its length.
+    fn read_counted(url: &str, resp: ureq::Response, cap: u64) -> Result<(Value, u64)> {
         let mut buf = Vec::new();
         resp.into_reader()
-            .take(cap + 1)
+            .take(cap.saturating_add(1))
             .read_to_end(&mut buf)
             .map_err(|e| ImgError::new(Code::ClientError, format!("{url}: {e}")))?;
         if buf.len() as u64 > cap {
@@ -115,12 +122,20 @@ impl Client {
                 format!("{url}: response larger than {cap} bytes, refused"),
             ));
         }
-        serde_json::from_slice(&buf)
-            .map_err(|e| ImgError::new(Code::InvalidManifest, format!("{url}: invalid JSON: {e}")))
+        let value = serde_json::from_slice(&buf).map_err(|e| {
+            ImgError::new(Code::InvalidManifest, format!("{url}: invalid JSON: {e}"))
+        })?;
+        Ok((value, buf.len() as u64))
     }
 
     /// GET a JSON document; `Ok(None)` on 404.
     pub fn get_json(&self, url: &str, cap: u64) -> Result<Option<Value>> {
+        Ok(self.get_json_counted(url, cap)?.map(|(v, _)| v))
+    }
+
+    /// GET a JSON document of at most `cap` bytes and say how many bytes it
+    /// had (for budgets spanning several requests); `Ok(None)` on 404.
+    pub fn get_json_counted(&self, url: &str, cap: u64) -> Result<Option<(Value, u64)>> {
         match self
             .agent
             .get(url)
@@ -128,7 +143,7 @@ impl Client {
             .set("Accept-Version", "~2")
             .call()
         {
-            Ok(resp) => Self::read_capped(url, resp, cap).map(Some),
+            Ok(resp) => Self::read_counted(url, resp, cap).map(Some),
             Err(ureq::Error::Status(404, _)) => Ok(None),
             Err(e) => Err(describe(url, e)),
         }

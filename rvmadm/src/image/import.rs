@@ -5,16 +5,29 @@
 //!
 //! ```text
 //! HTTP body ─(thread: count + SHA-1, 256 KiB chunks)─▶ bounded channel
-//!    ─▶ decompressor ─▶ stdin of `zfs receive <pool>/<uuid>-partial`
+//!    ─▶ decompressor ─▶ first record checked ─▶ stdin of
+//!       `zfs receive -u <pool>/<uuid>-partial/stream`
 //! ```
 //!
 //! The download thread and the decompressor run in parallel (like a shell
-//! pipeline), the channel holds at most a few MiB. Only after the stream ended
-//! *and* size and SHA-1 matched the manifest does the partial dataset get its
-//! single `@final` snapshot checked and get renamed to `<pool>/<uuid>`, and only
+//! pipeline), the channel holds at most a few MiB.
+//!
+//! The image server is not trusted with the host. Before any byte reaches
+//! ZFS, the stream's first record must show a plain full (or, for an image
+//! with an origin, incremental) stream of one snapshot
+//! ([`crate::zfs::stream_header`]): a compound stream would bring its own
+//! properties and children, a `mountpoint` over a host directory among them.
+//! The stream is received into `<pool>/<uuid>-partial`, an unmounted
+//! container with a quota (from the manifest's `image_size`, capped by
+//! `max_image_size`), unmounted itself; the decompressed stream may be at
+//! most 8× that quota. After the receive, the dataset must have no child,
+//! no property of its own, the manifest's origin and exactly one snapshot.
+//!
+//! Only after the stream ended *and* size and SHA-1 matched the manifest and
+//! those checks passed is it renamed to `<pool>/<uuid>` and mounted, and only
 //! then is the manifest record written. Any failure — HTTP error, short read,
-//! wrong size or SHA-1, corrupt compression, `zfs receive` error, Ctrl-C —
-//! destroys the partial dataset, so nothing is left behind.
+//! wrong size or SHA-1, corrupt compression, a refused stream, `zfs receive`
+//! error, Ctrl-C — destroys the partial datasets, so nothing is left behind.
 //!
 //! This module prints nothing. Each image is installed under its own lock
 //! from the store ([`Store::lock_image`]), so two imports of one image never
@@ -32,7 +45,9 @@ use super::manifest::{ImageFile, ImageState, Manifest};
 use super::records::{self, label_of, Record};
 use super::sources::Remote;
 use crate::config::{Config, Source};
+use crate::exec::StreamChild;
 use crate::store::Store;
+use crate::zfs::stream_header::{self, Expect};
 use crate::zfs::Zfs;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -48,6 +63,26 @@ const CHUNK: usize = 256 << 10;
 const CHANNEL_DEPTH: usize = 8;
 /// Longest origin chain we follow (imgadm's MaxOriginDepth spirit).
 const MAX_ORIGIN_DEPTH: usize = 64;
+/// The dataset the stream is received as, inside the `-partial` container.
+const STREAM_CHILD: &str = "stream";
+/// How much larger than the quota a decompressed stream may be (streams
+/// carry blocks uncompressed; a compressing pool stores them smaller).
+const STREAM_QUOTA_FACTOR: u64 = 8;
+
+/// The quota, in bytes, of the container an image is received into: the
+/// manifest's `image_size` (MiB) capped by `max_image_size` (the cap alone
+/// without one), plus a quarter and 32 MiB for metadata.
+pub fn receive_quota(cfg: &Config, manifest: &Manifest) -> u64 {
+    let cap = cfg.max_image_size;
+    let mib = manifest
+        .extra
+        .get("image_size")
+        .and_then(Value::as_u64)
+        .map_or(cap, |s| s.min(cap));
+    mib.saturating_add(mib / 4)
+        .saturating_add(32)
+        .saturating_mul(1 << 20)
+}
 
 /// A step of an import worth telling the user about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,6 +369,7 @@ fn install_one(
         }
     }
     let partial = format!("{pool}/{uuid}-partial");
+    let received = format!("{partial}/{STREAM_CHILD}");
     let target = format!("{pool}/{uuid}");
     // A previous crash may have left a partial dataset: it is ours to remove.
     zfs.destroy(&partial, true)?;
@@ -354,13 +390,15 @@ fn install_one(
             },
         })?;
         let mut switches = ResumeLog::default();
+        let quota = receive_quota(cfg, &current.manifest);
         let result = from
             .open(&current)
             .and_then(|(dl, log)| {
                 switches = log;
-                stream_into(zfs, dl, &current, &partial, report)
+                stream_into(zfs, dl, &current, &partial, quota, report)
             })
-            .and_then(|()| finalize(zfs, &partial, &target));
+            .and_then(|()| verify_received(zfs, &current, pool, &partial, &received))
+            .and_then(|snaps| finalize(zfs, &received, &snaps, &target));
         let resumed = switches.lock().map(|l| l.clone()).unwrap_or_default();
         for r in resumed {
             report.note(ImportNote::Resumed {
@@ -391,6 +429,12 @@ fn install_one(
         FileFrom::Source(..) => Some(img.remote.source.url.clone()),
         FileFrom::File(_) => None,
     };
+    // Empty now; a leftover is removed by the next import of this image.
+    if let Err(e) = zfs.destroy(&partial, false) {
+        report.note(ImportNote::Warning(format!(
+            "could not remove {partial}: {e}"
+        )))?;
+    }
     let imported = source.is_some();
     let record = Record {
         manifest: img.remote.manifest.clone(),
@@ -421,27 +465,90 @@ fn cleanup(zfs: &Zfs, dataset: &str, report: &mut dyn ImportReport) {
     }
 }
 
-/// Requires exactly one snapshot, names it `@final`, renames into place.
-fn finalize(zfs: &Zfs, partial: &str, target: &str) -> Result<()> {
-    let snaps = zfs.snapshots(partial)?;
-    match snaps.as_slice() {
+/// Refuses what a plain stream of one snapshot cannot have made: a child
+/// dataset, a property set on the dataset (a received `mountpoint`,
+/// `setuid`…), or an origin other than the manifest's. Returns the names
+/// (after `@`) of the received dataset's snapshots.
+fn verify_received(
+    zfs: &Zfs,
+    img: &Checked,
+    pool: &str,
+    partial: &str,
+    received: &str,
+) -> Result<Vec<String>> {
+    let refuse = |why: String| {
+        ImgError::new(
+            Code::StreamRefused,
+            format!("image {} refused: {why}", img.manifest.uuid),
+        )
+    };
+    let tree = zfs.tree(partial)?;
+    let mut snapshots = Vec::new();
+    let mut extra = Vec::new();
+    for (name, _) in &tree {
+        match name.split_once('@') {
+            Some((fs, snap)) if fs == received => snapshots.push(snap.to_string()),
+            None if name == partial || name == received => {}
+            _ => extra.push(name.as_str()),
+        }
+    }
+    if !extra.is_empty() {
+        return Err(refuse(format!(
+            "its stream made other datasets ({})",
+            extra.join(", ")
+        )));
+    }
+    let Some((_, origin)) = tree.iter().find(|(n, _)| n == received) else {
+        return Err(refuse(format!("the receive made no {received}")));
+    };
+    let own = zfs.own_properties(received)?;
+    if !own.is_empty() {
+        let list: Vec<String> = own
+            .iter()
+            .map(|(p, v, src)| format!("{p}={} ({src})", super::table::printable(v)))
+            .collect();
+        return Err(refuse(format!(
+            "its stream set properties: {}",
+            list.join(", ")
+        )));
+    }
+    let want = img.manifest.origin.map(|o| format!("{pool}/{o}@final"));
+    if *origin != want {
+        return Err(refuse(format!(
+            "it was received on top of {}, its manifest says {}",
+            origin.as_deref().unwrap_or("nothing"),
+            want.as_deref().unwrap_or("no origin")
+        )));
+    }
+    Ok(snapshots)
+}
+
+/// Requires exactly one snapshot, names it `@final`, renames into place,
+/// and mounts it (it was received unmounted).
+fn finalize(zfs: &Zfs, received: &str, snaps: &[String], target: &str) -> Result<()> {
+    match snaps {
         [only] => {
             if only != "final" {
-                zfs.rename(&format!("{partial}@{only}"), &format!("{partial}@final"))?;
+                zfs.rename(&format!("{received}@{only}"), &format!("{received}@final"))?;
             }
         }
         _ => {
             return Err(ImgError::new(
                 Code::UnexpectedNumberOfSnapshots,
                 format!(
-                    "received dataset {partial} has {} snapshots ({}), expected exactly one",
+                    "received dataset {received} has {} snapshots ({}), expected exactly one",
                     snaps.len(),
                     snaps.join(", ")
                 ),
             ))
         }
     }
-    zfs.rename_unbusy(partial, target)?;
+    zfs.rename_unbusy(received, target)?;
+    if let Err(e) = zfs.mount(target) {
+        // The error must leave nothing: the renamed dataset goes too.
+        let _ = zfs.destroy(target, true);
+        return Err(e.into());
+    }
     Ok(())
 }
 
@@ -528,11 +635,17 @@ enum PumpErr {
     Read(io::Error),
     Write(io::Error),
     Interrupted,
+    /// The stream is refused (header, size bound); nothing more is read.
+    Refused(String),
+    /// Setting up the receive failed.
+    Zfs(crate::zfs::ZfsError),
 }
 
-/// Copies decoder output into the zfs pipe, polling for Ctrl-C.
-fn pump(src: &mut dyn Read, dst: &mut dyn Write) -> std::result::Result<(), PumpErr> {
+/// Copies decoder output into the zfs pipe, polling for Ctrl-C; refuses a
+/// stream longer than `limit` bytes.
+fn pump(src: &mut dyn Read, dst: &mut dyn Write, limit: u64) -> std::result::Result<(), PumpErr> {
     let mut buf = vec![0u8; CHUNK];
+    let mut total: u64 = 0;
     loop {
         if interrupt::interrupted() {
             return Err(PumpErr::Interrupted);
@@ -544,6 +657,12 @@ fn pump(src: &mut dyn Read, dst: &mut dyn Write) -> std::result::Result<(), Pump
             Err(e) if interrupt::interrupted() => return Err(PumpErr::Read(e)),
             Err(e) => return Err(PumpErr::Read(e)),
         };
+        total += n as u64;
+        if total > limit {
+            return Err(PumpErr::Refused(format!(
+                "its decompressed stream is larger than {limit} bytes ({STREAM_QUOTA_FACTOR}× its quota; see max_image_size)"
+            )));
+        }
         let mut off = 0;
         while off < n {
             match dst.write(&buf[off..n]) {
@@ -560,17 +679,56 @@ fn pump(src: &mut dyn Read, dst: &mut dyn Write) -> std::result::Result<(), Pump
     }
 }
 
+/// Checks the stream's first record, then creates the quota'd container
+/// `partial` and starts `zfs receive` of `partial/stream` with the record
+/// and the rest of the decoded stream.
+fn receive_checked<'r>(
+    zfs: &Zfs<'r>,
+    dec: &mut dyn Read,
+    expect: Expect,
+    partial: &str,
+    quota: u64,
+    child: &mut Option<StreamChild<'r>>,
+) -> std::result::Result<(), PumpErr> {
+    let head = stream_header::read_begin(dec).map_err(PumpErr::Read)?;
+    stream_header::check(&head, expect).map_err(|e| PumpErr::Refused(e.to_string()))?;
+    zfs.create(
+        partial,
+        &[
+            ("quota", &quota.to_string()),
+            ("canmount", "off"),
+            ("mountpoint", "none"),
+        ],
+    )
+    .map_err(PumpErr::Zfs)?;
+    let started = zfs
+        .receive(&format!("{partial}/{STREAM_CHILD}"))
+        .map_err(PumpErr::Zfs)?;
+    let pipe = child.insert(started);
+    pipe.write_all(&head).map_err(PumpErr::Write)?;
+    let limit = quota.saturating_mul(STREAM_QUOTA_FACTOR);
+    pump(dec, pipe, limit.saturating_sub(head.len() as u64))
+}
+
+/// True when zfs's complaint is about space: the quota stopped the stream.
+fn out_of_space(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    s.contains("quota") || s.contains("out of space") || s.contains("no space")
+}
+
 /// Reads (downloads or a local file), verifies and receives one file into
-/// `partial`.
+/// `partial`/stream.
 fn stream_into(
     zfs: &Zfs,
     dl: Download,
     img: &Checked,
     partial: &str,
+    quota: u64,
     report: &mut dyn ImportReport,
 ) -> Result<()> {
     let size = img.file.size;
     let url = &img.remote.file_url;
+    let uuid = img.manifest.uuid;
     match dl.content_length {
         None => {
             return Err(ImgError::download(format!(
@@ -584,18 +742,22 @@ fn stream_into(
         }
         Some(_) => {}
     }
-    // The receive runs in its own process group: a terminal Ctrl-C reaches
-    // only us, and we end the receive by closing its stdin. Killing a zfs
-    // client in the middle of an ioctl is what wedges zfs-fuse, so it is
-    // never done here.
-    let mut child = zfs.receive(partial)?;
-    let argv = child.argv().clone();
-    let bar = report.download(&img.manifest.uuid, size);
+    let expect = if img.manifest.origin.is_some() {
+        Expect::Incremental
+    } else {
+        Expect::Full
+    };
+    let bar = report.download(&uuid, size);
     let (tx, rx) = sync_channel::<Vec<u8>>(CHANNEL_DEPTH);
     let dl_bar = bar.clone();
     let body = dl.body;
     let downloader = std::thread::spawn(move || download_loop(body, size, tx, dl_bar));
 
+    // The receive runs in its own process group: a terminal Ctrl-C reaches
+    // only us, and we end the receive by closing its stdin. Killing a zfs
+    // client in the middle of an ioctl is what wedges zfs-fuse, so it is
+    // never done here. It starts only once the first record passed.
+    let mut child: Option<StreamChild> = None;
     let pump_result = {
         let mut reader = ChannelReader {
             rx,
@@ -603,7 +765,7 @@ fn stream_into(
             pos: 0,
         };
         let r = match compress::decoder(img.file.compression, &mut reader) {
-            Ok(mut dec) => pump(&mut dec, &mut child),
+            Ok(mut dec) => receive_checked(zfs, &mut dec, expect, partial, quota, &mut child),
             Err(e) => Err(PumpErr::Read(e)),
         };
         // The decompressor may stop before the end of the file (trailing
@@ -611,17 +773,21 @@ fn stream_into(
         if r.is_ok() {
             let _ = io::copy(&mut reader, &mut io::sink());
         }
-        child.close_stdin();
+        if let Some(c) = child.as_mut() {
+            c.close_stdin();
+        }
         r
     };
     bar.finish();
 
     if interrupt::interrupted() || matches!(pump_result, Err(PumpErr::Interrupted)) {
         // stdin is closed: the truncated stream makes zfs receive fail.
-        let _ = child.wait();
+        if let Some(c) = child {
+            let _ = c.wait();
+        }
         return Err(ImgError::new(
             Code::Interrupted,
-            format!("import of {} interrupted", img.manifest.uuid),
+            format!("import of {uuid} interrupted"),
         ));
     }
     // On a pump failure the download thread may be blocked on the network;
@@ -641,7 +807,13 @@ fn stream_into(
             DlEnd::Aborted
         }
     };
-    let exit = child.wait()?;
+    let exit = match child {
+        Some(c) => {
+            let argv = c.argv().clone();
+            Some((c.wait()?, argv))
+        }
+        None => None,
+    };
 
     match dl_end {
         DlEnd::Failed(msg) => {
@@ -664,22 +836,102 @@ fn stream_into(
         }
         DlEnd::Aborted => {}
     }
+    let refused =
+        |why: String| ImgError::new(Code::StreamRefused, format!("image {uuid} refused: {why}"));
+    let quota_hit = || {
+        refused(format!(
+            "its stream does not fit the quota of {quota} bytes (image_size or max_image_size)"
+        ))
+    };
+    let zfs_said = exit
+        .as_ref()
+        .map(|(o, _)| o.stderr_str())
+        .unwrap_or_default();
     match pump_result {
+        Err(PumpErr::Read(e)) if e.to_string().contains("memory limit") => Err(refused(format!(
+            "its xz stream needs more than {} MiB of memory to decode (a dictionary larger than xz -9's)",
+            compress::XZ_MEMLIMIT >> 20
+        ))),
         Err(PumpErr::Read(e)) => Err(ImgError::new(
             Code::UncompressionError,
             format!(
-                "cannot decompress the {} file of image {}: {e}",
-                img.file.compression, img.manifest.uuid
+                "cannot decompress the {} file of image {uuid}: {e}",
+                img.file.compression
             ),
         )),
-        Err(PumpErr::Write(e)) => Err(ImgError::fs(
-            &format!("`{argv}` stopped reading"),
-            format!("{e}; zfs said: {}", exit.stderr_str()),
-        )),
-        Err(PumpErr::Interrupted) => Err(ImgError::new(Code::Interrupted, "interrupted")),
-        Ok(()) => {
-            exit.check(&argv)?;
-            Ok(())
+        Err(PumpErr::Write(_)) if out_of_space(&zfs_said) => Err(quota_hit()),
+        Err(PumpErr::Write(e)) => {
+            let argv = exit.map(|(_, a)| a.to_string()).unwrap_or_default();
+            Err(ImgError::fs(
+                &format!("`{argv}` stopped reading"),
+                format!("{e}; zfs said: {zfs_said}"),
+            ))
         }
+        Err(PumpErr::Interrupted) => Err(ImgError::new(Code::Interrupted, "interrupted")),
+        Err(PumpErr::Refused(why)) => Err(refused(why)),
+        Err(PumpErr::Zfs(e)) => Err(e.into()),
+        Ok(()) => match exit {
+            Some((out, _)) if !out.success() && out_of_space(&out.stderr_str()) => {
+                Err(quota_hit())
+            }
+            Some((out, argv)) => {
+                out.check(&argv)?;
+                Ok(())
+            }
+            None => Err(ImgError::new(Code::InternalError, "the receive never started")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pump_refuses_a_stream_longer_than_its_limit() {
+        let data = vec![0u8; 3 * CHUNK + 10];
+        let mut out = Vec::new();
+        assert!(pump(&mut &data[..], &mut out, data.len() as u64).is_ok());
+        assert_eq!(out, data);
+        let mut out = Vec::new();
+        let r = pump(&mut &data[..], &mut out, 2 * CHUNK as u64);
+        assert!(matches!(r, Err(PumpErr::Refused(ref m)) if m.contains("larger than")));
+        assert!(out.len() <= 2 * CHUNK, "wrote past the limit");
+    }
+
+    #[test]
+    fn the_quota_follows_image_size_within_the_cap() {
+        let m = |extra: serde_json::Value| -> Manifest {
+            let mut v = serde_json::json!({
+                "v": 2, "uuid": Uuid::new_v4(), "owner": Uuid::nil(), "name": "n",
+                "version": "1", "type": "zvol", "os": "other", "files": [],
+            });
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let cfg = Config {
+            max_image_size: 1000,
+            ..Config::default()
+        };
+        let mib = |n: u64| n << 20;
+        assert_eq!(
+            receive_quota(&cfg, &m(serde_json::json!({}))),
+            mib(1000 + 250 + 32)
+        );
+        assert_eq!(
+            receive_quota(&cfg, &m(serde_json::json!({"image_size": 100}))),
+            mib(100 + 25 + 32)
+        );
+        assert_eq!(
+            receive_quota(&cfg, &m(serde_json::json!({"image_size": 1u64 << 40}))),
+            mib(1000 + 250 + 32)
+        );
+        // Not a number: the cap.
+        assert_eq!(
+            receive_quota(&cfg, &m(serde_json::json!({"image_size": "9"}))),
+            mib(1282)
+        );
     }
 }

@@ -5,7 +5,10 @@
 //! order: for one image the first source that knows it wins; a 404 means "try
 //! the next one", any other failure stops the lookup. DSAPI sources (URLs
 //! ending in `/datasets`) serve v1 manifests, upgraded here to v2 the way
-//! imgmanifest does it.
+//! imgmanifest does it. A DSAPI manifest names its file's URL itself; it is
+//! only followed when it points at the source's own scheme, host and port,
+//! so a source cannot send imgadm to fetch from another host (an internal
+//! service, a metadata endpoint) on its behalf.
 
 use super::error::{Code, ImgError, Result};
 use super::http::{Client, MAX_LIST_BYTES, MAX_MANIFEST_BYTES};
@@ -48,6 +51,37 @@ pub fn check_url(url: &str) -> Result<()> {
             format!("invalid source URL \"{url}\": must be an http(s) URL"),
         ))
     }
+}
+
+/// Refuses a file URL that does not point at the source's own origin
+/// (scheme, host and port, default ports filled in) or that carries
+/// credentials.
+pub fn check_same_origin(source_url: &str, file_url: &str) -> Result<()> {
+    let refuse = |why: &str| {
+        ImgError::new(
+            Code::InvalidManifest,
+            format!(
+                "file URL \"{}\" of source {source_url} refused: {why}",
+                super::table::printable(file_url)
+            ),
+        )
+    };
+    let file = url::Url::parse(file_url).map_err(|e| refuse(&e.to_string()))?;
+    let source = url::Url::parse(source_url).map_err(|e| refuse(&e.to_string()))?;
+    if !file.username().is_empty() || file.password().is_some() {
+        return Err(refuse("it carries credentials"));
+    }
+    let origin = |u: &url::Url| {
+        (
+            u.scheme().to_string(),
+            u.host_str().map(str::to_ascii_lowercase),
+            u.port_or_known_default(),
+        )
+    };
+    if origin(&file) != origin(&source) {
+        return Err(refuse("it points at another host than the source"));
+    }
+    Ok(())
 }
 
 /// Checks that a source answers `/ping` the way its type promises.
@@ -189,6 +223,7 @@ pub fn fetch(client: &Client, src: &Source, uuid: &Uuid) -> Result<Option<Remote
                 ImgError::new(Code::InvalidManifest, format!("{url}: no files[0].url"))
             })?;
         check_url(&file_url)?;
+        check_same_origin(&src.url, &file_url)?;
         return Ok(Some(Remote {
             manifest: upgrade_v1(&v1)?,
             source: src.clone(),
@@ -225,7 +260,13 @@ pub fn no_sources() -> ImgError {
 }
 
 /// Every image a source lists (IMGAPI: active ones, paged by `marker`).
+/// All pages together may hold at most [`MAX_LIST_BYTES`] of JSON: a source
+/// that pages on and on is cut off with an error, not buffered.
 pub fn list(client: &Client, src: &Source) -> Result<Vec<Value>> {
+    list_within(client, src, MAX_LIST_BYTES)
+}
+
+fn list_within(client: &Client, src: &Source, total: u64) -> Result<Vec<Value>> {
     let base = base_url(src);
     if src.kind == "dsapi" {
         let url = format!("{base}/datasets");
@@ -237,15 +278,26 @@ pub fn list(client: &Client, src: &Source) -> Result<Vec<Value>> {
     }
     let mut all: Vec<Value> = Vec::new();
     let mut marker: Option<String> = None;
-    // Bounded: at most 100 pages of 1000 images.
+    let mut budget = total;
+    // Bounded: at most 100 pages of 1000 images, and the byte budget.
     for _ in 0..100 {
         let url = match &marker {
             None => format!("{base}/images"),
             Some(m) => format!("{base}/images?marker={m}&limit=1000"),
         };
-        let body = client
-            .get_json(&url, MAX_LIST_BYTES)?
-            .unwrap_or(Value::Array(vec![]));
+        let (body, used) = client
+            .get_json_counted(&url, budget)
+            .map_err(|mut e| {
+                if e.code == Code::InvalidManifest && e.message.contains("larger than") {
+                    e.message = format!(
+                        "{url}: the image list of {} is larger than {total} bytes in all, refused",
+                        src.url
+                    );
+                }
+                e
+            })?
+            .unwrap_or((Value::Array(vec![]), 0));
+        budget = budget.saturating_sub(used);
         let mut page = body.as_array().cloned().ok_or_else(|| {
             ImgError::new(Code::ClientError, format!("{url}: expected a JSON array"))
         })?;
@@ -259,6 +311,7 @@ pub fn list(client: &Client, src: &Source) -> Result<Vec<Value>> {
             .last()
             .and_then(|v| v.get("uuid"))
             .and_then(Value::as_str)
+            .filter(|u| Uuid::parse_str(u).is_ok())
             .map(str::to_string);
         all.extend(page);
         if !full || next.is_none() || next == marker {
@@ -306,6 +359,83 @@ mod tests {
         assert_eq!(v2["files"][0]["compression"], "bzip2");
         assert!(v2["files"][0].get("url").is_none());
         assert!(upgrade_v1(&json!({"uuid": "x"})).is_err());
+    }
+
+    /// A loopback server answering every request with a page of `per_page`
+    /// images (fresh uuids, so paging never ends by itself).
+    fn endless_pages(per_page: usize) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut line = String::new();
+                let mut r = std::io::BufReader::new(conn.try_clone().unwrap());
+                while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let page: Vec<Value> = (0..per_page)
+                    .map(|_| json!({"uuid": Uuid::new_v4().to_string(), "name": "x"}))
+                    .collect();
+                let body = serde_json::to_vec(&page).unwrap();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(&body);
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn all_pages_of_a_list_share_one_byte_budget() {
+        let src = Source {
+            url: endless_pages(1000),
+            kind: "imgapi".into(),
+        };
+        let client = Client::new();
+        // One page is ~60 KB: three fit in 200 KB, the fourth does not.
+        let err = list_within(&client, &src, 200_000).unwrap_err();
+        assert_eq!(err.code, Code::InvalidManifest);
+        assert!(
+            err.message.contains("larger than 200000 bytes in all"),
+            "{}",
+            err.message
+        );
+        // A short page ends the listing within the budget.
+        let src = Source {
+            url: endless_pages(10),
+            kind: "imgapi".into(),
+        };
+        assert_eq!(list_within(&client, &src, 200_000).unwrap().len(), 10);
+    }
+
+    #[test]
+    fn file_urls_must_stay_on_the_source_host() {
+        let src = "http://ds.example.com:8080/datasets";
+        for ok in [
+            "http://ds.example.com:8080/datasets/u/file.zfs.bz2",
+            "http://DS.example.com:8080/other/path",
+        ] {
+            assert!(check_same_origin(src, ok).is_ok(), "{ok}");
+        }
+        assert!(check_same_origin("https://h/datasets", "https://h:443/f").is_ok());
+        for bad in [
+            "http://169.254.169.254/latest/meta-data",
+            "http://ds.example.com:8081/f",
+            "https://ds.example.com:8080/f",
+            "http://ds.example.com.evil.net:8080/f",
+            "http://ds.example.com:8080@evil.net/f",
+            "http://user:pw@ds.example.com:8080/f",
+            "http://[::1]:8080/f",
+            "not a url",
+        ] {
+            let e = check_same_origin(src, bad).unwrap_err();
+            assert_eq!(e.code, Code::InvalidManifest, "{bad}");
+        }
     }
 
     #[test]

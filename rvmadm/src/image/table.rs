@@ -19,6 +19,18 @@ pub const DEFAULT_COLUMNS: &str = "uuid,name,version,os,type,pub";
 /// imgadm's default sort order (`-s`): oldest first, then by name.
 pub const DEFAULT_SORT: &str = "published_at,name";
 
+/// `text` without control characters (C0, DEL, C1: escape sequences, line
+/// breaks, tabs) and without the Unicode marks that reorder or hide text on
+/// a terminal (bidi overrides and isolates, zero-width characters).
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+        })
+        .collect()
+}
+
 /// Builds a row from a manifest and the facts only the caller knows.
 pub fn make_row(
     manifest: &Value,
@@ -144,7 +156,13 @@ pub fn render(rows: &[Map<String, Value>], columns: &str, header: bool) -> Strin
     for row in rows {
         grid.push(
             cols.iter()
-                .map(|c| lookup(row, c).map(cell_text).unwrap_or_else(|| "-".into()))
+                .map(|c| {
+                    // Rows hold what a remote source sent: no escape
+                    // sequence or line break of theirs reaches the terminal.
+                    lookup(row, c)
+                        .map(|v| printable(&cell_text(v)))
+                        .unwrap_or_else(|| "-".into())
+                })
                 .collect(),
         );
     }
@@ -181,6 +199,22 @@ pub fn render(rows: &[Map<String, Value>], columns: &str, header: bool) -> Strin
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn remote_text_loses_control_characters_before_printing() {
+        assert_eq!(
+            printable("base\x1b]0;pwned\x07-64\r\n\t"),
+            "base]0;pwned-64"
+        );
+        assert_eq!(printable("a\u{9b}2Jb\u{202e}c\u{200b}d"), "a2Jbcd");
+        assert_eq!(printable("plain 1.0-ü"), "plain 1.0-ü");
+        let rows = vec![row(json!({
+            "uuid": "u", "name": "evil\x1b[2J\nname", "version": "1\u{7f}", "published_at": "2020-01-01T00:00:00Z"
+        }))];
+        let text = render(&rows, "name,version", false);
+        assert_eq!(text, "evil[2Jname  1\n");
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'));
+    }
 
     fn row(v: Value) -> Map<String, Value> {
         make_row(&v, Some("http://src"), Some("zones"), Some(2))

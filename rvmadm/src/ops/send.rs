@@ -4,18 +4,31 @@
 //! 512-byte header of NUL-terminated ASCII fields (`MAGIC-VMBUNDLE`, format
 //! version `1`, a checksum field, the chunk name, its size, its size padded
 //! to 512). The first chunk, `JSON`, is the VM object; the last one names
-//! the dataset, has size 0 and is followed by `zfs send -R` of it to the end
-//! of the stream. A receive that fails at any point leaves no record and no
-//! dataset behind.
+//! the dataset, has size 0 and is followed by a plain full `zfs send` of it
+//! to the end of the stream. A receive that fails at any point leaves no
+//! record and no dataset behind.
+//!
+//! A bundle is not trusted with the host. Chunk sizes are checked before
+//! anything is allocated. The ZFS stream must be a plain full stream of one
+//! snapshot ([`crate::zfs::stream_header`]; SmartOS sends `-R`, whose
+//! compound header carries properties such as `mountpoint` and child
+//! datasets, so such a bundle is refused) and is received unmounted; the
+//! dataset must come out with no child and no property of its own. Its
+//! quota is set from the VM's JSON, and its zonepath is the pool's
+//! mountpoint joined with the uuid, checked against where ZFS would mount
+//! it — never read back from the stream. Only the VM's own dataset travels:
+//! its snapshots do not, and a VM with a delegated dataset is not sent.
 
 use super::context::Ctx;
 use super::create::sweep_incomplete;
 use super::error::{OpsError, OpsResult};
 use crate::driver::StopOptions;
 use crate::spec::{self, Action, Field, VmRecord};
-use crate::zfs::{SendForm, ZfsError};
+use crate::zfs::stream_header::{self, Expect};
+use crate::zfs::{SendForm, Zfs, ZfsError};
 use serde_json::{Map, Value};
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 const MAGIC: &str = "MAGIC-VMBUNDLE";
@@ -60,7 +73,9 @@ fn parse_header(h: &[u8; BLOCK]) -> OpsResult<(String, usize, usize)> {
     }
     let size: usize = fields[4].parse().map_err(|_| bad())?;
     let padded: usize = fields[5].parse().map_err(|_| bad())?;
-    if padded < size || !padded.is_multiple_of(BLOCK) {
+    // The padded size follows from the size; a header claiming more is
+    // refused here, before a buffer of its size is ever allocated.
+    if size.checked_next_multiple_of(BLOCK) != Some(padded) {
         return Err(bad());
     }
     Ok((fields[3].to_string(), size, padded))
@@ -75,6 +90,20 @@ pub fn send(ctx: &Ctx, uuid: &Uuid, out: &mut dyn Write) -> OpsResult<()> {
         return Err(OpsError::Failed(format!("VM {uuid} is incomplete")));
     }
     let spec = ctx.spec(&rec)?;
+    let zfs = ctx.zfs();
+    // A receive accepts one dataset: say so now rather than drop the rest.
+    let below: Vec<String> = zfs
+        .origins(&spec.zfs_filesystem)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| *n != spec.zfs_filesystem)
+        .collect();
+    if !below.is_empty() {
+        return Err(OpsError::Failed(format!(
+            "VM {uuid} has datasets below its own ({}); send carries only the VM's dataset",
+            below.join(", ")
+        )));
+    }
     if ctx.is_running(uuid)? {
         ctx.driver.stop(&spec, StopOptions::default())?;
         ctx.driver.cleanup(&spec)?;
@@ -89,13 +118,12 @@ pub fn send(ctx: &Ctx, uuid: &Uuid, out: &mut dyn Write) -> OpsResult<()> {
     out.write_all(&vec![0u8; pad]).map_err(io)?;
 
     let snap = format!("{}@{SENDING}", spec.zfs_filesystem);
-    let zfs = ctx.zfs();
     zfs.destroy(&snap, true)?;
-    zfs.snapshot_recursive(&snap)?;
+    zfs.snapshot(&snap)?;
     out.write_all(&header(&spec.zfs_filesystem, 0))
         .map_err(io)?;
     let sent = (|| -> OpsResult<()> {
-        let mut child = zfs.send(&snap, SendForm::Replicate)?;
+        let mut child = zfs.send(&snap, SendForm::Full)?;
         let copied = std::io::copy(&mut child, out);
         let exit = child.finish();
         copied.map_err(io)?;
@@ -173,6 +201,12 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
         ));
     }
 
+    // The stream's first record, judged before ZFS sees a byte of it.
+    let head = stream_header::read_begin(input)
+        .map_err(|e| OpsError::Failed(format!("cannot read the stream: {e}")))?;
+    stream_header::check(&head, Expect::Full)
+        .map_err(|e| OpsError::Failed(format!("Invalid VM bundle: {e}")))?;
+
     let _global = ctx.store.lock_global()?;
     sweep_incomplete(ctx);
     let zfs = ctx.zfs();
@@ -181,16 +215,21 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
             "VM with UUID {uuid} already exists"
         )));
     }
+    let zonepath = zonepath_on(&zfs, &pool, &uuid)?;
     let mut obj = VmRecord::from_map(checked.payload.clone());
     for (k, v) in &vm {
-        if matches!(k.as_str(), "create_timestamp" | "snapshots" | "zonename") {
+        // Snapshots do not travel with the plain stream.
+        if matches!(k.as_str(), "create_timestamp" | "zonename") {
             obj.set(k, v.clone());
         }
     }
     obj.set(Field::Uuid.name(), uuid.to_string().into());
     obj.set(Field::Zpool.name(), pool.clone().into());
     obj.set(Field::ZfsFilesystem.name(), dataset.clone().into());
-    obj.set(Field::Zonepath.name(), format!("/{dataset}").into());
+    obj.set(
+        Field::Zonepath.name(),
+        zonepath.display().to_string().into(),
+    );
     obj.set(Field::Incomplete.name(), Value::Bool(true));
     ctx.store.save(&uuid, &obj)?;
 
@@ -201,7 +240,9 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
     };
     let received = (|| -> OpsResult<()> {
         let mut child = zfs.receive(&dataset)?;
-        let copied = std::io::copy(input, &mut child);
+        let copied = child
+            .write_all(&head)
+            .and_then(|()| std::io::copy(input, &mut child).map(|_| ()));
         child
             .finish()
             .map_err(|e| OpsError::Failed(format!("Invalid VM bundle: {e}")))?;
@@ -210,9 +251,22 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
     })();
     received.map_err(undo)?;
     let finish = (|| -> OpsResult<()> {
+        verify_received(&zfs, &dataset)?;
         let _ = zfs.destroy(&format!("{dataset}@{SENDING}"), true);
+        let quota = crate::driver::dataset::quota_value(obj.quota.unwrap_or(0));
+        zfs.set(&dataset, "quota", &quota)?;
+        // Where ZFS mounts it must be where the record says it is.
         let mp = zfs.mountpoint(&dataset)?;
-        obj.set(Field::Zonepath.name(), mp.display().to_string().into());
+        if mp != zonepath {
+            return Err(OpsError::Failed(format!(
+                "Invalid VM bundle: refused, {dataset} would mount on {}, not {}",
+                mp.display(),
+                zonepath.display()
+            )));
+        }
+        if zfs.get(&dataset, "mounted")? != "yes" {
+            zfs.mount(&dataset)?;
+        }
         obj.remove(Field::Incomplete.name());
         obj.set(Field::Autoboot.name(), Value::Bool(false));
         ctx.store.save(&uuid, &obj)?;
@@ -220,6 +274,52 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
     })();
     finish.map_err(undo)?;
     Ok(uuid)
+}
+
+/// The zonepath of VM `uuid` on `pool`: the pool's own mountpoint joined
+/// with the uuid. A pool without a usable mountpoint is refused.
+fn zonepath_on(zfs: &Zfs, pool: &str, uuid: &Uuid) -> OpsResult<PathBuf> {
+    let mp = zfs.mountpoint(pool)?;
+    let usable = mp.is_absolute()
+        && mp
+            .components()
+            .all(|c| !matches!(c, std::path::Component::ParentDir));
+    if !usable {
+        return Err(OpsError::Failed(format!(
+            "pool {pool} has no usable mountpoint ({}); cannot place a VM on it",
+            mp.display()
+        )));
+    }
+    Ok(Path::new(&mp).join(uuid.to_string()))
+}
+
+/// Refuses what a plain stream cannot have made: datasets below the
+/// received one, or properties set on it (local or received).
+fn verify_received(zfs: &Zfs, dataset: &str) -> OpsResult<()> {
+    let below: Vec<String> = zfs
+        .origins(dataset)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n != dataset)
+        .collect();
+    if !below.is_empty() {
+        return Err(OpsError::Failed(format!(
+            "Invalid VM bundle: refused, its stream made child datasets ({})",
+            below.join(", ")
+        )));
+    }
+    let own = zfs.own_properties(dataset)?;
+    if !own.is_empty() {
+        let list: Vec<String> = own
+            .iter()
+            .map(|(p, _, src)| format!("{p} ({src})"))
+            .collect();
+        return Err(OpsError::Failed(format!(
+            "Invalid VM bundle: refused, its stream set properties: {}",
+            list.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -245,5 +345,21 @@ mod tests {
         let text = b"MAGIC-VMBUNDLE\x001\x00CHECKSUM\x00JSON\x00100\x0050\x00";
         h[..text.len()].copy_from_slice(text);
         assert!(parse_header(&h).is_err(), "padded smaller than size");
+        // A padded size far beyond the size would be allocated: refused.
+        for fields in [
+            &b"JSON\x00100\x001024\x00"[..],
+            b"JSON\x0010\x0018446744073709551104\x00",
+            b"JSON\x0018446744073709551615\x0018446744073709551615\x00",
+        ] {
+            let mut h = [0u8; BLOCK];
+            let head = b"MAGIC-VMBUNDLE\x001\x00CHECKSUM\x00";
+            h[..head.len()].copy_from_slice(head);
+            h[head.len()..head.len() + fields.len()].copy_from_slice(fields);
+            assert!(
+                parse_header(&h).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(fields)
+            );
+        }
     }
 }

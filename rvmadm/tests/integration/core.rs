@@ -642,6 +642,15 @@ fn delegated_dataset_is_created_and_deleted_with_the_vm() {
     let data = format!("{}/{uuid}/data", env.pool);
     assert!(env.datasets().contains(&data));
     assert_eq!(get(&env, &uuid)["datasets"], json!([data]));
+    // A bundle carries one plain dataset stream: send says so up front.
+    let o = env.vmadm(&["send", &uuid]);
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("datasets below its own"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
     assert_exit(&env.vmadm(&["delete", &uuid]), 0);
     assert!(!env.datasets().iter().any(|d| d.contains(&uuid)));
 }

@@ -442,12 +442,13 @@ fn every_download_failure_leaves_nothing() {
     restamp(&mut corrupt);
     expect_failure(&env, &srv, corrupt, FileMode::Normal, "UncompressionError");
 
-    // Valid gzip of something that is not a zfs stream: zfs receive fails.
+    // Valid gzip of something that is not a zfs stream: refused on its
+    // first record, before zfs receive ever runs.
     let mut notzfs = with_file(&fx, |_| {});
     notzfs.file = gzip(&vec![7u8; 300_000]);
     restamp(&mut notzfs);
-    let e = expect_failure(&env, &srv, notzfs, FileMode::Normal, "FileSystem");
-    assert!(e.contains("zfs receive"), "{e}");
+    let e = expect_failure(&env, &srv, notzfs, FileMode::Normal, "StreamRefused");
+    assert!(e.contains("not a ZFS send stream"), "{e}");
 
     // Unknown image.
     let o = env.imgadm(&["import", &uuid::Uuid::new_v4().to_string()]);

@@ -44,14 +44,14 @@ fn imgapid_bin() -> PathBuf {
 const ADMIN: (&str, &str) = ("layout-admin", "layout-pw");
 
 /// A real imgapid on 127.0.0.1 (a free port), with one admin user.
-struct Imgapid {
+pub(crate) struct Imgapid {
     child: Child,
     addr: String,
     _dir: tempfile::TempDir,
 }
 
 impl Imgapid {
-    fn start() -> Imgapid {
+    pub(crate) fn start() -> Imgapid {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("imgapid.toml");
         std::fs::write(
@@ -94,11 +94,11 @@ impl Imgapid {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    fn admin_url(&self) -> String {
+    pub(crate) fn admin_url(&self) -> String {
         format!("http://{}:{}@{}", ADMIN.0, ADMIN.1, self.addr)
     }
 }

@@ -11,6 +11,7 @@ mod core;
 mod fidelity;
 mod golden;
 mod harness;
+mod hostile;
 mod imgadm;
 mod imgserver;
 mod layout;
