@@ -431,17 +431,18 @@ impl<'r> Zfs<'r> {
     /// (recursive). The clone relation is derived from `origin` because
     /// zfs-fuse has no `clones` property.
     pub fn origins(&self, root: &str) -> Result<Vec<(String, Option<String>)>, ZfsError> {
+        self.name_origin(root, "filesystem,volume")
+    }
+
+    /// `zfs list -r -t <types> -o name,origin <root>` as pairs, `-` read as
+    /// no origin.
+    fn name_origin(
+        &self,
+        root: &str,
+        types: &str,
+    ) -> Result<Vec<(String, Option<String>)>, ZfsError> {
         let root = checked(root)?;
-        let out = self.zfs(&[
-            "list",
-            "-H",
-            "-r",
-            "-t",
-            "filesystem,volume",
-            "-o",
-            "name,origin",
-            root,
-        ])?;
+        let out = self.zfs(&["list", "-H", "-r", "-t", types, "-o", "name,origin", root])?;
         Ok(out
             .lines()
             .filter_map(|l| l.split_once('\t'))
@@ -544,16 +545,7 @@ impl<'r> Zfs<'r> {
     /// `name → origin` of `root` and everything below it, snapshots
     /// included, in one listing (what a receive made).
     pub fn tree(&self, root: &str) -> Result<Vec<(String, Option<String>)>, ZfsError> {
-        let root = checked(root)?;
-        let out = self.zfs(&["list", "-H", "-r", "-t", "all", "-o", "name,origin", root])?;
-        Ok(out
-            .lines()
-            .filter_map(|l| l.split_once('\t'))
-            .map(|(name, origin)| {
-                let origin = (origin != "-" && !origin.is_empty()).then(|| origin.to_string());
-                (name.to_string(), origin)
-            })
-            .collect())
+        self.name_origin(root, "all")
     }
 
     /// Properties of `dataset` set on it rather than inherited or default:

@@ -267,25 +267,11 @@ impl Store {
         let text = std::fs::read_to_string(&index_path).unwrap_or_default();
         let old = parse(&text, &field_list).unwrap_or_default();
 
-        let rd = match std::fs::read_dir(&self.vms) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((Vec::new(), IndexStats::default()))
-            }
-            Err(e) => return Err(io_err(&self.vms)(e)),
-        };
-        let mut files = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(io_err(&self.vms))?;
-            let name = entry.file_name();
-            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
-                continue;
-            };
-            if let Ok(uuid) = Uuid::parse_str(stem) {
-                files.push((uuid, entry));
-            }
+        let files = self.record_files()?;
+        if files.is_empty() && !self.vms.exists() {
+            // A fresh state directory: nothing to list, no index to write.
+            return Ok((Vec::new(), IndexStats::default()));
         }
-        files.sort_by_key(|(u, _)| *u);
         // Both lists are in uuid order: pair them up in one merge pass.
         let mut matched: Vec<Option<&Entry<'_>>> = Vec::with_capacity(files.len());
         let mut it = old.iter().peekable();

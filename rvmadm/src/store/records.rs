@@ -134,27 +134,34 @@ impl Store {
         }
     }
 
-    /// Every record, sorted by UUID. A corrupt file is returned as an error
-    /// for that VM only, so one bad file never hides the others.
-    pub fn load_all(&self) -> Result<Vec<LoadedRecord>, StoreError> {
+    /// The record files in the VM directory, `<uuid>.json` only, sorted by
+    /// UUID (temp files start with '.', other names are not ours). A missing
+    /// directory is an empty store.
+    pub(super) fn record_files(&self) -> Result<Vec<(Uuid, std::fs::DirEntry)>, StoreError> {
         let rd = match std::fs::read_dir(&self.vms) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(&self.vms)(e)),
         };
-        let mut uuids = Vec::new();
+        let mut files = Vec::new();
         for entry in rd {
             let entry = entry.map_err(io_err(&self.vms))?;
             let name = entry.file_name();
             let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
                 continue;
             };
-            // Temp files start with '.', other names are not ours.
             if let Ok(uuid) = Uuid::parse_str(stem) {
-                uuids.push(uuid);
+                files.push((uuid, entry));
             }
         }
-        uuids.sort();
+        files.sort_by_key(|(u, _)| *u);
+        Ok(files)
+    }
+
+    /// Every record, sorted by UUID. A corrupt file is returned as an error
+    /// for that VM only, so one bad file never hides the others.
+    pub fn load_all(&self) -> Result<Vec<LoadedRecord>, StoreError> {
+        let uuids: Vec<Uuid> = self.record_files()?.into_iter().map(|(u, _)| u).collect();
         // Parsing dominates at scale: split it over the cores (one thread
         // per ~256 records, at most one per core).
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
