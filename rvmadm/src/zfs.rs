@@ -226,6 +226,22 @@ impl<'r> Zfs<'r> {
             .collect())
     }
 
+    /// Names (after `@`) of the snapshots of one dataset, oldest first
+    /// (by `createtxg`): the order a chain of incremental streams needs.
+    pub fn snapshots_oldest_first(&self, dataset: &str) -> Result<Vec<String>, ZfsError> {
+        let dataset = checked(dataset)?;
+        let out = self.zfs(&[
+            "list", "-H", "-r", "-d", "1", "-t", "snapshot", "-s", "createtxg", "-o", "name",
+            dataset,
+        ])?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once('@'))
+            .filter(|(fs, _)| *fs == dataset)
+            .map(|(_, s)| s.to_string())
+            .collect())
+    }
+
     /// Reads one property value (`-` when unset).
     pub fn get(&self, dataset: &str, prop: &str) -> Result<String, ZfsError> {
         let dataset = checked(dataset)?;

@@ -610,7 +610,7 @@ fn run(cmd: Command) -> OpsResult<i32> {
                 ));
             }
             let mut si = std::io::stdin().lock();
-            let uuid = ops::send::receive(&ctx, &mut si)?;
+            let uuid = ops::receive::receive(&ctx, &mut si)?;
             eprintln!("Successfully received VM {uuid}");
         }
         Command::Info { uuid, types: _ } => {

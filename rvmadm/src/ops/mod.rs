@@ -3,6 +3,7 @@
 //! binaries call only into here.
 
 pub mod autoboot;
+pub mod bundle;
 pub mod console;
 pub mod context;
 pub mod create;
@@ -16,6 +17,7 @@ mod lifecycle;
 pub mod list;
 pub mod query;
 pub mod reboot;
+pub mod receive;
 pub mod reprovision;
 pub mod send;
 pub mod snapshot;

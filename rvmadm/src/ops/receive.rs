@@ -1,0 +1,650 @@
+//! `vmadm receive`: create a VM from a bundle written by `vmadm send`
+//! ([`super::send`], format in [`super::bundle`]).
+//!
+//! A bundle is not trusted with the host. Before any allocation or zfs
+//! call, every chunk header is checked (sizes, names: the JSON first, then
+//! streams named `<pool>/<uuid>@<snap>` and, when the VM has
+//! `delegate_dataset`, `<pool>/<uuid>/data@<snap>`, for the uuid of the
+//! JSON, each dataset's chain ending in `@sending`). Each stream's first
+//! record must be a plain stream of one snapshot
+//! ([`crate::zfs::stream_header`]): the first of a dataset full, the rest
+//! incremental on top of exactly the snapshot received just before (its
+//! from-guid is that stream's guid). A compound stream, such as the
+//! `zfs send -R` stream SmartOS writes, is refused.
+//!
+//! The streams are received unmounted (`-u`) into
+//! `<pool>/<uuid>-receiving/vm[/data]`, inside a container with
+//! `canmount=off`, `mountpoint=none` and a quota from the VM's `quota`, so
+//! a stream can neither mount anything nor fill the pool. After the last
+//! one the tree must hold only those datasets and snapshots, without
+//! origins or properties of their own. Only then is `vm` renamed to
+//! `<pool>/<uuid>` (with `canmount=noauto`, since zfs-fuse's rename would
+//! mount it and `data` through whatever the stream put at `<zonepath>/data`),
+//! its mountpoint compared with the zonepath — the pool's mountpoint joined
+//! with the uuid, never read from the bundle — the layout checked before
+//! `data` is mounted, and the quota set. A receive that fails at any point
+//! leaves no record and no dataset; a crash leaves `<uuid>-receiving`,
+//! which the next receive of that uuid removes.
+
+use super::bundle::{self, Chunk, Pieces};
+use super::context::Ctx;
+use super::create::{seal_zonepath, sweep_incomplete, vm_clone_props};
+use super::error::{OpsError, OpsResult};
+use super::send::SENDING;
+use crate::spec::{self, Action, Field, VmRecord};
+use crate::zfs::stream_header::{self, Expect};
+use crate::zfs::{valid_name, Zfs};
+use serde_json::{Map, Value};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+/// Largest JSON chunk accepted.
+const MAX_JSON: usize = 1 << 20;
+/// The stream bytes a bundle may bring, as a multiple of the quota: ZFS
+/// streams of compressible or sparse data are larger than what they take
+/// on disk, but not without bound.
+const STREAM_QUOTA_FACTOR: u64 = 8;
+
+fn invalid(why: impl std::fmt::Display) -> OpsError {
+    OpsError::Failed(format!("Invalid VM bundle: {why}"))
+}
+
+/// Which of the VM's two datasets a stream is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Vm,
+    Data,
+}
+
+/// A stream chunk's name, checked: `<pool>/<uuid>[/data]@<snap>` with the
+/// bundle's uuid, a pool name of one component and a snapshot name ZFS and
+/// [`valid_name`] both take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StreamName {
+    pool: String,
+    which: Which,
+    snap: String,
+}
+
+fn parse_stream_name(name: &str, uuid: &Uuid) -> OpsResult<StreamName> {
+    let refuse = || {
+        invalid(format!(
+            "chunk {name:?} names no stream of this VM (expected <pool>/{uuid}@<snapshot> or <pool>/{uuid}/data@<snapshot>)"
+        ))
+    };
+    if !valid_name(name) {
+        return Err(refuse());
+    }
+    let (ds, snap) = name.split_once('@').ok_or_else(refuse)?;
+    let parts: Vec<&str> = ds.split('/').collect();
+    let which = match parts.as_slice() {
+        [_, u] if *u == uuid.to_string() => Which::Vm,
+        [_, u, "data"] if *u == uuid.to_string() => Which::Data,
+        _ => return Err(refuse()),
+    };
+    if snap.len() > 128 || snap.starts_with('-') {
+        return Err(refuse());
+    }
+    Ok(StreamName {
+        pool: parts[0].to_string(),
+        which,
+        snap: snap.to_string(),
+    })
+}
+
+/// The VM object of the JSON chunk, checked as a create payload.
+struct Payload {
+    uuid: Uuid,
+    /// As sent.
+    vm: Map<String, Value>,
+    /// What passed the create checks.
+    checked: Map<String, Value>,
+}
+
+fn read_json(input: &mut dyn Read) -> OpsResult<Payload> {
+    let first = bundle::next_header(input)?.ok_or_else(|| invalid("the stream is empty"))?;
+    if first.name != "JSON" || first.size > MAX_JSON {
+        return Err(invalid(
+            "the first chunk must be the VM's JSON (at most 1 MiB)",
+        ));
+    }
+    let json = bundle::read_content(input, &first)?;
+    let vm: Map<String, Value> = match serde_json::from_slice(&json) {
+        Ok(Value::Object(m)) => m,
+        _ => return Err(invalid("the JSON chunk is not a VM object")),
+    };
+    let uuid = vm
+        .get("uuid")
+        .and_then(Value::as_str)
+        .and_then(|u| Uuid::parse_str(u).ok())
+        .ok_or_else(|| invalid("no valid uuid"))?;
+    // The object must pass the same checks as a create payload; fields
+    // that only a host writes (paths, timestamps, what the datasets hold)
+    // are set again here.
+    let mut payload = vm.clone();
+    for k in [
+        "zonepath",
+        "zfs_filesystem",
+        "create_timestamp",
+        "last_modified",
+        "v",
+        "snapshots",
+        "datasets",
+        "zonename",
+        "state",
+        "zone_state",
+        "server_uuid",
+    ] {
+        payload.remove(k);
+    }
+    let checked = spec::check(&payload, Action::Create);
+    if checked.errors.blocks() {
+        return Err(OpsError::Invalid(checked.errors));
+    }
+    Ok(Payload {
+        uuid,
+        vm,
+        checked: checked.payload,
+    })
+}
+
+/// What the streams received so far say, to judge the next one.
+#[derive(Default)]
+struct Chain {
+    /// The source pool every stream name must share.
+    pool: Option<String>,
+    /// The dataset being received, with the snapshots it got (oldest
+    /// first) and the guid of the last one.
+    current: Option<(Which, Vec<String>, u64)>,
+    /// Snapshots of the VM's dataset, once its chain is complete.
+    vm_snaps: Option<Vec<String>>,
+    /// Snapshots of `data`, once its chain is complete.
+    data_snaps: Option<Vec<String>>,
+    /// Stream bytes still allowed.
+    budget: u64,
+}
+
+impl Chain {
+    /// Judges the next stream's name against what came before; returns
+    /// what kind of stream it must be (full or incremental on top of the
+    /// given guid).
+    fn next(&mut self, name: &StreamName, delegate: bool) -> OpsResult<Option<u64>> {
+        if *self.pool.get_or_insert_with(|| name.pool.clone()) != name.pool {
+            return Err(invalid(format!(
+                "its streams name two pools ({} and {})",
+                self.pool.as_deref().unwrap_or(""),
+                name.pool
+            )));
+        }
+        if name.which == Which::Data && !delegate {
+            return Err(invalid(
+                "it carries a delegated dataset, but the VM has no delegate_dataset",
+            ));
+        }
+        match &self.current {
+            Some((which, snaps, guid)) if *which == name.which => {
+                if snaps.iter().any(|s| *s == name.snap) {
+                    return Err(invalid(format!("snapshot {} comes twice", name.snap)));
+                }
+                Ok(Some(*guid))
+            }
+            Some(_) => Err(invalid(format!(
+                "stream {} comes before the chain of its dataset ended in @{SENDING}",
+                name.snap
+            ))),
+            None => {
+                let done = match name.which {
+                    Which::Vm => self.vm_snaps.is_some() || self.data_snaps.is_some(),
+                    Which::Data => self.vm_snaps.is_none() || self.data_snaps.is_some(),
+                };
+                if done {
+                    return Err(invalid(
+                        "its streams are out of order (the VM's dataset first, then data, each once)",
+                    ));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records a received stream; a dataset's chain ends with `@sending`.
+    fn received(&mut self, name: &StreamName, to_guid: u64) {
+        let mut snaps = match self.current.take() {
+            Some((_, snaps, _)) => snaps,
+            None => Vec::new(),
+        };
+        snaps.push(name.snap.clone());
+        if name.snap == SENDING {
+            match name.which {
+                Which::Vm => self.vm_snaps = Some(snaps),
+                Which::Data => self.data_snaps = Some(snaps),
+            }
+        } else {
+            self.current = Some((name.which, snaps, to_guid));
+        }
+    }
+}
+
+/// Creates a VM from a bundle on `input`; returns its uuid. The VM ends
+/// stopped, as in SmartOS.
+pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
+    let p = read_json(input)?;
+    let uuid = p.uuid;
+    let mut obj = VmRecord::from_map(p.checked.clone());
+    let delegate = obj.delegate_dataset == Some(true);
+    let quota_gib = obj.quota.unwrap_or(0);
+
+    // The first stream's header, judged before anything is made.
+    let first = bundle::next_header(input)?
+        .ok_or_else(|| invalid("it holds no dataset after the JSON"))?;
+    if first.size == 0 && !first.name.contains('@') {
+        return Err(unframed(input, &first));
+    }
+    let first_name = parse_stream_name(&first.name, &uuid)?;
+
+    let pool = ctx.config.pool.clone();
+    let dataset = format!("{pool}/{uuid}");
+    let container = format!("{pool}/{uuid}-receiving");
+    let received = format!("{container}/vm");
+    let _global = ctx.store.lock_global()?;
+    sweep_incomplete(ctx);
+    let zfs = ctx.zfs();
+    if ctx.store.exists(&uuid) || zfs.exists(&dataset)? {
+        return Err(OpsError::Failed(format!(
+            "VM with UUID {uuid} already exists"
+        )));
+    }
+    let zonepath = zonepath_on(&zfs, &pool, &uuid)?;
+    // Left by a receive that crashed: ours to remove.
+    zfs.destroy(&container, true)?;
+    for (k, v) in &p.vm {
+        if matches!(k.as_str(), "create_timestamp" | "zonename") {
+            obj.set(k, v.clone());
+        }
+    }
+    obj.set(Field::Uuid.name(), uuid.to_string().into());
+    obj.set(Field::Zpool.name(), pool.clone().into());
+    obj.set(Field::ZfsFilesystem.name(), dataset.clone().into());
+    obj.set(
+        Field::Zonepath.name(),
+        zonepath.display().to_string().into(),
+    );
+    obj.set(Field::Incomplete.name(), Value::Bool(true));
+    ctx.store.save(&uuid, &obj)?;
+
+    let mut renamed = false;
+    let result = (|| -> OpsResult<Chain> {
+        zfs.create(
+            &container,
+            &[
+                ("quota", &container_quota(quota_gib)),
+                ("canmount", "off"),
+                ("mountpoint", "none"),
+            ],
+        )?;
+        let mut chain = Chain {
+            budget: match quota_gib {
+                0 => u64::MAX,
+                q => (q << 30).saturating_mul(STREAM_QUOTA_FACTOR),
+            },
+            ..Chain::default()
+        };
+        let mut next = Some((first, first_name));
+        while let Some((chunk, name)) = next.take() {
+            let from = chain.next(&name, delegate)?;
+            let target = match name.which {
+                Which::Vm => format!("{received}@{}", name.snap),
+                Which::Data => format!("{received}/data@{}", name.snap),
+            };
+            let (to_guid, bytes) = receive_stream(&zfs, input, &chunk, &target, from, chain.budget)?;
+            chain.budget -= bytes;
+            chain.received(&name, to_guid);
+            next = match bundle::next_header(input)? {
+                None => None,
+                Some(c) => {
+                    let n = parse_stream_name(&c.name, &uuid)?;
+                    Some((c, n))
+                }
+            };
+        }
+        if chain.current.is_some() || chain.vm_snaps.is_none() {
+            return Err(invalid(format!(
+                "it ends before the VM's dataset ended with @{SENDING}"
+            )));
+        }
+        if delegate && chain.data_snaps.is_none() {
+            return Err(invalid(
+                "the VM has delegate_dataset, but no data stream ending with @sending came",
+            ));
+        }
+        verify_received(&zfs, &container, &received, &chain)?;
+        zfs.destroy(&format!("{received}@{SENDING}"), true)?;
+        let datasets: Vec<String> = if delegate {
+            vec![received.clone(), format!("{received}/data")]
+        } else {
+            vec![received.clone()]
+        };
+        // zfs-fuse mounts a renamed dataset and its children where they
+        // now inherit; noauto keeps both unmounted until checked.
+        for ds in &datasets {
+            zfs.set(ds, "canmount", "noauto")?;
+        }
+        zfs.rename(&received, &dataset)?;
+        renamed = true;
+        Ok(chain)
+    })();
+    let undo = |e: OpsError, renamed: bool| {
+        if renamed {
+            let _ = zfs.destroy(&dataset, true);
+        }
+        let _ = zfs.destroy(&container, true);
+        let _ = ctx.store.remove(&uuid);
+        e
+    };
+    let chain = result.map_err(|e| undo(e, renamed))?;
+    let finish = (|| -> OpsResult<()> {
+        place(ctx, &zfs, &pool, &dataset, &zonepath, delegate)?;
+        for (prop, value) in vm_clone_props(obj.quota) {
+            zfs.set(&dataset, prop, &value)?;
+        }
+        zfs.destroy(&container, false)?;
+        // The record lists the vmadm snapshots that arrived.
+        let arrived = chain.vm_snaps.unwrap_or_default();
+        let listed: Vec<Value> = p
+            .vm
+            .get("snapshots")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|s| {
+                s.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| arrived.iter().any(|a| *a == format!("vmsnap-{n}")))
+            })
+            .cloned()
+            .collect();
+        obj.set(Field::Snapshots.name(), Value::Array(listed));
+        if delegate {
+            obj.set(
+                Field::Datasets.name(),
+                Value::Array(vec![format!("{dataset}/data").into()]),
+            );
+        }
+        obj.remove(Field::Incomplete.name());
+        obj.set(Field::Autoboot.name(), Value::Bool(false));
+        ctx.store.save(&uuid, &obj)?;
+        Ok(())
+    })();
+    finish.map_err(|e| undo(e, true))?;
+    Ok(uuid)
+}
+
+/// The container's quota: the VM's quota with room for what a stream
+/// costs beyond the data (a quarter and 32 MiB, as for image imports);
+/// `none` for a VM without a quota.
+fn container_quota(gib: u64) -> String {
+    match gib {
+        0 => "none".into(),
+        q => {
+            let b = q << 30;
+            (b + b / 4 + (32 << 20)).to_string()
+        }
+    }
+}
+
+/// A dataset chunk of size 0 without `@`: SmartOS's layout, a whole
+/// `zfs send -R` stream up to a point only ZFS finds. Refused, saying why.
+fn unframed(input: &mut dyn Read, chunk: &Chunk) -> OpsError {
+    let head = match stream_header::read_begin(input) {
+        Ok(h) => h,
+        Err(e) => return OpsError::Failed(format!("cannot read the stream: {e}")),
+    };
+    match stream_header::check(&head, Expect::Full) {
+        Err(e @ stream_header::StreamHeaderError::Compound) => invalid(format!(
+            "{e}. Chunk {} is a SmartOS-style zfs send -R stream, which rvmadm does not receive; send the VM with rvmadm's vmadm send",
+            chunk.name
+        )),
+        Err(e) => invalid(e),
+        Ok(_) => invalid(format!(
+            "chunk {} has no length (an unframed stream); rvmadm receives streams framed in sized chunks named <dataset>@<snapshot>",
+            chunk.name
+        )),
+    }
+}
+
+/// Receives one framed stream into `target` (`dataset@snap`): its first
+/// record must be a plain stream of the chunk's snapshot, full when `from`
+/// is `None`, else incremental on top of the snapshot whose guid is
+/// `from`. Returns the guid it made and its length.
+fn receive_stream(
+    zfs: &Zfs,
+    input: &mut dyn Read,
+    first: &Chunk,
+    target: &str,
+    from: Option<u64>,
+    budget: u64,
+) -> OpsResult<(u64, u64)> {
+    let mut pieces = Pieces::new(input, first, budget)?;
+    let head = stream_header::read_begin(&mut pieces).map_err(invalid)?;
+    let expect = match from {
+        None => Expect::Full,
+        Some(_) => Expect::Incremental,
+    };
+    let begin = stream_header::check(&head, expect)
+        .map_err(|e| invalid(format!("stream {}: {e}", first.name)))?;
+    if begin.to_name != first.name {
+        return Err(invalid(format!(
+            "chunk {} holds a stream of {}",
+            first.name, begin.to_name
+        )));
+    }
+    if from.is_some() && begin.from_guid != from {
+        return Err(invalid(format!(
+            "stream {} is incremental on top of another snapshot than the one received before it",
+            first.name
+        )));
+    }
+    let mut child = zfs.receive(target)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut wrote = child.write_all(&head);
+    let mut read_err = None;
+    while wrote.is_ok() {
+        let n = match pieces.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                read_err = Some(e);
+                break;
+            }
+        };
+        wrote = child.write_all(&buf[..n]);
+    }
+    // Never killed (that wedges zfs-fuse): its stdin closes, and a cut
+    // stream makes it fail by itself.
+    let out = child.wait().map_err(crate::zfs::ZfsError::from)?;
+    if let Some(e) = read_err {
+        return Err(invalid(e));
+    }
+    if !out.success() {
+        return Err(invalid(format!(
+            "zfs receive of {} failed: {}",
+            first.name,
+            out.stderr_str().trim()
+        )));
+    }
+    if let Err(e) = wrote {
+        return Err(invalid(format!(
+            "zfs receive of {} stopped before the end of its chunks ({e})",
+            first.name
+        )));
+    }
+    if !pieces.ended() {
+        return Err(invalid(format!("stream {} did not end", first.name)));
+    }
+    Ok((begin.to_guid, pieces.total() + head.len() as u64))
+}
+
+/// Refuses what plain streams cannot have made: any dataset or snapshot in
+/// the container besides those received, an origin, or a property set on
+/// `vm` or `data`.
+fn verify_received(zfs: &Zfs, container: &str, received: &str, chain: &Chain) -> OpsResult<()> {
+    let data = format!("{received}/data");
+    let mut want: Vec<String> = vec![container.to_string(), received.to_string()];
+    for s in chain.vm_snaps.iter().flatten() {
+        want.push(format!("{received}@{s}"));
+    }
+    if let Some(snaps) = &chain.data_snaps {
+        want.push(data.clone());
+        for s in snaps {
+            want.push(format!("{data}@{s}"));
+        }
+    }
+    let tree = zfs.tree(container)?;
+    let extra: Vec<&str> = tree
+        .iter()
+        .filter(|(n, origin)| origin.is_some() || !want.contains(n))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !extra.is_empty() || tree.len() != want.len() {
+        return Err(invalid(format!(
+            "refused, its streams made other datasets, snapshots or clones ({})",
+            extra.join(", ")
+        )));
+    }
+    let mut own = Vec::new();
+    for ds in [received.to_string(), data] {
+        if chain.data_snaps.is_none() && ds != received {
+            continue;
+        }
+        for (p, _, src) in zfs.own_properties(&ds)? {
+            own.push(format!("{ds}: {p} ({src})"));
+        }
+    }
+    if !own.is_empty() {
+        return Err(invalid(format!(
+            "refused, its streams set properties: {}",
+            own.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Mounts the renamed dataset where the record says, and `data` only after
+/// the layout check found `<zonepath>/data` a real directory.
+fn place(
+    ctx: &Ctx,
+    zfs: &Zfs,
+    pool: &str,
+    dataset: &str,
+    zonepath: &Path,
+    delegate: bool,
+) -> OpsResult<()> {
+    let mp = zfs.mountpoint(dataset)?;
+    if mp != zonepath {
+        return Err(invalid(format!(
+            "refused, {dataset} would mount on {}, not {}",
+            mp.display(),
+            zonepath.display()
+        )));
+    }
+    zfs.mount(dataset)?;
+    seal_zonepath(ctx, pool, dataset, zonepath)?;
+    if delegate {
+        let data = format!("{dataset}/data");
+        ctx.driver.check_layout(zonepath)?;
+        let dmp = zfs.mountpoint(&data)?;
+        if dmp != zonepath.join("data") {
+            return Err(invalid(format!(
+                "refused, {data} would mount on {}",
+                dmp.display()
+            )));
+        }
+        zfs.mount(&data)?;
+        zfs.set(&data, "canmount", "on")?;
+    }
+    zfs.set(dataset, "canmount", "on")?;
+    Ok(())
+}
+
+/// The zonepath of VM `uuid` on `pool`: the pool's own mountpoint joined
+/// with the uuid. A pool without a usable mountpoint is refused.
+fn zonepath_on(zfs: &Zfs, pool: &str, uuid: &Uuid) -> OpsResult<PathBuf> {
+    let mp = zfs.mountpoint(pool)?;
+    let usable = mp.is_absolute()
+        && mp
+            .components()
+            .all(|c| !matches!(c, std::path::Component::ParentDir));
+    if !usable {
+        return Err(OpsError::Failed(format!(
+            "pool {pool} has no usable mountpoint ({}); cannot place a VM on it",
+            mp.display()
+        )));
+    }
+    Ok(Path::new(&mp).join(uuid.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const U: &str = "6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60";
+
+    #[test]
+    fn stream_names_must_be_this_vms() {
+        let uuid = Uuid::parse_str(U).unwrap();
+        let n = parse_stream_name(&format!("zones/{U}@vmsnap-a"), &uuid).unwrap();
+        assert_eq!((n.pool.as_str(), n.which, n.snap.as_str()), ("zones", Which::Vm, "vmsnap-a"));
+        let n = parse_stream_name(&format!("zones/{U}/data@sending"), &uuid).unwrap();
+        assert_eq!(n.which, Which::Data);
+        for bad in [
+            format!("zones/{U}"),
+            format!("zones/{U}/other@s"),
+            "zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f61@s".to_string(),
+            format!("a/zones/{U}@s"),
+            format!("zones/{U}@s@t"),
+            format!("zones/{U}@-R"),
+            format!("zones/{U}@../x"),
+            format!("zones/{U}@"),
+            "JSON".to_string(),
+        ] {
+            assert!(parse_stream_name(&bad, &uuid).is_err(), "{bad}");
+        }
+    }
+
+    fn name(which: Which, snap: &str) -> StreamName {
+        StreamName {
+            pool: "zones".into(),
+            which,
+            snap: snap.into(),
+        }
+    }
+
+    #[test]
+    fn the_chain_wants_vm_then_data_each_ending_in_sending() {
+        let mut c = Chain::default();
+        assert_eq!(c.next(&name(Which::Vm, "a"), true).unwrap(), None);
+        c.received(&name(Which::Vm, "a"), 11);
+        assert_eq!(c.next(&name(Which::Vm, "b"), true).unwrap(), Some(11));
+        assert!(c.next(&name(Which::Vm, "a"), true).is_err(), "twice");
+        assert!(c.next(&name(Which::Data, "x"), true).is_err(), "vm not done");
+        c.received(&name(Which::Vm, "b"), 12);
+        c.received(&name(Which::Vm, SENDING), 13);
+        assert_eq!(c.vm_snaps.as_deref().map(<[String]>::len), Some(3));
+        assert!(c.next(&name(Which::Vm, "c"), true).is_err(), "vm again");
+        assert!(c.next(&name(Which::Data, "x"), false).is_err(), "no delegate");
+        let mut other = name(Which::Data, "x");
+        other.pool = "tank".into();
+        assert!(c.next(&other, true).is_err(), "two pools");
+        assert_eq!(c.next(&name(Which::Data, "x"), true).unwrap(), None);
+        c.received(&name(Which::Data, SENDING), 21);
+        assert!(c.next(&name(Which::Data, "y"), true).is_err(), "data again");
+    }
+
+    #[test]
+    fn container_quota_has_room_for_the_stream() {
+        assert_eq!(container_quota(0), "none");
+        assert_eq!(container_quota(4), ((5u64 << 30) + (32 << 20)).to_string());
+    }
+}
