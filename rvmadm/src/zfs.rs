@@ -231,7 +231,17 @@ impl<'r> Zfs<'r> {
     pub fn snapshots_oldest_first(&self, dataset: &str) -> Result<Vec<String>, ZfsError> {
         let dataset = checked(dataset)?;
         let out = self.zfs(&[
-            "list", "-H", "-r", "-d", "1", "-t", "snapshot", "-s", "createtxg", "-o", "name",
+            "list",
+            "-H",
+            "-r",
+            "-d",
+            "1",
+            "-t",
+            "snapshot",
+            "-s",
+            "createtxg",
+            "-o",
+            "name",
             dataset,
         ])?;
         Ok(out

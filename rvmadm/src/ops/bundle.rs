@@ -220,17 +220,27 @@ impl<'a> Pieces<'a> {
 
     fn next_piece(&mut self) -> io::Result<()> {
         let mut pad = [0u8; BLOCK];
-        self.input.read_exact(&mut pad[..self.pad])?;
+        let cut = || {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the bundle ends inside the stream {}", self.name),
+            )
+        };
+        self.input
+            .read_exact(&mut pad[..self.pad])
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => cut(),
+                _ => e,
+            })?;
         let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
         let chunk = match next_header(self.input) {
             Ok(Some(c)) => c,
-            Ok(None) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("the bundle ends inside the stream {}", self.name),
-                ))
+            Ok(None) => return Err(cut()),
+            Err(e) => {
+                let m = e.to_string();
+                let m = m.strip_prefix("Invalid VM bundle: ").unwrap_or(&m);
+                return Err(invalid(m.to_string()));
             }
-            Err(e) => return Err(invalid(e.to_string())),
         };
         if chunk.name != self.name {
             return Err(invalid(format!(
@@ -247,7 +257,7 @@ impl<'a> Pieces<'a> {
 }
 
 /// A piece larger than [`MAX_PIECE`] is refused by its header.
-fn check_piece(c: &Chunk) -> OpsResult<()> {
+pub fn check_piece(c: &Chunk) -> OpsResult<()> {
     if c.size > MAX_PIECE {
         return Err(OpsError::Failed(format!(
             "Invalid VM bundle: chunk {} claims {} bytes, more than the {} a piece may have",
@@ -324,7 +334,11 @@ mod tests {
             b"JS N\x0010\x00512\x00",
             b"\x0010\x00512\x00",
         ] {
-            assert!(forged(fields).is_err(), "{:?}", String::from_utf8_lossy(fields));
+            assert!(
+                forged(fields).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(fields)
+            );
         }
         assert!(forged(b"JSON\x0010\x00512\x00").is_ok());
     }
@@ -382,7 +396,12 @@ mod tests {
             io::ErrorKind::InvalidData
         );
         // Cut anywhere: an error, never a short stream taken as whole.
-        for cut in [BLOCK + 10, BLOCK + 3072 + 100, good.len() - 1, good.len() - BLOCK] {
+        for cut in [
+            BLOCK + 10,
+            BLOCK + 3072 + 100,
+            good.len() - 1,
+            good.len() - BLOCK,
+        ] {
             assert!(read_all(&good[..cut], u64::MAX).is_err(), "cut at {cut}");
         }
         // An oversized first or later piece is refused by its header.

@@ -236,12 +236,13 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
     let quota_gib = obj.quota.unwrap_or(0);
 
     // The first stream's header, judged before anything is made.
-    let first = bundle::next_header(input)?
-        .ok_or_else(|| invalid("it holds no dataset after the JSON"))?;
+    let first =
+        bundle::next_header(input)?.ok_or_else(|| invalid("it holds no dataset after the JSON"))?;
     if first.size == 0 && !first.name.contains('@') {
         return Err(unframed(input, &first));
     }
     let first_name = parse_stream_name(&first.name, &uuid)?;
+    bundle::check_piece(&first)?;
 
     let pool = ctx.config.pool.clone();
     let dataset = format!("{pool}/{uuid}");
@@ -297,7 +298,8 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
                 Which::Vm => format!("{received}@{}", name.snap),
                 Which::Data => format!("{received}/data@{}", name.snap),
             };
-            let (to_guid, bytes) = receive_stream(&zfs, input, &chunk, &target, from, chain.budget)?;
+            let (to_guid, bytes) =
+                receive_stream(&zfs, input, &chunk, &target, from, chain.budget)?;
             chain.budget -= bytes;
             chain.received(&name, to_guid);
             next = match bundle::next_header(input)? {
@@ -332,6 +334,16 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
         }
         zfs.rename(&received, &dataset)?;
         renamed = true;
+        for ds in [dataset.clone(), format!("{dataset}/data")]
+            .iter()
+            .take(datasets.len())
+        {
+            if zfs.get(ds, "mounted")? == "yes" {
+                return Err(OpsError::Failed(format!(
+                    "{ds} was mounted by its rename, before its layout was checked"
+                )));
+            }
+        }
         Ok(chain)
     })();
     let undo = |e: OpsError, renamed: bool| {
@@ -351,19 +363,18 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
         zfs.destroy(&container, false)?;
         // The record lists the vmadm snapshots that arrived.
         let arrived = chain.vm_snaps.unwrap_or_default();
-        let listed: Vec<Value> = p
-            .vm
-            .get("snapshots")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|s| {
-                s.get("name")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| arrived.iter().any(|a| *a == format!("vmsnap-{n}")))
-            })
-            .cloned()
-            .collect();
+        let listed: Vec<Value> =
+            p.vm.get("snapshots")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|s| {
+                    s.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| arrived.iter().any(|a| *a == format!("vmsnap-{n}")))
+                })
+                .cloned()
+                .collect();
         obj.set(Field::Snapshots.name(), Value::Array(listed));
         if delegate {
             obj.set(
@@ -595,7 +606,10 @@ mod tests {
     fn stream_names_must_be_this_vms() {
         let uuid = Uuid::parse_str(U).unwrap();
         let n = parse_stream_name(&format!("zones/{U}@vmsnap-a"), &uuid).unwrap();
-        assert_eq!((n.pool.as_str(), n.which, n.snap.as_str()), ("zones", Which::Vm, "vmsnap-a"));
+        assert_eq!(
+            (n.pool.as_str(), n.which, n.snap.as_str()),
+            ("zones", Which::Vm, "vmsnap-a")
+        );
         let n = parse_stream_name(&format!("zones/{U}/data@sending"), &uuid).unwrap();
         assert_eq!(n.which, Which::Data);
         for bad in [
@@ -628,12 +642,18 @@ mod tests {
         c.received(&name(Which::Vm, "a"), 11);
         assert_eq!(c.next(&name(Which::Vm, "b"), true).unwrap(), Some(11));
         assert!(c.next(&name(Which::Vm, "a"), true).is_err(), "twice");
-        assert!(c.next(&name(Which::Data, "x"), true).is_err(), "vm not done");
+        assert!(
+            c.next(&name(Which::Data, "x"), true).is_err(),
+            "vm not done"
+        );
         c.received(&name(Which::Vm, "b"), 12);
         c.received(&name(Which::Vm, SENDING), 13);
         assert_eq!(c.vm_snaps.as_deref().map(<[String]>::len), Some(3));
         assert!(c.next(&name(Which::Vm, "c"), true).is_err(), "vm again");
-        assert!(c.next(&name(Which::Data, "x"), false).is_err(), "no delegate");
+        assert!(
+            c.next(&name(Which::Data, "x"), false).is_err(),
+            "no delegate"
+        );
         let mut other = name(Which::Data, "x");
         other.pool = "tank".into();
         assert!(c.next(&other, true).is_err(), "two pools");

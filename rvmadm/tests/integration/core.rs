@@ -642,11 +642,13 @@ fn delegated_dataset_is_created_and_deleted_with_the_vm() {
     let data = format!("{}/{uuid}/data", env.pool);
     assert!(env.datasets().contains(&data));
     assert_eq!(get(&env, &uuid)["datasets"], json!([data]));
-    // A bundle carries one plain dataset stream: send says so up front.
+    // Anything else below the VM's dataset would not travel: send says
+    // so up front. (The delegated dataset itself does: send.rs.)
+    zfs(&["create", &format!("{data}/extra")]);
     let o = env.vmadm(&["send", &uuid]);
     assert_exit(&o, 1);
     assert!(
-        stderr(&o).contains("datasets below its own"),
+        stderr(&o).contains("datasets below its own other than its delegated data"),
         "{}",
         stderr(&o)
     );

@@ -18,3 +18,4 @@ mod layout;
 mod linux;
 mod linux_isolation;
 mod model;
+mod send;
