@@ -184,7 +184,7 @@ impl Chain {
         }
         match &self.current {
             Some((which, snaps, guid)) if *which == name.which => {
-                if snaps.iter().any(|s| *s == name.snap) {
+                if snaps.contains(&name.snap) {
                     return Err(invalid(format!("snapshot {} comes twice", name.snap)));
                 }
                 Ok(Some(*guid))

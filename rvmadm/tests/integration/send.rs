@@ -15,6 +15,9 @@ use std::process::Command;
 const IMAGE: &str = "a1b2c3d4-0000-4000-8000-00000000000b";
 const PIECE: usize = 1 << 20;
 
+/// A bundle's chunks: `(name, content)`.
+type Chunks = Vec<(String, Vec<u8>)>;
+
 /// One chunk header, in SmartOS's layout.
 fn header(name: &str, size: usize) -> [u8; 512] {
     crate::hostile::bundle_header(name, size)
@@ -22,8 +25,8 @@ fn header(name: &str, size: usize) -> [u8; 512] {
 
 /// The chunks of a bundle: `(name, content)`, the pieces of one stream
 /// joined and its end chunk dropped.
-fn chunks(b: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+fn chunks(b: &[u8]) -> Chunks {
+    let mut out: Chunks = Vec::new();
     let mut at = 0;
     let mut open = false;
     while at < b.len() {
@@ -231,7 +234,7 @@ fn send_receive_moves_snapshots_and_the_delegated_dataset() {
         "n2\n"
     );
     assert_exit(&dst.vmadm(&["delete", &uuid]), 0);
-    assert_eq!(dst.datasets(), [dst.pool.clone()]);
+    assert_eq!(dst.datasets(), vec![dst.pool.clone()]);
     drop(dst);
 
     // Back into the lab once the original is gone; it boots.
@@ -281,7 +284,7 @@ fn hostile_bundles_are_refused_and_leave_nothing() {
     let mounts = mounts_below(env.root());
 
     let other = format!("{}/{}/data@sending", env.pool, uuid::Uuid::new_v4());
-    let with = |f: &dyn Fn(&mut Vec<(String, Vec<u8>)>)| {
+    let with = |f: &dyn Fn(&mut Chunks)| {
         let mut c = good.clone();
         f(&mut c);
         frame(&c)
