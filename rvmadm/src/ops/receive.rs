@@ -360,7 +360,10 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
         for (prop, value) in vm_clone_props(obj.quota) {
             zfs.set(&dataset, prop, &value)?;
         }
-        zfs.destroy(&container, false)?;
+        // Empty now; a leftover is removed by the next receive of this uuid.
+        if let Err(e) = zfs.destroy(&container, false) {
+            tracing::warn!(%container, error = %e, "could not remove the receive container");
+        }
         // The record lists the vmadm snapshots that arrived.
         let arrived = chain.vm_snaps.unwrap_or_default();
         let listed: Vec<Value> =
@@ -660,6 +663,129 @@ mod tests {
         assert_eq!(c.next(&name(Which::Data, "x"), true).unwrap(), None);
         c.received(&name(Which::Data, SENDING), 21);
         assert!(c.next(&name(Which::Data, "y"), true).is_err(), "data again");
+    }
+
+    use crate::exec::Output;
+    use crate::ops::testing::{Fixture, IMAGE, POOL};
+    use serde_json::json;
+
+    const FULL: &[u8] = include_bytes!("../zfs/testdata/plain.begin");
+    const INC: &[u8] = include_bytes!("../zfs/testdata/inc.begin");
+
+    /// A real first record renamed to `name`, with some stream after it.
+    fn stream(begin: &[u8], name: &str) -> Vec<u8> {
+        let mut b = begin.to_vec();
+        b[56..stream_header::BEGIN_LEN].fill(0);
+        b[56..56 + name.len()].copy_from_slice(name.as_bytes());
+        b.extend_from_slice(&[0x5a; 1000]);
+        b
+    }
+
+    fn bundle_of(json: Value, streams: &[(String, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        bundle::write_chunk(&mut out, "JSON", &serde_json::to_vec(&json).unwrap()).unwrap();
+        for (name, data) in streams {
+            bundle::write_pieces(&mut out, name, &mut &data[..]).unwrap();
+        }
+        out
+    }
+
+    fn ok(stdout: &str) -> Output {
+        Output {
+            status: 0,
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: Vec::new(),
+        }
+    }
+
+    fn fixture_for(uuid: &Uuid) -> Fixture {
+        let fx = Fixture::new();
+        fx.answer_mountpoint(uuid);
+        let pool_mp = format!("{}\n", fx.mnt.display());
+        fx.runner.answer(
+            &["zfs", "get", "-H", "-o", "value", "mountpoint", POOL],
+            ok(&pool_mp),
+        );
+        fx
+    }
+
+    fn position(cmds: &[String], start: &str) -> usize {
+        cmds.iter()
+            .position(|c| c.starts_with(start))
+            .unwrap_or_else(|| panic!("no `{start}` in {cmds:#?}"))
+    }
+
+    #[test]
+    fn streams_land_in_the_quota_container_before_anything_is_mounted() {
+        let uuid = Uuid::new_v4();
+        let fx = fixture_for(&uuid);
+        let cont = format!("{POOL}/{uuid}-receiving");
+        fx.runner.answer(
+            &[
+                "zfs",
+                "list",
+                "-H",
+                "-r",
+                "-t",
+                "all",
+                "-o",
+                "name,origin",
+                &cont,
+            ],
+            ok(&format!("{cont}\t-\n{cont}/vm\t-\n{cont}/vm@sending\t-\n")),
+        );
+        let name = format!("{POOL}/{uuid}@sending");
+        let json =
+            json!({"uuid": uuid.to_string(), "brand": "jail", "image_uuid": IMAGE, "quota": 2});
+        let b = bundle_of(json, &[(name.clone(), stream(FULL, &name))]);
+        assert_eq!(receive(&fx.ctx, &mut &b[..]).unwrap(), uuid);
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        let made = position(
+            &cmds,
+            &format!(
+                "zfs create -o quota={} -o canmount=off -o mountpoint=none {cont}",
+                container_quota(2)
+            ),
+        );
+        // Not the one probe of the flags (`zfs receive -u -x mountpoint`).
+        let target = format!(" {cont}/vm@sending");
+        let recv = cmds
+            .iter()
+            .position(|c| c.starts_with("zfs receive -u -x") && c.ends_with(&target))
+            .unwrap_or_else(|| panic!("{cmds:#?}"));
+        let noauto = position(&cmds, &format!("zfs set canmount=noauto {cont}/vm"));
+        let rename = position(&cmds, &format!("zfs rename {cont}/vm {POOL}/{uuid}"));
+        let mount = position(&cmds, &format!("zfs mount {POOL}/{uuid}"));
+        let quota = position(&cmds, &format!("zfs set quota=2G {POOL}/{uuid}"));
+        assert!(made < recv && recv < noauto && noauto < rename && rename < mount && mount < quota);
+        // The receive got the stream, first record included, and no more.
+        let fed = fx.runner.records()[recv].stdin.clone();
+        assert_eq!(fed, stream(FULL, &name));
+        let rec = fx.record(&uuid);
+        assert!(!rec.is_incomplete());
+        assert_eq!(rec.zfs_filesystem, Some(format!("{POOL}/{uuid}")));
+    }
+
+    #[test]
+    fn a_wrong_incremental_origin_undoes_everything() {
+        let uuid = Uuid::new_v4();
+        let fx = fixture_for(&uuid);
+        let a = format!("{POOL}/{uuid}@vmsnap-a");
+        let s = format!("{POOL}/{uuid}@sending");
+        let mut inc = stream(INC, &s);
+        // Its from-guid no longer is the guid of the stream before it.
+        inc[48] ^= 1;
+        let json = json!({"uuid": uuid.to_string(), "brand": "jail", "image_uuid": IMAGE});
+        let b = bundle_of(json, &[(a.clone(), stream(FULL, &a)), (s, inc)]);
+        let err = receive(&fx.ctx, &mut &b[..]).unwrap_err().to_string();
+        assert!(err.contains("on top of another snapshot"), "{err}");
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        // One receive (the full stream); the container is destroyed after it.
+        let into = |c: &&String| c.starts_with("zfs receive") && c.contains("-receiving/vm@");
+        assert_eq!(cmds.iter().filter(into).count(), 1, "{cmds:#?}");
+        let recv = cmds.iter().position(|c| into(&c)).unwrap();
+        assert!(cmds[recv..].contains(&format!("zfs destroy -r {POOL}/{uuid}-receiving")));
+        assert!(fx.ctx.store.load(&uuid).unwrap().is_none());
     }
 
     #[test]

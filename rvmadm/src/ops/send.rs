@@ -112,3 +112,121 @@ fn send_dataset(zfs: &Zfs, ds: &str, out: &mut dyn Write) -> OpsResult<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::Output;
+    use crate::ops::testing::{Fixture, POOL};
+    use serde_json::json;
+
+    fn ok(stdout: String) -> Output {
+        Output {
+            status: 0,
+            stdout: stdout.into_bytes(),
+            stderr: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_dataset_goes_as_a_chain_oldest_first_and_sending_is_removed() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({"delegate_dataset": true}));
+        let ds = format!("{POOL}/{uuid}");
+        fx.runner.answer(
+            &[
+                "zfs",
+                "list",
+                "-H",
+                "-r",
+                "-t",
+                "filesystem,volume",
+                "-o",
+                "name,origin",
+                &ds,
+            ],
+            ok(format!("{ds}\t{POOL}/img@final\n{ds}/data\t-\n")),
+        );
+        let snaps = |d: &str, names: &[&str]| {
+            let out: String = names.iter().map(|n| format!("{d}@{n}\n")).collect();
+            fx.runner.answer(
+                &[
+                    "zfs",
+                    "list",
+                    "-H",
+                    "-r",
+                    "-d",
+                    "1",
+                    "-t",
+                    "snapshot",
+                    "-s",
+                    "createtxg",
+                    "-o",
+                    "name",
+                    d,
+                ],
+                ok(out),
+            );
+        };
+        snaps(&ds, &["vmsnap-a", "vmsnap-b", SENDING]);
+        snaps(&format!("{ds}/data"), &["d1", SENDING]);
+        let mark = fx.mark();
+        let mut out = Vec::new();
+        send(&fx.ctx, &uuid, &mut out).unwrap();
+        let sends: Vec<String> = fx
+            .commands_since(&mark)
+            .into_iter()
+            .filter(|c| c.starts_with("zfs send") || c.contains("@sending"))
+            .collect();
+        assert_eq!(
+            sends,
+            [
+                format!("zfs destroy -r {ds}@sending"),
+                format!("zfs snapshot -r {ds}@sending"),
+                format!("zfs send {ds}@vmsnap-a"),
+                format!("zfs send -i {ds}@vmsnap-a {ds}@vmsnap-b"),
+                format!("zfs send -i {ds}@vmsnap-b {ds}@sending"),
+                format!("zfs send {ds}/data@d1"),
+                format!("zfs send -i {ds}/data@d1 {ds}/data@sending"),
+                format!("zfs destroy -r {ds}@sending"),
+            ]
+        );
+        // The JSON chunk, then each (empty) stream's end chunk, in order.
+        let names: Vec<String> = out
+            .chunks(bundle::BLOCK)
+            .filter_map(|h| h.try_into().ok())
+            .filter_map(|h: [u8; bundle::BLOCK]| bundle::parse_header(&h).ok())
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names[0], "JSON");
+        assert_eq!(
+            names.last().map(String::as_str),
+            Some(&*format!("{ds}/data@sending"))
+        );
+    }
+
+    #[test]
+    fn other_datasets_below_the_vm_are_refused_before_a_byte() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        let ds = format!("{POOL}/{uuid}");
+        fx.runner.answer(
+            &[
+                "zfs",
+                "list",
+                "-H",
+                "-r",
+                "-t",
+                "filesystem,volume",
+                "-o",
+                "name,origin",
+                &ds,
+            ],
+            ok(format!("{ds}\t-\n{ds}/extra\t-\n")),
+        );
+        let mut out = Vec::new();
+        let err = send(&fx.ctx, &uuid, &mut out).unwrap_err().to_string();
+        assert!(err.contains(&format!("{ds}/extra")), "{err}");
+        assert!(out.is_empty());
+    }
+}
