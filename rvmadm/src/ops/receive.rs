@@ -287,7 +287,9 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
         let mut chain = Chain {
             budget: match quota_gib {
                 0 => u64::MAX,
-                q => (q << 30).saturating_mul(STREAM_QUOTA_FACTOR),
+                q => q
+                    .saturating_mul(1 << 30)
+                    .saturating_mul(STREAM_QUOTA_FACTOR),
             },
             ..Chain::default()
         };
@@ -401,8 +403,9 @@ fn container_quota(gib: u64) -> String {
     match gib {
         0 => "none".into(),
         q => {
-            let b = q << 30;
-            (b + b / 4 + (32 << 20)).to_string()
+            // A quota beyond what ZFS can count is no bound: zfs refuses it.
+            let b = q.saturating_mul(1 << 30);
+            b.saturating_add(b / 4).saturating_add(32 << 20).to_string()
         }
     }
 }
@@ -792,5 +795,6 @@ mod tests {
     fn container_quota_has_room_for_the_stream() {
         assert_eq!(container_quota(0), "none");
         assert_eq!(container_quota(4), ((5u64 << 30) + (32 << 20)).to_string());
+        assert_eq!(container_quota(u64::MAX), u64::MAX.to_string());
     }
 }
