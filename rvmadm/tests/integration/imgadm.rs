@@ -457,6 +457,34 @@ fn every_download_failure_leaves_nothing() {
     assert_clean(&env);
 }
 
+/// A source whose file answers 302 to another origin (another port on
+/// loopback, holding the very same file) is refused: imgadm follows no
+/// redirect, so the same-origin rule for file URLs cannot be walked around.
+#[test]
+fn redirected_downloads_are_refused_and_leave_nothing() {
+    let Some(fx) = fixture() else { return };
+    let Some((env, srv)) = env_with_server() else {
+        return;
+    };
+    let other = ImgServer::start();
+    let one = with_file(&fx, |_| {});
+    let uuid = uuid_of(&one.manifest);
+    other.add(one.manifest.clone(), one.file.clone());
+    let elsewhere = format!("{}/images/{uuid}/file", other.url);
+    let e = expect_failure(
+        &env,
+        &srv,
+        one,
+        FileMode::Redirect(elsewhere.clone()),
+        "DownloadError",
+    );
+    assert!(
+        e.contains(&format!("HTTP 302 redirect to \"{elsewhere}\" refused")),
+        "{e}"
+    );
+    assert_eq!(other.hits(), 0, "the redirect target was contacted");
+}
+
 fn restamp(f: &mut Fixture) {
     use sha1::{Digest, Sha1};
     f.manifest["files"][0]["sha1"] = json!(hex::encode(Sha1::digest(&f.file)));
