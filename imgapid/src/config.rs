@@ -313,6 +313,7 @@ impl Config {
             access_key_id: st.access_key_id.clone()?,
             secret_access_key: st.secret_access_key.clone()?,
             refresh: std::time::Duration::from_millis(st.refresh_ms),
+            blob_grace: crate::store::s3::BLOB_GRACE,
         })
     }
 }

@@ -207,6 +207,7 @@ impl Garage {
             access_key_id: self.key_id.clone(),
             secret_access_key: self.secret.clone(),
             refresh: Duration::from_millis(200),
+            blob_grace: imgapid::store::s3::BLOB_GRACE,
         }
     }
 
@@ -640,6 +641,109 @@ fn bad_input_is_refused_and_leaves_nothing_in_the_bucket() {
 /// A TCP relay in front of a replica that, once it has passed `after`
 /// bytes of one response, SIGKILLs the replica and cuts the connection: the
 /// replica dies at a known point in the middle of a download.
+/// Writes `body` as object `key` straight into the bucket, past imgapid
+/// (standing in for a disk fault or a hand edit).
+fn put_raw(g: &Garage, key: &str, body: &[u8]) {
+    use rusty_s3::S3Action;
+    let s = g.settings(0);
+    let bucket = rusty_s3::Bucket::new(
+        s.endpoint.parse().expect("endpoint"),
+        rusty_s3::UrlStyle::Path,
+        s.bucket.clone(),
+        s.region.clone(),
+    )
+    .expect("bucket");
+    let creds = rusty_s3::Credentials::new(s.access_key_id.clone(), s.secret_access_key.clone());
+    let url = bucket
+        .put_object(Some(&creds), key)
+        .sign(Duration::from_secs(60));
+    ureq::request_url("PUT", &url)
+        .send_bytes(body)
+        .expect("raw PUT");
+}
+
+/// Reads a blob through the store.
+fn blob(store: &S3Store, key: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    store
+        .open_blob(key)
+        .expect("open")
+        .read_to_end(&mut out)
+        .expect("read");
+    out
+}
+
+/// Records that do not parse are moved to `quarantine/` by the start-up
+/// load, as the local-disk backend does, once even when two replicas start
+/// at the same moment; the blobs they name (by key, or by their uuid) stay
+/// through every sweep, while an unnamed blob goes.
+#[test]
+fn unreadable_records_are_quarantined_and_their_blobs_kept() {
+    let Some(g) = cluster() else { return };
+    let stores: Vec<S3Store> = (0..2)
+        .map(|node| {
+            let mut s = g.settings(node);
+            // Sweep every unnamed blob at once, so a kept one proves it.
+            s.blob_grace = Duration::ZERO;
+            S3Store::new(&s).expect("store")
+        })
+        .collect();
+    let upload = |prefix: &str, bytes: &[u8]| {
+        let mut up = stores[0].new_upload(prefix).expect("upload");
+        up.write_all(bytes).expect("write");
+        up.commit("").expect("commit")
+    };
+    let id = new_uuid();
+    let file_key = upload(&format!("{id}-file"), b"image bytes");
+    let odd_key = upload("odd-key", b"named by a broken record");
+    let orphan_key = upload("orphan", b"named by nothing");
+    // A record cut short, and one that is JSON but no record.
+    let cut: &[u8] = br#"{"manifest": {"uuid": "#;
+    put_raw(&g, &format!("records/{id}.json"), cut);
+    let other = new_uuid();
+    let named = format!(r#"{{"file": {{"key": "{odd_key}"}}}}"#);
+    put_raw(&g, &format!("records/{other}.json"), named.as_bytes());
+
+    let barrier = Barrier::new(2);
+    std::thread::scope(|s| {
+        for store in &stores {
+            let barrier = &barrier;
+            s.spawn(move || {
+                barrier.wait();
+                assert!(store.load().expect("load").is_empty());
+            });
+        }
+    });
+    // A later start finds them in quarantine and keeps their blobs again.
+    assert!(stores[0].load().expect("load").is_empty());
+
+    assert!(keys(&stores[0], "records/").is_empty());
+    let mut quarantined = keys(&stores[0], "quarantine/");
+    quarantined.sort();
+    let mut want = vec![
+        format!("quarantine/{id}.json"),
+        format!("quarantine/{other}.json"),
+    ];
+    want.sort();
+    assert_eq!(quarantined, want);
+    let blobs = keys(&stores[0], "blobs/");
+    for kept in [&file_key, &odd_key] {
+        assert!(
+            blobs.contains(&format!("blobs/{kept}")),
+            "{kept}: {blobs:?}"
+        );
+    }
+    assert!(!blobs.contains(&format!("blobs/{orphan_key}")), "{blobs:?}");
+    assert_eq!(blob(&stores[0], &file_key), b"image bytes");
+
+    // A replica on this bucket serves none of it, and nothing comes back.
+    let a = g.replica(0);
+    assert!(listed(&a).is_empty());
+    assert_eq!(get(&a.url(&format!("/images/{id}"))).status, 404);
+    assert!(keys(&stores[0], "records/").is_empty());
+    assert_eq!(keys(&stores[0], "quarantine/").len(), 2);
+}
+
 fn killing_relay(target: String, pid: u32, after: u64) -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", l.local_addr().expect("addr"));

@@ -10,7 +10,9 @@
 //! - `blobs/<prefix>-<random>`: files and icons. The object name is fixed when
 //!   an upload starts (a multipart upload needs it before the SHA-1 is
 //!   known), so the key a commit returns is the random one;
-//! - `locks/<uuid>/<millis>-<random>`: claims of the per-image write lock.
+//! - `locks/<uuid>/<millis>-<random>`: claims of the per-image write lock;
+//! - `quarantine/<uuid>.json[.<n>]`: records that could not be read, moved
+//!   aside at start-up as the local-disk backend moves them (see below).
 //!
 //! Uploads stream: bytes collect in one part buffer ([`PART_SIZE`]) that is
 //! sent as a multipart part whenever it fills; a blob smaller than one part
@@ -31,6 +33,13 @@
 //! see only themselves: the later of the two listings starts after both
 //! claims are stored. Claims older than [`LOCK_LEASE`] belong to a crashed
 //! replica and are removed by the next claimant.
+//!
+//! A record that does not parse (or whose name is not its uuid) is never
+//! skipped silently nor taken for garbage: [`Storage::load`] copies it to
+//! `quarantine/` under the image's write lock, after reading it again to be
+//! sure no replica replaced it meanwhile, then deletes it from `records/`.
+//! Blobs named by any quarantined record (any `key` it mentions, and any
+//! key of its image's uuid) are kept by every later sweep.
 
 use super::{check_key, BlobReader, ImageRecord, Storage, Upload};
 use rusty_s3::actions::{CreateMultipartUpload, ListObjectsV2};
@@ -53,8 +62,14 @@ const LOCK_TRIES: u32 = 40;
 /// Times a download reopens its stream after a broken connection.
 const READ_RETRIES: u32 = 4;
 /// Unreferenced blobs younger than this may belong to a publish running on
-/// another replica, so start-up sweeps only older ones.
-const BLOB_GRACE: Duration = Duration::from_secs(24 * 3600);
+/// another replica, so start-up sweeps only older ones (the default of
+/// [`S3Settings::blob_grace`]).
+pub const BLOB_GRACE: Duration = Duration::from_secs(24 * 3600);
+/// Largest record read; a record this long may have been cut short by the
+/// read, so it is left where it is rather than quarantined.
+const RECORD_READ_CAP: u64 = 16 * 1024 * 1024;
+/// Where unreadable records are moved.
+const QUARANTINE_PREFIX: &str = "quarantine/";
 
 /// Where and how to reach the bucket.
 #[derive(Debug, Clone)]
@@ -71,12 +86,24 @@ pub struct S3Settings {
     pub secret_access_key: String,
     /// How often replicas re-read the record listing.
     pub refresh: Duration,
+    /// How old an unreferenced blob must be before a start-up sweep
+    /// removes it ([`BLOB_GRACE`]; tests use zero).
+    pub blob_grace: Duration,
 }
 
 struct Inner {
     bucket: Bucket,
     creds: Credentials,
     agent: ureq::Agent,
+    blob_grace: Duration,
+}
+
+/// One record object as start-up read it.
+enum Loaded {
+    /// A record that parsed under its own name.
+    Good(Box<ImageRecord>),
+    /// One that did not: its key, bytes and why.
+    Bad(String, Vec<u8>, String),
 }
 
 /// Records and blobs in one S3 bucket; cheap to clone.
@@ -166,6 +193,7 @@ impl S3Store {
                 bucket,
                 creds: Credentials::new(s.access_key_id.clone(), s.secret_access_key.clone()),
                 agent,
+                blob_grace: s.blob_grace,
             }),
             refresh: s.refresh,
         })
@@ -178,7 +206,7 @@ impl S3Store {
             Ok(r) => {
                 let mut buf = Vec::new();
                 r.into_reader()
-                    .take(16 * 1024 * 1024)
+                    .take(RECORD_READ_CAP)
                     .read_to_end(&mut buf)?;
                 Ok(Some(buf))
             }
@@ -244,31 +272,105 @@ impl S3Store {
         Ok(self.list(prefix)?.into_iter().map(|(k, _, _)| k).collect())
     }
 
-    fn parse_record(key: &str, bytes: &[u8]) -> Option<ImageRecord> {
+    /// The record stored under `key`, or why it is not one.
+    fn parse_record(key: &str, bytes: &[u8]) -> Result<ImageRecord, String> {
         match serde_json::from_slice::<ImageRecord>(bytes) {
-            Ok(r) if record_key(r.manifest.uuid) == key => Some(r),
-            Ok(_) => {
-                tracing::warn!(%key, "record name does not match its uuid; ignored");
-                None
-            }
-            Err(err) => {
-                tracing::warn!(%key, error = %err, "unreadable record ignored");
-                None
-            }
+            Ok(r) if record_key(r.manifest.uuid) == key => Ok(r),
+            Ok(_) => Err("record name does not match its uuid".to_string()),
+            Err(err) => Err(err.to_string()),
         }
     }
 
-    /// Removes blobs no record names, if they are older than [`BLOB_GRACE`]
-    /// (younger ones may be a publish in flight on another replica).
+    /// Moves the unreadable record `key` (read as `bytes`) to
+    /// `quarantine/`, holding its image's write lock when its name is a
+    /// uuid (every name imgapid writes is), so that a replica replacing it
+    /// meanwhile is never undone. `taken` holds the quarantine's keys and
+    /// gains the new one.
+    fn quarantine(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        why: &str,
+        taken: &mut HashSet<String>,
+    ) -> io::Result<()> {
+        let name = key.strip_prefix("records/").unwrap_or(key);
+        let uuid = name
+            .strip_suffix(".json")
+            .and_then(|u| Uuid::try_parse(u).ok());
+        let token = match uuid {
+            Some(u) => self.lock(u)?,
+            None => None,
+        };
+        let moved = self.quarantine_locked(key, name, bytes, why, taken);
+        let unlocked = self.unlock(token);
+        moved.and(unlocked)
+    }
+
+    fn quarantine_locked(
+        &self,
+        key: &str,
+        name: &str,
+        bytes: &[u8],
+        why: &str,
+        taken: &mut HashSet<String>,
+    ) -> io::Result<()> {
+        if bytes.len() as u64 >= RECORD_READ_CAP {
+            tracing::error!(record = %key, error = why, "unreadable image record too large to quarantine; left in place");
+            return Ok(());
+        }
+        // Read again under the lock: another replica may have written a good
+        // record since, or quarantined this one already.
+        if self.get_bytes(key)?.as_deref() != Some(bytes) {
+            return Ok(());
+        }
+        let mut target = format!("{QUARANTINE_PREFIX}{name}");
+        let mut n = 1;
+        while taken.contains(&target) {
+            target = format!("{QUARANTINE_PREFIX}{name}.{n}");
+            n += 1;
+        }
+        self.put_bytes(&target, bytes)?;
+        taken.insert(target.clone());
+        self.delete(key)?;
+        tracing::error!(
+            record = %key,
+            moved_to = %target,
+            error = why,
+            "unreadable image record quarantined; its blobs are kept"
+        );
+        Ok(())
+    }
+
+    /// Blob keys and key prefixes every quarantined record may name.
+    fn quarantined_keys(&self) -> io::Result<(HashSet<String>, Vec<String>)> {
+        let mut keys = HashSet::new();
+        let mut prefixes = Vec::new();
+        for (key, _, _) in self.list(QUARANTINE_PREFIX)? {
+            let name = key.strip_prefix(QUARANTINE_PREFIX).unwrap_or(&key);
+            let bytes = self.get_bytes(&key)?.unwrap_or_default();
+            let (k, p) = super::keys_of_unreadable(name, &bytes);
+            keys.extend(k);
+            prefixes.extend(p);
+        }
+        Ok((keys, prefixes))
+    }
+
+    /// Removes blobs no record names, if they are older than the blob grace
+    /// (younger ones may be a publish in flight on another replica). Blobs
+    /// quarantined records may name stay.
     fn sweep_blobs(&self, records: &[ImageRecord]) -> io::Result<()> {
         let live: HashSet<&str> = records.iter().flat_map(|r| r.keys()).collect();
-        let cutoff = chrono::Utc::now().timestamp() - BLOB_GRACE.as_secs() as i64;
+        let (kept_keys, kept_prefixes) = self.quarantined_keys()?;
+        let cutoff = chrono::Utc::now().timestamp() - self.inner.blob_grace.as_secs() as i64;
         for (key, _, modified) in self.list("blobs/")? {
             let name = key.trim_start_matches("blobs/");
             let old = chrono::DateTime::parse_from_rfc3339(&modified)
-                .map(|d| d.timestamp() < cutoff)
+                .map(|d| d.timestamp() <= cutoff)
                 .unwrap_or(false);
-            if old && !live.contains(name) {
+            let kept = live.contains(name)
+                || kept_keys.contains(name)
+                || kept_prefixes.iter().any(|p| name.starts_with(p.as_str()));
+            if old && !kept {
                 tracing::info!(blob = %name, "removing unreferenced blob");
                 self.delete(&key)?;
             }
@@ -287,7 +389,7 @@ impl Storage for S3Store {
             .collect();
         // A few parallel GETs: start-up reads every record once.
         let chunks: Vec<&[String]> = keys.chunks(keys.len().div_ceil(8).max(1)).collect();
-        let results: Vec<io::Result<Vec<ImageRecord>>> = std::thread::scope(|s| {
+        let results: Vec<io::Result<Vec<Loaded>>> = std::thread::scope(|s| {
             let handles: Vec<_> = chunks
                 .iter()
                 .map(|chunk| {
@@ -295,7 +397,10 @@ impl Storage for S3Store {
                         let mut v = Vec::new();
                         for k in chunk.iter() {
                             if let Some(bytes) = self.get_bytes(k)? {
-                                v.extend(Self::parse_record(k, &bytes));
+                                v.push(match Self::parse_record(k, &bytes) {
+                                    Ok(r) => Loaded::Good(Box::new(r)),
+                                    Err(why) => Loaded::Bad(k.clone(), bytes, why),
+                                });
                             }
                         }
                         Ok(v)
@@ -311,8 +416,21 @@ impl Storage for S3Store {
                 .collect()
         });
         let mut records = Vec::new();
+        let mut bad = Vec::new();
         for r in results {
-            records.extend(r?);
+            for loaded in r? {
+                match loaded {
+                    Loaded::Good(rec) => records.push(*rec),
+                    Loaded::Bad(key, bytes, why) => bad.push((key, bytes, why)),
+                }
+            }
+        }
+        if !bad.is_empty() {
+            let mut taken: HashSet<String> =
+                self.list_keys(QUARANTINE_PREFIX)?.into_iter().collect();
+            for (key, bytes, why) in bad {
+                self.quarantine(&key, &bytes, &why, &mut taken)?;
+            }
         }
         if let Err(e) = self.sweep_blobs(&records) {
             tracing::warn!(error = %e, "blob sweep failed");
@@ -390,7 +508,14 @@ impl Storage for S3Store {
         let key = record_key(uuid);
         Ok(self
             .get_bytes(&key)?
-            .and_then(|b| Self::parse_record(&key, &b)))
+            .and_then(|b| match Self::parse_record(&key, &b) {
+                Ok(r) => Some(r),
+                Err(why) => {
+                    // Quarantined by the next start; not served meanwhile.
+                    tracing::warn!(%key, error = %why, "unreadable record ignored");
+                    None
+                }
+            }))
     }
 
     fn lock(&self, uuid: Uuid) -> io::Result<Option<String>> {
@@ -685,6 +810,7 @@ mod tests {
             access_key_id: "k".into(),
             secret_access_key: "s".into(),
             refresh: Duration::from_secs(1),
+            blob_grace: BLOB_GRACE,
         };
         assert!(S3Store::new(&s).is_err());
         s.endpoint = "http://127.0.0.1:1".into();

@@ -4,7 +4,9 @@
 //! directory (`cp -a` for a tree; the `tar` crate for `.tar`, `.tar.gz`,
 //! `.tar.bz2`, `.tar.xz`/`.txz`, `.tar.zst`, compression sniffed from the
 //! content) — the given tree becomes the zone's `/`, laid out as SmartOS
-//! images are (`<zonepath>/root`) — snapshots it `@final`,
+//! images are (`<zonepath>/root`); a tree that is already laid out that
+//! way (its `root/` holds the guest's tree, its top none) is taken as the
+//! dataset's top as it is ([`Layout`]) — snapshots it `@final`,
 //! sends and compresses it into `<outdir>/<name>-<version>.zfs.<ext>` and writes
 //! the manifest `<outdir>/<name>-<version>.json` next to it. The temporary
 //! dataset is destroyed whether the build worked or not.
@@ -70,6 +72,98 @@ pub fn checked_manifest(m: &Map<String, Value>) -> Result<Manifest> {
     Ok(parsed)
 }
 
+/// Names whose presence marks a directory as holding a file system tree
+/// (`/etc`, `/bin` …; `bin` may be a symlink into `usr`, so any type
+/// counts). The top of a zone dataset holds none of them.
+const TREE_MARKERS: [&str; 5] = ["etc", "bin", "sbin", "usr", "lib"];
+
+/// How many markers make `root/` a guest's tree rather than a `/root` home
+/// that happens to hold a `bin` of scripts.
+const INNER_TREE_MARKERS: usize = 2;
+
+/// How `imgadm build` places the source in the image's dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Tell from the source itself ([`detect_layout`]); a source that
+    /// could be read either way is refused.
+    #[default]
+    Auto,
+    /// The source is the guest's `/`: it goes under `root/`.
+    Tree,
+    /// The source is already a zone dataset's top (SmartOS layout: `root/`
+    /// holds the guest's `/`): it is taken as it is.
+    Zone,
+}
+
+impl Layout {
+    /// Parses `auto`, `tree` or `zone`.
+    pub fn parse(s: &str) -> Option<Layout> {
+        match s {
+            "auto" => Some(Layout::Auto),
+            "tree" => Some(Layout::Tree),
+            "zone" => Some(Layout::Zone),
+            _ => None,
+        }
+    }
+}
+
+/// Which markers `dir` holds, without following links.
+fn markers_in(dir: &Path) -> Vec<&'static str> {
+    TREE_MARKERS
+        .into_iter()
+        .filter(|m| std::fs::symlink_metadata(dir.join(m)).is_ok())
+        .collect()
+}
+
+/// Tells how the tree at `dir` (the source, copied or unpacked) is laid
+/// out; `shown` is the source as the user named it, for messages.
+///
+/// - no `root/` directory at the top: a plain tree ([`Layout::Tree`]);
+/// - `root/` holding a tree (at least two of `etc`, `bin`, `sbin`, `usr`,
+///   `lib`) and no tree at the top: the SmartOS layout ([`Layout::Zone`]);
+/// - a tree at the top and a `root/` without one: a plain tree whose
+///   `root/` is the `/root` home ([`Layout::Tree`]);
+/// - a tree at both places, or at neither beside a `root/`: refused, with
+///   the two readings spelled out and `--layout` to choose one.
+pub fn detect_layout(dir: &Path, shown: &Path) -> Result<Layout> {
+    let root = dir.join(zone_root::ROOT_DIR);
+    let root_is_dir = std::fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir());
+    if !root_is_dir {
+        return Ok(Layout::Tree);
+    }
+    let top = markers_in(dir);
+    let inner = markers_in(&root);
+    let inner_tree = inner.len() >= INNER_TREE_MARKERS;
+    let shown = shown.display();
+    let why = match (top.is_empty(), inner_tree) {
+        (true, true) => return Ok(Layout::Zone),
+        (false, false) => return Ok(Layout::Tree),
+        (false, true) => format!(
+            "it has a file system tree both at its top ({}) and in root/ ({})",
+            top.join(", "),
+            inner
+                .iter()
+                .map(|m| format!("root/{m}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (true, false) => {
+            "it has a root/ directory but no file system tree (etc, bin, sbin, usr, lib) \
+             at its top or in root/"
+                .to_string()
+        }
+    };
+    Err(ImgError::new(
+        Code::InvalidArgument,
+        format!(
+            "cannot tell how {shown} is laid out: {why}. Say --layout zone if root/ is the \
+             guest's / (the SmartOS zone layout: the source is taken as the image's top as it \
+             is), or --layout tree if the whole source is the guest's / (it goes under root/, \
+             and its root/ is the guest's /root)"
+        ),
+    ))
+}
+
 /// Options of `imgadm build`.
 #[derive(Debug, Clone)]
 pub struct BuildOpts {
@@ -85,6 +179,8 @@ pub struct BuildOpts {
     /// The pool that holds the temporary build dataset; `None` means the
     /// configured pool.
     pub pool: Option<String>,
+    /// Whether the source is the guest's `/` or already a zone dataset's top.
+    pub layout: Layout,
 }
 
 /// What a build (or a create) produced.
@@ -172,13 +268,20 @@ pub fn build(
     zfs.create(&ds, &[])?;
     let result = (|| {
         let mp = zfs.mountpoint(&ds)?;
-        // The SmartOS zone layout: the tree is the zone's root, kept in
-        // root/ of the dataset; the top belongs to the host's tooling.
-        let root = zone_root::zone_root(&mp);
-        make_root_dir(&root)?;
-        fill(runner, &opts.source, &root)?;
-        // A tarball can hold entries for `.` itself; the result must still
-        // be what every driver accepts.
+        // The source lands in a staging directory of the dataset first:
+        // how it is laid out can only be told from its content (a
+        // tarball's included), and a rename within the dataset is free.
+        let stage = mp.join(format!(".imgadm-build-{}", parsed.uuid));
+        make_root_dir(&stage)?;
+        fill(runner, &opts.source, &stage)?;
+        let layout = match opts.layout {
+            Layout::Auto => detect_layout(&stage, &opts.source)?,
+            chosen => chosen,
+        };
+        place(&stage, &mp, layout)?;
+        // A tarball can hold entries for `.` itself, and a zone-layout
+        // source brings its own root/: the result must still be what
+        // every driver accepts.
         zone_root::check(&mp).map_err(|e| ImgError::new(Code::InvalidArgument, e.to_string()))?;
         let snap = format!("{ds}@final");
         zfs.snapshot(&snap)?;
@@ -226,6 +329,33 @@ pub fn write_manifest(
         manifest_path,
         file_path,
     })
+}
+
+/// Moves the staged source into place: as `root/` for a plain tree (the
+/// SmartOS zone layout: the tree is the zone's root, the top belongs to
+/// the host's tooling), or entry by entry onto the dataset's top for a
+/// source already in that layout.
+fn place(stage: &Path, mp: &Path, layout: Layout) -> Result<()> {
+    let rename = |from: &Path, to: &Path| {
+        std::fs::rename(from, to).map_err(|e| {
+            ImgError::fs(
+                &format!("cannot move {} to {}", from.display(), to.display()),
+                e,
+            )
+        })
+    };
+    if layout != Layout::Zone {
+        return rename(stage, &zone_root::zone_root(mp));
+    }
+    let entries = std::fs::read_dir(stage)
+        .map_err(|e| ImgError::fs(&format!("cannot read {}", stage.display()), e))?;
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| ImgError::fs(&format!("cannot read {}", stage.display()), e))?;
+        rename(&entry.path(), &mp.join(entry.file_name()))?;
+    }
+    std::fs::remove_dir(stage)
+        .map_err(|e| ImgError::fs(&format!("cannot remove {}", stage.display()), e))
 }
 
 /// Makes the fresh dataset's `root/`, mode 0755 owned by root as a zone
@@ -295,6 +425,74 @@ mod tests {
         assert_eq!(m["x"], "plain text");
         assert!(parse_fields(&["novalue".into()]).is_err());
         assert!(parse_fields(&["=x".into()]).is_err());
+    }
+
+    fn tree(dirs: &[&str]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for d in dirs {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn layouts_are_told_from_the_tree() {
+        let plain = tree(&["etc", "usr/bin", "root", "tmp"]);
+        assert_eq!(
+            detect_layout(plain.path(), plain.path()).unwrap(),
+            Layout::Tree
+        );
+        // /root holding a bin of scripts is still a home.
+        let home_bin = tree(&["etc", "sbin", "root/bin"]);
+        assert_eq!(
+            detect_layout(home_bin.path(), home_bin.path()).unwrap(),
+            Layout::Tree
+        );
+        let no_root = tree(&["data", "app"]);
+        assert_eq!(
+            detect_layout(no_root.path(), no_root.path()).unwrap(),
+            Layout::Tree
+        );
+        let zone = tree(&["root/etc", "root/bin", "root/root"]);
+        assert_eq!(
+            detect_layout(zone.path(), zone.path()).unwrap(),
+            Layout::Zone
+        );
+        // A merged-/usr guest: bin is a link into usr.
+        let merged = tree(&["root/etc", "root/usr/bin", "cores"]);
+        std::os::unix::fs::symlink("usr/bin", merged.path().join("root/bin")).unwrap();
+        assert_eq!(
+            detect_layout(merged.path(), merged.path()).unwrap(),
+            Layout::Zone
+        );
+        // A root/ that is a link is never taken for a zone root.
+        let linked = tree(&["elsewhere/etc", "elsewhere/bin"]);
+        std::os::unix::fs::symlink("elsewhere", linked.path().join("root")).unwrap();
+        assert_eq!(
+            detect_layout(linked.path(), linked.path()).unwrap(),
+            Layout::Tree
+        );
+    }
+
+    #[test]
+    fn ambiguous_layouts_are_refused_with_both_readings() {
+        let both = tree(&["etc", "root/etc", "root/usr"]);
+        let e = detect_layout(both.path(), Path::new("/src/both")).unwrap_err();
+        assert_eq!(e.code, Code::InvalidArgument);
+        assert!(
+            e.message.contains("cannot tell how /src/both is laid out")
+                && e.message
+                    .contains("at its top (etc) and in root/ (root/etc, root/usr)")
+                && e.message.contains("--layout zone")
+                && e.message.contains("--layout tree"),
+            "{}",
+            e.message
+        );
+        let neither = tree(&["root/app", "srv"]);
+        let e = detect_layout(neither.path(), neither.path()).unwrap_err();
+        assert!(e.message.contains("no file system tree"), "{}", e.message);
+        assert_eq!(Layout::parse("zone"), Some(Layout::Zone));
+        assert_eq!(Layout::parse("Zone"), None);
     }
 
     #[test]

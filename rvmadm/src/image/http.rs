@@ -5,6 +5,15 @@
 //! streaming reader. Server errors become `ClientError`s that quote the
 //! server's own `{code, message}` when it sent one, stripped of control
 //! characters (the message ends up on a terminal).
+//!
+//! Redirects are never followed. A source's answers must come from the URL
+//! asked: the DSAPI same-origin rule on `files[0].url`
+//! ([`super::sources::check_same_origin`]) would mean nothing if the file URL
+//! could answer 302 to another host (an internal service, a metadata
+//! endpoint). SmartOS's imgadm does the same: its restify clients are made
+//! without `followRedirects`, so a 3xx is never chased. A 3xx answer here is
+//! a [`Code::ClientError`] (a [`Code::DownloadError`] for files) that names
+//! where the server pointed, so the operator can configure that URL instead.
 
 use super::error::{Code, ImgError, Result};
 use serde_json::Value;
@@ -37,6 +46,34 @@ pub struct Download {
     pub content_length: Option<u64>,
     /// The response body, read as it arrives.
     pub body: Box<dyn Read + Send + Sync + 'static>,
+}
+
+/// Refuses a redirect (any 3xx answer: the agent follows none); passes any
+/// other answer through.
+fn refuse_redirect(url: &str, resp: ureq::Response) -> Result<ureq::Response> {
+    let status = resp.status();
+    if !(300..400).contains(&status) {
+        return Ok(resp);
+    }
+    let target = match resp.header("Location") {
+        Some(loc) => format!(" to \"{}\"", super::table::printable(loc)),
+        None => String::new(),
+    };
+    Err(ImgError::new(
+        Code::ClientError,
+        format!(
+            "{url}: HTTP {status} redirect{target} refused: image sources are not followed \
+             through redirects (configure the source by the URL that answers)"
+        ),
+    ))
+}
+
+/// [`refuse_redirect`] for a file download: a [`Code::DownloadError`].
+fn refuse_file_redirect(url: &str, resp: ureq::Response) -> Result<ureq::Response> {
+    refuse_redirect(url, resp).map_err(|mut e| {
+        e.code = Code::DownloadError;
+        e
+    })
 }
 
 fn describe(url: &str, err: ureq::Error) -> ImgError {
@@ -80,9 +117,12 @@ fn describe(url: &str, err: ureq::Error) -> ImgError {
 
 impl Client {
     /// A client with connect (20 s) and read/write (120 s) timeouts, so a
-    /// stalled server ends a request with an error instead of hanging.
+    /// stalled server ends a request with an error instead of hanging, and
+    /// that follows no redirect (see the module docs).
     pub fn new() -> Self {
         let agent = ureq::AgentBuilder::new()
+            // 0: a 3xx comes back as an answer, refused by `refuse_redirect`.
+            .redirects(0)
             .timeout_connect(Duration::from_secs(20))
             // A stalled server must not hang an import forever.
             .timeout_read(Duration::from_secs(120))
@@ -143,7 +183,7 @@ impl Client {
             .set("Accept-Version", "~2")
             .call()
         {
-            Ok(resp) => Self::read_counted(url, resp, cap).map(Some),
+            Ok(resp) => Self::read_counted(url, refuse_redirect(url, resp)?, cap).map(Some),
             Err(ureq::Error::Status(404, _)) => Ok(None),
             Err(e) => Err(describe(url, e)),
         }
@@ -156,6 +196,7 @@ impl Client {
             err.code = Code::DownloadError;
             err
         })?;
+        let resp = refuse_file_redirect(url, resp)?;
         let content_length = resp
             .header("Content-Length")
             .and_then(|v| v.trim().parse::<u64>().ok());
@@ -181,6 +222,7 @@ impl Client {
                 err.code = Code::DownloadError;
                 err
             })?;
+        let resp = refuse_file_redirect(url, resp)?;
         let starts_here = resp
             .header("Content-Range")
             .and_then(|v| v.trim().strip_prefix("bytes "))
@@ -210,7 +252,7 @@ impl Client {
                 .send_bytes(b.to_string().as_bytes()),
             None => req.set("Content-Length", "0").send_bytes(&[]),
         };
-        let resp = res.map_err(|e| describe(url, e))?;
+        let resp = refuse_redirect(url, res.map_err(|e| describe(url, e))?)?;
         Self::read_capped(url, resp, MAX_MANIFEST_BYTES)
     }
 
@@ -223,6 +265,7 @@ impl Client {
             .set("Content-Length", &len.to_string())
             .send(body)
             .map_err(|e| describe(url, e))?;
+        let resp = refuse_redirect(url, resp)?;
         Self::read_capped(url, resp, MAX_MANIFEST_BYTES)
     }
 
@@ -233,8 +276,122 @@ impl Client {
             .set("Content-Length", "0")
             .call()
         {
-            Ok(_) | Err(ureq::Error::Status(404, _)) => Ok(()),
+            Ok(resp) => refuse_redirect(url, resp).map(drop),
+            Err(ureq::Error::Status(404, _)) => Ok(()),
             Err(e) => Err(describe(url, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A loopback server answering every request with `answer(path)` (a
+    /// whole HTTP response); returns its base URL and a request counter.
+    fn serve(answer: impl Fn(&str) -> String + Send + 'static) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                seen.fetch_add(1, Ordering::SeqCst);
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                // Drain the headers (no test request has a body that matters).
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                }
+                let _ = conn.write_all(answer(&path).as_bytes());
+            }
+        });
+        (url, count)
+    }
+
+    fn ok(body: &str) -> String {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[test]
+    fn redirects_to_another_origin_are_refused_and_never_followed() {
+        // B is another origin (another port) that would serve anything.
+        let (b, b_hits) = serve(|_| ok("{\"from\":\"b\"}"));
+        let target = b.clone();
+        let (a, a_hits) = serve(move |path| {
+            format!(
+                "HTTP/1.1 302 Found\r\nLocation: {target}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        });
+        let client = Client::new();
+        let file = format!("{a}/images/u/file");
+        let err = client.get_file(&file).err().expect("redirect followed");
+        assert_eq!(err.code, Code::DownloadError);
+        assert!(
+            err.message.contains(&format!(
+                "HTTP 302 redirect to \"{b}/images/u/file\" refused"
+            )),
+            "{}",
+            err.message
+        );
+        let err = client
+            .get_file_from(&file, 10, "etag")
+            .err()
+            .expect("followed");
+        assert_eq!(err.code, Code::DownloadError);
+        let err = client.get_json(&format!("{a}/images/u"), 100).unwrap_err();
+        assert_eq!(err.code, Code::ClientError);
+        assert!(err.message.contains("redirect"), "{}", err.message);
+        assert!(client.post_json(&format!("{a}/images"), None).is_err());
+        assert!(client.put_stream(&format!("{a}/f"), 2, &b"hi"[..]).is_err());
+        assert!(client.delete(&format!("{a}/images/u")).is_err());
+        assert_eq!(a_hits.load(Ordering::SeqCst), 6);
+        assert_eq!(b_hits.load(Ordering::SeqCst), 0, "B was contacted");
+    }
+
+    #[test]
+    fn a_redirect_on_the_same_origin_is_refused_too() {
+        let (a, hits) = serve(|path| {
+            if path == "/final" {
+                ok("{}")
+            } else {
+                "HTTP/1.1 301 Moved\r\nLocation: /final\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_string()
+            }
+        });
+        let err = Client::new().get_json(&format!("{a}/x"), 100).unwrap_err();
+        assert!(
+            err.message
+                .contains("HTTP 301 redirect to \"/final\" refused"),
+            "{}",
+            err.message
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        // A 304 or a 3xx without Location is no answer either.
+        let (c, _) = serve(|_| {
+            "HTTP/1.1 300 Choices\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+        });
+        let err = Client::new()
+            .get_file(&format!("{c}/f"))
+            .err()
+            .expect("3xx");
+        assert!(
+            err.message.contains("HTTP 300 redirect refused"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -8,7 +8,8 @@
 //! imgmanifest does it. A DSAPI manifest names its file's URL itself; it is
 //! only followed when it points at the source's own scheme, host and port,
 //! so a source cannot send imgadm to fetch from another host (an internal
-//! service, a metadata endpoint) on its behalf.
+//! service, a metadata endpoint) on its behalf; the HTTP client follows no
+//! redirect, so a 302 from that URL cannot do it either.
 
 use super::error::{Code, ImgError, Result};
 use super::http::{Client, MAX_LIST_BYTES, MAX_MANIFEST_BYTES};

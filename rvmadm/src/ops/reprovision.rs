@@ -1,21 +1,53 @@
 //! `vmadm reprovision <uuid> [-f file]`: give a VM a fresh root from an
 //! image (the payload names `image_uuid`), keeping its record, its
 //! delegated `data` dataset and its quota. A VM that ran is started again.
+//!
+//! The swap is all or nothing. The VM's dataset is first renamed aside
+//! (`<pool>/<uuid>-reprovision-old`, its snapshots and `data` child with
+//! it), the image cloned in its place and checked by the driver's layout
+//! check; only then does `data` move over, the record change, and the old
+//! dataset go. Any failure on the way destroys the new clone and renames
+//! the old dataset back, so a refused image leaves the VM as it was: same
+//! dataset, snapshots, delegated dataset and record (and running again if
+//! it ran).
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
 use super::lifecycle::{force_stop, lock_and_load};
 use crate::spec::value::is_uuid;
 use crate::spec::Field;
+use crate::zfs::{Zfs, ZfsError};
 use serde_json::{Map, Value};
+use std::path::PathBuf;
 use uuid::Uuid;
+
+/// The dataset names one reprovision works with.
+struct Names {
+    /// The VM's dataset, `<pool>/<uuid>`.
+    dataset: String,
+    /// Where the VM's dataset waits while the new one is checked.
+    aside: String,
+    /// The delegated dataset's place in the VM's dataset.
+    data: String,
+    /// Where the delegated dataset is before it moves into the new clone:
+    /// `<aside>/data`, or where an earlier version's failed reprovision
+    /// parked it (`<pool>/<uuid>-reprovision-data`); `None` without one.
+    data_from: Option<String>,
+    /// Where the delegated dataset is when the VM is as it was before:
+    /// `data`, or the parked name.
+    data_before: Option<String>,
+    /// Whether the delegated dataset was mounted on the host: a rename
+    /// may unmount it (zfs-fuse's "busy"), and it must end up as it was.
+    data_mounted: bool,
+}
 
 /// Replaces the VM's dataset with a fresh clone of the `image_uuid` the
 /// payload names (other payload keys are ignored) and records the new
 /// image. The old dataset's snapshots go with it; the delegated `data`
 /// dataset and the quota stay. A running VM is stopped at once first and
 /// started again after. Refused when the image is not installed or
-/// `indestructible_zoneroot` is set.
+/// `indestructible_zoneroot` is set. A failure after the VM was stopped
+/// puts everything back (see the module docs).
 pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsResult<()> {
     let fail = |m: String| OpsError::Failed(format!("Failed to reprovision VM {uuid}: {m}"));
     let image = match payload.get("image_uuid").and_then(Value::as_str) {
@@ -24,73 +56,238 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
         None => return Err(fail("payload is missing image_uuid".into())),
     };
     let _global = ctx.store.lock_global()?;
-    let mut l = lock_and_load(ctx, uuid)?;
+    let l = lock_and_load(ctx, uuid)?;
     if l.rec.vm.indestructible_zoneroot == Some(true) {
         return Err(fail("indestructible_zoneroot is set".into()));
     }
     let zfs = ctx.zfs();
+    let pool = &l.spec.zpool;
     let dataset = l.spec.zfs_filesystem.clone();
-    let origin = format!("{}/{image}@final", l.spec.zpool);
+    let aside = format!("{pool}/{uuid}-reprovision-old");
+    if zfs.exists(&aside)? {
+        if zfs.exists(&dataset)? {
+            // Interrupted after the new clone was made: which of the two is
+            // the VM depends on whether its record was saved, which only
+            // the operator can tell apart by looking.
+            return Err(fail(format!(
+                "{aside} is left from an interrupted reprovision; compare it with {dataset} \
+                 and destroy the one that is not the VM (zfs destroy -r)"
+            )));
+        }
+        // Interrupted between the rename and the clone: that is the VM.
+        zfs.rename_unbusy(&aside, &dataset)?;
+    }
+    let origin = format!("{pool}/{image}@final");
     if !zfs.exists(&origin)? {
         return Err(fail(format!(
             "image {image} is not installed (no {origin}); run `imgadm import {image}` first"
         )));
     }
+    let data = format!("{dataset}/data");
+    let parked = format!("{pool}/{uuid}-reprovision-data");
+    let (data_from, data_before) = if zfs.exists(&data)? {
+        (Some(format!("{aside}/data")), Some(data.clone()))
+    } else if zfs.exists(&parked)? {
+        (Some(parked.clone()), Some(parked))
+    } else {
+        (None, None)
+    };
+    let data_mounted = match &data_before {
+        Some(d) => zfs.get(d, "mounted")? == "yes",
+        None => false,
+    };
+    let names = Names {
+        dataset,
+        aside,
+        data,
+        data_from,
+        data_before,
+        data_mounted,
+    };
     let was_running = force_stop(ctx, uuid, &l.spec)?;
 
-    // The delegated dataset survives: park it beside the VM meanwhile.
-    let data = format!("{dataset}/data");
-    let parked = format!("{}/{uuid}-reprovision-data", l.spec.zpool);
-    let mut has_data = zfs.exists(&data)?;
-    if has_data {
-        zfs.rename_unbusy(&data, &parked)?;
-    } else {
-        // A reprovision that failed after parking (an image refused by the
-        // layout check, say) left it there: this one brings it back.
-        has_data = zfs.exists(&parked)?;
+    if let Err(e) = zfs.rename_unbusy(&names.dataset, &names.aside) {
+        // Nothing moved (a rename is all or nothing).
+        return Err(fail(restarted(ctx, &l.spec, was_running, e.to_string())));
     }
-    // The same properties create clones with (devices=off, the quota).
-    let props = super::create::vm_clone_props(Some(l.spec.limits.quota));
-    let rebuilt = zfs
-        .destroy(&dataset, true)
-        .and_then(|_| zfs.clone_snapshot(&origin, &dataset, &props))
-        .and_then(|_| zfs.mountpoint(&dataset))
-        .map_err(OpsError::from)
-        .and_then(|mountpoint| {
-            // The new image must be a zone layout before the kept data
-            // dataset mounts at <zonepath>/data (never through a symlink).
-            ctx.driver.check_layout(&mountpoint)?;
-            if has_data {
-                zfs.rename_unbusy(&parked, &data)?;
-            }
-            Ok(mountpoint)
-        });
-    let mountpoint = rebuilt.map_err(|e| {
-        fail(format!(
-            "{e}{}",
-            if has_data {
-                format!(" (the delegated dataset is kept as {parked})")
-            } else {
-                String::new()
-            }
-        ))
-    })?;
-    // A fresh clone's root is the image's mode: private again, as create
-    // leaves a zonepath.
-    super::create::seal_zonepath(ctx, &l.spec.zpool, &dataset, &mountpoint)?;
-    let vm = &mut l.rec.vm;
-    vm.image_uuid = Some(image);
-    vm.place(Field::ImageUuid);
-    vm.zonepath = Some(mountpoint.display().to_string());
-    vm.place(Field::Zonepath);
-    vm.snapshots = Some(Vec::new());
-    vm.place(Field::Snapshots);
-    ctx.store.save(uuid, &l.rec.vm)?;
+    let mut data_moved = false;
+    let swapped = swap_in(ctx, &zfs, &names, &origin, &l.spec, &mut data_moved).and_then(|mp| {
+        let mut vm = l.rec.vm.clone();
+        vm.image_uuid = Some(image);
+        vm.place(Field::ImageUuid);
+        vm.zonepath = Some(mp.display().to_string());
+        vm.place(Field::Zonepath);
+        vm.snapshots = Some(Vec::new());
+        vm.place(Field::Snapshots);
+        ctx.store.save(uuid, &vm)?;
+        Ok(vm)
+    });
+    let vm = match swapped {
+        Ok(vm) => vm,
+        Err(e) => {
+            let message = match roll_back(&zfs, &names, data_moved) {
+                Ok(()) => e.to_string(),
+                Err(r) => format!(
+                    "{e}; putting the VM back failed too: {r} (its dataset is {}{})",
+                    names.aside,
+                    match (&names.data_from, data_moved) {
+                        (Some(_), true) => format!(", its delegated dataset {}", names.data),
+                        (Some(from), false) => format!(", its delegated dataset {from}"),
+                        (None, _) => String::new(),
+                    }
+                ),
+            };
+            return Err(fail(restarted(ctx, &l.spec, was_running, message)));
+        }
+    };
+    // The record names the new image: the old dataset is no longer the VM.
+    let leftover = zfs.destroy(&names.aside, true).err();
     if was_running {
-        let spec = ctx.spec(&l.rec)?;
+        let mut rec = l.rec.clone();
+        rec.vm = vm;
+        let spec = ctx.spec(&rec)?;
         ctx.driver
             .start(&spec)
             .map_err(|e| fail(format!("reprovisioned, but the boot failed: {e}")))?;
     }
-    Ok(())
+    match leftover {
+        Some(e) => Err(fail(format!(
+            "reprovisioned, but the old dataset {} is left: {e}",
+            names.aside
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Clones the image where the VM's dataset was, checks its layout, moves
+/// the delegated dataset in and seals the zonepath; returns the zonepath.
+/// Sets `data_moved` once the delegated dataset is in the new clone.
+fn swap_in(
+    ctx: &Ctx,
+    zfs: &Zfs<'_>,
+    names: &Names,
+    origin: &str,
+    spec: &crate::spec::VmSpec,
+    data_moved: &mut bool,
+) -> OpsResult<PathBuf> {
+    // The same properties create clones with (devices=off, the quota).
+    let props = super::create::vm_clone_props(Some(spec.limits.quota));
+    zfs.clone_snapshot(origin, &names.dataset, &props)?;
+    let mountpoint = zfs.mountpoint(&names.dataset)?;
+    // The new image must be a zone layout before the kept data dataset
+    // mounts at <zonepath>/data (never through a symlink).
+    ctx.driver.check_layout(&mountpoint)?;
+    if let Some(from) = &names.data_from {
+        zfs.rename_unbusy(from, &names.data)?;
+        *data_moved = true;
+        if names.data_mounted {
+            zfs.mount(&names.data)?;
+        }
+    }
+    // A fresh clone's root is the image's mode: private again, as create
+    // leaves a zonepath.
+    super::create::seal_zonepath(ctx, &spec.zpool, &names.dataset, &mountpoint)
+}
+
+/// Undoes [`swap_in`]: the delegated dataset back where it came from, the
+/// new clone destroyed, the old dataset renamed back. Stops at the first
+/// failure, so the new clone is never destroyed with data inside it.
+fn roll_back(zfs: &Zfs<'_>, names: &Names, data_moved: bool) -> Result<(), ZfsError> {
+    if let (Some(from), true) = (&names.data_from, data_moved) {
+        zfs.rename_unbusy(&names.data, from)?;
+    }
+    // Not recursive: the clone has no snapshot or child of its own, and a
+    // child still there would be a delegated dataset to keep.
+    zfs.destroy(&names.dataset, false)?;
+    zfs.rename_unbusy(&names.aside, &names.dataset)?;
+    // A busy rename unmounts: mount what was mounted (the VM's dataset
+    // always is; `rename_unbusy` mounted it again, this is a no-op then).
+    zfs.mount(&names.dataset)?;
+    match (&names.data_before, names.data_mounted) {
+        (Some(data), true) => zfs.mount(data),
+        _ => Ok(()),
+    }
+}
+
+/// Starts the VM again after a failed reprovision when it ran before;
+/// returns `message`, extended when that start fails too.
+fn restarted(ctx: &Ctx, spec: &crate::spec::VmSpec, was_running: bool, message: String) -> String {
+    if !was_running {
+        return message;
+    }
+    match ctx.driver.start(spec) {
+        Ok(()) => message,
+        Err(e) => format!("{message}; starting the VM again failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::Output;
+    use crate::ops::testing::{Fixture, IMAGE, POOL};
+    use serde_json::json;
+
+    fn ok(text: &str) -> Output {
+        Output {
+            status: 0,
+            stdout: format!("{text}\n").into_bytes(),
+            stderr: Vec::new(),
+        }
+    }
+
+    /// A VM with a mounted delegated dataset, running, whose reprovision
+    /// fails at the clone: the commands put everything back in reverse
+    /// order, the VM boots again and its record is untouched.
+    #[test]
+    fn a_failed_clone_puts_the_vm_back_and_boots_it_again() {
+        let fx = Fixture::new();
+        let uuid = fx.running_vm(json!({}));
+        let ds = format!("{POOL}/{uuid}");
+        let data = format!("{ds}/data");
+        for name in [&ds, &data] {
+            fx.runner.answer(
+                &["zfs", "list", "-H", "-o", "name", "-t", "all", name],
+                ok(name),
+            );
+        }
+        fx.runner.answer(
+            &["zfs", "get", "-H", "-o", "value", "mounted", &data],
+            ok("yes"),
+        );
+        fx.runner
+            .fail(&["zfs", "clone"], "cannot create 'x': out of space");
+        let before = fx.stored(&uuid);
+        let mark = fx.mark();
+        let payload = json!({"image_uuid": IMAGE});
+        let err = reprovision(&fx.ctx, &uuid, payload.as_object().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("out of space"), "{err}");
+        assert!(!err.to_string().contains("putting the VM back"), "{err}");
+        let aside = format!("{POOL}/{uuid}-reprovision-old");
+        let acts: Vec<String> = fx
+            .commands_since(&mark)
+            .into_iter()
+            .filter(|c| !c.starts_with("zfs list") && !c.starts_with("zfs get"))
+            .collect();
+        assert_eq!(
+            acts,
+            [
+                format!("zfs rename {ds} {aside}"),
+                format!("zfs clone -o devices=off -o quota=10G {POOL}/{IMAGE}@final {ds}"),
+                format!("zfs destroy {ds}"),
+                format!("zfs rename {aside} {ds}"),
+                format!("zfs mount {ds}"),
+                format!("zfs mount {data}"),
+            ]
+        );
+        assert_eq!(
+            fx.driver_calls_since(&mark),
+            [
+                format!("stop {uuid} force=true"),
+                format!("cleanup {uuid}"),
+                format!("start {uuid}"),
+            ]
+        );
+        assert_eq!(fx.stored(&uuid), before);
+    }
 }

@@ -457,6 +457,34 @@ fn every_download_failure_leaves_nothing() {
     assert_clean(&env);
 }
 
+/// A source whose file answers 302 to another origin (another port on
+/// loopback, holding the very same file) is refused: imgadm follows no
+/// redirect, so the same-origin rule for file URLs cannot be walked around.
+#[test]
+fn redirected_downloads_are_refused_and_leave_nothing() {
+    let Some(fx) = fixture() else { return };
+    let Some((env, srv)) = env_with_server() else {
+        return;
+    };
+    let other = ImgServer::start();
+    let one = with_file(&fx, |_| {});
+    let uuid = uuid_of(&one.manifest);
+    other.add(one.manifest.clone(), one.file.clone());
+    let elsewhere = format!("{}/images/{uuid}/file", other.url);
+    let e = expect_failure(
+        &env,
+        &srv,
+        one,
+        FileMode::Redirect(elsewhere.clone()),
+        "DownloadError",
+    );
+    assert!(
+        e.contains(&format!("HTTP 302 redirect to \"{elsewhere}\" refused")),
+        "{e}"
+    );
+    assert_eq!(other.hits(), 0, "the redirect target was contacted");
+}
+
 fn restamp(f: &mut Fixture) {
     use sha1::{Digest, Sha1};
     f.manifest["files"][0]["sha1"] = json!(hex::encode(Sha1::digest(&f.file)));
@@ -721,6 +749,122 @@ fn build_from_tarballs() {
         .read_dir()
         .map(|mut d| d.next().is_some())
         .unwrap_or(false));
+}
+
+/// A source already in the SmartOS layout (`root/` holding the guest's
+/// tree, nothing of it at the top), as a tree or a tarball, is taken as it
+/// is: the image's `root/` is the source's `root/`, never `root/root`. A
+/// source that could be read either way is refused until `--layout` says
+/// which reading is meant.
+#[test]
+fn build_takes_a_smartos_layout_source_as_is() {
+    let Some((env, srv)) = env_with_server() else {
+        return;
+    };
+    let zone = env.root().join("zone");
+    tiny_tree(&zone.join("root"));
+    let tarball = env.root().join("zone.tar.gz");
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&zone)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = env.root().join("out");
+    for (source, version) in [(&zone, "tree"), (&tarball, "tarball")] {
+        let f = build(
+            &env,
+            source,
+            &out,
+            "gzip",
+            &["name=zonelayout", &format!("version={version}"), "os=linux"],
+        );
+        let uuid = uuid_of(&f.manifest);
+        srv.add(f.manifest, f.file);
+        assert_exit(&env.imgadm(&["import", &uuid]), 0);
+        let root = zone_root_of(&env, &format!("{}/{uuid}", env.pool));
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/motd")).unwrap(),
+            "hello from a tiny image\n",
+            "{version}"
+        );
+        assert!(!root.join("root/etc").exists(), "{version}: nested");
+    }
+
+    // A tree at the top and one in root/: refused, nothing left behind.
+    let both = env.root().join("both");
+    tiny_tree(&both);
+    for d in ["root/etc", "root/usr"] {
+        std::fs::create_dir_all(both.join(d)).unwrap();
+    }
+    let refused_out = env.root().join("refused");
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "build".to_string(),
+            both.to_str().unwrap().to_string(),
+            "-o".to_string(),
+            refused_out.to_str().unwrap().to_string(),
+            "name=both".to_string(),
+            "version=1".to_string(),
+            "os=linux".to_string(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let a = args(&[]);
+    let o = env.imgadm(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("error (InvalidArgument)")
+            && err.contains("cannot tell how")
+            && err.contains("--layout zone")
+            && err.contains("--layout tree"),
+        "{err}"
+    );
+    assert!(
+        env.datasets().iter().all(|d| !d.contains("-build")),
+        "{:?}",
+        env.datasets()
+    );
+    assert!(std::fs::read_dir(&refused_out)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true));
+    // Saying it is a plain tree puts all of it under root/: its root/ is
+    // the guest's /root home.
+    let f = build(
+        &env,
+        &both,
+        &out,
+        "gzip",
+        &["--layout", "tree", "name=both", "version=tree", "os=linux"],
+    );
+    let uuid = uuid_of(&f.manifest);
+    srv.add(f.manifest, f.file);
+    assert_exit(&env.imgadm(&["import", &uuid]), 0);
+    let root = zone_root_of(&env, &format!("{}/{uuid}", env.pool));
+    assert!(root.join("etc/motd").is_file());
+    assert!(root.join("root/etc").is_dir() && root.join("root/usr").is_dir());
+    // A root/ with no recognisable tree is taken as the zone root when
+    // told so.
+    let bare = env.root().join("bare");
+    std::fs::create_dir_all(bare.join("root/app")).unwrap();
+    std::fs::write(bare.join("root/app/run"), "#!/bin/sh\n").unwrap();
+    let f = build(
+        &env,
+        &bare,
+        &out,
+        "gzip",
+        &["--layout", "zone", "name=bare", "version=1", "os=linux"],
+    );
+    let uuid = uuid_of(&f.manifest);
+    srv.add(f.manifest, f.file);
+    assert_exit(&env.imgadm(&["import", &uuid]), 0);
+    let root = zone_root_of(&env, &format!("{}/{uuid}", env.pool));
+    assert!(root.join("app/run").is_file());
 }
 
 /// A fake stopped VM cloned from an installed image, with a changed file.

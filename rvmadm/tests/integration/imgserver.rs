@@ -13,7 +13,7 @@ use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +29,8 @@ pub enum FileMode {
     LieLength(u64),
     /// Send chunks of 4 KiB with this pause between them.
     Slow(Duration),
+    /// Answer `302 Found` with this `Location`.
+    Redirect(String),
 }
 
 #[derive(Clone, Debug)]
@@ -50,6 +52,8 @@ pub struct ImgServer {
     pub url: String,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
+    /// Connections accepted so far (one request each: `Connection: close`).
+    hits: Arc<AtomicUsize>,
 }
 
 impl ImgServer {
@@ -58,12 +62,14 @@ impl ImgServer {
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (st, sp, seen) = (state.clone(), stop.clone(), hits.clone());
         listener.set_nonblocking(true).expect("nonblocking");
         std::thread::spawn(move || {
             while !sp.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((conn, _)) => {
+                        seen.fetch_add(1, Ordering::SeqCst);
                         let st = st.clone();
                         std::thread::spawn(move || {
                             let _ = conn.set_nonblocking(false);
@@ -74,7 +80,17 @@ impl ImgServer {
                 }
             }
         });
-        ImgServer { url, state, stop }
+        ImgServer {
+            url,
+            state,
+            stop,
+            hits,
+        }
+    }
+
+    /// How many requests this server has been sent.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
     }
 
     /// Serves an image (manifest + file bytes).
@@ -382,6 +398,10 @@ fn serve_file(
             conn.flush()?;
             conn.shutdown(std::net::Shutdown::Both)
         }
+        FileMode::Redirect(to) => write!(
+            conn,
+            "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
         FileMode::Slow(pause) => {
             head(conn, file.len() as u64)?;
             for chunk in file.chunks(4096) {

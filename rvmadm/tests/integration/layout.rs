@@ -532,11 +532,57 @@ fn linux_the_busybox_script_image_boots() {
     assert_exit(&lab.vmadm(&["delete", &u], None), 0);
 }
 
-/// Reprovision onto an image that ships `data -> <scratch>`: the kept
-/// delegated dataset is never mounted through the link; it stays parked
-/// beside the VM, with its contents, and the message says where.
+/// Everything a failed reprovision must leave as it was: the pool's
+/// datasets and snapshots, the VM dataset's guid and origin (the same
+/// dataset, not a fresh clone of the same image), the files in its root
+/// and in its delegated dataset, `vmadm get` and the record files.
+#[derive(Clone, Debug, PartialEq)]
+struct VmPicture {
+    datasets: Vec<String>,
+    guid: String,
+    origin: String,
+    motd: String,
+    kept: String,
+    get: String,
+    records: Vec<(PathBuf, Vec<u8>)>,
+}
+
+fn picture(env: &crate::harness::Env, u: &str) -> VmPicture {
+    let ds = format!("{}/{u}", env.pool);
+    let prop = |p: &str| {
+        zfs(&["get", "-H", "-o", "value", p, &ds])
+            .trim()
+            .to_string()
+    };
+    let mp = env.mountpoint(&ds);
+    let o = env.vmadm(&["get", u]);
+    assert_exit(&o, 0);
+    VmPicture {
+        datasets: env.datasets(),
+        guid: prop("guid"),
+        origin: prop("origin"),
+        motd: std::fs::read_to_string(mp.join("root/etc/motd")).expect("motd"),
+        kept: std::fs::read_to_string(mp.join("data/keep")).expect("data file"),
+        get: stdout(&o),
+        records: env
+            .state_files()
+            .into_iter()
+            .map(|p| {
+                let bytes = std::fs::read(&p).expect("record");
+                (p, bytes)
+            })
+            .collect(),
+    }
+}
+
+/// Reprovision onto images the layout check refuses (`root` or `data` a
+/// symlink, `root` a file, no `root`): each attempt fails and leaves the VM
+/// exactly as it was (its own dataset with its snapshot and files, the
+/// delegated dataset in place, the record), with nothing written or mounted
+/// through the links and no dataset left over. A reprovision onto a good
+/// image then works.
 #[test]
-fn reprovision_onto_a_data_symlink_keeps_the_delegated_dataset_parked() {
+fn a_refused_reprovision_leaves_the_vm_as_it_was() {
     let Some(env) = crate::harness::Env::new() else {
         return;
     };
@@ -545,17 +591,10 @@ fn reprovision_onto_a_data_symlink_keeps_the_delegated_dataset_parked() {
     let scratch = env.root().join("scratch-host-dir");
     std::fs::create_dir_all(&scratch).expect("scratch");
     std::fs::write(scratch.join("passwd"), "stand-in for a host file\n").expect("scratch file");
-    let before = snapshot_of(&scratch);
-    let bad = "a1b2c3d4-0000-4000-8000-000000000401";
-    let bad_ds = format!("{}/{bad}", env.pool);
-    zfs(&["create", &bad_ds]);
-    let bad_mp = env.mountpoint(&bad_ds);
-    std::fs::create_dir_all(bad_mp.join("root/etc")).expect("root");
-    std::os::unix::fs::symlink(&scratch, bad_mp.join("data")).expect("link");
-    zfs(&["snapshot", &format!("{bad_ds}@final")]);
+    let before_scratch = snapshot_of(&scratch);
 
     let payload = json!({"brand": "jail", "image_uuid": good, "autoboot": false,
-                         "delegate_dataset": true});
+                         "alias": "keepme", "quota": 2, "delegate_dataset": true});
     let o = env.vmadm_in(&["create"], &payload.to_string());
     assert_exit(&o, 0);
     let u = stderr(&o)
@@ -563,35 +602,105 @@ fn reprovision_onto_a_data_symlink_keeps_the_delegated_dataset_parked() {
         .strip_prefix("Successfully created VM ")
         .expect("created")
         .to_string();
-    let data = format!("{}/{u}/data", env.pool);
-    std::fs::write(env.mountpoint(&data).join("keep"), "kept\n").expect("data file");
+    let ds = format!("{}/{u}", env.pool);
+    let mp = env.mountpoint(&ds);
+    std::fs::write(mp.join("root/etc/motd"), "changed by the tenant\n").expect("motd");
+    std::fs::write(mp.join("data/keep"), "kept\n").expect("data file");
+    assert_exit(&env.vmadm(&["create-snapshot", &u, "before"]), 0);
+    let before = picture(&env, &u);
+    assert!(before.get.contains("\"before\""), "{}", before.get);
+    assert!(before
+        .datasets
+        .iter()
+        .any(|d| d.starts_with(&format!("{ds}@"))));
 
+    let kinds = [
+        (Hostile::RootLink, "root is a symbolic link"),
+        (Hostile::DataLink, "data is a symbolic link"),
+        (Hostile::RootFile, "root is not a directory"),
+        (Hostile::NoRoot, "has no root/ directory"),
+    ];
+    for (i, (kind, why)) in kinds.into_iter().enumerate() {
+        let bad = format!("a1b2c3d4-0000-4000-8000-00000000041{i}");
+        let bad_ds = format!("{}/{bad}", env.pool);
+        zfs(&["create", &bad_ds]);
+        plant(kind, &env.mountpoint(&bad_ds), &scratch);
+        zfs(&["snapshot", &format!("{bad_ds}@final")]);
+        let mut want = before.clone();
+        want.datasets = env.datasets();
+
+        let o = env.vmadm_in(
+            &["reprovision", &u],
+            &json!({"image_uuid": bad}).to_string(),
+        );
+        assert_exit(&o, 1);
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("Failed to reprovision VM {u}")) && err.contains(why),
+            "{kind:?}: {err}"
+        );
+        assert!(!err.contains("putting the VM back failed"), "{err}");
+        assert_eq!(picture(&env, &u), want, "{kind:?}");
+        assert_eq!(snapshot_of(&scratch), before_scratch, "{kind:?}");
+        assert_not_mounted(&scratch);
+    }
+
+    // An earlier version parked the delegated dataset beside the VM on such
+    // a failure: a reprovision onto a good image brings it back.
+    let data = format!("{ds}/data");
+    let parked = format!("{}/{u}-reprovision-data", env.pool);
+    // (zfs-fuse calls a dataset busy for a rename a while after use.)
+    zfs(&["unmount", &data]);
+    let renamed = (0..50).any(|_| {
+        let ok = std::process::Command::new("zfs")
+            .args(["rename", &data, &parked])
+            .output()
+            .expect("zfs rename")
+            .status
+            .success();
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        ok
+    });
+    assert!(renamed, "zfs rename {data} {parked} stayed busy");
+    zfs(&["mount", &parked]);
+    // A refused image leaves it parked, mounted, with its contents.
+    let parked_mp = env.mountpoint(&parked);
+    let datasets = env.datasets();
+    let guid = zfs(&["get", "-H", "-o", "value", "guid", &ds]);
     let o = env.vmadm_in(
         &["reprovision", &u],
-        &json!({"image_uuid": bad}).to_string(),
+        &json!({"image_uuid": "a1b2c3d4-0000-4000-8000-000000000410"}).to_string(),
     );
     assert_exit(&o, 1);
-    let err = stderr(&o);
-    let parked = format!("{}/{u}-reprovision-data", env.pool);
-    assert!(err.contains("data is a symbolic link"), "{err}");
-    assert!(err.contains(&parked), "{err}");
-    assert_eq!(snapshot_of(&scratch), before);
-    assert_not_mounted(&scratch);
-    assert!(env.datasets().contains(&parked), "{:?}", env.datasets());
+    assert_eq!(env.datasets(), datasets);
+    assert_eq!(zfs(&["get", "-H", "-o", "value", "guid", &ds]), guid);
     assert_eq!(
-        std::fs::read_to_string(env.mountpoint(&parked).join("keep")).expect("parked data"),
+        std::fs::read_to_string(parked_mp.join("keep")).expect("still parked"),
         "kept\n"
     );
-    // A reprovision onto a good image brings the parked dataset back.
     let o = env.vmadm_in(
         &["reprovision", &u],
         &json!({"image_uuid": good}).to_string(),
     );
     assert_exit(&o, 0);
-    assert!(!env.datasets().contains(&parked), "{:?}", env.datasets());
+    let left: Vec<String> = env
+        .datasets()
+        .into_iter()
+        .filter(|d| d.contains(&format!("{u}-")))
+        .collect();
+    assert!(left.is_empty(), "left over: {left:?}");
+    let mp = env.mountpoint(&ds);
     assert_eq!(
-        std::fs::read_to_string(env.mountpoint(&data).join("keep")).expect("data back"),
+        std::fs::read_to_string(mp.join("data/keep")).expect("data back"),
         "kept\n"
     );
+    assert_eq!(
+        std::fs::read_to_string(mp.join("root/etc/motd")).expect("fresh motd"),
+        "test image\n"
+    );
+    let snaps = format!("{ds}@");
+    assert!(!env.datasets().iter().any(|d| d.starts_with(&snaps)));
     assert_exit(&env.vmadm(&["delete", &u]), 0);
 }

@@ -14,7 +14,7 @@ mod render;
 mod vacuum;
 
 use clap::{Args, Parser, Subcommand};
-use rvmadm::image::build::BuildOpts;
+use rvmadm::image::build::{BuildOpts, Layout};
 use rvmadm::image::create::CreateOpts;
 use rvmadm::image::error::Result;
 use rvmadm::image::interrupt;
@@ -58,6 +58,10 @@ struct TableArgs {
 fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
     Compression::parse(s)
         .ok_or_else(|| format!("unknown compression \"{s}\" (none, gzip, bzip2, xz, zstd)"))
+}
+
+fn parse_layout(s: &str) -> std::result::Result<Layout, String> {
+    Layout::parse(s).ok_or_else(|| format!("unknown layout \"{s}\" (auto, tree, zone)"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -173,6 +177,12 @@ enum Cmd {
         compression: Option<Compression>,
         #[arg(short = 'P')]
         pool: Option<String>,
+        /// How the source is laid out: `tree` (it is the guest's /, placed
+        /// under root/), `zone` (already a zone dataset's top, root/ holding
+        /// the guest's /: taken as is) or `auto` (told from the source;
+        /// refused when it could be either).
+        #[arg(long, value_parser = parse_layout, default_value = "auto")]
+        layout: Layout,
         /// name=… version=… os=… [type=…] [description=…] and other fields.
         fields: Vec<String>,
     },
@@ -331,6 +341,7 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
             outdir,
             compression,
             pool,
+            layout,
             fields,
         } => {
             interrupt::install();
@@ -340,6 +351,7 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
                 outdir: outdir.unwrap_or_else(cwd),
                 compression: compression.unwrap_or(Compression::Gzip),
                 pool,
+                layout,
             };
             let built = images::build::build(&ctx, &opts, &mut warn)?;
             render::built(out, "Built", &built)
