@@ -1,15 +1,19 @@
 //! `vmadm list` and `vmadm lookup`: every record read once, runtime state
 //! from one driver query for all VMs, then filter, sort and render.
 //!
-//! A query that reads only [`INDEXED`] keys (the default `list`, most `-o`
-//! columns and filters, `lookup` without `-j`) takes its records from the
-//! store's list index, which serves unchanged records without opening
-//! their files (see `store::index`); anything else reads every record.
+//! `list` and `lookup` without `-j` work on [`Row`]s: per VM, only the
+//! values of the keys the query reads (columns, sort keys, filter keys),
+//! stored or derived (`state`, `type`, `ram` …), in one vector — no JSON
+//! object per VM. A query whose keys are all [`indexed`] (the default
+//! `list`, most `-o` columns and filters, `lookup` without `-j`) takes the
+//! values from the store's list index, which serves unchanged records
+//! without opening their files (see `store::index`); anything else reads
+//! every record. `lookup -j` builds whole objects in `get`'s order.
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
-use super::query::{self, Filter};
-use super::view::{add_list_fields, full_object, unordered_object};
+use super::query::{self, Fields, Filter};
+use super::view::{add_list_fields, full_object, states_of, unordered_object};
 use serde_json::{Map, Value};
 
 /// How much of each VM list and lookup need.
@@ -109,9 +113,9 @@ fn records_for(ctx: &Ctx, shape: &Shape) -> OpsResult<Vec<crate::store::LoadedRe
     }
 }
 
-/// All VMs as list/lookup see them (with `type` and `ram`), in `shape`. A
-/// corrupt record is reported through `warn` and left out; the others
-/// still show.
+/// All VMs as list/lookup see them (with `type` and `ram`), in `shape`, as
+/// JSON objects. A corrupt record is reported through `warn` and left out;
+/// the others still show.
 pub fn all_vms(
     ctx: &Ctx,
     shape: &Shape,
@@ -143,29 +147,166 @@ pub fn all_vms(
     Ok(out)
 }
 
-/// The VMs matching every filter. `reading` names what the caller reads
-/// besides the filters; `None` asks for full objects in `get` order.
-fn filtered(
+/// One VM as `list` and `lookup` read it: the value of each of the query's
+/// keys (`keys`, shared by every row), stored or derived, as
+/// [`unordered_object`] plus [`add_list_fields`] would give them.
+pub struct Row<'k> {
+    keys: &'k [String],
+    vals: Vec<Option<Value>>,
+}
+
+impl Fields for Row<'_> {
+    fn field(&self, key: &str) -> Option<&Value> {
+        let i = self.keys.iter().position(|k| k == key)?;
+        self.vals.get(i)?.as_ref()
+    }
+}
+
+/// Where a row's value for one key comes from: the position of a stored
+/// key in the values read, or how it is derived.
+enum Src {
+    /// The stored value.
+    Stored(usize),
+    /// The runtime state (or `incomplete`).
+    State,
+    /// The runtime zone state.
+    ZoneState,
+    /// From the brand.
+    Type(usize),
+    /// `max_physical_memory`, else a stored `ram`.
+    Ram(usize, usize),
+    /// From the runtime when the VM runs and the runtime knows it, else
+    /// stored: `pid`, `boot_timestamp`, `zoneid`.
+    Runtime(Live, usize),
+    /// The host's server uuid when configured, else stored.
+    Server(usize),
+    /// Stored, else an empty list.
+    Snapshots(usize),
+}
+
+/// The runtime fields a row can show.
+#[derive(Clone, Copy)]
+enum Live {
+    Pid,
+    Boot,
+    Zoneid,
+}
+
+/// The rows of every VM for a query reading `keys` (as [`stored_keys`]
+/// gives them) that match every filter. A corrupt record is reported
+/// through `warn` and left out.
+fn matching_rows<'k>(
     ctx: &Ctx,
-    filters: &[String],
-    lookup: bool,
-    reading: Option<Vec<&str>>,
+    keys: &'k [String],
+    filters: &[Filter],
     warn: &mut dyn FnMut(String),
-) -> OpsResult<Vec<Map<String, Value>>> {
-    let filters = filters
+) -> OpsResult<Vec<Row<'k>>> {
+    let mut wanted: Vec<&str> = keys
+        .iter()
+        .map(String::as_str)
+        .filter(|k| !NEVER_STORED.contains(k))
+        .collect();
+    for k in ["_incomplete", "brand", "max_physical_memory", "ram"] {
+        if !wanted.contains(&k) {
+            wanted.push(k);
+        }
+    }
+    let at = |k: &str| wanted.iter().position(|w| *w == k).unwrap_or(0);
+    let srcs: Vec<Src> = keys
+        .iter()
+        .map(|k| match k.as_str() {
+            "state" => Src::State,
+            "zone_state" => Src::ZoneState,
+            "type" => Src::Type(at("brand")),
+            "ram" => Src::Ram(at("max_physical_memory"), at("ram")),
+            "pid" => Src::Runtime(Live::Pid, at(k)),
+            "boot_timestamp" => Src::Runtime(Live::Boot, at(k)),
+            "zoneid" => Src::Runtime(Live::Zoneid, at(k)),
+            "server_uuid" => Src::Server(at(k)),
+            "snapshots" => Src::Snapshots(at(k)),
+            _ => Src::Stored(at(k)),
+        })
+        .collect();
+    let incomplete_at = at("_incomplete");
+
+    let records: Vec<crate::store::LoadedValues> = if index_covers(keys) {
+        ctx.store.load_columns(indexed(), &wanted)?
+    } else {
+        ctx.store
+            .load_all()?
+            .into_iter()
+            .map(|(u, r)| {
+                let vals = r.map(|rec| {
+                    let mut m = rec.vm.into_map_of(&wanted);
+                    wanted.iter().map(|w| m.remove(*w)).collect()
+                });
+                (u, vals)
+            })
+            .collect()
+    };
+    let uuids: Vec<uuid::Uuid> = records.iter().map(|(u, _)| *u).collect();
+    let runtimes = if uuids.is_empty() {
+        Default::default()
+    } else {
+        ctx.runtimes(&uuids)?
+    };
+    let server = ctx.config.server_uuid.as_deref();
+    let mut out = Vec::with_capacity(records.len());
+    for (uuid, vals) in records {
+        let mut vals = match vals {
+            Ok(v) => v,
+            Err(e) => {
+                warn(format!("WARNING: skipping VM {uuid}: {e}"));
+                continue;
+            }
+        };
+        let rt = runtimes.get(&uuid);
+        let incomplete = matches!(vals.get(incomplete_at), Some(Some(Value::Bool(true))));
+        let (state, zone_state) = states_of(incomplete, rt);
+        let live = rt.filter(|r| r.running);
+        // Derived values first (they read stored ones), then the stored
+        // values are moved out.
+        let mut row: Vec<Option<Value>> = srcs
+            .iter()
+            .map(|src| match src {
+                Src::Stored(_) => None,
+                Src::State => Some(state.into()),
+                Src::ZoneState => Some(zone_state.into()),
+                Src::Type(b) => {
+                    let brand = vals[*b].as_ref().and_then(Value::as_str).unwrap_or("");
+                    Some(crate::spec::brand::list_type(brand).into())
+                }
+                Src::Ram(m, r) => vals[*m].clone().or_else(|| vals[*r].clone()),
+                Src::Runtime(which, i) => {
+                    let from_rt = live.and_then(|rt| match which {
+                        Live::Pid => rt.pid.map(Value::from),
+                        Live::Boot => rt.boot_timestamp.clone().map(Value::from),
+                        Live::Zoneid => rt.zoneid.map(Value::from),
+                    });
+                    from_rt.or_else(|| vals[*i].clone())
+                }
+                Src::Server(i) => server.map(Value::from).or_else(|| vals[*i].clone()),
+                Src::Snapshots(i) => vals[*i].clone().or_else(|| Some(Value::Array(Vec::new()))),
+            })
+            .collect();
+        for (slot, src) in row.iter_mut().zip(&srcs) {
+            if let Src::Stored(i) = src {
+                *slot = vals[*i].take();
+            }
+        }
+        let row = Row { keys, vals: row };
+        if filters.iter().all(|f| f.matches(&row)) {
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_filters(filters: &[String], lookup: bool) -> OpsResult<Vec<Filter>> {
+    Ok(filters
         .iter()
         .map(|f| Filter::parse(f, lookup))
-        .collect::<Result<Vec<_>, _>>()?;
-    let shape = match reading {
-        Some(keys) => Shape::Reading(stored_keys(
-            keys.into_iter()
-                .chain(filters.iter().map(|f| f.key.as_str())),
-        )),
-        None => Shape::Full,
-    };
-    let mut vms = all_vms(ctx, &shape, warn)?;
-    vms.retain(|vm| filters.iter().all(|f| f.matches(vm)));
-    Ok(vms)
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 /// The flags of `vmadm list`.
@@ -191,15 +332,18 @@ pub fn list(ctx: &Ctx, opts: &ListOptions, warn: &mut dyn FnMut(String)) -> OpsR
             .unwrap_or("uuid,type,ram,state,alias"),
     )?;
     let sort = query::parse_sort(opts.sort.as_deref().unwrap_or("ram,uuid"))?;
-    let reading = columns
-        .iter()
-        .chain(sort.iter().map(|s| &s.key))
-        .map(String::as_str)
-        .collect();
-    let mut vms = filtered(ctx, &opts.filters, false, Some(reading), warn)?;
-    query::sort_vms(&mut vms, &sort);
+    let filters = parse_filters(&opts.filters, false)?;
+    let keys = stored_keys(
+        columns
+            .iter()
+            .chain(sort.iter().map(|s| &s.key))
+            .map(String::as_str)
+            .chain(filters.iter().map(|f| f.key.as_str())),
+    );
+    let mut rows = matching_rows(ctx, &keys, &filters, warn)?;
+    query::sort_vms(&mut rows, &sort);
     Ok(query::render_table(
-        &vms,
+        &rows,
         &columns,
         opts.parsable,
         opts.header,
@@ -240,21 +384,32 @@ pub fn lookup(
     if opts.fields.is_some() && !opts.json {
         return Err(OpsError::Failed("Cannot specify -o without -j".into()));
     }
+    let filters = parse_filters(&opts.filters, true)?;
+    let unique = |n: usize| {
+        if opts.unique && n != 1 {
+            return Err(OpsError::Failed(format!(
+                "Requested unique lookup but found {n} results."
+            )));
+        }
+        Ok(())
+    };
     // Without -j only uuids are printed; with it, whole objects in `get` order.
-    let reading = (!opts.json).then(|| vec!["uuid"]);
-    let mut vms = filtered(ctx, &opts.filters, true, reading, warn)?;
-    if opts.unique && vms.len() != 1 {
-        return Err(OpsError::Failed(format!(
-            "Requested unique lookup but found {} results.",
-            vms.len()
-        )));
-    }
-    vms.sort_by(|a, b| query::js_string(&a["uuid"]).cmp(&query::js_string(&b["uuid"])));
     if !opts.json {
-        return Ok(LookupOutput::Uuids(
-            vms.iter().map(|v| query::js_string(&v["uuid"])).collect(),
-        ));
+        let keys =
+            stored_keys(std::iter::once("uuid").chain(filters.iter().map(|f| f.key.as_str())));
+        let rows = matching_rows(ctx, &keys, &filters, warn)?;
+        unique(rows.len())?;
+        let mut uuids: Vec<String> = rows
+            .iter()
+            .map(|r| r.field("uuid").map(query::js_string).unwrap_or_default())
+            .collect();
+        uuids.sort();
+        return Ok(LookupOutput::Uuids(uuids));
     }
+    let mut vms = all_vms(ctx, &Shape::Full, warn)?;
+    vms.retain(|vm| filters.iter().all(|f| f.matches(vm)));
+    unique(vms.len())?;
+    vms.sort_by(|a, b| query::js_string(&a["uuid"]).cmp(&query::js_string(&b["uuid"])));
     if let Some(fields) = &opts.fields {
         let keys: Vec<&str> = fields.split(',').collect();
         vms = vms
@@ -347,13 +502,18 @@ mod tests {
         let from_records = run(&fx);
         // Now trust even fresh files, so the second round is served from
         // the index the first one built.
-        fx.ctx.store.set_index_racy(std::time::Duration::ZERO);
+        let trust = crate::store::Tuning {
+            racy: std::time::Duration::ZERO,
+            recheck: std::time::Duration::from_secs(3600),
+        };
+        fx.ctx.store.set_index_tuning(trust);
         run(&fx);
         let (_, stats) = fx
             .ctx
             .store
-            .load_summaries_with(indexed(), &["uuid"], std::time::Duration::ZERO)
+            .load_columns_with(indexed(), &["uuid"], trust)
             .unwrap();
+        assert!(stats.trusted, "{stats:?}");
         assert_eq!(stats.reused, 3, "{stats:?}");
         assert_eq!(run(&fx), from_records);
         assert!(

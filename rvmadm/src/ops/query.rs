@@ -131,9 +131,22 @@ pub fn column_header(key: &str) -> (String, usize) {
     }
 }
 
+/// What the query functions read a VM through: a JSON object (lookup -j,
+/// image lists), or `list`'s rows holding just the keys a query reads.
+pub trait Fields {
+    /// The value of the key named exactly `key`, if present.
+    fn field(&self, key: &str) -> Option<&Value>;
+}
+
+impl Fields for Map<String, Value> {
+    fn field(&self, key: &str) -> Option<&Value> {
+        self.get(key)
+    }
+}
+
 /// Values of `key` in `vm`: one for plain keys, any number for wildcards.
-pub fn field_values<'a>(vm: &'a Map<String, Value>, key: &str) -> Vec<&'a Value> {
-    if let Some(v) = vm.get(key) {
+pub fn field_values<'a, F: Fields + ?Sized>(vm: &'a F, key: &str) -> Vec<&'a Value> {
+    if let Some(v) = vm.field(key) {
         return vec![v];
     }
     let mut parts = key.splitn(3, '.');
@@ -141,7 +154,7 @@ pub fn field_values<'a>(vm: &'a Map<String, Value>, key: &str) -> Vec<&'a Value>
         return Vec::new();
     };
     let third = parts.next();
-    let Some(top) = vm.get(first) else {
+    let Some(top) = vm.field(first) else {
         return Vec::new();
     };
     match (top, third) {
@@ -285,7 +298,7 @@ impl Filter {
     }
 
     /// True when any value of the key matches. A VM without the key never matches.
-    pub fn matches(&self, vm: &Map<String, Value>) -> bool {
+    pub fn matches<F: Fields + ?Sized>(&self, vm: &F) -> bool {
         field_values(vm, &self.key).into_iter().any(|v| {
             let s = if self.key.starts_with("nics.") && self.key.ends_with(".mac") {
                 v.as_str()
@@ -344,8 +357,8 @@ pub fn parse_columns(spec: &str) -> Result<Vec<String>, QueryError> {
         .collect()
 }
 
-fn first_value<'a>(vm: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    match vm.get(key) {
+fn first_value<'a, F: Fields + ?Sized>(vm: &'a F, key: &str) -> Option<&'a Value> {
+    match vm.field(key) {
         Some(v) => Some(v),
         None => field_values(vm, key).into_iter().next(),
     }
@@ -422,7 +435,7 @@ impl<'a> SortVal<'a> {
 }
 
 /// Sorts VMs by the keys in order, ties falling through to the next key.
-pub fn sort_vms(vms: &mut Vec<Map<String, Value>>, keys: &[SortKey]) {
+pub fn sort_vms<F: Fields>(vms: &mut Vec<F>, keys: &[SortKey]) {
     if keys.is_empty() {
         return;
     }
@@ -448,31 +461,58 @@ pub fn sort_vms(vms: &mut Vec<Map<String, Value>>, keys: &[SortKey]) {
         });
         idx
     };
-    let mut slots: Vec<Option<Map<String, Value>>> = vms.drain(..).map(Some).collect();
+    let mut slots: Vec<Option<F>> = vms.drain(..).map(Some).collect();
     vms.extend(order.into_iter().filter_map(|i| slots[i].take()));
 }
 
+/// Writes a list cell into `out`: what [`cell`] returns, without making a
+/// string of it first.
+fn push_cell(out: &mut String, v: Option<&Value>, parsable: bool) {
+    use std::fmt::Write as _;
+    let zero = matches!(v, Some(Value::Number(n)) if n.as_f64() == Some(0.0));
+    if truthy(v) || zero {
+        match v {
+            Some(Value::String(s)) => out.push_str(s),
+            Some(Value::Number(n)) => {
+                let _ = write!(out, "{n}");
+            }
+            Some(other) => out.push_str(&js_string(other)),
+            None => {}
+        }
+    } else if !parsable {
+        out.push('-');
+    }
+}
+
 /// Renders the list table (or parsable lines).
-pub fn render_table(
-    vms: &[Map<String, Value>],
+pub fn render_table<F: Fields>(
+    vms: &[F],
     columns: &[String],
     parsable: bool,
     header: bool,
 ) -> String {
     let heads: Vec<(String, usize)> = columns.iter().map(|c| column_header(c)).collect();
-    let mut out = String::with_capacity((vms.len() + 1) * (heads.len() * 12 + 8));
+    let width: usize = heads.iter().map(|(_, w)| w + 2).sum();
+    let mut out = String::with_capacity((vms.len() + 1) * width);
     // Each line is written straight into `out`: cells padded to their
     // column's width (in characters, as `{:<w$}` pads) and joined by two
     // spaces, or joined by `:` when parsable; trailing whitespace trimmed.
-    let mut line = |cells: &mut dyn Iterator<Item = String>| {
+    let sep = if parsable { ":" } else { "  " };
+    let line = |out: &mut String, cell: &mut dyn FnMut(&mut String, usize)| {
         let start = out.len();
-        for (i, (c, (_, w))) in cells.zip(&heads).enumerate() {
+        for (i, (_, w)) in heads.iter().enumerate() {
             if i > 0 {
-                out.push_str(if parsable { ":" } else { "  " });
+                out.push_str(sep);
             }
-            out.push_str(&c);
+            let at = out.len();
+            cell(out, i);
             if !parsable {
-                let len = c.chars().count();
+                let text = &out[at..];
+                let len = if text.is_ascii() {
+                    text.len()
+                } else {
+                    text.chars().count()
+                };
                 out.extend(std::iter::repeat_n(' ', w.saturating_sub(len)));
             }
         }
@@ -483,10 +523,12 @@ pub fn render_table(
         out.push('\n');
     };
     if header {
-        line(&mut heads.iter().map(|(h, _)| h.clone()));
+        line(&mut out, &mut |o, i| o.push_str(&heads[i].0));
     }
     for vm in vms {
-        line(&mut columns.iter().map(|c| cell(first_value(vm, c), parsable)));
+        line(&mut out, &mut |o, i| {
+            push_cell(o, first_value(vm, &columns[i]), parsable)
+        });
     }
     out
 }

@@ -60,7 +60,12 @@ const ORDER: &[&str] = &[
 
 /// SmartOS `state` and `zone_state` for a record and its runtime.
 pub fn states(vm: &VmRecord, rt: Option<&RuntimeState>) -> (&'static str, &'static str) {
-    if vm.is_incomplete() {
+    states_of(vm.is_incomplete(), rt)
+}
+
+/// [`states`] from the incomplete marker alone (`list` reads no record).
+pub fn states_of(incomplete: bool, rt: Option<&RuntimeState>) -> (&'static str, &'static str) {
+    if incomplete {
         return ("incomplete", "incomplete");
     }
     match rt {

@@ -60,9 +60,9 @@ pub struct Store {
     /// Derived files (the list index, cached pool facts): each can be
     /// deleted at any time and is rebuilt from the records or from zfs.
     pub(super) cache: PathBuf,
-    /// How recently changed a record may be and still be served from the
-    /// list index (`index::RACY`; tests lower it).
-    pub(super) racy: std::time::Duration,
+    /// The list index's time margins (`index::Tuning::default()`; tests
+    /// lower them).
+    pub(super) tuning: super::index::Tuning,
 }
 
 pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -80,7 +80,7 @@ impl Store {
             vms: state_dir.join("vms"),
             locks: state_dir.join("locks"),
             cache: state_dir.join("cache"),
-            racy: super::index::RACY,
+            tuning: super::index::Tuning::default(),
         }
     }
 
