@@ -149,7 +149,9 @@ pub fn all_vms(
 
 /// One VM as `list` and `lookup` read it: the value of each of the query's
 /// keys (`keys`, shared by every row), stored or derived, as
-/// [`unordered_object`] plus [`add_list_fields`] would give them.
+/// [`unordered_object`] plus [`add_list_fields`] would give them (of the
+/// host's fields only `server_uuid` is left out, and `snapshots`: neither
+/// is a list column or filter key).
 pub struct Row<'k> {
     keys: &'k [String],
     vals: Vec<Option<Value>>,
@@ -178,10 +180,6 @@ enum Src {
     /// From the runtime when the VM runs and the runtime knows it, else
     /// stored: `pid`, `boot_timestamp`, `zoneid`.
     Runtime(Live, usize),
-    /// The host's server uuid when configured, else stored.
-    Server(usize),
-    /// Stored, else an empty list.
-    Snapshots(usize),
 }
 
 /// The runtime fields a row can show.
@@ -222,8 +220,6 @@ fn matching_rows<'k>(
             "pid" => Src::Runtime(Live::Pid, at(k)),
             "boot_timestamp" => Src::Runtime(Live::Boot, at(k)),
             "zoneid" => Src::Runtime(Live::Zoneid, at(k)),
-            "server_uuid" => Src::Server(at(k)),
-            "snapshots" => Src::Snapshots(at(k)),
             _ => Src::Stored(at(k)),
         })
         .collect();
@@ -250,7 +246,6 @@ fn matching_rows<'k>(
     } else {
         ctx.runtimes(&uuids)?
     };
-    let server = ctx.config.server_uuid.as_deref();
     let mut out = Vec::with_capacity(records.len());
     for (uuid, vals) in records {
         let mut vals = match vals {
@@ -285,8 +280,6 @@ fn matching_rows<'k>(
                     });
                     from_rt.or_else(|| vals[*i].clone())
                 }
-                Src::Server(i) => server.map(Value::from).or_else(|| vals[*i].clone()),
-                Src::Snapshots(i) => vals[*i].clone().or_else(|| Some(Value::Array(Vec::new()))),
             })
             .collect();
         for (slot, src) in row.iter_mut().zip(&srcs) {
@@ -521,6 +514,102 @@ mod tests {
             "{from_records:?}"
         );
         assert!(!from_records[1].contains(&format!("{a}:")));
+    }
+
+    /// What list printed when it built a JSON object per VM: the
+    /// reference the rows must agree with.
+    fn list_by_objects(ctx: &Ctx, opts: &ListOptions) -> String {
+        let columns = query::parse_columns(opts.columns.as_deref().unwrap()).unwrap();
+        let sort = query::parse_sort(opts.sort.as_deref().unwrap()).unwrap();
+        let filters = parse_filters(&opts.filters, false).unwrap();
+        let keys = stored_keys(
+            columns
+                .iter()
+                .chain(sort.iter().map(|s| &s.key))
+                .map(String::as_str)
+                .chain(filters.iter().map(|f| f.key.as_str())),
+        );
+        let mut vms = all_vms(ctx, &Shape::Reading(keys), &mut no_warnings()).unwrap();
+        vms.retain(|vm| filters.iter().all(|f| f.matches(vm)));
+        query::sort_vms(&mut vms, &sort);
+        query::render_table(&vms, &columns, opts.parsable, opts.header)
+    }
+
+    #[test]
+    fn rows_give_what_the_json_objects_gave() {
+        let (mut fx, a, _) = two_vms();
+        // Odd records written directly: `ram` without max_physical_memory,
+        // stored keys that runtime or derived ones shadow, a stored key
+        // with a dot in its name, another brand.
+        for (i, extra) in [
+            json!({"ram": 300, "pid": 7, "state": "bogus", "type": "X", "brand": "lx"}),
+            json!({"tags.role": "literal", "tags": {"role": "db"}, "zoneid": 3,
+                   "nics": [{"ip": "192.0.2.7", "mac": "02:08:20:0a:0b:03"}]}),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let u = Uuid::new_v4();
+            let mut vm = json!({"uuid": u.to_string(), "alias": format!("odd{i}")});
+            for (k, v) in extra.as_object().unwrap() {
+                vm[k] = v.clone();
+            }
+            let rec = crate::spec::VmRecord::from_map(vm.as_object().unwrap().clone());
+            fx.ctx.store.save(&u, &rec).unwrap();
+        }
+        fx.ctx.config.server_uuid = Some("930896af-bf8c-48d4-885c-6573a94b1853".into());
+        let cols =
+            "uuid,type,ram,state,zone_state,pid,zoneid,boot_timestamp,alias,tags.role,nics.0.mac";
+        let queries: Vec<(&str, &str, Vec<&str>)> = vec![
+            (cols, "alias", vec![]),
+            (cols, "-ram,uuid", vec!["type=OS"]),
+            ("uuid,alias", "state,alias", vec!["ram=300"]),
+            ("alias,tags.role", "alias", vec!["tags.role=~lit"]),
+            ("alias", "alias", vec!["nics.*.mac=2:8:20:a:b:3"]),
+            ("alias,customer_metadata.x", "-alias", vec!["state=running"]),
+        ];
+        let trust = crate::store::Tuning {
+            racy: std::time::Duration::ZERO,
+            recheck: std::time::Duration::from_secs(3600),
+        };
+        let mut seen = 0;
+        for round in 0..3 {
+            if round == 1 {
+                fx.ctx.store.set_index_tuning(trust);
+            }
+            for (cols, sort, filters) in &queries {
+                for parsable in [true, false] {
+                    let opts = ListOptions {
+                        columns: Some(cols.to_string()),
+                        sort: Some(sort.to_string()),
+                        parsable,
+                        header: !parsable,
+                        filters: filters.iter().map(|f| f.to_string()).collect(),
+                    };
+                    let by_rows = list(&fx.ctx, &opts, &mut no_warnings()).unwrap();
+                    assert_eq!(
+                        by_rows,
+                        list_by_objects(&fx.ctx, &opts),
+                        "{cols} {filters:?}"
+                    );
+                    seen += by_rows.lines().count();
+                }
+            }
+        }
+        assert!(seen > 40, "the queries match something: {seen}");
+        let table = list(
+            &fx.ctx,
+            &list_opts("alias,ram,type,pid,tags.role", &[]),
+            &mut no_warnings(),
+        )
+        .unwrap();
+        // Stored `ram` stands in for memory; a stored pid shows when the
+        // VM is not running, the runtime's when it is; a stored dotted key
+        // wins over the nested one.
+        assert_eq!(
+            table, "a:512:OS:4242:\nb:256:OS::\nodd0:300:LX:7:\nodd1::OS::literal\n",
+            "{a}"
+        );
     }
 
     #[test]

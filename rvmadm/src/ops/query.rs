@@ -484,6 +484,9 @@ fn push_cell(out: &mut String, v: Option<&Value>, parsable: bool) {
     }
 }
 
+/// Padding for table cells, pushed in one piece.
+const SPACES: &str = "                                        ";
+
 /// Renders the list table (or parsable lines).
 pub fn render_table<F: Fields>(
     vms: &[F],
@@ -513,7 +516,12 @@ pub fn render_table<F: Fields>(
                 } else {
                     text.chars().count()
                 };
-                out.extend(std::iter::repeat_n(' ', w.saturating_sub(len)));
+                let mut pad = w.saturating_sub(len);
+                while pad > 0 {
+                    let n = pad.min(SPACES.len());
+                    out.push_str(&SPACES[..n]);
+                    pad -= n;
+                }
             }
         }
         if !parsable {
