@@ -1309,26 +1309,25 @@ mod tests {
             racy: Duration::from_millis(40),
             recheck: RECHECK,
         };
-        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
         // Writers: each owns some records and moves them forward through
-        // versions v1, v2, …, pausing now and then so the index is also
-        // trusted between their bursts.
+        // versions v1, v2, …; every 25 versions they all pause together,
+        // so the index is also trusted between their bursts.
+        let pause = Arc::new(std::sync::Barrier::new(3));
         let writers: Vec<_> = uuids
             .chunks(8)
             .map(|mine| {
-                let (store, stop, mine) = (store.clone(), stop.clone(), mine.to_vec());
+                let (store, pause, mine) = (store.clone(), pause.clone(), mine.to_vec());
                 std::thread::spawn(move || {
-                    let mut v = 0u32;
-                    while !stop.load(Ordering::Relaxed) && v < 400 {
-                        v += 1;
+                    for v in 1..=200 {
                         for u in &mine {
                             save(&store, u, &format!("v{v}"));
                         }
-                        if v % 20 == 0 {
-                            std::thread::sleep(Duration::from_millis(60));
+                        if v % 25 == 0 {
+                            pause.wait();
+                            std::thread::sleep(Duration::from_millis(150));
                         }
                     }
-                    v
                 })
             })
             .collect();
@@ -1336,11 +1335,11 @@ mod tests {
         // saw before; the index is rebuilt under them all the time.
         let readers: Vec<_> = (0..3)
             .map(|_| {
-                let store = store.clone();
+                let (store, done) = (store.clone(), done.clone());
                 std::thread::spawn(move || {
                     let mut seen: HashMap<Uuid, u32> = HashMap::new();
                     let (mut reused, mut trusted) = (0, 0);
-                    for _ in 0..150 {
+                    while !done.load(Ordering::Relaxed) {
                         let (got, stats) = aliases(&store, tuning);
                         reused += stats.reused;
                         trusted += usize::from(stats.trusted);
@@ -1356,15 +1355,15 @@ mod tests {
                 })
             })
             .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
         let (mut reused, mut trusted) = (0, 0);
         for r in readers {
             let (a, b) = r.join().unwrap();
             reused += a;
             trusted += b;
-        }
-        stop.store(true, Ordering::Relaxed);
-        for w in writers {
-            w.join().unwrap();
         }
         // Settled: the index agrees with the records, and serves them all.
         std::thread::sleep(Duration::from_millis(100));
