@@ -144,6 +144,12 @@ impl Fields for Map<String, Value> {
     }
 }
 
+impl<T: Fields + ?Sized> Fields for &T {
+    fn field(&self, key: &str) -> Option<&Value> {
+        (**self).field(key)
+    }
+}
+
 /// Values of `key` in `vm`: one for plain keys, any number for wildcards.
 pub fn field_values<'a, F: Fields + ?Sized>(vm: &'a F, key: &str) -> Vec<&'a Value> {
     if let Some(v) = vm.field(key) {

@@ -427,7 +427,7 @@ fn read_upto(f: &File, off: usize, len: usize) -> std::io::Result<Vec<u8>> {
 enum FileRead {
     /// Its record, signature (from the descriptor read) and whether it is
     /// a regular file.
-    Got(VmRecord, Sig, bool),
+    Got(Box<VmRecord>, Sig, bool),
     /// Gone since the directory was listed.
     Gone,
     /// Unreadable or corrupt: reported, never indexed.
@@ -797,7 +797,7 @@ impl Store {
         }
         match decode(&bytes) {
             Ok(vm) if vm.uuid.as_deref() == Some(uuid.to_string().as_str()) => {
-                FileRead::Got(vm, Sig::of(&meta), meta.is_file())
+                FileRead::Got(Box::new(vm), Sig::of(&meta), meta.is_file())
             }
             Ok(_) => FileRead::Bad(StoreError::Corrupt {
                 path,
