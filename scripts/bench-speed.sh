@@ -52,10 +52,10 @@ inner() {
   zpool create -f -m "$W/mnt" "$POOL" "$W/pool.img" >/dev/null || { log "zpool create failed"; return 1; }
   build_rootfs
   zfs create "$POOL/$IMG"
-  # The tree at the top and under root/ (SmartOS layout), so the image
-  # boots whichever of the two the Linux driver uses.
+  # The tree under root/ (SmartOS layout; vmadm refuses an image with a
+  # tree at its top as well).
   local d
-  for d in "$W/mnt/$IMG" "$W/mnt/$IMG/root"; do
+  for d in "$W/mnt/$IMG/root"; do
     mkdir -p "$d" && tar -C "$d" -xf "$ROOTFS_TAR"
     # The same idle init the peers use (exits on SIGTERM); sbin/init is a
     # symlink to /bin/busybox in the tarball: replace the link, not its target.
@@ -133,7 +133,7 @@ T
   zfs clone "$POOL/$IMG@final" "$POOL/runcroot"
   mkdir -p "$W/bundle"
   (cd "$W/bundle" && runc spec)
-  jq --arg r "$W/mnt/runcroot" '.root.path=$r | .process.terminal=false | .process.args=["/sbin/init"]' \
+  jq --arg r "$W/mnt/runcroot/root" '.root.path=$r | .process.terminal=false | .process.args=["/sbin/init"]' \
     "$W/bundle/config.json" > "$W/bundle/c.json" && mv "$W/bundle/c.json" "$W/bundle/config.json"
   for ((i = 0; i < RUNS_LC; i++)); do
     t0=$(us)
