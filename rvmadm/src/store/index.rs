@@ -636,12 +636,14 @@ impl Store {
     ) -> Result<(Vec<LoadedValues>, IndexStats), StoreError> {
         // The whole old index, split into lines, when it is sound.
         let all = loaded.as_ref().and_then(|l| {
-            let h = l.header.as_ref()?;
             let mut bytes = l.head.clone();
             let size = usize::try_from(l.meta.len()).ok()?;
             if size > bytes.len() {
                 bytes.extend(read_upto(&l.file, bytes.len(), size - bytes.len()).ok()?);
             }
+            // From the whole file: a header longer than the first read
+            // (a very long key list) is still found.
+            let h = Header::parse(&bytes, fields, l.meta.len())?;
             Some((bytes, h))
         });
         let old = all.as_ref().and_then(|(bytes, h)| {
@@ -661,7 +663,7 @@ impl Store {
             names
                 .windows(2)
                 .all(|w| w[0].0 < w[1].0)
-                .then_some((*h, names, blocks))
+                .then_some((h, names, blocks))
         });
 
         let files = self.record_files()?;
