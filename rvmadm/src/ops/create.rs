@@ -283,9 +283,15 @@ pub fn sweep_incomplete(ctx: &Ctx) {
         if !rec.vm.is_incomplete() {
             continue;
         }
+        // The index only says where to look: the record itself decides
+        // (it may have been finished or fixed by hand since the index saw
+        // it).
         let Ok(Some(rec)) = ctx.store.load(&uuid) else {
             continue;
         };
+        if !rec.vm.is_incomplete() {
+            continue;
+        }
         let dataset = rec
             .vm
             .zfs_filesystem
@@ -708,5 +714,44 @@ mod tests {
             "{cmds:?}"
         );
         assert!(fx.driver.calls().contains(&format!("cleanup {dead}")));
+    }
+
+    #[test]
+    fn the_sweep_spares_a_record_the_list_index_still_sees_as_incomplete() {
+        let mut fx = Fixture::new();
+        let vm = fx.create_vm(json!({}));
+        fx.mark_incomplete(&vm);
+        // An index trusted on the records directory's signature, then the
+        // record finished by hand in place (which that signature does not
+        // see): the index still says incomplete, the record does not.
+        fx.ctx.store.set_index_tuning(crate::store::Tuning {
+            racy: std::time::Duration::ZERO,
+            recheck: std::time::Duration::from_secs(3600),
+        });
+        let wanted = ["uuid", "_incomplete"];
+        fx.ctx
+            .store
+            .load_summaries(super::super::list::indexed(), &wanted)
+            .unwrap();
+        let path = fx.ctx.config.vm_dir().join(format!("{vm}.json"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("\"_incomplete\": true", "\"_incomplete\": false"),
+        )
+        .unwrap();
+        let seen = fx
+            .ctx
+            .store
+            .load_summaries(super::super::list::indexed(), &wanted)
+            .unwrap();
+        assert!(
+            seen[0].1.as_ref().unwrap().vm.is_incomplete(),
+            "the index is stale"
+        );
+        let mark = fx.mark();
+        sweep_incomplete(&fx.ctx);
+        assert!(fx.ctx.store.exists(&vm));
+        assert!(fx.commands_since(&mark).is_empty());
     }
 }
