@@ -641,14 +641,36 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let done = AtomicBool::new(false);
         let next = || -> Value {
-            let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("no event within 60 s");
             serde_json::from_str(&line).unwrap()
         };
+        // Stops the listener when this scope is left, by a failed assertion
+        // too: without it, a panic here would leave `scope` waiting forever
+        // for a listener nobody tells to stop.
+        struct StopListener<'a> {
+            done: &'a AtomicBool,
+            fx: &'a Fixture,
+            wake: Uuid,
+        }
+        impl Drop for StopListener<'_> {
+            fn drop(&mut self) {
+                self.done.store(true, Ordering::SeqCst);
+                // Wake the listener so it sees `done`.
+                drop(self.fx.ctx.store.lock_vm(&self.wake));
+            }
+        }
         std::thread::scope(|s| {
             s.spawn(|| {
                 let mut out = Lines(tx);
                 events(&fx.ctx, &opts, &mut out, &|| done.load(Ordering::SeqCst)).unwrap();
             });
+            let stop = StopListener {
+                done: &done,
+                fx: &fx,
+                wake: booted,
+            };
             let ready = next();
             assert_eq!(ready["type"], "ready");
             assert_eq!(ready["vms"][booted.to_string()]["state"], "running");
@@ -699,9 +721,7 @@ mod tests {
                     .or_default()
                     .push(format!("{} {alias}", e["type"].as_str().unwrap()));
             }
-            done.store(true, Ordering::SeqCst);
-            // Wake the listener so it sees `done`.
-            drop(fx.ctx.store.lock_vm(&booted).unwrap());
+            drop(stop);
             for uuid in &made {
                 let got = &seen[&uuid.to_string()];
                 assert_eq!(got.first().map(|s| &s[..6]), Some("create"), "{got:?}");
