@@ -109,6 +109,9 @@ pub struct Nic {
     /// Extra source addresses or networks (`allowed_ips`), each with its
     /// prefix length (a bare address gets the full length).
     pub allowed_ips: Vec<NicAddr>,
+    /// TCP destination ports this NIC may not send to
+    /// (`blocked_outgoing_ports`; SmartOS blocks TCP only).
+    pub blocked_outgoing_ports: Vec<u16>,
 }
 
 /// Resource limits in SmartOS units.
@@ -396,6 +399,20 @@ fn nic_from_object(n: &Map<String, Value>) -> Result<Nic, String> {
             .iter()
             .map(|a| {
                 NicAddr::parse_network(a).ok_or_else(|| format!("bad allowed_ips entry {a:?}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        // Stored as strings by the property table; SmartOS payloads give
+        // numbers, so both are read.
+        blocked_outgoing_ports: n
+            .get("blocked_outgoing_ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                p.as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .or_else(|| p.as_str().and_then(|p| p.parse().ok()))
+                    .ok_or_else(|| format!("bad blocked_outgoing_ports entry {p}"))
             })
             .collect::<Result<Vec<_>, _>>()?,
     })

@@ -66,6 +66,17 @@ fn markers(child: Child) -> BTreeSet<String> {
 /// Sends the crafted frames from `attacker`'s namespace and returns what
 /// the victim jail and the lab's bridge (the host side) saw.
 fn attack(lab: &Lab, attacker: &VmSpec, victim: &VmSpec) -> (BTreeSet<String>, BTreeSet<String>) {
+    send_frames(lab, "send", attacker, victim)
+}
+
+/// Runs the sender's `mode` (`send`, `ports`) from `attacker`'s namespace
+/// and returns the markers the victim jail and the lab's bridge saw.
+fn send_frames(
+    lab: &Lab,
+    mode: &str,
+    attacker: &VmSpec,
+    victim: &VmSpec,
+) -> (BTreeSet<String>, BTreeSet<String>) {
     let in_victim = listener(&netns(victim), "net0");
     let on_host = listener(&format!("--net=/run/netns/{}", lab.hostns), "rvtbr0");
     let nic = &attacker.nics[0];
@@ -78,7 +89,7 @@ fn attack(lab: &Lab, attacker: &VmSpec, victim: &VmSpec) -> (BTreeSet<String>, B
         ref other => panic!("{other}"),
     };
     let out = Command::new("nsenter")
-        .args([&netns(attacker), "--", "python3", FRAMES, "send", "net0"])
+        .args([&netns(attacker), "--", "python3", FRAMES, mode, "net0"])
         .args([&nic.mac, &own_ip, &victim_ip])
         .output()
         .expect("sender");
@@ -206,6 +217,46 @@ fn spoofed_frames_stop_at_the_port_until_their_flag_allows_them() {
     let (victim, host) = attack(&lab, &a, &b);
     assert_eq!(victim, set(&["LEGIT", "SPOOFL2"]), "after a stale table");
     assert_eq!(host, set(&["LEGIT", "SPOOFL2"]), "after a stale table");
+}
+
+#[test]
+fn blocked_outgoing_ports_stop_tcp_to_them_and_nothing_else() {
+    if !have_tools() {
+        return;
+    }
+    let Some(lab) = Lab::new() else { return };
+    let mut a = lab.net_jail("192.0.2.30", 0, json!({}));
+    let b = lab.net_jail("192.0.2.31", 0, json!({}));
+    // Every anti-spoofing flag on: the ports alone must make the table.
+    let nic = &mut a.nics[0];
+    nic.allow_ip_spoofing = true;
+    nic.allow_mac_spoofing = true;
+    nic.allow_dhcp_spoofing = true;
+    nic.allow_restricted_traffic = true;
+    nic.blocked_outgoing_ports = vec![25];
+    lab.start(&a);
+    lab.start(&b);
+    assert!(tables(&lab).contains(&format!("vmadm-{}", a.uuid)));
+    // SmartOS's flow is transport=tcp,remote_port=25: UDP to 25 and TCP
+    // to 26 pass; TCP to 25 stops, over IPv4, IPv6, and behind an IPv6
+    // extension header.
+    let passing = set(&["TCP26", "UDP25"]);
+    let (victim, host) = send_frames(&lab, "ports", &a, &b);
+    assert_eq!(victim, passing, "seen in the other jail");
+    assert_eq!(host, passing, "seen on the host bridge");
+    // Live: the port unblocked, then blocked again with another.
+    a.nics[0].blocked_outgoing_ports = vec![];
+    lab.driver.update_nics(&a).expect("update_nics");
+    assert!(!tables(&lab).contains(&format!("vmadm-{}", a.uuid)));
+    let all = set(&["TCP25", "TCP26", "UDP25", "TCP6_25", "TCP6X25"]);
+    let (victim, host) = send_frames(&lab, "ports", &a, &b);
+    assert_eq!(victim, all, "unblocked: seen in the other jail");
+    assert_eq!(host, all, "unblocked: seen on the host bridge");
+    a.nics[0].blocked_outgoing_ports = vec![26, 25];
+    lab.driver.update_nics(&a).expect("update_nics");
+    let (victim, host) = send_frames(&lab, "ports", &a, &b);
+    assert_eq!(victim, set(&["UDP25"]), "25 and 26 blocked");
+    assert_eq!(host, set(&["UDP25"]), "25 and 26 blocked");
 }
 
 fn payload(ip: &str, extra: Value) -> Value {

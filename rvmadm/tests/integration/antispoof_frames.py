@@ -2,13 +2,15 @@
 # inside a jail's or the lab's network namespace). Each crafted frame carries
 # an ASCII marker so the listener can name what reached it.
 #   send <iface> <mac> <ip> <victim-ip>
+#   ports <iface> <mac> <ip> <victim-ip>  TCP and UDP to ports 25 and 26
 #   listen <iface> <seconds>     prints "ready", then each marker seen once;
 #                                stops at the sender's closing DONE frame
 #                                (prints TIMEOUT if none came in time)
 import socket, struct, sys, time
 
 MARKERS = [b"LEGIT", b"SPOOFIP", b"SPOOFMAC", b"SPOOFARP", b"SPOOFNA",
-           b"SPOOFDHCP", b"SPOOFRA", b"SPOOFL2"]
+           b"SPOOFDHCP", b"SPOOFRA", b"SPOOFL2",
+           b"TCP25", b"TCP26", b"UDP25", b"TCP6_25", b"TCP6X25"]
 
 def mac(s):
     return bytes(int(x, 16) for x in s.split(":"))
@@ -29,6 +31,10 @@ def ipv4(src, dst, proto, payload):
 
 def udp(sport, dport, payload):
     return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+def tcp_syn(sport, dport, payload):
+    # Checksum left 0: the filter and the raw listeners never look at it.
+    return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, 0x02, 65535, 0, 0) + payload
 
 def eth(dst, src, etype, payload):
     f = dst + src + struct.pack("!H", etype) + payload
@@ -81,6 +87,31 @@ def send(iface, own_mac, own_ip, victim):
     # port (or been dropped there) by the time a listener sees it.
     s.send(eth(bc, me, 0x0800, ipv4(own_ip, bcast, 17, udp(4000, 4000, b"DONE"))))
 
+def ports(iface, own_mac, own_ip, victim):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    me = mac(own_mac)
+    bc = b"\xff" * 6
+    all_nodes = b"\x33\x33\x00\x00\x00\x01"
+    ff02_1 = socket.inet_pton(socket.AF_INET6, "ff02::1")
+    # Destination options header (next header TCP, 8 bytes, PadN) in front
+    # of the TCP header: the filter must find the ports behind it.
+    dstopts = struct.pack("!BB", 6, 0) + b"\x01\x04\0\0\0\0"
+    frames = [
+        eth(bc, me, 0x0800, ipv4(own_ip, victim, 6, tcp_syn(40000, 25, b"TCP25"))),
+        eth(bc, me, 0x0800, ipv4(own_ip, victim, 6, tcp_syn(40000, 26, b"TCP26"))),
+        eth(bc, me, 0x0800, ipv4(own_ip, victim, 17, udp(40000, 25, b"UDP25"))),
+        eth(all_nodes, me, 0x86dd, ipv6(lladdr(me), ff02_1, 6, tcp_syn(40000, 25, b"TCP6_25"))),
+        eth(all_nodes, me, 0x86dd,
+            ipv6(lladdr(me), ff02_1, 60, dstopts + tcp_syn(40000, 25, b"TCP6X25"))),
+    ]
+    for _ in range(3):
+        for f in frames:
+            s.send(f)
+        time.sleep(0.05)
+    s.send(eth(bc, me, 0x0800, ipv4(own_ip, own_ip.rsplit(".", 1)[0] + ".255", 17,
+                                    udp(4000, 4000, b"DONE"))))
+
 def listen(iface, seconds):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
     s.bind((iface, 0))
@@ -106,5 +137,7 @@ def listen(iface, seconds):
 if __name__ == "__main__":
     if sys.argv[1] == "send":
         send(*sys.argv[2:6])
+    elif sys.argv[1] == "ports":
+        ports(*sys.argv[2:6])
     else:
         listen(sys.argv[2], sys.argv[3])

@@ -28,6 +28,9 @@
 //!   server/relay messages (source port 67 or 547), and DHCP requests whose
 //!   client hardware address is not the NIC's MAC. As in SmartOS, a DHCP
 //!   server NIC also may spoof IPs.
+//! * `blocked_outgoing_ports`: TCP (over IPv4 or IPv6) to those destination
+//!   ports, whatever the flags. SmartOS adds a `transport=tcp,remote_port=N`
+//!   flow with no bandwidth to the VNIC, so UDP is not blocked there either.
 
 use super::driver::LinuxDriver;
 use super::names::{host_veth, JailDir};
@@ -59,6 +62,10 @@ pub struct PortFilter {
     pub v4: Vec<(Ipv4Addr, u8)>,
     /// Allowed IPv6 sources as (network, prefix).
     pub v6: Vec<(Ipv6Addr, u8)>,
+    /// TCP destination ports dropped (`blocked_outgoing_ports`); absent in
+    /// the state file of a jail booted by an earlier version.
+    #[serde(default)]
+    pub blocked_tcp: Vec<u16>,
 }
 
 /// A NIC whose values cannot become rules (never expected: the spec was
@@ -126,6 +133,9 @@ impl PortFilter {
         v4.dedup();
         v6.sort();
         v6.dedup();
+        let mut blocked_tcp = nic.blocked_outgoing_ports.clone();
+        blocked_tcp.sort_unstable();
+        blocked_tcp.dedup();
         Ok(PortFilter {
             port,
             mac,
@@ -135,12 +145,17 @@ impl PortFilter {
             restricted_traffic: nic.allow_restricted_traffic,
             v4,
             v6,
+            blocked_tcp,
         })
     }
 
     /// True when the port needs no rule at all.
     fn open(&self) -> bool {
-        self.mac_spoofing && self.ip_spoofing && self.dhcp_spoofing && self.restricted_traffic
+        self.mac_spoofing
+            && self.ip_spoofing
+            && self.dhcp_spoofing
+            && self.restricted_traffic
+            && self.blocked_tcp.is_empty()
     }
 }
 
@@ -275,6 +290,13 @@ fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
     }
     if !f.restricted_traffic {
         rule("ether type != { ip, ip6, arp } drop".into());
+    }
+    if !f.blocked_tcp.is_empty() {
+        // `tcp dport` finds the TCP header behind IPv6 extension headers
+        // too; a later fragment carries no ports, but its first fragment
+        // (which must hold them) is dropped here.
+        let ports: Vec<String> = f.blocked_tcp.iter().map(u16::to_string).collect();
+        rule(format!("tcp dport {{ {} }} drop", ports.join(", ")));
     }
     if !f.ip_spoofing {
         rule("arp hlen != 6 drop".into());
@@ -495,7 +517,7 @@ fn merge_filters(booted: Vec<PortFilter>, current: Vec<PortFilter>) -> Vec<PortF
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn vm(nics: serde_json::Value) -> VmSpec {
         let obj = json!({
@@ -589,6 +611,30 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
             "add table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60\n\
              delete table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60\n"
         );
+    }
+
+    #[test]
+    fn blocked_ports_drop_tcp_whatever_the_flags() {
+        let v = vm(json!([{"interface": "net0", "mac": "02:00:00:00:00:01",
+                            "nic_tag": "admin", "allow_ip_spoofing": true,
+                            "allow_mac_spoofing": true, "allow_dhcp_spoofing": true,
+                            "allow_restricted_traffic": true,
+                            "blocked_outgoing_ports": ["587", 25, "25"]}]));
+        let f = filters(&v).unwrap();
+        assert_eq!(f[0].blocked_tcp, [25, 587]);
+        let text = ruleset(&v.uuid, &f).unwrap();
+        let rules: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("\t\t") && !l.contains("hook"))
+            .map(str::trim)
+            .collect();
+        assert_eq!(rules, ["tcp dport { 25, 587 } drop"], "{text}");
+        // A state file written before the field existed still loads.
+        let old = serde_json::to_value(&f[0]).unwrap();
+        let mut old = old.as_object().unwrap().clone();
+        old.remove("blocked_tcp");
+        let back: PortFilter = serde_json::from_value(Value::Object(old)).unwrap();
+        assert!(back.blocked_tcp.is_empty());
     }
 
     #[test]
