@@ -152,7 +152,7 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         return Err(e.into());
     }
 
-    super::update::notice_unenforced(ctx, &given);
+    super::update::notice_unenforced(ctx, &given, &obj);
     if obj.autoboot == Some(true) {
         let boot = ctx
             .store

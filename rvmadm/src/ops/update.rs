@@ -80,7 +80,7 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
         ctx.driver.update_dataset(spec, &changes.dataset)?;
     }
     ctx.store.save(uuid, &obj)?;
-    notice_unenforced(ctx, &outcome.changed);
+    notice_unenforced(ctx, &outcome.changed, &obj);
     let mut need_reboot = Vec::new();
     if let Some(spec) = spec.as_ref().filter(|_| !changes.limits.is_empty()) {
         if ctx.is_running(uuid)? {
@@ -120,12 +120,29 @@ fn recsize(obj: &VmRecord, field: Field, name: &str) -> OpsResult<Option<u64>> {
 }
 
 /// Says on stderr which of `given` properties the host's driver stores
-/// without enforcing them.
-pub(crate) fn notice_unenforced(ctx: &Ctx, given: &[String]) {
+/// without enforcing them. A NIC property (`nics.*.<name>`) counts when
+/// the NICs were given or changed and one of `obj`'s NICs has it set.
+pub(crate) fn notice_unenforced(ctx: &Ctx, given: &[String], obj: &VmRecord) {
+    let nics_given = given.iter().any(|g| g == "nics");
     for (prop, why) in ctx.driver.unenforced() {
-        if given.iter().any(|g| g == prop) {
+        let named = match prop.strip_prefix("nics.*.") {
+            Some(sub) => nics_given && obj.nics.iter().flatten().any(|n| is_set(n.get(sub))),
+            None => given.iter().any(|g| g == prop),
+        };
+        if named {
             crate::driver::notice_unenforced(prop, why);
         }
+    }
+}
+
+/// True for a value that asks for something: not absent, null, false or
+/// empty.
+fn is_set(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
     }
 }
 

@@ -325,6 +325,7 @@ pub const NIC_PROPS: &[Prop] = &[
     p("dhcp_server", Bool, true, true, Yes, "Deprecated alias of allow_dhcp_spoofing."),
     p("allowed_ips", List, true, true, Yes, "Extra source addresses allowed."),
     p("blocked_outgoing_ports", List, true, true, Yes, "Outgoing TCP ports to block."),
+    p("allowed_dhcp_cids", List, true, true, Yes, "DHCP client identifiers (0x-prefixed hex, at most 20) the NIC may send; not enforced on Linux."),
 ];
 
 /// Properties of one `filesystems` entry.

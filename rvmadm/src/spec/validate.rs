@@ -318,6 +318,18 @@ fn check_nic_semantics(nic: &mut Map<String, Value>, adding: bool) -> Result<(),
             return Err(Bad("blocked_outgoing_ports"));
         }
     }
+    if let Some(list) = nic.get("allowed_dhcp_cids").and_then(Value::as_array) {
+        // SmartOS's limits: 20 identifiers, each `0x` and an even number of
+        // hex digits (at most 512 characters), under 1024 characters joined.
+        let cids: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+        let joined = cids.iter().map(|c| c.len() + 1).sum::<usize>();
+        if cids.len() != list.len() || cids.len() > 20 || joined > 1024 {
+            return Err(Bad("allowed_dhcp_cids"));
+        }
+        if !cids.iter().all(|c| valid_dhcp_cid(c)) {
+            return Err(Bad("allowed_dhcp_cids"));
+        }
+    }
     match nic.get("primary") {
         Some(Value::Bool(true)) | None => {}
         // SmartOS drops `primary: false`.
@@ -327,6 +339,15 @@ fn check_nic_semantics(nic: &mut Map<String, Value>, adding: bool) -> Result<(),
         Some(_) => return Err(Bad("primary")),
     }
     Ok(())
+}
+
+/// A DHCP client identifier as SmartOS writes one: `0x` and hex digits,
+/// an even count in all, at most 512 characters.
+fn valid_dhcp_cid(c: &str) -> bool {
+    c.len().is_multiple_of(2)
+        && c.len() <= 512
+        && c.strip_prefix("0x")
+            .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn check_macs(key: &str, v: Value, errors: &mut ValidationErrors) -> Value {
@@ -523,6 +544,46 @@ mod tests {
         assert_eq!(nic["gateways"], json!(["192.0.2.1"]));
         assert_eq!(nic["ip"], json!("192.0.2.10"));
         assert!(nic.get("primary").is_none());
+    }
+
+    #[test]
+    fn dhcp_client_ids_follow_smartos_limits() {
+        let nic = |cids: Value| {
+            create(json!({"brand": "jail", "image_uuid": IMG,
+                          "nics": [{"nic_tag": "admin", "allowed_dhcp_cids": cids}]}))
+        };
+        let ok = nic(json!(["0x01020000000001", "0xABcd"]));
+        assert!(ok.errors.is_clean(), "{:?}", ok.errors);
+        assert_eq!(
+            ok.payload["nics"][0]["allowed_dhcp_cids"],
+            json!(["0x01020000000001", "0xABcd"])
+        );
+        let long = format!("0x{}", "ab".repeat(255));
+        assert!(nic(json!([long])).errors.is_clean());
+        let twenty: Vec<String> = (0..20).map(|i| format!("0x{i:02x}")).collect();
+        assert!(nic(json!(twenty)).errors.is_clean());
+        let twenty_one: Vec<String> = (0..21).map(|i| format!("0x{i:02x}")).collect();
+        let too_long = format!("0x{}", "ab".repeat(256));
+        let joined: Vec<String> = (0..4).map(|_| format!("0x{}", "cd".repeat(127))).collect();
+        for bad in [
+            json!(["01020304"]),
+            json!(["0x123"]),
+            json!(["0x"]),
+            json!(["0xzz"]),
+            json!(twenty_one),
+            json!([too_long]),
+            json!(joined),
+        ] {
+            let c = nic(bad.clone());
+            assert!(
+                c.errors
+                    .bad_values
+                    .iter()
+                    .any(|b| b == "nics.*.allowed_dhcp_cids"),
+                "{bad}: {:?}",
+                c.errors
+            );
+        }
     }
 
     #[test]

@@ -313,3 +313,46 @@ fn a_second_vm_may_not_take_a_used_mac_or_ip() {
     let obj: Value = serde_json::from_slice(&got.stdout).expect("json");
     assert_eq!(obj["nics"][0]["ips"], json!(["192.0.2.82/24"]));
 }
+
+#[test]
+fn dhcp_client_ids_are_kept_and_named_as_unenforced() {
+    let Some(lab) = Lab::new() else { return };
+    let notice = "nics.*.allowed_dhcp_cids is stored but not enforced on this host";
+    let p = payload(
+        "192.0.2.90",
+        json!({"allowed_dhcp_cids": ["0x01020000000001", "0x00030001020000000001"]}),
+    );
+    let out = lab.vmadm(&["create"], Some(&p.to_string()));
+    crate::harness::assert_exit(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(notice), "{err}");
+    let listed = lab.vmadm(&["list", "-H", "-o", "uuid"], None);
+    let uuid = String::from_utf8_lossy(&listed.stdout).trim().to_string();
+    let got = lab.vmadm(&["get", &uuid], None);
+    let obj: Value = serde_json::from_slice(&got.stdout).expect("json");
+    assert_eq!(
+        obj["nics"][0]["allowed_dhcp_cids"],
+        json!(["0x01020000000001", "0x00030001020000000001"])
+    );
+    let mac = obj["nics"][0]["mac"].as_str().expect("mac").to_string();
+    // An update of the NICs names it again while one is set …
+    let upd = json!({"update_nics": [{"mac": mac, "allowed_dhcp_cids": ["0x0102"]}]});
+    let out = lab.vmadm(&["update", &uuid], Some(&upd.to_string()));
+    crate::harness::assert_exit(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(notice));
+    // … but not an update of something else …
+    let out = lab.vmadm(&["update", &uuid], Some(r#"{"alias": "cids"}"#));
+    crate::harness::assert_exit(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("allowed_dhcp_cids"), "{err}");
+    // … nor one that empties the list.
+    let upd = json!({"update_nics": [{"mac": mac, "allowed_dhcp_cids": []}]});
+    let out = lab.vmadm(&["update", &uuid], Some(&upd.to_string()));
+    crate::harness::assert_exit(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("allowed_dhcp_cids"), "{err}");
+    // A malformed identifier is refused.
+    let upd = json!({"update_nics": [{"mac": mac, "allowed_dhcp_cids": ["0x123"]}]});
+    let out = lab.vmadm(&["update", &uuid], Some(&upd.to_string()));
+    crate::harness::assert_exit(&out, 1);
+}
