@@ -100,6 +100,7 @@ impl Ctx {
         if vm.nics.as_ref().is_none_or(|n| n.is_empty()) {
             return Ok(());
         }
+        crate::spec::unique::check_vrrp(vm).map_err(|e| OpsError::Failed(e.to_string()))?;
         let all = self.store.load_all()?;
         let others = all
             .iter()

@@ -325,6 +325,8 @@ pub const NIC_PROPS: &[Prop] = &[
     p("dhcp_server", Bool, true, true, Yes, "Deprecated alias of allow_dhcp_spoofing."),
     p("allowed_ips", List, true, true, Yes, "Extra source addresses allowed."),
     p("blocked_outgoing_ports", List, true, true, Yes, "Outgoing TCP ports to block."),
+    p("vrrp_vrid", Int { min: 0, max: 255 }, true, true, Reboot, "VRRP virtual router id; the NIC's MAC becomes 00:00:5e:00:01:<vrid>."),
+    p("vrrp_primary_ip", Text(15), true, true, Yes, "IPv4 address of another NIC of this VM that the VRRP NIC may send from (its advertisements)."),
     p("allowed_dhcp_cids", List, true, true, Yes, "DHCP client identifiers (0x-prefixed hex, at most 20) the NIC may send; not enforced on Linux."),
 ];
 

@@ -6,8 +6,15 @@
 //! also the same `vlan_id`, since VLANs are separate address spaces. A
 //! conflict is waived where spoofing of that kind is allowed on either NIC:
 //! such a NIC may send as any address anyway (a VRRP pair, a router). The
-//! VM's own NICs are checked against each other too. Pure: the caller hands
-//! in the other records, so it works the same for create and update.
+//! VM's own NICs are checked against each other too. A VRRP router id
+//! (`vrrp_vrid`) is exclusive on its network like a MAC (it is the MAC,
+//! 00:00:5e:00:01:<vrid>), with no waiver. Pure: the caller hands in the
+//! other records, so it works the same for create and update.
+//!
+//! [`check_vrrp`] holds SmartOS's rules between the NICs of one VM that
+//! VRRP brings: a VRRP NIC names the address it advertises from
+//! (`vrrp_primary_ip`), which must be a static IP of one of the VM's
+//! non-VRRP NICs, and a VM may not have VRRP NICs only.
 
 use super::record::VmRecord;
 use super::vm::NicAddr;
@@ -37,6 +44,7 @@ struct NicKey {
     ips: Vec<IpAddr>,
     ip_spoofing: bool,
     mac_spoofing: bool,
+    vrid: Option<u64>,
 }
 
 fn flag(n: &Map<String, Value>, k: &str) -> bool {
@@ -44,18 +52,7 @@ fn flag(n: &Map<String, Value>, k: &str) -> bool {
 }
 
 fn key(n: &Map<String, Value>) -> NicKey {
-    let ips = n
-        .get("ips")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .filter_map(NicAddr::parse)
-        .filter_map(|a| match a {
-            NicAddr::Static { addr, .. } => Some(addr),
-            _ => None,
-        })
-        .collect();
+    let ips = static_ips(n).collect();
     NicKey {
         mac: n
             .get("mac")
@@ -73,6 +70,7 @@ fn key(n: &Map<String, Value>) -> NicKey {
             || flag(n, "allow_dhcp_spoofing")
             || flag(n, "dhcp_server"),
         mac_spoofing: flag(n, "allow_mac_spoofing"),
+        vrid: n.get("vrrp_vrid").and_then(Value::as_u64),
     }
 }
 
@@ -86,6 +84,11 @@ fn clash(a: &NicKey, b: &NicKey, owner: &str) -> Option<Conflict> {
         tag: a.tag.clone(),
         owner: owner.to_string(),
     };
+    if let (Some(x), Some(y)) = (a.vrid, b.vrid) {
+        if x == y {
+            return Some(conflict("VRID", x.to_string()));
+        }
+    }
     if !a.mac_spoofing && !b.mac_spoofing {
         if let (Some(x), Some(y)) = (&a.mac, &b.mac) {
             if x == y {
@@ -129,6 +132,85 @@ pub fn check_unique<'a>(
             if let Some(c) = mine.iter().find_map(|a| clash(a, &b, &owner)) {
                 return Err(c);
             }
+        }
+    }
+    Ok(())
+}
+
+/// A VRRP NIC set up against SmartOS's rules (its messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VrrpError {
+    /// A NIC has `vrrp_vrid` but no `vrrp_primary_ip`.
+    #[error("vrrp_vrid set but not vrrp_primary_ip")]
+    NoPrimaryIp,
+    /// A `vrrp_primary_ip` is an address of a VRRP NIC.
+    #[error("Cannot set vrrp_primary_ip to the IP of a VRRP nic")]
+    PrimaryOnVrrpNic,
+    /// A `vrrp_primary_ip` is no static IP of this VM's NICs.
+    #[error("vrrp_primary_ip must belong to the same VM")]
+    PrimaryElsewhere,
+    /// Every NIC of the VM is a VRRP NIC.
+    #[error("VM cannot contain only VRRP nics")]
+    OnlyVrrp,
+    /// Two NICs of the VM have the same router id.
+    #[error("Cannot add multiple NICs with the same VRID: {0}")]
+    SameVrid(u64),
+}
+
+fn static_ips(n: &Map<String, Value>) -> impl Iterator<Item = IpAddr> + '_ {
+    n.get("ips")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(NicAddr::parse)
+        .filter_map(|a| match a {
+            NicAddr::Static { addr, .. } => Some(addr),
+            _ => None,
+        })
+}
+
+/// Refuses `vm` when its VRRP NICs break SmartOS's rules.
+pub fn check_vrrp(vm: &VmRecord) -> Result<(), VrrpError> {
+    let nics: Vec<&Map<String, Value>> = vm.nics.iter().flatten().collect();
+    let vrid = |n: &Map<String, Value>| n.get("vrrp_vrid").and_then(Value::as_u64);
+    let primary = |n: &Map<String, Value>| {
+        n.get("vrrp_primary_ip")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<IpAddr>().ok())
+    };
+    if nics.is_empty() || !nics.iter().any(|n| vrid(n).is_some()) {
+        return Ok(());
+    }
+    if nics.iter().all(|n| vrid(n).is_some()) {
+        return Err(VrrpError::OnlyVrrp);
+    }
+    let mut seen = Vec::new();
+    for n in nics.iter().filter_map(|n| vrid(n)) {
+        if seen.contains(&n) {
+            return Err(VrrpError::SameVrid(n));
+        }
+        seen.push(n);
+    }
+    let primaries: Vec<IpAddr> = nics.iter().filter_map(|n| primary(n)).collect();
+    for n in &nics {
+        if vrid(n).is_none() {
+            continue;
+        }
+        if primary(n).is_none() {
+            return Err(VrrpError::NoPrimaryIp);
+        }
+        if static_ips(n).any(|ip| primaries.contains(&ip)) {
+            return Err(VrrpError::PrimaryOnVrrpNic);
+        }
+    }
+    for p in &primaries {
+        if !nics
+            .iter()
+            .filter(|n| vrid(n).is_none())
+            .any(|n| static_ips(n).any(|ip| ip == *p))
+        {
+            return Err(VrrpError::PrimaryElsewhere);
         }
     }
     Ok(())
@@ -202,6 +284,60 @@ mod tests {
         let dhcp = rec(json!([{"mac": "02:00:00:00:00:03", "nic_tag": "admin", "ips": ["dhcp"]}]));
         let dhcp2 = rec(json!([{"mac": "02:00:00:00:00:04", "nic_tag": "admin", "ips": ["dhcp"]}]));
         assert!(check_unique(&b, &dhcp, [(&a, &dhcp2)]).is_ok());
+    }
+
+    #[test]
+    fn vrrp_nics_follow_smartos_rules() {
+        let base =
+            json!({"mac": "02:00:00:00:00:01", "nic_tag": "admin", "ips": ["192.0.2.10/24"]});
+        let vrrp = |vrid: u64, primary: Option<&str>, ip: &str| {
+            let mut n = json!({"mac": format!("00:00:5e:00:01:{vrid:02x}"), "nic_tag": "admin",
+                               "vrrp_vrid": vrid, "ips": [format!("{ip}/24")]});
+            if let Some(p) = primary {
+                n["vrrp_primary_ip"] = json!(p);
+            }
+            n
+        };
+        let ok = rec(json!([base, vrrp(7, Some("192.0.2.10"), "192.0.2.50")]));
+        assert_eq!(check_vrrp(&ok), Ok(()));
+        let cases = [
+            (
+                json!([base, vrrp(7, None, "192.0.2.50")]),
+                VrrpError::NoPrimaryIp,
+            ),
+            (
+                json!([base, vrrp(7, Some("192.0.2.11"), "192.0.2.50")]),
+                VrrpError::PrimaryElsewhere,
+            ),
+            (
+                json!([base, vrrp(7, Some("192.0.2.50"), "192.0.2.50")]),
+                VrrpError::PrimaryOnVrrpNic,
+            ),
+            (
+                json!([vrrp(7, Some("192.0.2.10"), "192.0.2.50")]),
+                VrrpError::OnlyVrrp,
+            ),
+            (
+                json!([
+                    base,
+                    vrrp(7, Some("192.0.2.10"), "192.0.2.50"),
+                    vrrp(7, Some("192.0.2.10"), "192.0.2.51")
+                ]),
+                VrrpError::SameVrid(7),
+            ),
+        ];
+        for (nics, want) in cases {
+            assert_eq!(check_vrrp(&rec(nics.clone())), Err(want), "{nics}");
+        }
+        // Another VM on the network may not take the router id, even when
+        // it may spoof MACs.
+        let a = Uuid::new_v4();
+        let b = Uuid::new_v4();
+        let mut other = vrrp(7, Some("192.0.2.20"), "192.0.2.60");
+        other["allow_mac_spoofing"] = json!(true);
+        let theirs = rec(json!([nic("02:00:00:00:00:02", "192.0.2.20"), other]));
+        let e = check_unique(&b, &theirs, [(&a, &ok)]).unwrap_err();
+        assert_eq!((e.what, e.value.as_str()), ("VRID", "7"));
     }
 
     #[test]

@@ -251,6 +251,21 @@ fn check_nic_semantics(nic: &mut Map<String, Value>, adding: bool) -> Result<(),
         None if !adding => return Err(Missing("mac")),
         None => {}
     }
+    // A VRRP NIC's MAC is the virtual router's (RFC 5798, IPv4): SmartOS
+    // sets it from the VRID and refuses another one.
+    if let Some(vrid) = nic.get("vrrp_vrid").and_then(Value::as_u64) {
+        let vmac = vrrp_mac(vrid).ok_or(Bad("vrrp_vrid"))?;
+        match s(nic, "mac") {
+            Some(m) if m != vmac => return Err(Bad("vrrp_vrid")),
+            Some(_) => {}
+            None => {
+                nic.insert("mac".into(), Value::String(vmac));
+            }
+        }
+    }
+    if let Some(ip) = s(nic, "vrrp_primary_ip") {
+        ip.parse::<Ipv4Addr>().map_err(|_| Bad("vrrp_primary_ip"))?;
+    }
     if let Some(ifname) = s(nic, "interface") {
         let ok = ["net", "eth"].iter().any(|p| {
             ifname.strip_prefix(p).is_some_and(|n| {
@@ -339,6 +354,13 @@ fn check_nic_semantics(nic: &mut Map<String, Value>, adding: bool) -> Result<(),
         Some(_) => return Err(Bad("primary")),
     }
     Ok(())
+}
+
+/// The MAC of VRRP virtual router `vrid` (IPv4): 00:00:5e:00:01:<vrid>.
+pub fn vrrp_mac(vrid: u64) -> Option<String> {
+    u8::try_from(vrid)
+        .ok()
+        .map(|v| format!("00:00:5e:00:01:{v:02x}"))
 }
 
 /// A DHCP client identifier as SmartOS writes one: `0x` and hex digits,
@@ -544,6 +566,31 @@ mod tests {
         assert_eq!(nic["gateways"], json!(["192.0.2.1"]));
         assert_eq!(nic["ip"], json!("192.0.2.10"));
         assert!(nic.get("primary").is_none());
+    }
+
+    #[test]
+    fn a_vrrp_nic_takes_the_virtual_router_mac() {
+        let c = create(json!({"brand": "jail", "image_uuid": IMG, "nics": [
+            {"nic_tag": "admin", "vrrp_vrid": 26, "vrrp_primary_ip": "192.0.2.5",
+             "ips": ["192.0.2.6/24"]}]}));
+        assert!(c.errors.is_clean(), "{:?}", c.errors);
+        assert_eq!(c.payload["nics"][0]["mac"], json!("00:00:5e:00:01:1a"));
+        let same = create(json!({"brand": "jail", "image_uuid": IMG, "nics": [
+            {"nic_tag": "admin", "vrrp_vrid": 26, "mac": "00:00:5E:00:01:1A"}]}));
+        assert!(same.errors.is_clean(), "{:?}", same.errors);
+        for bad in [
+            json!({"nic_tag": "admin", "vrrp_vrid": 26, "mac": "02:00:00:00:00:01"}),
+            json!({"nic_tag": "admin", "vrrp_vrid": 256}),
+            json!({"nic_tag": "admin", "vrrp_vrid": 1, "vrrp_primary_ip": "2001:db8::1"}),
+        ] {
+            let c = create(json!({"brand": "jail", "image_uuid": IMG, "nics": [bad.clone()]}));
+            assert!(c.errors.blocks(), "{bad}: {:?}", c.errors);
+        }
+        // update_nics: the key MAC must be the VRID's.
+        let u = update(json!({"update_nics": [{"mac": "00:00:5e:00:01:07", "vrrp_vrid": 8}]}));
+        assert!(u.errors.blocks(), "{:?}", u.errors);
+        let u = update(json!({"update_nics": [{"mac": "00:00:5e:00:01:07", "vrrp_vrid": 7}]}));
+        assert!(u.errors.is_clean(), "{:?}", u.errors);
     }
 
     #[test]

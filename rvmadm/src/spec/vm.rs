@@ -11,7 +11,7 @@ use super::record::{Field, VmRecord};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use uuid::Uuid;
 
@@ -112,6 +112,11 @@ pub struct Nic {
     /// TCP destination ports this NIC may not send to
     /// (`blocked_outgoing_ports`; SmartOS blocks TCP only).
     pub blocked_outgoing_ports: Vec<u16>,
+    /// VRRP router id (`vrrp_vrid`); the MAC is then the router's.
+    pub vrrp_vrid: Option<u8>,
+    /// The address this VRRP NIC advertises from (`vrrp_primary_ip`, an IP
+    /// of another NIC of the VM), allowed as a source beside `ips`.
+    pub vrrp_primary_ip: Option<Ipv4Addr>,
 }
 
 /// Resource limits in SmartOS units.
@@ -415,6 +420,17 @@ fn nic_from_object(n: &Map<String, Value>) -> Result<Nic, String> {
                     .ok_or_else(|| format!("bad blocked_outgoing_ports entry {p}"))
             })
             .collect::<Result<Vec<_>, _>>()?,
+        vrrp_vrid: n
+            .get("vrrp_vrid")
+            .and_then(Value::as_u64)
+            .map(|v| u8::try_from(v).map_err(|_| format!("bad vrrp_vrid {v}")))
+            .transpose()?,
+        vrrp_primary_ip: s("vrrp_primary_ip")
+            .map(|ip| {
+                ip.parse()
+                    .map_err(|_| format!("bad vrrp_primary_ip {ip:?}"))
+            })
+            .transpose()?,
     })
 }
 

@@ -77,20 +77,40 @@ fn send_frames(
     attacker: &VmSpec,
     victim: &VmSpec,
 ) -> (BTreeSet<String>, BTreeSet<String>) {
-    let in_victim = listener(&netns(victim), "net0");
-    let on_host = listener(&format!("--net=/run/netns/{}", lab.hostns), "rvtbr0");
-    let nic = &attacker.nics[0];
-    let own_ip = match nic.ips[0] {
+    let own_ip = match attacker.nics[0].ips[0] {
         rvmadm::spec::NicAddr::Static { addr, .. } => addr.to_string(),
         ref other => panic!("{other}"),
     };
+    send_frames_from(lab, mode, attacker, (0, &own_ip, &own_ip), victim)
+}
+
+/// Like [`send_frames`], from the attacker's NIC `index`, with `own_ip` as
+/// its "legitimate" source address and `done_ip` (an address the port lets
+/// through) as the closing frame's.
+fn send_frames_from(
+    lab: &Lab,
+    mode: &str,
+    attacker: &VmSpec,
+    (index, own_ip, done_ip): (usize, &str, &str),
+    victim: &VmSpec,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let in_victim = listener(&netns(victim), "net0");
+    let on_host = listener(&format!("--net=/run/netns/{}", lab.hostns), "rvtbr0");
+    let nic = &attacker.nics[index];
     let victim_ip = match victim.nics[0].ips[0] {
         rvmadm::spec::NicAddr::Static { addr, .. } => addr.to_string(),
         ref other => panic!("{other}"),
     };
     let out = Command::new("nsenter")
-        .args([&netns(attacker), "--", "python3", FRAMES, mode, "net0"])
-        .args([&nic.mac, &own_ip, &victim_ip])
+        .args([
+            &netns(attacker),
+            "--",
+            "python3",
+            FRAMES,
+            mode,
+            &nic.interface,
+        ])
+        .args([nic.mac.as_str(), own_ip, &victim_ip, done_ip])
         .output()
         .expect("sender");
     assert!(
@@ -257,6 +277,74 @@ fn blocked_outgoing_ports_stop_tcp_to_them_and_nothing_else() {
     let (victim, host) = send_frames(&lab, "ports", &a, &b);
     assert_eq!(victim, set(&["UDP25"]), "25 and 26 blocked");
     assert_eq!(host, set(&["UDP25"]), "25 and 26 blocked");
+}
+
+#[test]
+fn a_vrrp_nic_sends_from_its_router_mac_and_primary_ip() {
+    if !have_tools() {
+        return;
+    }
+    let Some(lab) = Lab::new() else { return };
+    let nics = json!({"nics": [
+        {"interface": "net0", "mac": "02:00:c0:00:02:28", "nic_tag": "admin",
+         "ips": ["192.0.2.40/24"], "primary": true},
+        {"interface": "net1", "mac": "00:00:5e:00:01:07", "nic_tag": "admin",
+         "ips": ["192.0.2.50/24"], "vrrp_vrid": 7, "vrrp_primary_ip": "192.0.2.40"},
+    ]});
+    let a = lab.jail(nics);
+    let b = lab.net_jail("192.0.2.41", 0, json!({}));
+    lab.start(&a);
+    lab.start(&b);
+    assert_eq!(
+        a.nics[1].vrrp_primary_ip,
+        Some("192.0.2.40".parse().expect("ip"))
+    );
+    // From the VRRP NIC, with the router MAC: the primary IP (net0's) is a
+    // legitimate source there, as is the virtual address; every spoof of
+    // the ordinary round still stops.
+    for own in ["192.0.2.40", "192.0.2.50"] {
+        let (victim, host) = send_frames_from(&lab, "send", &a, (1, own, own), &b);
+        assert_eq!(
+            victim,
+            set(&["LEGIT"]),
+            "from {own}: seen in the other jail"
+        );
+        assert_eq!(host, set(&["LEGIT"]), "from {own}: seen on the host bridge");
+    }
+    // Another address of the subnet is not.
+    let legit = (1, "192.0.2.42", "192.0.2.50");
+    let (victim, host) = send_frames_from(&lab, "send", &a, legit, &b);
+    assert!(victim.is_empty() && host.is_empty(), "{victim:?} {host:?}");
+    // The primary IP is the VRRP NIC's licence only: net0 keeps its own.
+    let (victim, host) = send_frames_from(&lab, "send", &a, (0, "192.0.2.50", "192.0.2.40"), &b);
+    assert!(victim.is_empty() && host.is_empty(), "{victim:?} {host:?}");
+
+    // vmadm create: the MAC follows the VRID, and SmartOS's rules refuse.
+    let vrrp = json!({"nic_tag": "admin", "vrrp_vrid": 9, "ips": ["192.0.2.59/24"],
+                      "vrrp_primary_ip": "192.0.2.45"});
+    let mut p = payload("192.0.2.45", json!({}));
+    p["nics"].as_array_mut().expect("nics").push(vrrp.clone());
+    let made = lab.vmadm_create(p);
+    assert_eq!(made.nics[1].mac, "00:00:5e:00:01:09");
+    assert_eq!(made.nics[1].vrrp_vrid, Some(9));
+    let refused = |p: Value, msg: &str| {
+        let out = lab.vmadm(&["create"], Some(&p.to_string()));
+        crate::harness::assert_exit(&out, 1);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(msg), "{err}");
+    };
+    // The router id is taken on this network.
+    let mut p = payload("192.0.2.46", json!({}));
+    let mut again = vrrp.clone();
+    again["vrrp_primary_ip"] = json!("192.0.2.46");
+    again["ips"] = json!(["192.0.2.60/24"]);
+    p["nics"].as_array_mut().expect("nics").push(again);
+    refused(p, "VRID 9");
+    let mut p = payload("192.0.2.47", json!({}));
+    let mut elsewhere = vrrp.clone();
+    elsewhere["vrrp_vrid"] = json!(10);
+    p["nics"].as_array_mut().expect("nics").push(elsewhere);
+    refused(p, "vrrp_primary_ip must belong to the same VM");
 }
 
 fn payload(ip: &str, extra: Value) -> Value {

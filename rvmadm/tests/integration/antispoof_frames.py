@@ -1,7 +1,9 @@
 # Raw-frame sender and listener for the anti-spoofing tests (run as root
 # inside a jail's or the lab's network namespace). Each crafted frame carries
 # an ASCII marker so the listener can name what reached it.
-#   send <iface> <mac> <ip> <victim-ip>
+#   send <iface> <mac> <ip> <victim-ip> [<done-ip>]
+#                                the closing DONE frame comes from done-ip
+#                                (default ip), which must pass the port
 #   ports <iface> <mac> <ip> <victim-ip>  TCP and UDP to ports 25 and 26
 #   listen <iface> <seconds>     prints "ready", then each marker seen once;
 #                                stops at the sender's closing DONE frame
@@ -48,7 +50,7 @@ def lladdr(m):
 def ipv6(src, dst, nh, payload):
     return struct.pack("!IHBB", 6 << 28, len(payload), nh, 255) + src + dst + payload
 
-def send(iface, own_mac, own_ip, victim):
+def send(iface, own_mac, own_ip, victim, done_ip=None):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((iface, 0))
     me = mac(own_mac)
@@ -85,7 +87,7 @@ def send(iface, own_mac, own_ip, victim):
         time.sleep(0.05)
     # A legitimate closing frame: everything sent before it has passed the
     # port (or been dropped there) by the time a listener sees it.
-    s.send(eth(bc, me, 0x0800, ipv4(own_ip, bcast, 17, udp(4000, 4000, b"DONE"))))
+    s.send(eth(bc, me, 0x0800, ipv4(done_ip or own_ip, bcast, 17, udp(4000, 4000, b"DONE"))))
 
 def ports(iface, own_mac, own_ip, victim):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
@@ -136,7 +138,7 @@ def listen(iface, seconds):
 
 if __name__ == "__main__":
     if sys.argv[1] == "send":
-        send(*sys.argv[2:6])
+        send(*sys.argv[2:7])
     elif sys.argv[1] == "ports":
         ports(*sys.argv[2:6])
     else:

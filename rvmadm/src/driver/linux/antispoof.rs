@@ -28,6 +28,9 @@
 //!   server/relay messages (source port 67 or 547), and DHCP requests whose
 //!   client hardware address is not the NIC's MAC. As in SmartOS, a DHCP
 //!   server NIC also may spoof IPs.
+//! * VRRP (`vrrp_vrid`): the NIC's MAC is the router's
+//!   (00:00:5e:00:01:<vrid>, set at validation), so the MAC rule holds it to
+//!   that one; its `vrrp_primary_ip` joins the allowed sources.
 //! * `blocked_outgoing_ports`: TCP (over IPv4 or IPv6) to those destination
 //!   ports, whatever the flags. SmartOS adds a `transport=tcp,remote_port=N`
 //!   flow with no bandwidth to the VNIC, so UDP is not blocked there either.
@@ -118,6 +121,9 @@ impl PortFilter {
             NicAddr::Static { addr, .. } => Some((*addr, if addr.is_ipv4() { 32 } else { 128 })),
             _ => None,
         });
+        // A VRRP NIC advertises from the primary IP of another of the VM's
+        // NICs; SmartOS adds it to the NIC's allowed-ips.
+        let own = own.chain(nic.vrrp_primary_ip.map(|ip| (IpAddr::V4(ip), 32)));
         let extra = nic.allowed_ips.iter().filter_map(|a| match a {
             NicAddr::Static { addr, prefix } => Some((*addr, *prefix)),
             _ => None,
