@@ -105,7 +105,7 @@ impl Ctx {
         let others = all
             .iter()
             .filter_map(|(u, r)| r.as_ref().ok().map(|r| (u, &r.vm)));
-        crate::spec::unique::check_unique(uuid, vm, others)
+        crate::spec::unique::check_unique(uuid, vm, others, &self.config.networks)
             .map_err(|e| OpsError::Failed(e.to_string()))
     }
 

@@ -1,6 +1,8 @@
 //! `vmadm update`: validate, apply to the stored object, hand the driver the
 //! typed host changes: dataset properties (quota, compression, recsize) at
 //! once, limits when the jail runs. Everything else takes effect at next boot.
+//! An update that can change NICs also holds the global lock, so its
+//! address check and save cannot interleave with another's.
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
@@ -46,6 +48,13 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
     if checked.errors.blocks() {
         return Err(OpsError::Invalid(checked.errors));
     }
+    // The address check reads every other record: two NIC updates (or an
+    // update and a create) checked side by side could each find an address
+    // free and both take it. Create holds the global lock, so a NIC-changing
+    // update takes it too, first, in the order delete takes both.
+    let _global = touches_nics(&checked.payload)
+        .then(|| ctx.store.lock_global())
+        .transpose()?;
     let _lock = ctx.store.lock_vm(uuid)?;
     let rec = ctx.record(uuid)?;
     if rec.vm.has_incomplete_marker() {
@@ -102,6 +111,13 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
         changed: outcome.changed,
         need_reboot,
     })
+}
+
+/// True when `payload` can change the VM's NICs (and so its addresses).
+fn touches_nics(payload: &Map<String, Value>) -> bool {
+    ["nics", "add_nics", "update_nics", "remove_nics"]
+        .iter()
+        .any(|k| payload.contains_key(*k))
 }
 
 /// A record size property's value; `None` for 0 (zfs's default). Refuses
@@ -403,6 +419,51 @@ mod tests {
             json!({"update_nics": [{"mac": "02:00:00:00:00:02", "allow_mac_spoofing": true}]});
         update(&fx.ctx, &b, &payload(flag)).unwrap();
         assert!(fx.driver_calls_since(&mark).is_empty());
+    }
+
+    #[test]
+    fn two_updates_racing_for_one_ip_never_both_win() {
+        let fx = Fixture::new();
+        // Each round: two VMs, started together by a barrier, both move
+        // to the same new address. Without the global lock both checks can
+        // read the other's old record and both save (seen in round 0 when
+        // the lock is taken out).
+        for round in 0..20u8 {
+            let mac_a = format!("02:00:00:00:01:{round:02x}");
+            let mac_b = format!("02:00:00:00:02:{round:02x}");
+            let a = fx
+                .create_vm(json!({"nics": [nic(&mac_a, &format!("192.0.2.{}", 2 * round + 10))]}));
+            let b = fx
+                .create_vm(json!({"nics": [nic(&mac_b, &format!("192.0.2.{}", 2 * round + 11))]}));
+            let target = format!("198.51.100.{round}/24");
+            let barrier = std::sync::Barrier::new(2);
+            let results: Vec<OpsResult<Updated>> = std::thread::scope(|s| {
+                let go = |uuid: Uuid, mac: String| {
+                    let (barrier, fx, target) = (&barrier, &fx, &target);
+                    s.spawn(move || {
+                        let p = json!({"update_nics": [{"mac": mac, "ips": [target]}]});
+                        barrier.wait();
+                        update(&fx.ctx, &uuid, &payload(p))
+                    })
+                };
+                let ta = go(a, mac_a.clone());
+                let tb = go(b, mac_b.clone());
+                [ta, tb].into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            let won = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(won, 1, "round {round}: {results:?}");
+            let lost = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+            assert!(
+                lost.to_string()
+                    .starts_with("Conflict detected with another vm"),
+                "{lost}"
+            );
+            let holders = [a, b]
+                .iter()
+                .filter(|u| fx.stored(u)["nics"][0]["ips"] == json!([target]))
+                .count();
+            assert_eq!(holders, 1, "round {round}");
+        }
     }
 
     #[test]

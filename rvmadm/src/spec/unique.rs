@@ -2,8 +2,11 @@
 //! IP that another NIC already holds on the same network, as SmartOS's
 //! vmadm refuses at create and update.
 //!
-//! "Same network" is the same `nic_tag` (the bridge the tag names); for IPs
-//! also the same `vlan_id`, since VLANs are separate address spaces. A
+//! "Same network" is the same host bridge: the caller resolves each
+//! `nic_tag` through vmadm.toml's `[networks]`, so two tags naming one
+//! bridge are one network (a tag with no bridge is a network of its own).
+//! For IPs it is also the same `vlan_id`, since VLANs are separate address
+//! spaces. SmartOS compares nic_tags, where a tag is one physical link. A
 //! conflict is waived where spoofing of that kind is allowed on either NIC:
 //! such a NIC may send as any address anyway (a VRRP pair, a router). The
 //! VM's own NICs are checked against each other too. A VRRP router id
@@ -19,19 +22,21 @@
 use super::record::VmRecord;
 use super::vm::NicAddr;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use uuid::Uuid;
 
 /// A MAC or IP that another NIC already holds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Conflict detected with another vm, please check the MAC, IP, and VRID: {what} {value} on nic_tag {tag} is already used by {owner}")]
+#[error("Conflict detected with another vm, please check the MAC, IP, and VRID: {what} {value} on {network} is already used by {owner}")]
 pub struct Conflict {
-    /// `MAC` or `IP`.
+    /// `MAC`, `IP` or `VRID`.
     pub what: &'static str,
     /// The address in conflict.
     pub value: String,
-    /// The nic_tag both NICs are on.
-    pub tag: String,
+    /// The network both NICs are on: `bridge <name> (nic_tag <tag>)`, or
+    /// `nic_tag <tag>` for a tag no bridge is configured for.
+    pub network: String,
     /// `VM <uuid>`, or `another NIC of this VM`.
     pub owner: String,
 }
@@ -39,7 +44,8 @@ pub struct Conflict {
 /// What the check needs of one NIC.
 struct NicKey {
     mac: Option<String>,
-    tag: String,
+    /// The resolved network: bridge name, or the tag when it has none.
+    net: Network,
     vlan: u64,
     ips: Vec<IpAddr>,
     ip_spoofing: bool,
@@ -51,18 +57,52 @@ fn flag(n: &Map<String, Value>, k: &str) -> bool {
     matches!(n.get(k), Some(Value::Bool(true)))
 }
 
-fn key(n: &Map<String, Value>) -> NicKey {
+/// Where a NIC's frames go: a configured bridge, or (no bridge known for
+/// its tag) the tag itself; never equal to each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Network {
+    Bridge { bridge: String, tag: String },
+    Tag(String),
+}
+
+impl Network {
+    fn describe(&self) -> String {
+        match self {
+            Network::Bridge { bridge, tag } => format!("bridge {bridge} (nic_tag {tag})"),
+            Network::Tag(tag) => format!("nic_tag {tag}"),
+        }
+    }
+
+    fn same(&self, other: &Network) -> bool {
+        match (self, other) {
+            (Network::Bridge { bridge: a, .. }, Network::Bridge { bridge: b, .. }) => a == b,
+            (Network::Tag(a), Network::Tag(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+fn key(n: &Map<String, Value>, bridges: &BTreeMap<String, String>) -> NicKey {
     let ips = static_ips(n).collect();
     NicKey {
         mac: n
             .get("mac")
             .and_then(Value::as_str)
             .map(str::to_ascii_lowercase),
-        tag: n
-            .get("nic_tag")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
+        net: {
+            let tag = n
+                .get("nic_tag")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            match bridges.get(&tag) {
+                Some(bridge) => Network::Bridge {
+                    bridge: bridge.clone(),
+                    tag,
+                },
+                None => Network::Tag(tag),
+            }
+        },
         vlan: n.get("vlan_id").and_then(Value::as_u64).unwrap_or(0),
         ips,
         // A DHCP server NIC may spoof IPs too (SmartOS turns ip-nospoof off).
@@ -75,13 +115,13 @@ fn key(n: &Map<String, Value>) -> NicKey {
 }
 
 fn clash(a: &NicKey, b: &NicKey, owner: &str) -> Option<Conflict> {
-    if a.tag != b.tag {
+    if !a.net.same(&b.net) {
         return None;
     }
     let conflict = |what, value: String| Conflict {
         what,
         value,
-        tag: a.tag.clone(),
+        network: a.net.describe(),
         owner: owner.to_string(),
     };
     if let (Some(x), Some(y)) = (a.vrid, b.vrid) {
@@ -105,14 +145,16 @@ fn clash(a: &NicKey, b: &NicKey, owner: &str) -> Option<Conflict> {
 }
 
 /// Refuses `vm` (the record about to be saved, uuid `uuid`) when one of its
-/// NICs takes a MAC or IP held by another of its NICs or by a NIC of one of
-/// `others` (every stored VM; `uuid`'s own record is skipped).
+/// NICs takes a MAC, IP or VRID held by another of its NICs or by a NIC of
+/// one of `others` (every stored VM; `uuid`'s own record is skipped) on the
+/// same network; `bridges` maps nic_tags to bridges (vmadm.toml).
 pub fn check_unique<'a>(
     uuid: &Uuid,
     vm: &VmRecord,
     others: impl IntoIterator<Item = (&'a Uuid, &'a VmRecord)>,
+    bridges: &BTreeMap<String, String>,
 ) -> Result<(), Conflict> {
-    let mine: Vec<NicKey> = vm.nics.iter().flatten().map(key).collect();
+    let mine: Vec<NicKey> = vm.nics.iter().flatten().map(|n| key(n, bridges)).collect();
     if mine.is_empty() {
         return Ok(());
     }
@@ -128,7 +170,7 @@ pub fn check_unique<'a>(
             continue;
         }
         let owner = format!("VM {other}");
-        for b in rec.nics.iter().flatten().map(key) {
+        for b in rec.nics.iter().flatten().map(|n| key(n, bridges)) {
             if let Some(c) = mine.iter().find_map(|a| clash(a, &b, &owner)) {
                 return Err(c);
             }
@@ -229,13 +271,21 @@ mod tests {
         json!({"mac": mac, "nic_tag": "admin", "ips": [format!("{ip}/24")]})
     }
 
+    /// admin and external share one bridge; ext has its own.
+    fn nets() -> BTreeMap<String, String> {
+        [("admin", "br0"), ("external", "br0"), ("ext", "br1")]
+            .into_iter()
+            .map(|(t, b)| (t.to_string(), b.to_string()))
+            .collect()
+    }
+
     #[test]
     fn taken_mac_or_ip_is_refused_with_the_smartos_message() {
         let a = Uuid::new_v4();
         let b = Uuid::new_v4();
         let old = rec(json!([nic("02:00:00:00:00:01", "192.0.2.10")]));
         let same_ip = rec(json!([nic("02:00:00:00:00:02", "192.0.2.10")]));
-        let e = check_unique(&b, &same_ip, [(&a, &old)]).unwrap_err();
+        let e = check_unique(&b, &same_ip, [(&a, &old)], &nets()).unwrap_err();
         assert_eq!(e.what, "IP");
         let text = e.to_string();
         assert!(
@@ -247,15 +297,17 @@ mod tests {
         // MACs compare case-insensitively.
         let same_mac = rec(json!([nic("02:00:00:00:00:01", "192.0.2.11")]));
         assert_eq!(
-            check_unique(&b, &same_mac, [(&a, &old)]).unwrap_err().what,
+            check_unique(&b, &same_mac, [(&a, &old)], &nets())
+                .unwrap_err()
+                .what,
             "MAC"
         );
         let upper = rec(json!([{"mac": "02:00:00:00:00:01".to_uppercase(), "nic_tag": "admin"}]));
-        assert!(check_unique(&b, &upper, [(&a, &old)]).is_err());
+        assert!(check_unique(&b, &upper, [(&a, &old)], &nets()).is_err());
         // Different addresses: fine; an update of the VM itself: fine.
         let other = rec(json!([nic("02:00:00:00:00:02", "192.0.2.11")]));
-        assert!(check_unique(&b, &other, [(&a, &old)]).is_ok());
-        assert!(check_unique(&a, &old, [(&a, &old)]).is_ok());
+        assert!(check_unique(&b, &other, [(&a, &old)], &nets()).is_ok());
+        assert!(check_unique(&a, &old, [(&a, &old)], &nets()).is_ok());
     }
 
     #[test]
@@ -265,25 +317,25 @@ mod tests {
         let old = rec(json!([nic("02:00:00:00:00:01", "192.0.2.10")]));
         let other_tag = rec(json!([{"mac": "02:00:00:00:00:01", "nic_tag": "ext",
                                      "ips": ["192.0.2.10/24"]}]));
-        assert!(check_unique(&b, &other_tag, [(&a, &old)]).is_ok());
+        assert!(check_unique(&b, &other_tag, [(&a, &old)], &nets()).is_ok());
         // Another VLAN: same IP allowed, same MAC not.
         let vlan = rec(
             json!([{"mac": "02:00:00:00:00:02", "nic_tag": "admin", "vlan_id": 5,
                                 "ips": ["192.0.2.10/24"]}]),
         );
-        assert!(check_unique(&b, &vlan, [(&a, &old)]).is_ok());
+        assert!(check_unique(&b, &vlan, [(&a, &old)], &nets()).is_ok());
         let vlan_mac = rec(json!([{"mac": "02:00:00:00:00:01", "nic_tag": "admin", "vlan_id": 5}]));
-        assert!(check_unique(&b, &vlan_mac, [(&a, &old)]).is_err());
+        assert!(check_unique(&b, &vlan_mac, [(&a, &old)], &nets()).is_err());
         let spoof_ip = rec(json!([{"mac": "02:00:00:00:00:02", "nic_tag": "admin",
                                     "ips": ["192.0.2.10/24"], "allow_ip_spoofing": true}]));
-        assert!(check_unique(&b, &spoof_ip, [(&a, &old)]).is_ok());
+        assert!(check_unique(&b, &spoof_ip, [(&a, &old)], &nets()).is_ok());
         let spoof_mac = rec(json!([{"mac": "02:00:00:00:00:01", "nic_tag": "admin",
                                      "allow_mac_spoofing": true}]));
-        assert!(check_unique(&b, &spoof_mac, [(&a, &old)]).is_ok());
+        assert!(check_unique(&b, &spoof_mac, [(&a, &old)], &nets()).is_ok());
         // dhcp / addrconf hold no address.
         let dhcp = rec(json!([{"mac": "02:00:00:00:00:03", "nic_tag": "admin", "ips": ["dhcp"]}]));
         let dhcp2 = rec(json!([{"mac": "02:00:00:00:00:04", "nic_tag": "admin", "ips": ["dhcp"]}]));
-        assert!(check_unique(&b, &dhcp, [(&a, &dhcp2)]).is_ok());
+        assert!(check_unique(&b, &dhcp, [(&a, &dhcp2)], &nets()).is_ok());
     }
 
     #[test]
@@ -336,8 +388,39 @@ mod tests {
         let mut other = vrrp(7, Some("192.0.2.20"), "192.0.2.60");
         other["allow_mac_spoofing"] = json!(true);
         let theirs = rec(json!([nic("02:00:00:00:00:02", "192.0.2.20"), other]));
-        let e = check_unique(&b, &theirs, [(&a, &ok)]).unwrap_err();
+        let e = check_unique(&b, &theirs, [(&a, &ok)], &nets()).unwrap_err();
         assert_eq!((e.what, e.value.as_str()), ("VRID", "7"));
+    }
+
+    #[test]
+    fn tags_on_one_bridge_are_one_network() {
+        let a = Uuid::new_v4();
+        let b = Uuid::new_v4();
+        let old = rec(json!([nic("02:00:00:00:00:01", "192.0.2.10")]));
+        // "external" is another tag for admin's bridge br0: same network.
+        let ip = rec(json!([{"mac": "02:00:00:00:00:02", "nic_tag": "external",
+                              "ips": ["192.0.2.10/24"]}]));
+        let e = check_unique(&b, &ip, [(&a, &old)], &nets()).unwrap_err();
+        assert_eq!(e.what, "IP");
+        assert_eq!(e.network, "bridge br0 (nic_tag external)");
+        assert!(e.to_string().contains("on bridge br0 (nic_tag external)"));
+        let mac = rec(json!([{"mac": "02:00:00:00:00:01", "nic_tag": "external"}]));
+        assert_eq!(
+            check_unique(&b, &mac, [(&a, &old)], &nets())
+                .unwrap_err()
+                .what,
+            "MAC"
+        );
+        // A tag without a bridge is only ever equal to itself, never to a
+        // bridge that happens to carry its name.
+        let odd = nets();
+        let br0_tag = rec(json!([{"mac": "02:00:00:00:00:01", "nic_tag": "br0"}]));
+        assert!(check_unique(&b, &br0_tag, [(&a, &old)], &odd).is_ok());
+        let mut again = rec(json!([{"mac": "02:00:00:00:00:05", "nic_tag": "br0"}]));
+        assert!(check_unique(&b, &again, [(&a, &br0_tag)], &odd).is_ok());
+        again = rec(json!([{"mac": "02:00:00:00:00:01", "nic_tag": "br0"}]));
+        let e = check_unique(&b, &again, [(&a, &br0_tag)], &odd).unwrap_err();
+        assert_eq!(e.network, "nic_tag br0");
     }
 
     #[test]
@@ -347,7 +430,7 @@ mod tests {
             nic("02:00:00:00:00:01", "192.0.2.10"),
             nic("02:00:00:00:00:02", "192.0.2.10")
         ]));
-        let e = check_unique(&a, &twice, []).unwrap_err();
+        let e = check_unique(&a, &twice, [], &nets()).unwrap_err();
         assert_eq!(e.owner, "another NIC of this VM");
     }
 }

@@ -444,3 +444,89 @@ fn dhcp_client_ids_are_kept_and_named_as_unenforced() {
     let out = lab.vmadm(&["update", &uuid], Some(&upd.to_string()));
     crate::harness::assert_exit(&out, 1);
 }
+
+#[test]
+fn addresses_are_unique_per_bridge_and_racing_updates_cannot_share_one() {
+    let Some(lab) = Lab::new() else { return };
+    // A second tag for the lab's bridge (the config's last table is
+    // [networks]), and a third with a bridge of its own.
+    let config = &lab.env.as_ref().expect("zfs lab").config;
+    let mut text = std::fs::read_to_string(config).expect("config");
+    text.push_str("\nalias = \"rvtbr0\"\nother = \"rvtbr9\"\n");
+    std::fs::write(config, text).expect("config");
+    let first = lab.vmadm_create(payload("192.0.2.70", json!({})));
+    let on = |tag: &str, ip: &str| payload(ip, json!({"nic_tag": tag}));
+    // Another tag for the same bridge is the same network …
+    let out = lab.vmadm(&["create"], Some(&on("alias", "192.0.2.70").to_string()));
+    crate::harness::assert_exit(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Conflict detected with another vm")
+            && err.contains("IP 192.0.2.70 on bridge rvtbr0 (nic_tag alias)"),
+        "{err}"
+    );
+    let mac = first.nics[0].mac.clone();
+    let mut same_mac = on("alias", "192.0.2.71");
+    same_mac["nics"][0]["mac"] = json!(mac);
+    let out = lab.vmadm(&["create"], Some(&same_mac.to_string()));
+    crate::harness::assert_exit(&out, 1);
+    // … another bridge is not.
+    lab.vmadm_create(on("other", "192.0.2.70"));
+
+    // Two `vmadm update` processes race for one free address, 10 rounds:
+    // each round exactly one wins.
+    let racers: Vec<VmSpec> = (0..2)
+        .map(|i| lab.vmadm_create(payload(&format!("192.0.2.{}", 72 + i), json!({}))))
+        .collect();
+    for round in 0..10 {
+        let target = format!("198.51.100.{round}/24");
+        let children: Vec<Child> = racers
+            .iter()
+            .map(|vm| {
+                let upd = json!({"update_nics": [{"mac": vm.nics[0].mac, "ips": [target]}]});
+                let env = lab.env.as_ref().expect("zfs lab");
+                let mut child = Command::new("nsenter")
+                    .arg(format!("--net=/run/netns/{}", lab.hostns))
+                    .arg("--")
+                    .arg(crate::harness::bin("vmadm"))
+                    .args(["update", &vm.uuid.to_string()])
+                    .env("VMADM_CONFIG", &env.config)
+                    .env_remove("RUST_LOG")
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("vmadm update");
+                use std::io::Write;
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(upd.to_string().as_bytes())
+                    .expect("payload");
+                child
+            })
+            .collect();
+        let outs: Vec<_> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().expect("wait"))
+            .collect();
+        let won = outs.iter().filter(|o| o.status.success()).count();
+        assert_eq!(
+            won,
+            1,
+            "round {round}: {:?}",
+            outs.iter()
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .collect::<Vec<_>>()
+        );
+        let lost = outs.iter().find(|o| !o.status.success()).expect("loser");
+        assert!(String::from_utf8_lossy(&lost.stderr).contains("Conflict detected"));
+        // Give the address back for the next round.
+        for vm in &racers {
+            let upd = json!({"update_nics": [{"mac": vm.nics[0].mac, "ips": [format!("192.0.2.{}/24", 72 + racers.iter().position(|r| r.uuid == vm.uuid).unwrap_or(0))]}]});
+            let out = lab.vmadm(&["update", &vm.uuid.to_string()], Some(&upd.to_string()));
+            crate::harness::assert_exit(&out, 0);
+        }
+    }
+}
