@@ -347,6 +347,67 @@ fn a_vrrp_nic_sends_from_its_router_mac_and_primary_ip() {
     refused(p, "vrrp_primary_ip must belong to the same VM");
 }
 
+/// Runs `antispoof_frames.py` with `args` in the namespace `ns_arg`.
+fn frames(ns_arg: &str, args: &[&str]) {
+    let out = Command::new("nsenter")
+        .args([ns_arg, "--", "python3", FRAMES])
+        .args(args)
+        .output()
+        .expect("frames");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_dhcp_nic_may_send_from_the_address_a_server_acknowledged() {
+    if !have_tools() {
+        return;
+    }
+    let Some(lab) = Lab::new() else { return };
+    let mac = "02:00:c0:00:02:4d";
+    let a = lab.jail(
+        json!({"nics": [{"interface": "net0", "mac": mac, "nic_tag": "admin",
+                                      "ips": ["dhcp"], "primary": true}]}),
+    );
+    let b = lab.net_jail("192.0.2.61", 0, json!({}));
+    lab.start(&a);
+    lab.start(&b);
+    let host = format!("--net=/run/netns/{}", lab.hostns);
+    // The closing frame leaves from 0.0.0.0, which every port allows.
+    let from_lease = || send_frames_from(&lab, "send", &a, (0, "192.0.2.77", "0.0.0.0"), &b);
+    let nothing = BTreeSet::new();
+    assert_eq!(
+        from_lease(),
+        (nothing.clone(), nothing.clone()),
+        "no lease yet"
+    );
+    // An offer, and an ACK for another client, teach nothing.
+    frames(&host, &["reply", "rvtbr0", mac, "192.0.2.77", "2"]);
+    frames(
+        &host,
+        &["reply", "rvtbr0", "02:00:c0:00:02:4e", "192.0.2.77", "5"],
+    );
+    assert_eq!(
+        from_lease(),
+        (nothing.clone(), nothing.clone()),
+        "offer only"
+    );
+    // The server's ACK for this NIC's MAC makes the address a source.
+    frames(&host, &["reply", "rvtbr0", mac, "192.0.2.77", "5"]);
+    let legit = set(&["LEGIT"]);
+    assert_eq!(from_lease(), (legit.clone(), legit), "after the ACK");
+    // Giving the lease back ends it.
+    frames(&netns(&a), &["release", "net0", mac, "192.0.2.77"]);
+    assert_eq!(
+        from_lease(),
+        (nothing.clone(), nothing),
+        "after the release"
+    );
+}
+
 fn payload(ip: &str, extra: Value) -> Value {
     let mut nic = json!({"nic_tag": "admin", "ips": [format!("{ip}/24")], "primary": true});
     if let (Some(n), Some(e)) = (nic.as_object_mut(), extra.as_object()) {

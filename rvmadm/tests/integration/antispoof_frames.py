@@ -5,6 +5,9 @@
 #                                the closing DONE frame comes from done-ip
 #                                (default ip), which must pass the port
 #   ports <iface> <mac> <ip> <victim-ip>  TCP and UDP to ports 25 and 26
+#   reply <iface> <client-mac> <yiaddr> <type>  a DHCP server's broadcast
+#                                reply (type 2 OFFER, 5 ACK) for client-mac
+#   release <iface> <mac> <ciaddr>  a client's DHCPRELEASE of ciaddr
 #   listen <iface> <seconds>     prints "ready", then each marker seen once;
 #                                stops at the sender's closing DONE frame
 #                                (prints TIMEOUT if none came in time)
@@ -114,6 +117,28 @@ def ports(iface, own_mac, own_ip, victim):
     s.send(eth(bc, me, 0x0800, ipv4(own_ip, own_ip.rsplit(".", 1)[0] + ".255", 17,
                                     udp(4000, 4000, b"DONE"))))
 
+def bootp(op, ciaddr, yiaddr, chaddr, mtype, server):
+    b = struct.pack("!BBBBIHH4s4s4s4s", op, 1, 6, 0, 0x1234, 0, 0x8000,
+                    socket.inet_aton(ciaddr), socket.inet_aton(yiaddr),
+                    socket.inet_aton(server), b"\0" * 4)
+    b += chaddr + b"\0" * 10 + b"\0" * 192 + b"\x63\x82\x53\x63"
+    return b + bytes([53, 1, mtype, 54, 4]) + socket.inet_aton(server) + b"\xff"
+
+def reply(iface, client_mac, yiaddr, mtype):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    server = "192.0.2.1"
+    msg = bootp(2, "0.0.0.0", yiaddr, mac(client_mac), int(mtype), server)
+    s.send(eth(b"\xff" * 6, b"\x02\x00\x00\x00\x00\xfe", 0x0800,
+               ipv4(server, "255.255.255.255", 17, udp(67, 68, msg))))
+
+def release(iface, own_mac, ciaddr):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    server = "192.0.2.1"
+    msg = bootp(1, ciaddr, "0.0.0.0", mac(own_mac), 7, server)
+    s.send(eth(b"\xff" * 6, mac(own_mac), 0x0800, ipv4(ciaddr, server, 17, udp(68, 67, msg))))
+
 def listen(iface, seconds):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
     s.bind((iface, 0))
@@ -141,5 +166,9 @@ if __name__ == "__main__":
         send(*sys.argv[2:7])
     elif sys.argv[1] == "ports":
         ports(*sys.argv[2:6])
+    elif sys.argv[1] == "reply":
+        reply(*sys.argv[2:6])
+    elif sys.argv[1] == "release":
+        release(*sys.argv[2:5])
     else:
         listen(sys.argv[2], sys.argv[3])

@@ -28,6 +28,10 @@
 //!   server/relay messages (source port 67 or 547), and DHCP requests whose
 //!   client hardware address is not the NIC's MAC. As in SmartOS, a DHCP
 //!   server NIC also may spoof IPs.
+//! * learned leases (`dhcp` in `ips`, IP protection on): an IPv4 address
+//!   a DHCP server acknowledges for the NIC's MAC, seen by an egress chain
+//!   on the same port (frames to the jail), is a source too, as illumos
+//!   learns it from the ACK (see [`dhcp_rules`]).
 //! * VRRP (`vrrp_vrid`): the NIC's MAC is the router's
 //!   (00:00:5e:00:01:<vrid>, set at validation), so the MAC rule holds it to
 //!   that one; its `vrrp_primary_ip` joins the allowed sources.
@@ -69,6 +73,10 @@ pub struct PortFilter {
     /// the state file of a jail booted by an earlier version.
     #[serde(default)]
     pub blocked_tcp: Vec<u16>,
+    /// The NIC takes an IPv4 address by DHCP (`dhcp` in `ips`): an
+    /// address a server acknowledges for its MAC becomes an allowed source.
+    #[serde(default)]
+    pub learn_dhcp: bool,
 }
 
 /// A NIC whose values cannot become rules (never expected: the spec was
@@ -139,6 +147,7 @@ impl PortFilter {
         v4.dedup();
         v6.sort();
         v6.dedup();
+        let learn_dhcp = nic.ips.iter().any(|a| matches!(a, NicAddr::Dhcp));
         let mut blocked_tcp = nic.blocked_outgoing_ports.clone();
         blocked_tcp.sort_unstable();
         blocked_tcp.dedup();
@@ -152,6 +161,7 @@ impl PortFilter {
             v4,
             v6,
             blocked_tcp,
+            learn_dhcp,
         })
     }
 
@@ -282,6 +292,12 @@ fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
             target_elems(&f.v6)
         );
     }
+    if learns(f) {
+        let _ = writeln!(
+            out,
+            "\tset p{i}dhcp {{ type ipv4_addr; flags dynamic, timeout; timeout {LEASE_HOLD}; size 16; }}"
+        );
+    }
     let _ = writeln!(out, "\tchain p{i} {{");
     let _ = writeln!(
         out,
@@ -308,8 +324,17 @@ fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
         rule("arp hlen != 6 drop".into());
         rule("arp plen != 4 drop".into());
         rule(format!("arp saddr ether != {mac} drop"));
-        rule(format!("arp saddr ip != @p{i}v4 drop"));
-        rule(format!("ip saddr != @p{i}v4 drop"));
+        // A learned lease counts as well (see `dhcp_rules`).
+        let learned = if f.learn_dhcp {
+            format!(" ip saddr != @p{i}dhcp")
+        } else {
+            String::new()
+        };
+        rule(format!(
+            "arp saddr ip != @p{i}v4{} drop",
+            learned.replace("ip saddr", "arp saddr ip")
+        ));
+        rule(format!("ip saddr != @p{i}v4{learned} drop"));
         rule(format!("ip6 saddr != @p{i}v6 drop"));
         rule(format!(
             "icmpv6 type nd-neighbor-advert @th,64,128 != @p{i}nd drop"
@@ -329,6 +354,57 @@ fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
         // chaddr: 28 bytes into the BOOTP message, after the UDP header.
         rule(format!("udp dport 67 @th,288,48 != {machex} drop"));
     }
+    if learns(f) {
+        // The jail gives its lease back: the address stops being a source.
+        rule(format!(
+            "udp dport 67 @th,{OPT1},24 0x350107 delete @p{i}dhcp {{ @th,{CIADDR},32 }}"
+        ));
+    }
+    let _ = writeln!(out, "\t}}");
+    if learns(f) {
+        dhcp_rules(i, f, out);
+    }
+}
+
+/// True when the port learns DHCP leases: only a port whose sources are
+/// checked has use for them.
+fn learns(f: &PortFilter) -> bool {
+    f.learn_dhcp && !f.ip_spoofing
+}
+
+/// Bit offsets into a BOOTP message behind the UDP header (8 bytes).
+const YIADDR: u32 = (8 + 16) * 8;
+const CIADDR: u32 = (8 + 12) * 8;
+const CHADDR: u32 = (8 + 28) * 8;
+const COOKIE: u32 = (8 + 236) * 8;
+const OPT1: u32 = (8 + 240) * 8;
+
+/// How long a learned lease stays a source without a renewal's ACK: longer
+/// than the renewal time (half the lease) of common lease lengths up to
+/// two days.
+const LEASE_HOLD: &str = "1d";
+
+/// The egress chain that fills the port's set of addresses learned from
+/// DHCP (declared with the other sets). A frame going *to* the jail that is a DHCP ACK (first option 53 =
+/// 5, as servers put it) for the NIC's MAC adds (or refreshes) its `yiaddr`.
+/// Jails without DHCP spoofing cannot send from port 67 (their ingress
+/// drops it), so such an ACK comes from the host, the uplink or a NIC
+/// trusted to serve DHCP, as in illumos, which snoops ACKs the same way.
+/// An ACK laid out otherwise teaches nothing (fail closed).
+fn dhcp_rules(i: usize, f: &PortFilter, out: &mut String) {
+    let machex = mac_hex(f.mac);
+    let _ = writeln!(out, "\tchain p{i}out {{");
+    let _ = writeln!(
+        out,
+        "\t\ttype filter hook egress device \"{}\" priority 0; policy accept;",
+        f.port
+    );
+    let _ = writeln!(
+        out,
+        "\t\tudp sport 67 udp dport 68 @th,64,8 2 @th,80,8 6 @th,{CHADDR},48 {machex} \
+         @th,{COOKIE},32 0x63825363 @th,{OPT1},24 0x350105 \
+         @th,{YIADDR},32 != 0 @th,{YIADDR},8 < 224 update @p{i}dhcp {{ @th,{YIADDR},32 }}"
+    );
     let _ = writeln!(out, "\t}}");
 }
 
@@ -541,6 +617,7 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
 \tset p0v4 { type ipv4_addr; flags interval; elements = { 0.0.0.0, 192.0.2.10, 198.51.100.0/24 }; }
 \tset p0v6 { type ipv6_addr; flags interval; elements = { ::, 2001:db8::5, 2001:db8:1::/48, fe80::ff:fe00:1 }; }
 \tset p0nd { typeof @th,64,128; flags interval; elements = { 0x20010db8000000000000000000000005, 0x20010db8000100000000000000000000-0x20010db80001ffffffffffffffffffff, 0xfe80000000000000000000fffe000001 }; }
+\tset p0dhcp { type ipv4_addr; flags dynamic, timeout; timeout 1d; size 16; }
 \tchain p0 {
 \t\ttype filter hook ingress device \"vme015a6e863e0\" priority 0; policy accept;
 \t\tether saddr != 02:00:00:00:00:01 drop
@@ -548,8 +625,8 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
 \t\tarp hlen != 6 drop
 \t\tarp plen != 4 drop
 \t\tarp saddr ether != 02:00:00:00:00:01 drop
-\t\tarp saddr ip != @p0v4 drop
-\t\tip saddr != @p0v4 drop
+\t\tarp saddr ip != @p0v4 arp saddr ip != @p0dhcp drop
+\t\tip saddr != @p0v4 ip saddr != @p0dhcp drop
 \t\tip6 saddr != @p0v6 drop
 \t\ticmpv6 type nd-neighbor-advert @th,64,128 != @p0nd drop
 \t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } @th,192,8 { 1, 2 } @th,208,48 != 0x020000000001 drop
@@ -557,6 +634,11 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
 \t\ticmpv6 type { nd-router-advert, nd-redirect } drop
 \t\tudp sport { 67, 547 } drop
 \t\tudp dport 67 @th,288,48 != 0x020000000001 drop
+\t\tudp dport 67 @th,1984,24 0x350107 delete @p0dhcp { @th,160,32 }
+\t}
+\tchain p0out {
+\t\ttype filter hook egress device \"vme015a6e863e0\" priority 0; policy accept;
+\t\tudp sport 67 udp dport 68 @th,64,8 2 @th,80,8 6 @th,288,48 0x020000000001 @th,1952,32 0x63825363 @th,1984,24 0x350105 @th,192,32 != 0 @th,192,8 < 224 update @p0dhcp { @th,192,32 }
 \t}
 \tchain p1 {
 \t\ttype filter hook ingress device \"vme015a6e863e1\" priority 0; policy accept;
