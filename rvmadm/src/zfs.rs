@@ -79,7 +79,14 @@ fn checked(name: &str) -> Result<&str, ZfsError> {
 
 /// How often a "busy" destroy or rename is tried in all (see
 /// `Zfs::run_unbusy`).
-const BUSY_TRIES: u32 = 10;
+const BUSY_TRIES: u32 = 12;
+
+/// How many of those come at once, before any unmount or pause: zfs-fuse
+/// answers "busy" to the first destroy of every freshly mounted dataset and
+/// now and then to the next one or two as well (its unmount finishes in the
+/// daemon after the command returns); a bare retry loop is what the floor
+/// does, so vmadm does the same before bringing in heavier means.
+const BUSY_AT_ONCE: u32 = 3;
 
 /// A row of `zfs list` with the columns this crate uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -376,11 +383,12 @@ impl<'r> Zfs<'r> {
     }
 
     /// Runs `argv`; while zfs answers "busy" (zfs-fuse does for the first
-    /// destroy or rename of a mounted dataset: that call unmounts it, the
-    /// next one succeeds) retries — the first time at once, without a pause
-    /// or another process, so the common case costs one extra `zfs` call
-    /// and no sleep; after that it force-unmounts `unmount` and waits
-    /// 5 ms, 10 ms, 20 ms … (about 1.3 s over ten tries in all) for a
+    /// destroy or rename of a mounted dataset: that call unmounts it, and
+    /// one of the next succeeds once the daemon is done) retries — the
+    /// first [`BUSY_AT_ONCE`] times at once, without a pause or another
+    /// process, so the common case costs one or two extra `zfs` calls and
+    /// no sleep; after that it force-unmounts `unmount` and waits 5 ms,
+    /// 10 ms, 20 ms … (about 1.3 s over the remaining tries) for a
     /// lingering user to go. A failure whose stderr satisfies `done` counts
     /// as success. Returns whether it had to unmount.
     fn run_unbusy(
@@ -392,8 +400,8 @@ impl<'r> Zfs<'r> {
         let mut unmounted = false;
         let mut last = None;
         for attempt in 0..BUSY_TRIES {
-            if attempt >= 2 {
-                std::thread::sleep(Duration::from_millis(5 << (attempt - 2)));
+            if attempt > BUSY_AT_ONCE {
+                std::thread::sleep(Duration::from_millis(5 << (attempt - BUSY_AT_ONCE - 1)));
             }
             let out = self.runner.output(argv, None)?;
             if out.success() {
@@ -411,7 +419,7 @@ impl<'r> Zfs<'r> {
             if !failed.stderr().contains("busy") {
                 return Err(failed.into());
             }
-            if attempt >= 1 {
+            if attempt >= BUSY_AT_ONCE {
                 if let Some(ds) = unmount {
                     let _ = self
                         .runner
@@ -709,17 +717,12 @@ mod tests {
         let calls: Vec<String> = r.calls().iter().map(|a| a.to_string()).collect();
         let destroys = calls.iter().filter(|c| c.contains("destroy")).count();
         assert_eq!(destroys, BUSY_TRIES as usize);
-        // The first "busy" is retried at once, with no unmount in between
-        // (zfs-fuse's first destroy has already unmounted); only a second
-        // one brings in `zfs unmount -f`.
-        assert_eq!(
-            calls[..3],
-            [
-                "zfs destroy -r p/y",
-                "zfs destroy -r p/y",
-                "zfs unmount -f p/y"
-            ]
-        );
+        // The first "busy" answers are retried at once, with no unmount in
+        // between (zfs-fuse's first destroy has already unmounted); only
+        // after BUSY_AT_ONCE retries comes `zfs unmount -f`.
+        let at_once = BUSY_AT_ONCE as usize + 1;
+        assert!(calls[..at_once].iter().all(|c| c == "zfs destroy -r p/y"));
+        assert_eq!(calls[at_once], "zfs unmount -f p/y");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::error::{OpsError, OpsResult};
 use crate::spec::fs_policy::FsRequest;
 use crate::spec::object::{new_vm_record, CreateContext};
 use crate::spec::{self, Action, Field, VmRecord};
-use crate::store::{iso_time, usable_mountpoint};
+use crate::store::{iso_time, usable_mountpoint, Intent, IntentSlot};
 use crate::zfs::ZfsError;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -67,15 +67,16 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     let exists = || OpsError::Failed(format!("VM with UUID {uuid} already exists"));
 
     let _global = ctx.store.lock_global()?;
-    sweep_incomplete(ctx);
+    let slot = recover(ctx)?;
+    sweep_incomplete_records(ctx);
     if ctx.store.exists(&uuid) {
         return Err(exists());
     }
-    let zonepath = pool_mountpoint(ctx, &pool)?.join(uuid.to_string());
+    let derived = pool_mountpoint(ctx, &pool)?.join(uuid.to_string());
 
     let now = iso_time(std::time::SystemTime::now());
     let uuid_s = uuid.to_string();
-    let zonepath_s = zonepath.display().to_string();
+    let zonepath_s = derived.display().to_string();
     let mut obj = new_vm_record(
         &payload,
         &CreateContext {
@@ -86,9 +87,13 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         },
     );
     ctx.check_addresses_free(&uuid, &obj)?;
-    obj.incomplete = Some(true);
-    obj.place(Field::Incomplete);
-    ctx.store.save(&uuid, &obj)?;
+    // The record is written before the clone, so it holds now what it will
+    // hold if everything succeeds; a failure undoes it whole.
+    let delegate = obj.delegate_dataset == Some(true);
+    if delegate {
+        obj.datasets = Some(vec![format!("{dataset}/data")]);
+        obj.place(Field::Datasets);
+    }
 
     // Properties the payload named (the quota is set by the clone itself).
     let given: Vec<String> = payload
@@ -97,24 +102,61 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         .cloned()
         .collect();
     let zfs = ctx.zfs();
-    if let Err(e) = zfs.clone_snapshot(&origin, &dataset, &vm_clone_props(obj.quota)) {
-        let _ = ctx.store.remove(&uuid);
+    // 1. Durable intent: from here a dead create is undone by the next
+    //    global-lock holder (see `recover`).
+    slot.write(&Intent::CreatePending {
+        uuid,
+        dataset: dataset.clone(),
+        origin: origin.clone(),
+    })?;
+    crash_point("create:pending");
+    // 2. The clone, and meanwhile the record made durable under its
+    //    prepared (invisible) name: the two fsyncs overlap the zfs process.
+    let store = &ctx.store;
+    let (prepared, cloned) = std::thread::scope(|s| {
+        let writer = s.spawn(|| store.prepare(&uuid, &obj));
+        let cloned = zfs.clone_snapshot(&origin, &dataset, &vm_clone_props(obj.quota));
+        (writer.join(), cloned)
+    });
+    // Undoes steps 1-2 (and the clone when it is ours) after a failure.
+    let abort = |e: OpsError, destroy: bool| -> OpsError {
+        if destroy {
+            let _ = zfs.destroy(&dataset, true);
+        }
+        let _ = ctx.store.discard_prepared(&uuid);
+        // Durably: a pending entry left behind would make the next create
+        // undo this one again (and a taken name is someone else's dataset).
+        if let Err(c) = slot.clear() {
+            tracing::warn!(%uuid, error = %c, "cannot clear the intent slot");
+        }
+        e
+    };
+    if let Err(e) = cloned {
         return Err(match e {
             // Someone else's dataset: not ours to destroy.
-            ZfsError::AlreadyExists(_) => exists(),
-            ZfsError::NoSuchPool(_) => no_pool(&pool),
-            ZfsError::NotFound(_) if !zfs.pool_exists(&pool).unwrap_or(true) => no_pool(&pool),
-            ZfsError::NotFound(_) => OpsError::Failed(format!(
-                "image {image} is not installed on zpool {pool} (no {origin}); run `imgadm import {image}` first"
-            )),
-            other => {
-                let _ = zfs.destroy(&dataset, true);
-                other.into()
+            ZfsError::AlreadyExists(_) => abort(exists(), false),
+            ZfsError::NoSuchPool(_) => abort(no_pool(&pool), false),
+            ZfsError::NotFound(_) if !zfs.pool_exists(&pool).unwrap_or(true) => {
+                abort(no_pool(&pool), false)
             }
+            ZfsError::NotFound(_) => abort(OpsError::Failed(format!(
+                "image {image} is not installed on zpool {pool} (no {origin}); run `imgadm import {image}` first"
+            )), false),
+            other => abort(other.into(), true),
         });
     }
-    let delegate = obj.delegate_dataset == Some(true);
-    let made = seal_zonepath(ctx, &pool, &dataset, &zonepath).and_then(|zonepath| {
+    let prepared = prepared.unwrap_or_else(|_| {
+        Err(crate::store::StoreError::Corrupt {
+            path: ctx.config.state_dir.clone(),
+            reason: "the record writer thread panicked".into(),
+        })
+    });
+    if let Err(e) = prepared {
+        return Err(abort(e.into(), true));
+    }
+    crash_point("create:cloned");
+    // 3. What the clone holds and the payload asks for on top of it.
+    let made = seal_zonepath(ctx, &pool, &dataset, &derived).and_then(|zonepath| {
         // The image decides what is in the clone: refuse one without a
         // real root/ (or with `data` a symlink) before the delegated
         // dataset is mounted at <zonepath>/data or the VM ever boots.
@@ -129,50 +171,81 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         // for a payload without them, so no process on the happy path.
         let dataset_changes = super::update::host_changes(&given, &obj)?.dataset;
         crate::driver::dataset::apply_to(&zfs, &dataset, &dataset_changes)?;
-        Ok(zonepath)
-    });
-    let zonepath = match made {
-        Ok(z) => z,
-        Err(e) => {
-            let _ = zfs.destroy(&dataset, true);
-            let _ = ctx.store.remove(&uuid);
-            return Err(e);
+        if zonepath != derived {
+            // The cached pool mountpoint was stale: the prepared record
+            // names the wrong zonepath; write it again (rare).
+            obj.zonepath = Some(zonepath.display().to_string());
+            obj.place(Field::Zonepath);
+            ctx.store.prepare(&uuid, &obj)?;
         }
-    };
-    if delegate {
-        obj.datasets = Some(vec![format!("{dataset}/data")]);
-        obj.place(Field::Datasets);
+        Ok(())
+    });
+    if let Err(e) = made {
+        return Err(abort(e, true));
     }
-    obj.zonepath = Some(zonepath.display().to_string());
-    obj.place(Field::Zonepath);
-    obj.remove(Field::Incomplete.name());
-    if let Err(e) = ctx.store.save(&uuid, &obj) {
-        let _ = zfs.destroy(&dataset, true);
-        let _ = ctx.store.remove(&uuid);
-        return Err(e.into());
+    crash_point("create:checked");
+    // 4. Commit: the VM exists from here, whatever happens next (the
+    //    prepared record is durable, and `recover` renames it in).
+    if let Err(e) = slot.write(&Intent::CreateCommitted { uuid }) {
+        return Err(abort(e.into(), true));
     }
+    crash_point("create:committed");
+    // 5. Visible. No fsync: a lost rename is redone from the slot.
+    if let Err(e) = ctx.store.publish(&uuid) {
+        return Err(abort(e.into(), true));
+    }
+    crash_point("create:published");
 
     super::update::notice_unenforced(ctx, &given, &obj);
     if obj.autoboot == Some(true) {
-        let boot = ctx
+        let rec = ctx
             .store
             .load(&uuid)?
-            .ok_or_else(|| OpsError::no_such_vm(&uuid))
-            .and_then(|rec| ctx.spec(&rec))
-            .and_then(|spec| {
-                ctx.driver
-                    .start(&spec)
-                    .map(|_| spec)
-                    .map_err(OpsError::from)
-            });
+            .ok_or_else(|| OpsError::no_such_vm(&uuid))?;
+        let boot = ctx
+            .spec(&rec)
+            .and_then(|spec| ctx.driver.start(&spec).map_err(OpsError::from));
         if let Err(e) = boot {
-            undo(ctx, &uuid, &dataset, &obj);
+            // Torn down the way delete does it, so a death halfway through
+            // is finished by the next create or delete.
+            let undone = ctx
+                .store
+                .lock_vm(&uuid)
+                .map_err(OpsError::from)
+                .and_then(|_vm| super::delete::tear_down(ctx, &slot, &uuid, &rec));
+            if let Err(u) = undone {
+                tracing::warn!(%uuid, error = %u, "cannot undo the VM that failed to boot");
+            }
             return Err(OpsError::Failed(format!(
                 "failed to boot VM {uuid}: {e}; the VM was not created"
             )));
         }
     }
     Ok(uuid)
+}
+
+/// Where a test makes create or delete die as if killed: in unit tests
+/// (`CRASH_AT`) a panic, which unwinds past every undo step and drops the
+/// locks as the kernel would; in a debug build of the binaries an abort
+/// when `RVMADM_CRASH_AT` names the step, for the integration tests. A
+/// release build has no hook.
+pub(crate) fn crash_point(step: &'static str) {
+    #[cfg(test)]
+    if CRASH_AT.with(|c| c.get() == Some(step)) {
+        panic!("crash point {step}");
+    }
+    #[cfg(all(debug_assertions, not(test)))]
+    if std::env::var_os("RVMADM_CRASH_AT").is_some_and(|v| v == step) {
+        std::process::abort();
+    }
+    let _ = step;
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The step [`crash_point`] dies at in this test thread.
+    pub(crate) static CRASH_AT: std::cell::Cell<Option<&'static str>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// The properties every VM dataset is cloned with (create and reprovision):
@@ -269,11 +342,86 @@ fn undo(ctx: &Ctx, uuid: &Uuid, dataset: &str, obj: &VmRecord) {
     let _ = ctx.store.remove(uuid);
 }
 
-/// Cleans up records left incomplete by a create that died. Callers hold
-/// the global lock, so no live create can own them. Runs before every
+/// Finishes or undoes the create or delete the intent slot names, when a
+/// `kill -9` or a power loss stopped it (`store::intent` says what each
+/// entry promises), and returns the slot for the caller's own entry.
+/// Callers hold the global lock, so no live create or delete owns the
+/// entry. On the happy path this reads one block and, for an entry already
+/// done, looks at one record file: no process.
+pub(crate) fn recover(ctx: &Ctx) -> OpsResult<IntentSlot> {
+    let slot = ctx.store.intent_slot()?;
+    let Some(intent) = slot.read() else {
+        return Ok(slot);
+    };
+    match intent {
+        Intent::CreateCommitted { uuid } => {
+            if ctx.store.is_prepared(&uuid) {
+                if ctx.store.exists(&uuid) {
+                    ctx.store.discard_prepared(&uuid)?;
+                } else {
+                    tracing::info!(%uuid, "completing a create that was interrupted after its commit");
+                    ctx.store.publish_synced(&uuid)?;
+                }
+            }
+        }
+        Intent::CreatePending {
+            uuid,
+            dataset,
+            origin,
+        } => {
+            // A pending create never has a visible record (it renames its
+            // record in after committing): one there is not its own.
+            if !ctx.store.exists(&uuid) {
+                tracing::info!(%uuid, "undoing a create that was interrupted before its commit");
+                let zfs = ctx.zfs();
+                // Only a clone of the image it named: the create may have
+                // died before its clone found the name taken by a stranger.
+                match zfs.get(&dataset, "origin") {
+                    Ok(o) if o == origin => zfs.destroy(&dataset, true)?,
+                    Ok(o) => {
+                        tracing::warn!(%dataset, origin = %o, "not destroying a dataset the interrupted create did not make");
+                    }
+                    Err(ZfsError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                ctx.store.discard_prepared(&uuid)?;
+            }
+            slot.clear()?;
+        }
+        Intent::Delete { uuid, dataset, sig } => {
+            // The very record the delete saw is still there: finish it. A
+            // record written since (same uuid, new file) is not touched.
+            if ctx.store.record_sig(&uuid)? == Some(sig) {
+                tracing::info!(%uuid, "finishing a delete that was interrupted");
+                let _vm = ctx.store.lock_vm(&uuid)?;
+                match ctx.store.load(&uuid) {
+                    Ok(Some(rec)) => super::delete::tear_down(ctx, &slot, &uuid, &rec)?,
+                    _ => {
+                        ctx.zfs().destroy(&dataset, true)?;
+                        ctx.store.remove(&uuid)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(slot)
+}
+
+/// Repairs what interrupted creates, deletes and receives left behind: the
+/// intent slot's entry, then records still carrying the incomplete marker
+/// (`vmadm receive` marks its record so until the stream is in; creates of
+/// earlier releases did too). Callers hold the global lock.
+pub fn sweep_incomplete(ctx: &Ctx) {
+    if let Err(e) = recover(ctx) {
+        tracing::warn!(error = %e, "cannot recover the interrupted create or delete");
+    }
+    sweep_incomplete_records(ctx);
+}
+
+/// Removes records left incomplete, and their datasets. Runs before every
 /// create, so it reads through the list index (which keeps the incomplete
 /// marker) and opens only the records it removes.
-pub fn sweep_incomplete(ctx: &Ctx) {
+fn sweep_incomplete_records(ctx: &Ctx) {
     let wanted = ["uuid", "_incomplete"];
     let Ok(all) = ctx.store.load_summaries(super::list::indexed(), &wanted) else {
         return;
@@ -297,7 +445,7 @@ pub fn sweep_incomplete(ctx: &Ctx) {
             .zfs_filesystem
             .clone()
             .unwrap_or_else(|| ctx.config.vm_dataset(&uuid));
-        tracing::info!(%uuid, "removing VM left incomplete by an interrupted create");
+        tracing::info!(%uuid, "removing VM left incomplete by an interrupted create or receive");
         undo(ctx, &uuid, &dataset, &rec.vm);
     }
 }
@@ -753,5 +901,161 @@ mod tests {
         sweep_incomplete(&fx.ctx);
         assert!(fx.ctx.store.exists(&vm));
         assert!(fx.commands_since(&mark).is_empty());
+    }
+
+    /// Runs a create of a fresh uuid that dies at `step` as if killed.
+    fn create_dying_at(fx: &Fixture, step: &'static str, extra: Value) -> Uuid {
+        let uuid = Uuid::new_v4();
+        fx.answer_mountpoint(&uuid);
+        let payload = fx.payload(&uuid, extra);
+        CRASH_AT.with(|c| c.set(Some(step)));
+        let died =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| create(&fx.ctx, &payload)));
+        CRASH_AT.with(|c| c.set(None));
+        assert!(died.is_err(), "create did not die at {step}");
+        uuid
+    }
+
+    /// Has `zfs get origin` of `uuid`'s dataset answer `origin`.
+    fn answer_origin(fx: &Fixture, uuid: &Uuid, origin: &str) {
+        fx.runner.answer(
+            &[
+                "zfs",
+                "get",
+                "-H",
+                "-o",
+                "value",
+                "origin",
+                &format!("zones/{uuid}"),
+            ],
+            Output {
+                status: 0,
+                stdout: format!("{origin}\n").into_bytes(),
+                stderr: Vec::new(),
+            },
+        );
+    }
+
+    fn files_of(fx: &Fixture, uuid: &Uuid) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(fx.ctx.config.state_dir.join("vms")) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = dir
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(&uuid.to_string()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_create_killed_before_its_commit_is_undone_by_the_next_and_never_seen() {
+        for step in ["create:pending", "create:cloned", "create:checked"] {
+            let fx = Fixture::new();
+            let dead = create_dying_at(&fx, step, json!({"alias": "dead"}));
+            // Never visible: no record, nothing listed.
+            assert!(!fx.ctx.store.exists(&dead), "{step}");
+            assert!(fx.ctx.store.load_all().unwrap().is_empty(), "{step}");
+            // Past the clone the record waits, durable, under its dot name.
+            let prepared = [format!(".{dead}.json.creating")];
+            assert_eq!(
+                files_of(&fx, &dead),
+                if step == "create:pending" {
+                    &[][..]
+                } else {
+                    &prepared[..]
+                },
+                "{step}"
+            );
+            answer_origin(&fx, &dead, &format!("zones/{IMAGE}@final"));
+            let mark = fx.mark();
+            let live = fx.create_vm(json!({}));
+            let cmds = fx.commands_since(&mark);
+            assert_eq!(
+                cmds[..2],
+                [
+                    format!("zfs get -H -o value origin zones/{dead}"),
+                    format!("zfs destroy -r zones/{dead}"),
+                ],
+                "{step}"
+            );
+            assert!(cmds[2].starts_with("zfs clone"), "{step}: {cmds:?}");
+            assert_eq!(cmds.len(), 3, "{step}: {cmds:?}");
+            assert!(files_of(&fx, &dead).is_empty(), "{step}");
+            assert!(fx.ctx.store.exists(&live));
+            // Undone once: the create after that runs its clone only.
+            let mark = fx.mark();
+            fx.create_vm(json!({}));
+            assert_eq!(fx.commands_since(&mark).len(), 1, "{step}");
+        }
+    }
+
+    #[test]
+    fn an_undo_spares_a_dataset_the_dead_create_did_not_clone() {
+        let fx = Fixture::new();
+        // Killed before its clone could find the name taken by a stranger.
+        let dead = create_dying_at(&fx, "create:pending", json!({}));
+        answer_origin(&fx, &dead, "-");
+        let mark = fx.mark();
+        fx.create_vm(json!({}));
+        let cmds = fx.commands_since(&mark);
+        assert!(!cmds.iter().any(|c| c.contains("destroy")), "{cmds:?}");
+        assert_eq!(cmds.len(), 2, "{cmds:?}");
+    }
+
+    #[test]
+    fn a_create_killed_after_its_commit_is_completed_by_the_next() {
+        let fx = Fixture::new();
+        let done = create_dying_at(&fx, "create:committed", json!({"alias": "kept"}));
+        assert!(!fx.ctx.store.exists(&done));
+        let mark = fx.mark();
+        let live = fx.create_vm(json!({}));
+        // Nothing to ask zfs: the record is renamed in.
+        assert_eq!(fx.commands_since(&mark).len(), 1);
+        assert_eq!(files_of(&fx, &done), [format!("{done}.json")]);
+        let rec = fx.record(&done);
+        assert_eq!(rec.alias.as_deref(), Some("kept"));
+        assert!(!rec.has_incomplete_marker());
+        assert!(fx.ctx.store.exists(&live));
+        // The same through the sweep `vmadm receive` runs.
+        let done = create_dying_at(&fx, "create:committed", json!({}));
+        sweep_incomplete(&fx.ctx);
+        assert!(fx.ctx.store.exists(&done));
+    }
+
+    #[test]
+    fn a_create_killed_after_its_record_is_in_place_needs_nothing() {
+        let fx = Fixture::new();
+        let done = create_dying_at(&fx, "create:published", json!({"autoboot": true}));
+        assert_eq!(files_of(&fx, &done), [format!("{done}.json")]);
+        let mark = fx.mark();
+        fx.create_vm(json!({}));
+        assert_eq!(fx.commands_since(&mark).len(), 1);
+        assert!(fx.ctx.store.exists(&done));
+        // Deleting it later leaves the slot naming a finished delete: the
+        // next create still runs one process.
+        crate::ops::delete::delete(&fx.ctx, &done).unwrap();
+        let mark = fx.mark();
+        fx.create_vm(json!({}));
+        assert_eq!(fx.commands_since(&mark).len(), 1);
+    }
+
+    #[test]
+    fn a_failed_create_clears_its_intent_so_nothing_is_undone_later() {
+        let fx = Fixture::new();
+        let uuid = Uuid::new_v4();
+        failed_clone(
+            &fx,
+            &uuid,
+            json!({}),
+            &format!("cannot create 'zones/{uuid}': dataset already exists"),
+        );
+        assert_eq!(fx.ctx.store.intent_slot().unwrap().read(), None);
+        assert!(files_of(&fx, &uuid).is_empty());
+        let fx = Fixture::new();
+        fx.runner.fail(&["zfs", "clone"], "out of space");
+        assert!(create(&fx.ctx, &fx.payload(&uuid, json!({}))).is_err());
+        assert_eq!(fx.ctx.store.intent_slot().unwrap().read(), None);
+        assert!(files_of(&fx, &uuid).is_empty());
     }
 }

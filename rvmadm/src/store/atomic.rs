@@ -8,7 +8,6 @@ use std::path::Path;
 
 /// Atomically replaces `path` with `data` (mode 0600 for a new file).
 pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -22,22 +21,38 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
+    let result = write_synced(&tmp, data).and_then(|()| {
         fs::rename(&tmp, path)?;
         File::open(dir)?.sync_all()
-    })();
+    });
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Writes `data` to `path` (created 0600 or truncated) and fsyncs it; the
+/// directory entry is not synced (see [`sync_dir`]).
+pub(super) fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// Fsyncs the directory holding `path`, making the creation, rename or
+/// removal of its entry durable.
+pub(super) fn sync_dir(path: &Path) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! atomically; read without locks, so `list` and `get` never wait for a
 //! writer.
 
-use super::atomic::atomic_write;
+use super::atomic::{self, atomic_write};
 use super::lock::{exclusive, LockGuard};
 use crate::spec::VmRecord;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -63,6 +63,8 @@ pub struct Store {
     /// The list index's time margins (`index::Tuning::default()`; tests
     /// lower them).
     pub(super) tuning: super::index::Tuning,
+    /// The intent slot of create and delete (`store::intent`).
+    pub(super) intent: PathBuf,
 }
 
 pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -81,6 +83,7 @@ impl Store {
             locks: state_dir.join("locks"),
             cache: state_dir.join("cache"),
             tuning: super::index::Tuning::default(),
+            intent: state_dir.join("intent"),
         }
     }
 
@@ -199,6 +202,62 @@ impl Store {
     /// Writes a record atomically, stamping `last_modified` (so reads need
     /// no stat). Callers hold the VM or global lock.
     pub fn save(&self, uuid: &Uuid, vm: &VmRecord) -> Result<(), StoreError> {
+        let path = self.path(uuid);
+        let bytes = self.encode(uuid, vm)?;
+        atomic_write(&path, &bytes).map_err(io_err(&path))
+    }
+
+    /// Where a create keeps its record until the VM is committed: a dot
+    /// name, so readers (which take `<uuid>.json` only) never see it.
+    fn prepared_path(&self, uuid: &Uuid) -> PathBuf {
+        self.vms.join(format!(".{uuid}.json.creating"))
+    }
+
+    /// Writes `uuid`'s record under its prepared name and makes it durable
+    /// (file and directory), without making it visible; [`Store::publish`]
+    /// renames it in. Create runs this while its clone runs. Callers hold
+    /// the global lock.
+    pub fn prepare(&self, uuid: &Uuid, vm: &VmRecord) -> Result<(), StoreError> {
+        let path = self.prepared_path(uuid);
+        let bytes = self.encode(uuid, vm)?;
+        std::fs::create_dir_all(&self.vms)
+            .and_then(|()| atomic::write_synced(&path, &bytes))
+            .and_then(|()| atomic::sync_dir(&path))
+            .map_err(io_err(&path))
+    }
+
+    /// True when a prepared record of `uuid` is there.
+    pub fn is_prepared(&self, uuid: &Uuid) -> bool {
+        self.prepared_path(uuid).exists()
+    }
+
+    /// Renames the prepared record of `uuid` in as its record. Not synced
+    /// here: the create's committed intent already makes it redoable.
+    pub fn publish(&self, uuid: &Uuid) -> Result<(), StoreError> {
+        let from = self.prepared_path(uuid);
+        std::fs::rename(&from, self.path(uuid)).map_err(io_err(&from))
+    }
+
+    /// Like [`Store::publish`], then syncs the directory (for recovery,
+    /// which has no later step to lean on).
+    pub fn publish_synced(&self, uuid: &Uuid) -> Result<(), StoreError> {
+        self.publish(uuid)?;
+        let path = self.path(uuid);
+        atomic::sync_dir(&path).map_err(io_err(&path))
+    }
+
+    /// Removes a prepared record (missing is fine).
+    pub fn discard_prepared(&self, uuid: &Uuid) -> Result<(), StoreError> {
+        let path = self.prepared_path(uuid);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// The bytes of `uuid`'s record file, `last_modified` stamped now.
+    fn encode(&self, uuid: &Uuid, vm: &VmRecord) -> Result<Vec<u8>, StoreError> {
         #[derive(serde::Serialize)]
         struct File<'a> {
             record_version: u64,
@@ -217,7 +276,7 @@ impl Store {
             reason: e.to_string(),
         })?;
         bytes.push(b'\n');
-        atomic_write(&path, &bytes).map_err(io_err(&path))
+        Ok(bytes)
     }
 
     /// Removes a record (missing is fine) and its lock file.

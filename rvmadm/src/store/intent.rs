@@ -1,0 +1,334 @@
+//! The intent slot: `<state_dir>/intent`, one fixed-size block naming the
+//! create or delete that holds (or last held) the global lock, so that the
+//! next holder can finish or undo it after a `kill -9` or a power loss.
+//!
+//! Why a slot and not a marker in the record: making a new record file
+//! durable costs two journal commits (fsync of the file, fsync of the
+//! directory), and a create needed that twice. The slot is written in place
+//! over blocks that already exist, at the same size, so `fdatasync` has no
+//! metadata to commit: one data block and a cache flush (docs/performance.md
+//! has the figures). Only global-lock holders write it, so one slot is
+//! enough.
+//!
+//! What each entry promises:
+//! - `create-pending <uuid> <dataset> <origin>`: written durably before the
+//!   clone. The VM is not committed; whoever finds it undoes it (destroys
+//!   the dataset when it is a clone of `origin`, removes the prepared record).
+//! - `create-committed <uuid>`: written durably after the clone and the
+//!   checks, once the record's content is durable as `.<uuid>.json.creating`.
+//!   The VM exists from here on; whoever finds the record not yet in place
+//!   renames it in.
+//! - `delete <uuid> <dataset> <signature>`: written durably before the
+//!   destroy. Whoever finds the record still there with the same signature
+//!   (inode, size, mtime, ctime: the very file the delete saw) finishes the
+//!   delete; a record written since is someone else's and is left alone.
+//!
+//! An entry is never cleared on success (a clear could reach the disk before
+//! the rename or unlink it follows); each entry is harmless once its
+//! operation is done, and the next create or delete overwrites it. Each line
+//! carries a checksum, so a torn or foreign block reads as empty.
+
+use super::records::{io_err, Store, StoreError};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use uuid::Uuid;
+
+/// Size of the slot file; an entry is one line well below it.
+const SLOT: usize = 512;
+const MAGIC: &str = "rvmadm-intent-1";
+
+/// What identifies one version of a record file (a rename makes a new inode,
+/// an edit in place moves ctime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSig {
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl RecordSig {
+    fn of(m: &std::fs::Metadata) -> RecordSig {
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        RecordSig {
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+/// One entry of the slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    /// A create between its first durable step and its commit.
+    CreatePending {
+        /// The new VM.
+        uuid: Uuid,
+        /// The dataset the clone makes.
+        dataset: String,
+        /// The snapshot it is cloned from.
+        origin: String,
+    },
+    /// A create past its commit point.
+    CreateCommitted {
+        /// The new VM.
+        uuid: Uuid,
+    },
+    /// A delete from just before its destroy.
+    Delete {
+        /// The VM going away.
+        uuid: Uuid,
+        /// Its dataset.
+        dataset: String,
+        /// Its record file as the delete saw it.
+        sig: RecordSig,
+    },
+}
+
+fn checksum(s: &str) -> u64 {
+    // FNV-1a: catches a torn or stray block, which is all it is for.
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Intent {
+    fn line(&self) -> String {
+        let body = match self {
+            Intent::CreatePending {
+                uuid,
+                dataset,
+                origin,
+            } => format!("create-pending {uuid} {dataset} {origin}"),
+            Intent::CreateCommitted { uuid } => format!("create-committed {uuid}"),
+            Intent::Delete { uuid, dataset, sig } => format!(
+                "delete {uuid} {dataset} {} {} {} {}",
+                sig.ino, sig.size, sig.mtime_ns, sig.ctime_ns
+            ),
+        };
+        let body = format!("{MAGIC} {body}");
+        format!("{body} {:016x}\n", checksum(&body))
+    }
+
+    fn parse(block: &[u8]) -> Option<Intent> {
+        let end = block.iter().position(|&b| b == b'\n')?;
+        let line = std::str::from_utf8(&block[..end]).ok()?;
+        let (body, sum) = line.rsplit_once(' ')?;
+        if u64::from_str_radix(sum, 16).ok()? != checksum(body) {
+            return None;
+        }
+        let mut w = body.split(' ');
+        if w.next()? != MAGIC {
+            return None;
+        }
+        let kind = w.next()?;
+        let uuid = Uuid::parse_str(w.next()?).ok()?;
+        let name = |s: Option<&str>| s.filter(|n| crate::zfs::valid_name(n)).map(str::to_string);
+        let intent = match kind {
+            "create-pending" => Intent::CreatePending {
+                uuid,
+                dataset: name(w.next())?,
+                origin: name(w.next())?,
+            },
+            "create-committed" => Intent::CreateCommitted { uuid },
+            "delete" => {
+                let dataset = name(w.next())?;
+                let mut n = || w.next()?.parse::<i64>().ok();
+                let (ino, size, mtime_ns, ctime_ns) = (n()?, n()?, n()?, n()?);
+                Intent::Delete {
+                    uuid,
+                    dataset,
+                    sig: RecordSig {
+                        ino: u64::try_from(ino).ok()?,
+                        size: u64::try_from(size).ok()?,
+                        mtime_ns,
+                        ctime_ns,
+                    },
+                }
+            }
+            _ => return None,
+        };
+        w.next().is_none().then_some(intent)
+    }
+}
+
+/// The open slot file. Take it only while holding the global lock.
+#[derive(Debug)]
+pub struct IntentSlot {
+    file: File,
+    path: PathBuf,
+}
+
+impl IntentSlot {
+    /// The current entry; `None` for an empty, torn or unreadable slot.
+    pub fn read(&self) -> Option<Intent> {
+        let mut block = [0u8; SLOT];
+        let n = self.file.read_at(&mut block, 0).ok()?;
+        Intent::parse(&block[..n])
+    }
+
+    /// Replaces the entry and waits until it is on disk.
+    pub fn write(&self, intent: &Intent) -> Result<(), StoreError> {
+        self.put(intent.line().as_bytes())
+    }
+
+    /// Empties the slot, durably (after an undo, so the undo is not redone
+    /// by every later holder).
+    pub fn clear(&self) -> Result<(), StoreError> {
+        self.put(b"")
+    }
+
+    fn put(&self, line: &[u8]) -> Result<(), StoreError> {
+        let mut block = [0u8; SLOT];
+        let n = line.len().min(SLOT);
+        block[..n].copy_from_slice(&line[..n]);
+        // Same offset, same length: the file's blocks and size never change
+        // after it is made, so fdatasync writes one data block.
+        self.file
+            .write_all_at(&block, 0)
+            .and_then(|()| self.file.sync_data())
+            .map_err(io_err(&self.path))
+    }
+}
+
+impl Store {
+    /// Opens the intent slot, making it (full size, durably, once per host)
+    /// when it is missing or short. Callers hold the global lock.
+    pub fn intent_slot(&self) -> Result<IntentSlot, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.intent.clone();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let len = file.metadata().map_err(io_err(&path))?.len();
+        if len < SLOT as u64 {
+            let mut block = [0u8; SLOT];
+            let keep = usize::try_from(len).unwrap_or(0);
+            file.read_exact_at(&mut block[..keep], 0)
+                .map_err(io_err(&path))?;
+            file.write_all_at(&block, 0)
+                .and_then(|()| file.sync_all())
+                .map_err(io_err(&path))?;
+            super::atomic::sync_dir(&path).map_err(io_err(&path))?;
+        }
+        Ok(IntentSlot { file, path })
+    }
+
+    /// The signature of `uuid`'s record file as it is now (`None`: no file).
+    pub fn record_sig(&self, uuid: &Uuid) -> Result<Option<RecordSig>, StoreError> {
+        let path = self.path(uuid);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) => Ok(Some(RecordSig::of(&m))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Intent> {
+        let uuid = Uuid::new_v4();
+        vec![
+            Intent::CreatePending {
+                uuid,
+                dataset: format!("zones/{uuid}"),
+                origin: "zones/img@final".into(),
+            },
+            Intent::CreateCommitted { uuid },
+            Intent::Delete {
+                uuid,
+                dataset: format!("zones/{uuid}"),
+                sig: RecordSig {
+                    ino: 12,
+                    size: 1200,
+                    mtime_ns: 1_700_000_000_123_456_789,
+                    ctime_ns: -5,
+                },
+            },
+        ]
+    }
+
+    #[test]
+    fn entries_round_trip_and_overwrite_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let slot = store.intent_slot().unwrap();
+        assert_eq!(slot.read(), None);
+        for i in sample() {
+            slot.write(&i).unwrap();
+            // A fresh open (the next process) reads the same entry.
+            assert_eq!(store.intent_slot().unwrap().read(), Some(i));
+            assert_eq!(
+                std::fs::metadata(dir.path().join("intent")).unwrap().len(),
+                SLOT as u64
+            );
+        }
+        slot.clear().unwrap();
+        assert_eq!(store.intent_slot().unwrap().read(), None);
+    }
+
+    #[test]
+    fn torn_foreign_or_short_slots_read_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let path = dir.path().join("intent");
+        let line = sample()[0].line();
+        // A line whose tail is from an older entry (a torn write).
+        let mut torn = line.clone().into_bytes();
+        torn[30] ^= 1;
+        // Bad names never come back out, even with a right checksum.
+        let body = format!(
+            "{MAGIC} create-pending {} zones/../x zones/i@final",
+            Uuid::nil()
+        );
+        let lying = format!("{body} {:016x}\n", checksum(&body));
+        for bytes in [
+            torn,
+            lying.into_bytes(),
+            b"garbage".to_vec(),
+            line.as_bytes()[..20].to_vec(),
+            Vec::new(),
+        ] {
+            std::fs::create_dir_all(dir.path()).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+            let slot = store.intent_slot().unwrap();
+            assert_eq!(slot.read(), None, "{:?}", String::from_utf8_lossy(&bytes));
+            // Opening grew it to full size, keeping what was there.
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), SLOT as u64);
+            assert_eq!(std::fs::read(&path).unwrap()[..bytes.len()], bytes[..]);
+        }
+    }
+
+    #[test]
+    fn a_record_signature_changes_with_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let u = Uuid::new_v4();
+        assert_eq!(store.record_sig(&u).unwrap(), None);
+        let vm = crate::spec::VmRecord::from_map(
+            serde_json::json!({"uuid": u.to_string()})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        store.save(&u, &vm).unwrap();
+        let a = store.record_sig(&u).unwrap().unwrap();
+        assert_eq!(store.record_sig(&u).unwrap(), Some(a));
+        store.save(&u, &vm).unwrap();
+        assert_ne!(store.record_sig(&u).unwrap(), Some(a));
+    }
+}
