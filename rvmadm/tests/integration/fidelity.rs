@@ -1058,9 +1058,13 @@ fn events_see_a_jail_init_killed_from_outside() {
             break e["vm"]["pid"].as_i64().expect("pid of a running jail");
         }
     };
-    assert_eq!(
-        states.first().map(String::as_str),
-        Some("incomplete"),
+    // A create is never seen half-made: its record appears once the VM
+    // is committed (stopped, or already running if the listener read late).
+    assert!(
+        matches!(
+            states.first().map(String::as_str),
+            Some("stopped" | "running")
+        ),
         "{states:?}"
     );
     // SAFETY: a plain kill(2) of the jail's init.

@@ -167,8 +167,8 @@ impl Env {
             .collect()
     }
 
-    /// Every file below the state dir but lock files, for "nothing changed"
-    /// checks.
+    /// Every file below the state dir but lock files, the intent slot and
+    /// the derived cache, for "nothing changed" checks.
     pub fn state_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         walk(&self.root().join("state"), &mut out);
@@ -177,6 +177,11 @@ impl Env {
         // and go with reads; they are not state.
         let cache = self.root().join("state/cache");
         out.retain(|p| !p.starts_with(&cache));
+        // The intent slot of create and delete is made by the first of them
+        // and names the last one; like the lock files it coordinates, it
+        // holds no VM.
+        let intent = self.root().join("state/intent");
+        out.retain(|p| *p != intent);
         out.sort();
         out
     }

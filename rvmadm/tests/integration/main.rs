@@ -8,6 +8,7 @@
 
 mod antispoof;
 mod core;
+mod crash;
 mod fidelity;
 mod golden;
 mod harness;
