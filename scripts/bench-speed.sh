@@ -93,25 +93,23 @@ T
   local tools=("after:$VMADM")
   [ -n "$BEFORE" ] && tools=("before:$BEFORE" "${tools[@]}")
 
-  # -- create (no boot) and delete, next to a bare clone / destroy
-  local i u t0 t1 tag bin
-  for tb in "${tools[@]}"; do
-    tag=${tb%%:*} bin=${tb#*:}
-    for ((i = 0; i < RUNS_LC; i++)); do
+  # -- create (no boot) and delete, next to a bare clone / destroy. One
+  # round runs each tool and each floor once, so load that changes during
+  # the run weighs on all columns alike.
+  local i u t0 t1 tag bin busy=0 k
+  for ((i = 0; i < RUNS_LC; i++)); do
+    for tb in "${tools[@]}"; do
+      tag=${tb%%:*} bin=${tb#*:}
       u=$(mkuuid)
       t0=$(us); payload "$u" | "$bin" create 2>>"$W/err" >/dev/null || log "$tag create failed: $(tail -1 "$W/err")"; t1=$(us)
       echo $((t1 - t0)) >> "$W/create.$tag"
       t0=$(us); "$bin" delete "$u" 2>>"$W/err" || log "$tag delete failed: $(tail -1 "$W/err")"; t1=$(us)
       echo $((t1 - t0)) >> "$W/delete.$tag"
     done
-    loop_stat "create $tag" "$W/create.$tag"
-    loop_stat "delete $tag" "$W/delete.$tag"
-  done
-  local busy=0 k
-  for ((i = 0; i < RUNS_LC; i++)); do
-    # The same clone vmadm makes (its properties set at creation), then a
-    # bare one; the first is destroyed untimed.
-    t0=$(us); zfs clone -o devices=off -o quota=none "$POOL/$IMG@final" "$POOL/floorp$i" || log "floor clone -o failed"; t1=$(us)
+    # The same clone vmadm makes (its properties, the payload's default
+    # 10 GiB quota, set at creation), then a bare one; the first is
+    # destroyed untimed.
+    t0=$(us); zfs clone -o devices=off -o quota=10G "$POOL/$IMG@final" "$POOL/floorp$i" || log "floor clone -o failed"; t1=$(us)
     echo $((t1 - t0)) >> "$W/createp.floor"
     for ((k = 0; k < 50; k++)); do zfs destroy "$POOL/floorp$i" 2>/dev/null && break; done
     t0=$(us); zfs clone "$POOL/$IMG@final" "$POOL/floor$i" || log "floor clone failed"; t1=$(us)
@@ -122,6 +120,11 @@ T
     for ((k = 0; k < 50; k++)); do zfs destroy "$POOL/floor$i" 2>/dev/null && break; busy=$((busy + 1)); done
     t1=$(us)
     echo $((t1 - t0)) >> "$W/delete.floor"
+  done
+  for tb in "${tools[@]}"; do
+    tag=${tb%%:*}
+    loop_stat "create $tag" "$W/create.$tag"
+    loop_stat "delete $tag" "$W/delete.$tag"
   done
   log "floor: $busy busy answers in $RUNS_LC destroys"
   loop_stat "create floor" "$W/create.floor"

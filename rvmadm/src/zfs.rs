@@ -331,25 +331,45 @@ impl<'r> Zfs<'r> {
         target: &str,
         props: &[(&str, V)],
     ) -> Result<(), ZfsError> {
-        let mut args: Vec<&str> = vec!["zfs", "clone"];
-        let props: Vec<String> = props
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_ref()))
-            .collect();
-        for p in &props {
-            args.extend(["-o", p.as_str()]);
-        }
-        args.push(checked(snapshot)?);
-        args.push(checked(target)?);
-        let argv = Argv::new(args);
-        let out = self.runner.output(&argv, None)?;
+        self.clone_snapshot_while(snapshot, target, props, || ()).0
+    }
+
+    /// [`Zfs::clone_snapshot`], running `meanwhile` on this thread while the
+    /// `zfs` process works (it spends most of its time waiting for the
+    /// daemon), and returning both results. `create` writes and syncs the
+    /// new VM's record there. The process is started first, so `meanwhile`
+    /// never delays it; it is waited for whatever `meanwhile` returns.
+    pub fn clone_snapshot_while<V: AsRef<str>, T>(
+        &self,
+        snapshot: &str,
+        target: &str,
+        props: &[(&str, V)],
+        meanwhile: impl FnOnce() -> T,
+    ) -> (Result<(), ZfsError>, T) {
+        let argv = match clone_argv(snapshot, target, props) {
+            Ok(argv) => argv,
+            Err(e) => return (Err(e), meanwhile()),
+        };
+        // Streamed with nothing to stream: only so that it runs while we do.
+        let child = match self.runner.stream(&argv, Pipe::Stdout) {
+            Ok(child) => child,
+            Err(e) => return (Err(e.into()), meanwhile()),
+        };
+        let done = meanwhile();
+        let out = match child.wait() {
+            Ok(out) => out,
+            Err(e) => return (Err(e.into()), done),
+        };
         if out.success() {
-            return Ok(());
+            return (Ok(()), done);
         }
         let err = out.stderr_str();
-        Err(classify_clone_error(
-            snapshot, target, argv, out.status, err,
-        ))
+        (
+            Err(classify_clone_error(
+                snapshot, target, argv, out.status, err,
+            )),
+            done,
+        )
     }
 
     /// `zfs rename`; both names are checked.
@@ -636,6 +656,22 @@ pub enum SendForm<'a> {
 /// wording of FreeBSD ZFS, OpenZFS and zfs-fuse alike: "cannot create
 /// 'p/x': dataset already exists", "cannot create 'p/x': no such pool 'p'",
 /// "cannot open 'p/img@final': dataset does not exist").
+/// `zfs clone -o k=v … snapshot target`, both names checked.
+fn clone_argv<V: AsRef<str>>(
+    snapshot: &str,
+    target: &str,
+    props: &[(&str, V)],
+) -> Result<Argv, ZfsError> {
+    let mut args: Vec<String> = vec!["zfs".into(), "clone".into()];
+    for (k, v) in props {
+        args.push("-o".into());
+        args.push(format!("{k}={}", v.as_ref()));
+    }
+    args.push(checked(snapshot)?.to_string());
+    args.push(checked(target)?.to_string());
+    Ok(Argv::new(args))
+}
+
 fn classify_clone_error(
     snapshot: &str,
     target: &str,

@@ -67,8 +67,10 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     let exists = || OpsError::Failed(format!("VM with UUID {uuid} already exists"));
 
     let _global = ctx.store.lock_global()?;
-    let slot = recover(ctx)?;
-    sweep_incomplete_records(ctx);
+    let (slot, receive_seen) = recover(ctx)?;
+    if receive_seen {
+        sweep_incomplete_records(ctx);
+    }
     if ctx.store.exists(&uuid) {
         return Err(exists());
     }
@@ -112,12 +114,10 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     crash_point("create:pending");
     // 2. The clone, and meanwhile the record made durable under its
     //    prepared (invisible) name: the two fsyncs overlap the zfs process.
-    let store = &ctx.store;
-    let (prepared, cloned) = std::thread::scope(|s| {
-        let writer = s.spawn(|| store.prepare(&uuid, &obj));
-        let cloned = zfs.clone_snapshot(&origin, &dataset, &vm_clone_props(obj.quota));
-        (writer.join(), cloned)
-    });
+    let (cloned, prepared) =
+        zfs.clone_snapshot_while(&origin, &dataset, &vm_clone_props(obj.quota), || {
+            ctx.store.prepare(&uuid, &obj)
+        });
     // Undoes steps 1-2 (and the clone when it is ours) after a failure.
     let abort = |e: OpsError, destroy: bool| -> OpsError {
         if destroy {
@@ -145,12 +145,6 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
             other => abort(other.into(), true),
         });
     }
-    let prepared = prepared.unwrap_or_else(|_| {
-        Err(crate::store::StoreError::Corrupt {
-            path: ctx.config.state_dir.clone(),
-            reason: "the record writer thread panicked".into(),
-        })
-    });
     if let Err(e) = prepared {
         return Err(abort(e.into(), true));
     }
@@ -344,16 +338,22 @@ fn undo(ctx: &Ctx, uuid: &Uuid, dataset: &str, obj: &VmRecord) {
 
 /// Finishes or undoes the create or delete the intent slot names, when a
 /// `kill -9` or a power loss stopped it (`store::intent` says what each
-/// entry promises), and returns the slot for the caller's own entry.
-/// Callers hold the global lock, so no live create or delete owns the
-/// entry. On the happy path this reads one block and, for an entry already
-/// done, looks at one record file: no process.
-pub(crate) fn recover(ctx: &Ctx) -> OpsResult<IntentSlot> {
+/// entry promises), and returns the slot for the caller's own entry, plus
+/// whether records with the incomplete marker may exist: when the slot
+/// names a receive, or was only made now (the first run of this release,
+/// whose predecessors marked creates in the record too). Callers hold the
+/// global lock, so no live create or delete owns the entry. On the happy
+/// path this reads one block and, for an entry already done, looks at one
+/// record file: no process.
+pub(crate) fn recover(ctx: &Ctx) -> OpsResult<(IntentSlot, bool)> {
     let slot = ctx.store.intent_slot()?;
+    let made = slot.was_made();
     let Some(intent) = slot.read() else {
-        return Ok(slot);
+        return Ok((slot, made));
     };
+    let receive_seen = made || intent == Intent::Receive;
     match intent {
+        Intent::Receive => {}
         Intent::CreateCommitted { uuid } => {
             if ctx.store.is_prepared(&uuid) {
                 if ctx.store.exists(&uuid) {
@@ -404,24 +404,34 @@ pub(crate) fn recover(ctx: &Ctx) -> OpsResult<IntentSlot> {
             }
         }
     }
-    Ok(slot)
+    Ok((slot, receive_seen))
 }
 
-/// Repairs what interrupted creates, deletes and receives left behind: the
-/// intent slot's entry, then records still carrying the incomplete marker
-/// (`vmadm receive` marks its record so until the stream is in; creates of
-/// earlier releases did too). Callers hold the global lock.
+/// Repairs what interrupted creates, deletes and receives left behind —
+/// the intent slot's entry, then every record still carrying the
+/// incomplete marker — and notes a receive in the slot, so that the next
+/// create sweeps the incomplete record this receive is about to write
+/// should it die. `vmadm receive` calls this holding the global lock.
 pub fn sweep_incomplete(ctx: &Ctx) {
-    if let Err(e) = recover(ctx) {
-        tracing::warn!(error = %e, "cannot recover the interrupted create or delete");
+    match recover(ctx) {
+        Ok((slot, _)) => {
+            sweep_incomplete_records(ctx);
+            if let Err(e) = slot.write(&Intent::Receive) {
+                tracing::warn!(error = %e, "cannot note the receive in the intent slot");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot recover the interrupted create or delete");
+            sweep_incomplete_records(ctx);
+        }
     }
-    sweep_incomplete_records(ctx);
 }
 
-/// Removes records left incomplete, and their datasets. Runs before every
-/// create, so it reads through the list index (which keeps the incomplete
-/// marker) and opens only the records it removes.
-fn sweep_incomplete_records(ctx: &Ctx) {
+/// Removes records left incomplete, and their datasets. Reads through the
+/// list index (which keeps the incomplete marker) and opens only the
+/// records it removes; create and delete run it only after a receive (see
+/// [`recover`]), so their cost does not grow with the number of VMs.
+pub(crate) fn sweep_incomplete_records(ctx: &Ctx) {
     let wanted = ["uuid", "_incomplete"];
     let Ok(all) = ctx.store.load_summaries(super::list::indexed(), &wanted) else {
         return;
@@ -848,20 +858,61 @@ mod tests {
     }
 
     #[test]
-    fn the_next_create_sweeps_a_record_an_interrupted_create_left() {
+    fn records_a_dead_receive_left_are_swept_by_the_next_create_or_delete() {
+        for next_is_create in [true, false] {
+            let fx = Fixture::new();
+            let dead = fx.create_vm(json!({}));
+            let other = fx.create_vm(json!({}));
+            // What `vmadm receive` does under the global lock before it
+            // writes its record; then it dies with that record incomplete.
+            sweep_incomplete(&fx.ctx);
+            fx.mark_incomplete(&dead);
+            let mark = fx.mark();
+            if next_is_create {
+                fx.create_vm(json!({}));
+            } else {
+                crate::ops::delete::delete(&fx.ctx, &other).unwrap();
+            }
+            assert!(!fx.ctx.store.exists(&dead));
+            let cmds = fx.commands_since(&mark);
+            assert!(
+                cmds.contains(&format!("zfs destroy -r zones/{dead}")),
+                "{cmds:?}"
+            );
+            assert!(fx.driver.calls().contains(&format!("cleanup {dead}")));
+            // Swept once: the next create runs its clone only.
+            let mark = fx.mark();
+            fx.create_vm(json!({}));
+            assert_eq!(fx.commands_since(&mark).len(), 1);
+        }
+    }
+
+    #[test]
+    fn the_first_create_of_this_release_sweeps_records_an_older_one_left() {
         let fx = Fixture::new();
         let dead = fx.create_vm(json!({}));
+        // An older release marked its creates in the record and had no slot.
         fx.mark_incomplete(&dead);
+        std::fs::remove_file(fx.ctx.config.state_dir.join("intent")).unwrap();
         let mark = fx.mark();
         let live = fx.create_vm(json!({}));
         assert!(!fx.ctx.store.exists(&dead));
         assert!(fx.ctx.store.exists(&live));
-        let cmds = fx.commands_since(&mark);
-        assert!(
-            cmds.contains(&format!("zfs destroy -r zones/{dead}")),
-            "{cmds:?}"
-        );
-        assert!(fx.driver.calls().contains(&format!("cleanup {dead}")));
+        assert!(fx
+            .commands_since(&mark)
+            .contains(&format!("zfs destroy -r zones/{dead}")));
+    }
+
+    #[test]
+    fn deleting_the_record_a_dead_receive_left_is_a_delete() {
+        let fx = Fixture::new();
+        let dead = fx.create_vm(json!({}));
+        sweep_incomplete(&fx.ctx);
+        fx.mark_incomplete(&dead);
+        crate::ops::delete::delete(&fx.ctx, &dead).unwrap();
+        assert!(!fx.ctx.store.exists(&dead));
+        let err = crate::ops::delete::delete(&fx.ctx, &dead).unwrap_err();
+        assert!(matches!(err, OpsError::NoSuchVm(_)), "{err:?}");
     }
 
     #[test]

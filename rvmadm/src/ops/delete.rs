@@ -19,7 +19,17 @@ use uuid::Uuid;
 /// record so the delete can be retried.
 pub fn delete(ctx: &Ctx, uuid: &Uuid) -> OpsResult<()> {
     let _global = ctx.store.lock_global()?;
-    let slot = super::create::recover(ctx)?;
+    let (slot, receive_seen) = super::create::recover(ctx)?;
+    if receive_seen {
+        // A receive ran since the last create: sweep what a dead one left
+        // (the slot's note of it is about to be overwritten). A target
+        // that was such a record is gone with it, which is the delete done.
+        let existed = ctx.store.exists(uuid);
+        super::create::sweep_incomplete_records(ctx);
+        if existed && !ctx.store.exists(uuid) {
+            return Ok(());
+        }
+    }
     let _lock = ctx.store.lock_vm(uuid)?;
     let rec = ctx.record(uuid)?;
     if rec.vm.indestructible_zoneroot == Some(true) {

@@ -183,7 +183,8 @@ impl Fixture {
         self.ctx.store.load(uuid).unwrap().unwrap().vm
     }
 
-    /// Marks a VM's record incomplete, as a create killed halfway leaves it.
+    /// Marks a VM's record incomplete, as a receive killed halfway (or a
+    /// create of an earlier release) leaves it.
     pub fn mark_incomplete(&self, uuid: &Uuid) {
         let mut rec = self.record(uuid);
         rec.incomplete = Some(true);

@@ -77,6 +77,10 @@ pub enum Intent {
         /// The new VM.
         uuid: Uuid,
     },
+    /// A `vmadm receive` started: its record carries the incomplete
+    /// marker until the stream is in, so the next create sweeps such
+    /// records (a create otherwise skips that scan).
+    Receive,
     /// A delete from just before its destroy.
     Delete {
         /// The VM going away.
@@ -104,6 +108,7 @@ impl Intent {
                 origin,
             } => format!("create-pending {uuid} {dataset} {origin}"),
             Intent::CreateCommitted { uuid } => format!("create-committed {uuid}"),
+            Intent::Receive => "receive".to_string(),
             Intent::Delete { uuid, dataset, sig } => format!(
                 "delete {uuid} {dataset} {} {} {} {}",
                 sig.ino, sig.size, sig.mtime_ns, sig.ctime_ns
@@ -125,6 +130,9 @@ impl Intent {
             return None;
         }
         let kind = w.next()?;
+        if kind == "receive" {
+            return w.next().is_none().then_some(Intent::Receive);
+        }
         let uuid = Uuid::parse_str(w.next()?).ok()?;
         let name = |s: Option<&str>| s.filter(|n| crate::zfs::valid_name(n)).map(str::to_string);
         let intent = match kind {
@@ -160,9 +168,16 @@ impl Intent {
 pub struct IntentSlot {
     file: File,
     path: PathBuf,
+    made: bool,
 }
 
 impl IntentSlot {
+    /// True when opening the slot made it: the first create or delete on
+    /// this host since it was set up (or since an older release ran).
+    pub fn was_made(&self) -> bool {
+        self.made
+    }
+
     /// The current entry; `None` for an empty, torn or unreadable slot.
     pub fn read(&self) -> Option<Intent> {
         let mut block = [0u8; SLOT];
@@ -212,7 +227,8 @@ impl Store {
             .open(&path)
             .map_err(io_err(&path))?;
         let len = file.metadata().map_err(io_err(&path))?.len();
-        if len < SLOT as u64 {
+        let made = len < SLOT as u64;
+        if made {
             let mut block = [0u8; SLOT];
             let keep = usize::try_from(len).unwrap_or(0);
             file.read_exact_at(&mut block[..keep], 0)
@@ -222,7 +238,7 @@ impl Store {
                 .map_err(io_err(&path))?;
             super::atomic::sync_dir(&path).map_err(io_err(&path))?;
         }
-        Ok(IntentSlot { file, path })
+        Ok(IntentSlot { file, path, made })
     }
 
     /// The signature of `uuid`'s record file as it is now (`None`: no file).
@@ -249,6 +265,7 @@ mod tests {
                 origin: "zones/img@final".into(),
             },
             Intent::CreateCommitted { uuid },
+            Intent::Receive,
             Intent::Delete {
                 uuid,
                 dataset: format!("zones/{uuid}"),
@@ -267,6 +284,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
         let slot = store.intent_slot().unwrap();
+        assert!(slot.was_made());
+        assert!(!store.intent_slot().unwrap().was_made());
         assert_eq!(slot.read(), None);
         for i in sample() {
             slot.write(&i).unwrap();
