@@ -5,7 +5,7 @@
 //! create or delete (the intent slot, `store::intent`).
 //!
 //! Speed: one `zfs destroy` on the happy path (plus its retries while
-//! zfs-fuse says "busy"), one `fdatasync` of the slot, no other sync.
+//! zfs-fuse says "busy"), one 512-byte write to the slot, no sync.
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
@@ -41,11 +41,14 @@ pub fn delete(ctx: &Ctx, uuid: &Uuid) -> OpsResult<()> {
 }
 
 /// Stops the VM at once if it runs, has the driver clean up, then — after
-/// a durable delete entry in the intent slot naming this very record file
-/// — destroys the dataset and removes the record. The record's removal is
-/// not synced: should a power loss bring it back, the slot's entry (same
-/// file signature) has the next create or delete finish the job. Callers
-/// hold the global and the VM lock.
+/// a delete entry in the intent slot naming this very record file —
+/// destroys the dataset and removes the record. If this process dies in
+/// between, the entry (same file signature) has the next create or delete
+/// finish the job. Nothing here waits for the disk: neither the entry nor
+/// the record's removal is synced, as the removal never was. After a power
+/// loss the record may be back without its dataset; the next create or
+/// delete finishes it when the entry reached the disk, else `vmadm delete`
+/// of it does. Callers hold the global and the VM lock.
 pub(crate) fn tear_down(ctx: &Ctx, slot: &IntentSlot, uuid: &Uuid, rec: &Record) -> OpsResult<()> {
     if let Ok(spec) = ctx.spec(rec) {
         force_stop(ctx, uuid, &spec)?;
@@ -56,7 +59,7 @@ pub(crate) fn tear_down(ctx: &Ctx, slot: &IntentSlot, uuid: &Uuid, rec: &Record)
         .clone()
         .unwrap_or_else(|| ctx.config.vm_dataset(uuid));
     if let Some(sig) = ctx.store.record_sig(uuid)? {
-        slot.write(&Intent::Delete {
+        slot.write_unsynced(&Intent::Delete {
             uuid: *uuid,
             dataset: dataset.clone(),
             sig,

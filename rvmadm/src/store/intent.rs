@@ -18,10 +18,15 @@
 //!   checks, once the record's content is durable as `.<uuid>.json.creating`.
 //!   The VM exists from here on; whoever finds the record not yet in place
 //!   renames it in.
-//! - `delete <uuid> <dataset> <signature>`: written durably before the
-//!   destroy. Whoever finds the record still there with the same signature
-//!   (inode, size, mtime, ctime: the very file the delete saw) finishes the
-//!   delete; a record written since is someone else's and is left alone.
+//! - `delete <uuid> <dataset> <signature>`: written before the destroy,
+//!   without waiting for the disk (delete never synced the removal of the
+//!   record either; see `ops::delete`). Whoever finds the record still there
+//!   with the same signature (inode, size, mtime, ctime: the very file the
+//!   delete saw) finishes the delete; a record written since is someone
+//!   else's and is left alone.
+//! - `receive`: written durably by `vmadm receive` before it writes its
+//!   record marked incomplete; the next create or delete then scans the
+//!   records for that marker (they skip the scan otherwise).
 //!
 //! An entry is never cleared on success (a clear could reach the disk before
 //! the rename or unlink it follows); each entry is harmless once its
@@ -187,16 +192,22 @@ impl IntentSlot {
 
     /// Replaces the entry and waits until it is on disk.
     pub fn write(&self, intent: &Intent) -> Result<(), StoreError> {
-        self.put(intent.line().as_bytes())
+        self.put(intent.line().as_bytes(), true)
+    }
+
+    /// Replaces the entry without waiting for the disk: it outlives the
+    /// process (a `kill -9`), not necessarily a power loss.
+    pub fn write_unsynced(&self, intent: &Intent) -> Result<(), StoreError> {
+        self.put(intent.line().as_bytes(), false)
     }
 
     /// Empties the slot, durably (after an undo, so the undo is not redone
     /// by every later holder).
     pub fn clear(&self) -> Result<(), StoreError> {
-        self.put(b"")
+        self.put(b"", true)
     }
 
-    fn put(&self, line: &[u8]) -> Result<(), StoreError> {
+    fn put(&self, line: &[u8], sync: bool) -> Result<(), StoreError> {
         let mut block = [0u8; SLOT];
         let n = line.len().min(SLOT);
         block[..n].copy_from_slice(&line[..n]);
@@ -204,7 +215,7 @@ impl IntentSlot {
         // after it is made, so fdatasync writes one data block.
         self.file
             .write_all_at(&block, 0)
-            .and_then(|()| self.file.sync_data())
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) })
             .map_err(io_err(&self.path))
     }
 }
