@@ -112,8 +112,8 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         origin: origin.clone(),
     })?;
     crash_point("create:pending");
-    // 2. The clone, and meanwhile the record made durable under its
-    //    prepared (invisible) name: the two fsyncs overlap the zfs process.
+    // 2. The clone, and meanwhile the record written and synced under its
+    //    hidden name: that fsync overlaps the zfs process.
     let (cloned, prepared) =
         zfs.clone_snapshot_while(&origin, &dataset, &vm_clone_props(obj.quota), || {
             ctx.store.prepare(&uuid, &obj)
@@ -124,6 +124,9 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
             let _ = zfs.destroy(&dataset, true);
         }
         let _ = ctx.store.discard_prepared(&uuid);
+        // A record can only be this create's (none was there under the
+        // lock): the rename may have happened before a failed sync.
+        let _ = ctx.store.remove(&uuid);
         // Durably: a pending entry left behind would make the next create
         // undo this one again (and a taken name is someone else's dataset).
         if let Err(c) = slot.clear() {
@@ -178,17 +181,18 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         return Err(abort(e, true));
     }
     crash_point("create:checked");
-    // 4. Commit: the VM exists from here, whatever happens next (the
-    //    prepared record is durable, and `recover` renames it in).
-    if let Err(e) = slot.write(&Intent::CreateCommitted { uuid }) {
-        return Err(abort(e.into(), true));
-    }
-    crash_point("create:committed");
-    // 5. Visible. No fsync: a lost rename is redone from the slot.
+    // 4. Commit: the record renamed in and the directory synced; the VM
+    //    exists (and is listed) from here, whatever happens next.
     if let Err(e) = ctx.store.publish(&uuid) {
         return Err(abort(e.into(), true));
     }
     crash_point("create:published");
+    // Done: says so in the slot, unsynced (were it lost, the pending entry
+    // finds the record in place and does nothing either). So a record
+    // removed later by other means never makes the dataset look undone.
+    if let Err(e) = slot.write_unsynced(&Intent::CreateCommitted { uuid }) {
+        tracing::warn!(%uuid, error = %e, "cannot note the finished create in the intent slot");
+    }
 
     super::update::notice_unenforced(ctx, &given, &obj);
     if obj.autoboot == Some(true) {
@@ -353,24 +357,14 @@ pub(crate) fn recover(ctx: &Ctx) -> OpsResult<(IntentSlot, bool)> {
     };
     let receive_seen = made || intent == Intent::Receive;
     match intent {
-        Intent::Receive => {}
-        Intent::CreateCommitted { uuid } => {
-            if ctx.store.is_prepared(&uuid) {
-                if ctx.store.exists(&uuid) {
-                    ctx.store.discard_prepared(&uuid)?;
-                } else {
-                    tracing::info!(%uuid, "completing a create that was interrupted after its commit");
-                    ctx.store.publish_synced(&uuid)?;
-                }
-            }
-        }
+        Intent::Receive | Intent::CreateCommitted { .. } => {}
         Intent::CreatePending {
             uuid,
             dataset,
             origin,
         } => {
-            // A pending create never has a visible record (it renames its
-            // record in after committing): one there is not its own.
+            // Its record in place means it got past its commit (the rename
+            // is its last step that can fail): nothing to undo.
             if !ctx.store.exists(&uuid) {
                 tracing::info!(%uuid, "undoing a create that was interrupted before its commit");
                 let zfs = ctx.zfs();
@@ -385,8 +379,8 @@ pub(crate) fn recover(ctx: &Ctx) -> OpsResult<(IntentSlot, bool)> {
                     Err(e) => return Err(e.into()),
                 }
                 ctx.store.discard_prepared(&uuid)?;
+                slot.clear()?;
             }
-            slot.clear()?;
         }
         Intent::Delete { uuid, dataset, sig } => {
             // The very record the delete saw is still there: finish it. A
@@ -1055,30 +1049,19 @@ mod tests {
     }
 
     #[test]
-    fn a_create_killed_after_its_commit_is_completed_by_the_next() {
+    fn a_create_killed_after_its_commit_is_kept_and_needs_nothing() {
         let fx = Fixture::new();
-        let done = create_dying_at(&fx, "create:committed", json!({"alias": "kept"}));
-        assert!(!fx.ctx.store.exists(&done));
-        let mark = fx.mark();
-        let live = fx.create_vm(json!({}));
-        // Nothing to ask zfs: the record is renamed in.
-        assert_eq!(fx.commands_since(&mark).len(), 1);
+        // Killed between the synced rename and the note that it is done.
+        let done = create_dying_at(
+            &fx,
+            "create:published",
+            json!({"autoboot": true, "alias": "kept"}),
+        );
         assert_eq!(files_of(&fx, &done), [format!("{done}.json")]);
         let rec = fx.record(&done);
         assert_eq!(rec.alias.as_deref(), Some("kept"));
         assert!(!rec.has_incomplete_marker());
-        assert!(fx.ctx.store.exists(&live));
-        // The same through the sweep `vmadm receive` runs.
-        let done = create_dying_at(&fx, "create:committed", json!({}));
-        sweep_incomplete(&fx.ctx);
-        assert!(fx.ctx.store.exists(&done));
-    }
-
-    #[test]
-    fn a_create_killed_after_its_record_is_in_place_needs_nothing() {
-        let fx = Fixture::new();
-        let done = create_dying_at(&fx, "create:published", json!({"autoboot": true}));
-        assert_eq!(files_of(&fx, &done), [format!("{done}.json")]);
+        answer_origin(&fx, &done, &format!("zones/{IMAGE}@final"));
         let mark = fx.mark();
         fx.create_vm(json!({}));
         assert_eq!(fx.commands_since(&mark).len(), 1);
@@ -1089,6 +1072,18 @@ mod tests {
         let mark = fx.mark();
         fx.create_vm(json!({}));
         assert_eq!(fx.commands_since(&mark).len(), 1);
+    }
+
+    #[test]
+    fn a_finished_create_is_never_undone_even_when_its_record_goes_by_hand() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        std::fs::remove_file(fx.ctx.config.state_dir.join(format!("vms/{uuid}.json"))).unwrap();
+        answer_origin(&fx, &uuid, &format!("zones/{IMAGE}@final"));
+        let mark = fx.mark();
+        fx.create_vm(json!({}));
+        let cmds = fx.commands_since(&mark);
+        assert_eq!(cmds.len(), 1, "{cmds:?}");
     }
 
     #[test]

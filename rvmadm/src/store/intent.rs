@@ -3,21 +3,22 @@
 //! next holder can finish or undo it after a `kill -9` or a power loss.
 //!
 //! Why a slot and not a marker in the record: making a new record file
-//! durable costs two journal commits (fsync of the file, fsync of the
-//! directory), and a create needed that twice. The slot is written in place
-//! over blocks that already exist, at the same size, so `fdatasync` has no
-//! metadata to commit: one data block and a cache flush (docs/performance.md
-//! has the figures). Only global-lock holders write it, so one slot is
-//! enough.
+//! durable costs an fsync of the file and one of the directory, and a create
+//! that marked its record incomplete needed that twice, all four on its
+//! critical path. The slot is written in place over blocks that already
+//! exist, at the same size, so its `fdatasync` has no metadata to commit
+//! (docs/performance.md has the figures). Only global-lock holders write
+//! it, so one slot is enough.
 //!
 //! What each entry promises:
 //! - `create-pending <uuid> <dataset> <origin>`: written durably before the
-//!   clone. The VM is not committed; whoever finds it undoes it (destroys
-//!   the dataset when it is a clone of `origin`, removes the prepared record).
-//! - `create-committed <uuid>`: written durably after the clone and the
-//!   checks, once the record's content is durable as `.<uuid>.json.creating`.
-//!   The VM exists from here on; whoever finds the record not yet in place
-//!   renames it in.
+//!   clone. Whoever finds it while `<uuid>.json` is missing undoes the
+//!   create (destroys the dataset when it is a clone of `origin`, removes
+//!   the hidden record); with the record in place (its rename, synced, is
+//!   the create's commit) there is nothing to do.
+//! - `create-committed <uuid>`: written, unsynced, once the create is
+//!   done; asks for nothing (so a record removed later by other means never
+//!   makes the dataset look like an unfinished create's).
 //! - `delete <uuid> <dataset> <signature>`: written before the destroy,
 //!   without waiting for the disk (delete never synced the removal of the
 //!   record either; see `ops::delete`). Whoever finds the record still there
@@ -68,7 +69,8 @@ impl RecordSig {
 /// One entry of the slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intent {
-    /// A create between its first durable step and its commit.
+    /// A create from its first step on (see the module text for when it is
+    /// finished).
     CreatePending {
         /// The new VM.
         uuid: Uuid,
@@ -77,7 +79,7 @@ pub enum Intent {
         /// The snapshot it is cloned from.
         origin: String,
     },
-    /// A create past its commit point.
+    /// A create that is done.
     CreateCommitted {
         /// The new VM.
         uuid: Uuid,

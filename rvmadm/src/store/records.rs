@@ -213,37 +213,25 @@ impl Store {
         self.vms.join(format!(".{uuid}.json.creating"))
     }
 
-    /// Writes `uuid`'s record under its prepared name and makes it durable
-    /// (file and directory), without making it visible; [`Store::publish`]
-    /// renames it in. Create runs this while its clone runs. Callers hold
-    /// the global lock.
+    /// Writes `uuid`'s record under its prepared name and syncs the file,
+    /// without making it visible; [`Store::publish`] renames it in. Create
+    /// runs this while its clone runs. Callers hold the global lock.
     pub fn prepare(&self, uuid: &Uuid, vm: &VmRecord) -> Result<(), StoreError> {
         let path = self.prepared_path(uuid);
         let bytes = self.encode(uuid, vm)?;
         std::fs::create_dir_all(&self.vms)
             .and_then(|()| atomic::write_synced(&path, &bytes))
-            .and_then(|()| atomic::sync_dir(&path))
             .map_err(io_err(&path))
     }
 
-    /// True when a prepared record of `uuid` is there.
-    pub fn is_prepared(&self, uuid: &Uuid) -> bool {
-        self.prepared_path(uuid).exists()
-    }
-
-    /// Renames the prepared record of `uuid` in as its record. Not synced
-    /// here: the create's committed intent already makes it redoable.
+    /// Renames the prepared record of `uuid` in as its record and syncs the
+    /// directory: the rename is the commit of a create.
     pub fn publish(&self, uuid: &Uuid) -> Result<(), StoreError> {
         let from = self.prepared_path(uuid);
-        std::fs::rename(&from, self.path(uuid)).map_err(io_err(&from))
-    }
-
-    /// Like [`Store::publish`], then syncs the directory (for recovery,
-    /// which has no later step to lean on).
-    pub fn publish_synced(&self, uuid: &Uuid) -> Result<(), StoreError> {
-        self.publish(uuid)?;
-        let path = self.path(uuid);
-        atomic::sync_dir(&path).map_err(io_err(&path))
+        let to = self.path(uuid);
+        std::fs::rename(&from, &to)
+            .and_then(|()| atomic::sync_dir(&to))
+            .map_err(io_err(&from))
     }
 
     /// Removes a prepared record (missing is fine).
