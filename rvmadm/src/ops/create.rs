@@ -106,18 +106,20 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     let zfs = ctx.zfs();
     // 1. Durable intent: from here a dead create is undone by the next
     //    global-lock holder (see `recover`).
+    let token = format!("{:016x}", Uuid::new_v4().as_u128() as u64);
     slot.write(&Intent::CreatePending {
         uuid,
         dataset: dataset.clone(),
         origin: origin.clone(),
+        token: token.clone(),
     })?;
     crash_point("create:pending");
     // 2. The clone, and meanwhile the record written and synced under its
     //    hidden name: that fsync overlaps the zfs process.
+    let mut props = vm_clone_props(obj.quota).to_vec();
+    props.push((CREATE_TOKEN, token));
     let (cloned, prepared) =
-        zfs.clone_snapshot_while(&origin, &dataset, &vm_clone_props(obj.quota), || {
-            ctx.store.prepare(&uuid, &obj)
-        });
+        zfs.clone_snapshot_while(&origin, &dataset, &props, || ctx.store.prepare(&uuid, &obj));
     // Undoes steps 1-2 (and the clone when it is ours) after a failure.
     let abort = |e: OpsError, destroy: bool| -> OpsError {
         if destroy {
@@ -251,6 +253,11 @@ thread_local! {
 /// node a tenant makes inside its dataset must be no use to anyone on the
 /// host; and the quota, set at clone time so no clone is ever visible
 /// without it.
+/// The user property a create's clone carries its intent token in (see
+/// `store::intent`): proof, after a crash, that the dataset is the one
+/// that create made.
+pub(crate) const CREATE_TOKEN: &str = "rvmadm:create";
+
 pub(crate) fn vm_clone_props(quota_gib: Option<u64>) -> [(&'static str, String); 2] {
     [
         ("devices", "off".to_string()),
@@ -362,18 +369,21 @@ pub(crate) fn recover(ctx: &Ctx) -> OpsResult<(IntentSlot, bool)> {
             uuid,
             dataset,
             origin,
+            token,
         } => {
             // Its record in place means it got past its commit (the rename
             // is its last step that can fail): nothing to undo.
             if !ctx.store.exists(&uuid) {
                 tracing::info!(%uuid, "undoing a create that was interrupted before its commit");
                 let zfs = ctx.zfs();
-                // Only a clone of the image it named: the create may have
-                // died before its clone found the name taken by a stranger.
-                match zfs.get(&dataset, "origin") {
-                    Ok(o) if o == origin => zfs.destroy(&dataset, true)?,
-                    Ok(o) => {
-                        tracing::warn!(%dataset, origin = %o, "not destroying a dataset the interrupted create did not make");
+                // Only the dataset this create's clone made, which carries
+                // its token: the create may have died after its clone found
+                // the name taken by a stranger (even a clone of the same
+                // image), before the slot was cleared.
+                match zfs.get(&dataset, CREATE_TOKEN) {
+                    Ok(t) if t == token => zfs.destroy(&dataset, true)?,
+                    Ok(t) => {
+                        tracing::warn!(%dataset, %origin, found = %t, "not destroying a dataset the interrupted create did not make");
                     }
                     Err(ZfsError::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),
@@ -473,14 +483,15 @@ mod tests {
         // devices=off set at creation. The four questions create used to
         // ask first (uuid taken? pool? image snapshot? mountpoint?) are
         // answered by the clone's own result and the cached pool mountpoint.
+        // The clone also carries the create's intent token (random).
         assert_eq!(
             fx.runner
                 .calls()
                 .iter()
-                .map(|a| a.to_string())
+                .map(|a| untokened(&a.to_string()))
                 .collect::<Vec<_>>(),
             [format!(
-                "zfs clone -o devices=off -o quota=10G zones/{IMAGE}@final zones/{uuid}"
+                "zfs clone -o devices=off -o quota=10G -o rvmadm:create=T zones/{IMAGE}@final zones/{uuid}"
             )]
         );
         let rec = fx.record(&uuid);
@@ -579,10 +590,15 @@ mod tests {
     fn quota_zero_clones_without_a_quota() {
         let fx = Fixture::new();
         let uuid = fx.create_vm(json!({"quota": 0}));
-        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        let cmds: Vec<String> = fx
+            .runner
+            .calls()
+            .iter()
+            .map(|a| untokened(&a.to_string()))
+            .collect();
         assert!(
             cmds.contains(&format!(
-                "zfs clone -o devices=off -o quota=none zones/{IMAGE}@final zones/{uuid}"
+                "zfs clone -o devices=off -o quota=none -o rvmadm:create=T zones/{IMAGE}@final zones/{uuid}"
             )),
             "{cmds:?}"
         );
@@ -961,8 +977,27 @@ mod tests {
         uuid
     }
 
-    /// Has `zfs get origin` of `uuid`'s dataset answer `origin`.
-    fn answer_origin(fx: &Fixture, uuid: &Uuid, origin: &str) {
+    /// A command line with the create token's value replaced by `T`.
+    fn untokened(cmd: &str) -> String {
+        cmd.split(' ')
+            .map(|w| match w.strip_prefix("rvmadm:create=") {
+                Some(t) if t.len() == 16 => "rvmadm:create=T",
+                _ => w,
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The token the slot's pending create stamps on its clone.
+    fn pending_token(fx: &Fixture) -> String {
+        match fx.ctx.store.intent_slot().unwrap().read() {
+            Some(Intent::CreatePending { token, .. }) => token,
+            other => panic!("no pending create in the slot: {other:?}"),
+        }
+    }
+
+    /// Has `zfs get rvmadm:create` of `uuid`'s dataset answer `value`.
+    fn answer_token(fx: &Fixture, uuid: &Uuid, value: &str) {
         fx.runner.answer(
             &[
                 "zfs",
@@ -970,12 +1005,12 @@ mod tests {
                 "-H",
                 "-o",
                 "value",
-                "origin",
+                CREATE_TOKEN,
                 &format!("zones/{uuid}"),
             ],
             Output {
                 status: 0,
-                stdout: format!("{origin}\n").into_bytes(),
+                stdout: format!("{value}\n").into_bytes(),
                 stderr: Vec::new(),
             },
         );
@@ -1012,14 +1047,14 @@ mod tests {
                 },
                 "{step}"
             );
-            answer_origin(&fx, &dead, &format!("zones/{IMAGE}@final"));
+            answer_token(&fx, &dead, &pending_token(&fx));
             let mark = fx.mark();
             let live = fx.create_vm(json!({}));
             let cmds = fx.commands_since(&mark);
             assert_eq!(
                 cmds[..2],
                 [
-                    format!("zfs get -H -o value origin zones/{dead}"),
+                    format!("zfs get -H -o value rvmadm:create zones/{dead}"),
                     format!("zfs destroy -r zones/{dead}"),
                 ],
                 "{step}"
@@ -1037,15 +1072,20 @@ mod tests {
 
     #[test]
     fn an_undo_spares_a_dataset_the_dead_create_did_not_clone() {
-        let fx = Fixture::new();
-        // Killed before its clone could find the name taken by a stranger.
-        let dead = create_dying_at(&fx, "create:pending", json!({}));
-        answer_origin(&fx, &dead, "-");
-        let mark = fx.mark();
-        fx.create_vm(json!({}));
-        let cmds = fx.commands_since(&mark);
-        assert!(!cmds.iter().any(|c| c.contains("destroy")), "{cmds:?}");
-        assert_eq!(cmds.len(), 2, "{cmds:?}");
+        // Killed after its clone found the name taken by a stranger: one
+        // without a token, or a clone of the same image another create
+        // stamped. Neither is destroyed.
+        for stranger in ["-", "fedcba9876543210"] {
+            let fx = Fixture::new();
+            let dead = create_dying_at(&fx, "create:pending", json!({}));
+            assert_ne!(pending_token(&fx), stranger);
+            answer_token(&fx, &dead, stranger);
+            let mark = fx.mark();
+            fx.create_vm(json!({}));
+            let cmds = fx.commands_since(&mark);
+            assert!(!cmds.iter().any(|c| c.contains("destroy")), "{cmds:?}");
+            assert_eq!(cmds.len(), 2, "{cmds:?}");
+        }
     }
 
     #[test]
@@ -1061,7 +1101,8 @@ mod tests {
         let rec = fx.record(&done);
         assert_eq!(rec.alias.as_deref(), Some("kept"));
         assert!(!rec.has_incomplete_marker());
-        answer_origin(&fx, &done, &format!("zones/{IMAGE}@final"));
+        // Its dataset would pass the undo's check: it is the create's own.
+        answer_token(&fx, &done, &pending_token(&fx));
         let mark = fx.mark();
         fx.create_vm(json!({}));
         assert_eq!(fx.commands_since(&mark).len(), 1);
@@ -1079,7 +1120,7 @@ mod tests {
         let fx = Fixture::new();
         let uuid = fx.create_vm(json!({}));
         std::fs::remove_file(fx.ctx.config.state_dir.join(format!("vms/{uuid}.json"))).unwrap();
-        answer_origin(&fx, &uuid, &format!("zones/{IMAGE}@final"));
+        answer_token(&fx, &uuid, "0123456789abcdef");
         let mark = fx.mark();
         fx.create_vm(json!({}));
         let cmds = fx.commands_since(&mark);

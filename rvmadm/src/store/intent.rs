@@ -11,11 +11,12 @@
 //! it, so one slot is enough.
 //!
 //! What each entry promises:
-//! - `create-pending <uuid> <dataset> <origin>`: written durably before the
-//!   clone. Whoever finds it while `<uuid>.json` is missing undoes the
-//!   create (destroys the dataset when it is a clone of `origin`, removes
-//!   the hidden record); with the record in place (its rename, synced, is
-//!   the create's commit) there is nothing to do.
+//! - `create-pending <uuid> <dataset> <origin> <token>`: written durably
+//!   before the clone, which stamps the token on the dataset it makes (the
+//!   user property `rvmadm:create`). Whoever finds it while `<uuid>.json` is
+//!   missing undoes the create (destroys the dataset only when it carries
+//!   that token, removes the hidden record); with the record in place (its
+//!   rename, synced, is the create's commit) there is nothing to do.
 //! - `create-committed <uuid>`: written, unsynced, once the create is
 //!   done; asks for nothing (so a record removed later by other means never
 //!   makes the dataset look like an unfinished create's).
@@ -78,6 +79,10 @@ pub enum Intent {
         dataset: String,
         /// The snapshot it is cloned from.
         origin: String,
+        /// Random, 16 hex digits, stamped on the clone: a dataset without
+        /// it was not made by this create (the name may have been taken by
+        /// a stranger the clone refused to replace).
+        token: String,
     },
     /// A create that is done.
     CreateCommitted {
@@ -113,7 +118,8 @@ impl Intent {
                 uuid,
                 dataset,
                 origin,
-            } => format!("create-pending {uuid} {dataset} {origin}"),
+                token,
+            } => format!("create-pending {uuid} {dataset} {origin} {token}"),
             Intent::CreateCommitted { uuid } => format!("create-committed {uuid}"),
             Intent::Receive => "receive".to_string(),
             Intent::Delete { uuid, dataset, sig } => format!(
@@ -147,6 +153,10 @@ impl Intent {
                 uuid,
                 dataset: name(w.next())?,
                 origin: name(w.next())?,
+                token: w
+                    .next()
+                    .filter(|t| t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit()))?
+                    .to_string(),
             },
             "create-committed" => Intent::CreateCommitted { uuid },
             "delete" => {
@@ -276,6 +286,7 @@ mod tests {
                 uuid,
                 dataset: format!("zones/{uuid}"),
                 origin: "zones/img@final".into(),
+                token: "0123456789abcdef".into(),
             },
             Intent::CreateCommitted { uuid },
             Intent::Receive,
@@ -328,9 +339,21 @@ mod tests {
             Uuid::nil()
         );
         let lying = format!("{body} {:016x}\n", checksum(&body));
+        // Nor a pending create without a well-formed token.
+        let signed = |body: String| format!("{body} {:016x}\n", checksum(&body)).into_bytes();
+        let untokened = signed(format!(
+            "{MAGIC} create-pending {} zones/x zones/i@final",
+            Uuid::nil()
+        ));
+        let bad_token = signed(format!(
+            "{MAGIC} create-pending {} zones/x zones/i@final 0123-not-hex-89",
+            Uuid::nil()
+        ));
         for bytes in [
             torn,
             lying.into_bytes(),
+            untokened,
+            bad_token,
             b"garbage".to_vec(),
             line.as_bytes()[..20].to_vec(),
             Vec::new(),
