@@ -26,10 +26,25 @@ pub fn start(ctx: &Ctx, uuid: &Uuid) -> OpsResult<Started> {
     ctx.driver
         .cleanup(&l.spec)
         .map_err(|e| OpsError::Failed(format!("Unable to start VM {uuid}: {e}")))?;
-    ctx.driver
-        .start(&l.spec)
-        .map_err(|e| OpsError::Failed(format!("Unable to start VM {uuid}: {e}")))?;
-    set_autoboot(ctx, uuid, &mut l.rec, true)?;
+    // The record's new `autoboot` is written (durably: write, fsync,
+    // rename, fsync of the directory) while the driver boots the VM, not
+    // after it: the runtime's tens of milliseconds hide the write. A boot
+    // that fails puts the record back as it was.
+    let before = l.rec.clone();
+    let (booted, saved) = std::thread::scope(|s| {
+        let rec = &mut l.rec;
+        let saver = s.spawn(move || set_autoboot(ctx, uuid, rec, true));
+        let booted = ctx.driver.start(&l.spec);
+        (booted, saver.join())
+    });
+    let saved = saved.unwrap_or_else(|_| Err(OpsError::Failed("saving autoboot panicked".into())));
+    if let Err(e) = booted {
+        if saved.is_ok() && before.vm.autoboot != Some(true) {
+            ctx.store.save(uuid, &before.vm)?;
+        }
+        return Err(OpsError::Failed(format!("Unable to start VM {uuid}: {e}")));
+    }
+    saved?;
     Ok(Started::Started)
 }
 

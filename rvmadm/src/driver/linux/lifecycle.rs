@@ -19,6 +19,7 @@ use crate::driver::{DriverError, DriverResult, Signal, StopOptions};
 use crate::exec::{Argv, ExecError};
 use crate::spec::fs_policy::{FsPolicy, FsRequest};
 use crate::spec::VmSpec;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// How long a SIGKILLed init may take to die before stop gives up.
@@ -58,17 +59,72 @@ impl LinuxDriver {
         }
     }
 
-    fn plan_network(&self, vm: &VmSpec, mode: VlanMode) -> DriverResult<NetPlan> {
+    /// The bridges present on the host now (one `ip` process).
+    fn list_bridges(&self) -> DriverResult<BTreeSet<String>> {
         let out = self
             .runner
             .run_stdout(&Argv::new(["ip", "-o", "link", "show", "type", "bridge"]))?;
-        let existing = netplan::parse_link_names(&out);
-        let plan = netplan::plan(vm, &self.networks, self.create_bridges, &existing, mode)
+        Ok(netplan::parse_link_names(&out))
+    }
+
+    /// The plan for `vm`'s NICs. `bridges` is the host's bridge list when
+    /// it was asked for; without it the plan takes every bridge it needs as
+    /// present (the usual case, and no process to ask), and a host batch
+    /// that fails because one is not sends the start back here with the
+    /// list (see [`LinuxDriver::host_batch`]).
+    fn plan_network(
+        &self,
+        vm: &VmSpec,
+        mode: VlanMode,
+        bridges: Option<&BTreeSet<String>>,
+    ) -> DriverResult<NetPlan> {
+        let assumed;
+        let existing = match bridges {
+            Some(b) => b,
+            None => {
+                assumed = netplan::needed_bridges(vm, &self.networks, mode);
+                &assumed
+            }
+        };
+        let plan = netplan::plan(vm, &self.networks, self.create_bridges, existing, mode)
             .map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
         for w in &plan.warnings {
             tracing::warn!(uuid = %vm.uuid, "{w}");
         }
         Ok(plan)
+    }
+
+    /// Runs the host-side batch of a plan. When the plan only assumed its
+    /// bridges and the batch fails, the bridges are listed: all there means
+    /// the failure is real and is returned; a missing one is either refused
+    /// now (its plan fails: `create_bridges` is off) or put in `listed`, so
+    /// that the caller undoes this attempt and plans again with the list.
+    fn host_batch(
+        &self,
+        vm: &VmSpec,
+        mode: VlanMode,
+        plan: &NetPlan,
+        assumed: bool,
+        listed: &mut Option<BTreeSet<String>>,
+    ) -> DriverResult<()> {
+        let err = match self.batch(Argv::new(["ip", "-batch", "-"]), &plan.host) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !assumed {
+            return Err(err);
+        }
+        let present = self.list_bridges()?;
+        let needed = netplan::needed_bridges(vm, &self.networks, mode);
+        if needed.is_subset(&present) {
+            return Err(err);
+        }
+        // Refused here (bridge missing, `create_bridges` off) with the
+        // message a listed plan gives.
+        netplan::plan(vm, &self.networks, self.create_bridges, &present, mode)
+            .map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
+        *listed = Some(present);
+        Err(err)
     }
 
     /// Boots a stopped jail; a running one is left alone.
@@ -94,11 +150,19 @@ impl LinuxDriver {
         let mut attempt = 0;
         let mut mode = self.vlan_mode();
         let has_vlans = vm.nics.iter().any(|n| n.vlan_id > 0);
+        let mut bridges: Option<BTreeSet<String>> = None;
         loop {
-            match self.start_steps(vm, &dir, host, mode) {
+            let mut listed = None;
+            match self.start_steps(vm, &dir, host, mode, bridges.as_ref(), &mut listed) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     let undo = self.teardown(vm, true);
+                    // A bridge the plan took as present is not: plan again
+                    // with the host's list (it creates what is missing).
+                    if let (Some(l), true) = (listed, undo.is_ok()) {
+                        bridges = Some(l);
+                        continue;
+                    }
                     match e {
                         // Kernels built without bridge VLAN filtering: fall
                         // back to a bridge per VLAN.
@@ -136,12 +200,14 @@ impl LinuxDriver {
         dir: &JailDir,
         host: bundle::HostCaps,
         mode: VlanMode,
+        bridges: Option<&BTreeSet<String>>,
+        listed: &mut Option<BTreeSet<String>>,
     ) -> DriverResult<()> {
         std::fs::create_dir_all(&dir.dir)?;
         let plan = if vm.nics.is_empty() {
             None
         } else {
-            Some(self.plan_network(vm, mode)?)
+            Some(self.plan_network(vm, mode, bridges)?)
         };
         let vm = &self.resolve_filesystems(vm)?;
         let ns_path = netns_path(&vm.uuid);
@@ -150,7 +216,7 @@ impl LinuxDriver {
         bundle::write_bundle(vm, dir, &spec)?;
         if let Some(plan) = &plan {
             let ns = netns_name(&vm.uuid);
-            self.batch(Argv::new(["ip", "-batch", "-"]), &plan.host)?;
+            self.host_batch(vm, mode, plan, bridges.is_none(), listed)?;
             self.batch(Argv::new(["bridge", "-batch", "-"]), &plan.vlan)?;
             // Anti-spoofing rules go on the host ports (they exist now) while
             // the jail side is set up; no tenant process runs yet.
@@ -432,6 +498,178 @@ fn wait_dead(rec: &BootRecord, timeout: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::exec::{CommandRunner, Output, RecordingRunner};
+    use serde_json::json;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    /// Records every command; the runtime's `run --detach` "boots" by
+    /// writing the test's own pid as the init's (alive, so the boot
+    /// record holds). `ip -batch -` fails like `ip` does while its lines
+    /// name a bridge `missing` that the same batch does not create.
+    struct Host {
+        rec: RecordingRunner,
+        missing: Option<String>,
+    }
+
+    impl CommandRunner for Host {
+        fn output(&self, argv: &Argv, stdin: Option<&[u8]>) -> Result<Output, ExecError> {
+            let out = self.rec.output(argv, stdin)?;
+            let text = String::from_utf8_lossy(stdin.unwrap_or_default());
+            if let Some(b) = &self.missing {
+                let joins = text.contains(&format!("master {b} "));
+                let makes = text.contains(&format!("link add name {b} type bridge"));
+                if argv.0 == ["ip", "-batch", "-"] && joins && !makes {
+                    return Ok(Output {
+                        status: 1,
+                        stderr: format!("Cannot find device \"{b}\"").into_bytes(),
+                        ..Output::default()
+                    });
+                }
+            }
+            Ok(out)
+        }
+
+        fn run_logged(&self, argv: &Argv, keeper: &Argv, log: &Path) -> Result<(), ExecError> {
+            self.rec.run_logged(argv, keeper, log)?;
+            let at = argv.0.iter().position(|a| a == "--pid-file");
+            if let Some(p) = at.and_then(|i| argv.0.get(i + 1)) {
+                let _ = std::fs::write(p, std::process::id().to_string());
+            }
+            Ok(())
+        }
+    }
+
+    struct Rig {
+        driver: LinuxDriver,
+        host: Arc<Host>,
+        tmp: tempfile::TempDir,
+    }
+
+    fn new_rig(create_bridges: bool, missing: Option<&str>) -> Rig {
+        let tmp = tempfile::tempdir().unwrap();
+        let runc = tmp.path().join("runc");
+        std::fs::write(&runc, "").unwrap();
+        let text = format!(
+            "pool = \"zones\"\nrun_dir = \"{r}\"\nruntime_root = \"{r}/runc\"\nruntime = \"{rt}\"\ndriver = \"linux\"\ncreate_bridges = {create_bridges}\n[networks]\nadmin = \"br0\"\n",
+            r = tmp.path().join("run").display(),
+            rt = runc.display(),
+        );
+        let config = Config::parse(&text).unwrap();
+        let host = Arc::new(Host {
+            rec: RecordingRunner::new(),
+            missing: missing.map(str::to_string),
+        });
+        let mut driver = LinuxDriver::new(&config, host.clone());
+        driver.cgroup_root = tmp.path().join("cgroup");
+        Rig { driver, host, tmp }
+    }
+
+    fn jail(rig: &Rig, nics: serde_json::Value) -> VmSpec {
+        let zonepath: PathBuf = rig.tmp.path().join("zone");
+        std::fs::create_dir_all(zonepath.join("root")).unwrap();
+        let obj = json!({
+            "uuid": "6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60",
+            "brand": "jail",
+            "image_uuid": "11111111-2222-4333-8444-555555555555",
+            "zpool": "zones",
+            "zonepath": zonepath.to_string_lossy(),
+            "nics": nics,
+        });
+        VmSpec::from_object(obj.as_object().unwrap()).unwrap()
+    }
+
+    fn nic() -> serde_json::Value {
+        json!([{"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "admin",
+                "ips": ["192.0.2.10/24"], "gateways": ["192.0.2.1"], "primary": true}])
+    }
+
+    /// The programs a start ran, with `ip`'s first arguments, sorted (the
+    /// jail-side batch and nft run in parallel).
+    fn programs(rig: &Rig) -> Vec<String> {
+        let mut v: Vec<String> = rig
+            .host
+            .rec
+            .calls()
+            .iter()
+            .map(|a| {
+                let n = if a.program() == "runc" || a.program().ends_with("/runc") {
+                    4
+                } else {
+                    3
+                };
+                let mut words: Vec<&str> = a.0.iter().take(n).map(String::as_str).collect();
+                if words[0].ends_with("/runc") {
+                    words[0] = "runc";
+                    words.retain(|w| !w.contains('/') && *w != "--root");
+                }
+                words.join(" ")
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_start_without_nics_runs_the_runtime_alone() {
+        let rig = new_rig(false, None);
+        let vm = jail(&rig, json!([]));
+        rig.driver.start_jail(&vm).unwrap();
+        assert_eq!(programs(&rig), ["runc run"]);
+        let dir = JailDir::new(&rig.driver.run_dir, &vm.uuid);
+        assert_eq!(state::running(&dir).map(|r| r.pid), Some(std::process::id()));
+    }
+
+    #[test]
+    fn a_start_with_a_nic_runs_two_ip_batches_nft_and_the_runtime() {
+        // No `ip link show`: the plan takes the configured bridge as there.
+        let rig = new_rig(false, None);
+        let vm = jail(&rig, nic());
+        rig.driver.start_jail(&vm).unwrap();
+        let ns = netns_name(&vm.uuid);
+        assert_eq!(
+            programs(&rig),
+            [
+                "ip -batch -".to_string(),
+                format!("ip -n {ns}"),
+                "nft -f -".to_string(),
+                "runc run".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_bridge_is_listed_then_created_or_refused() {
+        // create_bridges: the failed batch is undone, the host's bridges
+        // listed, and the second attempt makes the bridge first.
+        let rig = new_rig(true, Some("br0"));
+        let vm = jail(&rig, nic());
+        rig.driver.start_jail(&vm).unwrap();
+        let calls = rig.host.rec.records();
+        let batches: Vec<String> = calls
+            .iter()
+            .filter(|c| c.argv.0 == ["ip", "-batch", "-"])
+            .map(|c| String::from_utf8_lossy(&c.stdin).into_owned())
+            .collect();
+        assert_eq!(batches.len(), 2, "{batches:?}");
+        assert!(!batches[0].contains("type bridge"), "{}", batches[0]);
+        assert!(batches[1].contains("link add name br0 type bridge"));
+        let listings = calls
+            .iter()
+            .filter(|c| c.argv.0 == ["ip", "-o", "link", "show", "type", "bridge"])
+            .count();
+        assert_eq!(listings, 1);
+        assert!(rig.host.rec.calls().iter().any(|a| a.0.contains(&"run".to_string())));
+
+        // Without create_bridges the start fails with the plan's message
+        // and no runtime ever runs.
+        let rig = new_rig(false, Some("br0"));
+        let vm = jail(&rig, nic());
+        let err = rig.driver.start_jail(&vm).unwrap_err().to_string();
+        assert!(err.contains("bridge \"br0\"") && err.contains("does not exist"), "{err}");
+        assert!(!rig.host.rec.calls().iter().any(|a| a.0.contains(&"run".to_string())));
+    }
 
     fn lines(l: &[&str]) -> Vec<String> {
         l.iter().map(|s| s.to_string()).collect()

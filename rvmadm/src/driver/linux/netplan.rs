@@ -90,6 +90,29 @@ fn valid_mac(s: &str) -> bool {
             .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
+/// Every bridge the NICs of `vm` join in `vlan_mode`: their nic_tags'
+/// bridges and, per VLAN with [`VlanMode::BridgePerVlan`], the VLAN's own
+/// bridge. A start plans with these taken as present, which spares it
+/// asking the host (`ip link show`) on every boot. Unmapped tags are left
+/// out; [`plan`] refuses them.
+pub fn needed_bridges(
+    vm: &VmSpec,
+    networks: &BTreeMap<String, String>,
+    vlan_mode: VlanMode,
+) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for nic in &vm.nics {
+        let Some(bridge) = networks.get(&nic.nic_tag) else {
+            continue;
+        };
+        if nic.vlan_id > 0 && vlan_mode == VlanMode::BridgePerVlan {
+            out.insert(vlan_bridge(bridge, nic.vlan_id));
+        }
+        out.insert(bridge.clone());
+    }
+    out
+}
+
 /// Builds the plan. `existing` holds the bridges present on the host now.
 pub fn plan(
     vm: &VmSpec,
