@@ -118,6 +118,18 @@ pub trait Driver: Send + Sync {
     /// Boots a stopped VM. On failure every step already taken is undone.
     fn start(&self, vm: &VmSpec) -> DriverResult<()>;
 
+    /// Does ahead of [`Driver::start`] the part of a boot that needs
+    /// neither the VM's dataset nor its record, so that create can do it
+    /// while the clone is made (Linux: the network namespace, veths,
+    /// addresses and anti-spoofing rules). True when something was made:
+    /// the next `start` of the VM by this driver uses it; without one,
+    /// [`Driver::cleanup`] removes it. On failure nothing prepared is left.
+    /// The default prepares nothing.
+    fn prepare_start(&self, vm: &VmSpec) -> DriverResult<bool> {
+        let _ = vm;
+        Ok(false)
+    }
+
     /// Stops a running VM: graceful, then forced after `opts.timeout`.
     fn stop(&self, vm: &VmSpec, opts: StopOptions) -> DriverResult<()>;
 

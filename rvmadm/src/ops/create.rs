@@ -118,10 +118,28 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     //    hidden name: that fsync overlaps the zfs process.
     let mut props = vm_clone_props(obj.quota).to_vec();
     props.push((CREATE_TOKEN, token));
-    let (cloned, prepared) =
-        zfs.clone_snapshot_while(&origin, &dataset, &props, || ctx.store.prepare(&uuid, &obj));
+    //    With autoboot, the part of the boot that needs no dataset (Linux:
+    //    the network) is made meanwhile too, in a thread of its own; a
+    //    failure to prepare is left for the boot to meet and report.
+    let boot_spec = (obj.autoboot == Some(true))
+        .then(|| crate::spec::VmSpec::from_record(&obj).ok())
+        .flatten();
+    let (cloned, (prepared, net)) = zfs.clone_snapshot_while(&origin, &dataset, &props, || {
+        std::thread::scope(|s| {
+            let net = boot_spec
+                .as_ref()
+                .map(|spec| s.spawn(|| ctx.driver.prepare_start(spec)));
+            let rec = ctx.store.prepare(&uuid, &obj);
+            // A preparation that panicked may have left something: it is
+            // cleaned up as if it had made the network.
+            (rec, net.map(|h| h.join().unwrap_or(Ok(true))))
+        })
+    });
     // Undoes steps 1-2 (and the clone when it is ours) after a failure.
     let abort = |e: OpsError, destroy: bool| -> OpsError {
+        if let (Some(Ok(true)), Some(spec)) = (&net, &boot_spec) {
+            let _ = ctx.driver.cleanup(spec);
+        }
         if destroy {
             let _ = zfs.destroy(&dataset, true);
         }
@@ -356,6 +374,24 @@ fn undo(ctx: &Ctx, uuid: &Uuid, dataset: &str, obj: &VmRecord) {
 /// global lock, so no live create or delete owns the entry. On the happy
 /// path this reads one block and, for an entry already done, looks at one
 /// record file: no process.
+/// A spec carrying only what names a VM's host objects (uuid, pool,
+/// dataset), for a driver cleanup after a create that died before its
+/// record was published.
+fn name_only_spec(uuid: &Uuid, dataset: &str) -> Result<crate::spec::VmSpec, String> {
+    let pool = dataset.split('/').next().unwrap_or_default();
+    let obj = serde_json::json!({
+        "uuid": uuid.to_string(),
+        "brand": "jail",
+        "image_uuid": Uuid::nil().to_string(),
+        "zpool": pool,
+        "zfs_filesystem": dataset,
+    });
+    match obj.as_object() {
+        Some(o) => crate::spec::VmSpec::from_object(o),
+        None => Err("not an object".into()),
+    }
+}
+
 pub(crate) fn recover(ctx: &Ctx) -> OpsResult<(IntentSlot, bool)> {
     let slot = ctx.store.intent_slot()?;
     let made = slot.was_made();
@@ -387,6 +423,11 @@ pub(crate) fn recover(ctx: &Ctx) -> OpsResult<(IntentSlot, bool)> {
                     }
                     Err(ZfsError::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),
+                }
+                // The network a create with autoboot makes while it clones
+                // (found by name: the Linux driver's teardown needs the uuid).
+                if let Ok(spec) = name_only_spec(&uuid, &dataset) {
+                    let _ = ctx.driver.cleanup(&spec);
                 }
                 ctx.store.discard_prepared(&uuid)?;
                 slot.clear()?;

@@ -10,9 +10,9 @@ use crate::driver::{
 use crate::exec::CommandRunner;
 use crate::spec::VmSpec;
 use crate::zfs::Zfs;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// Runs jails with an OCI runtime inside vmadm-owned network namespaces.
@@ -31,6 +31,9 @@ pub struct LinuxDriver {
     /// The program run as a jail's console log keeper (with
     /// [`super::console_log::KEEPER_ARG`]): this very executable.
     pub(super) log_keeper: PathBuf,
+    /// Jails whose network [`Driver::prepare_start`] made in this process
+    /// for a start to come (create overlaps it with the clone).
+    pub(super) prepared: Mutex<HashSet<Uuid>>,
 }
 
 impl LinuxDriver {
@@ -50,6 +53,7 @@ impl LinuxDriver {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             config: config.clone(),
             log_keeper: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vmadm")),
+            prepared: Mutex::new(HashSet::new()),
         }
     }
 
@@ -81,6 +85,10 @@ impl Driver for LinuxDriver {
 
     fn start(&self, vm: &VmSpec) -> DriverResult<()> {
         self.start_jail(vm)
+    }
+
+    fn prepare_start(&self, vm: &VmSpec) -> DriverResult<bool> {
+        self.prepare_jail(vm)
     }
 
     fn stop(&self, vm: &VmSpec, opts: StopOptions) -> DriverResult<()> {

@@ -127,33 +127,95 @@ impl LinuxDriver {
         Err(err)
     }
 
-    /// Boots a stopped jail; a running one is left alone.
+    /// Boots a stopped jail; a running one is left alone. A network made
+    /// by [`LinuxDriver::prepare_jail`] in this process is used as it is.
     pub(super) fn start_jail(&self, vm: &VmSpec) -> DriverResult<()> {
         let dir = JailDir::new(&self.run_dir, &vm.uuid);
         if state::running(&dir).is_some() {
             return Ok(());
         }
+        let prepared = self.take_prepared(&vm.uuid);
+        let undo_prepared = |e: DriverError| {
+            if prepared {
+                if let Err(u) = self.teardown(vm, true) {
+                    tracing::warn!(uuid = %vm.uuid, error = %u, "undoing a failed start");
+                }
+            }
+            e
+        };
         // The runtime boots <zonepath>/root and would follow a symlink
         // there (`root -> /` boots the host's own tree): refuse before
         // anything is made or mounted.
-        super::driver::check_zone_layout(&vm.zonepath).map_err(|e| match e {
-            ZoneLayoutError::Zonepath { .. } => DriverError::Other(format!(
-                "{}: {e}; is dataset {} mounted?",
-                vm.uuid, vm.zfs_filesystem
-            )),
-            e => DriverError::Layout(e),
-        })?;
+        super::driver::check_zone_layout(&vm.zonepath)
+            .map_err(|e| match e {
+                ZoneLayoutError::Zonepath { .. } => DriverError::Other(format!(
+                    "{}: {e}; is dataset {} mounted?",
+                    vm.uuid, vm.zfs_filesystem
+                )),
+                e => DriverError::Layout(e),
+            })
+            .map_err(undo_prepared)?;
+        if !prepared && self.has_debris(vm, &dir) {
+            self.teardown(vm, true)?;
+        }
+        let host = runtime::probe(&self.runtime, &self.cgroup_root).map_err(undo_prepared)?;
+        if !prepared {
+            self.boot_network(vm, &dir)?;
+        }
+        self.run_steps(vm, &dir, host).map_err(|e| {
+            if let Err(u) = self.teardown(vm, true) {
+                tracing::warn!(uuid = %vm.uuid, error = %u, "undoing a failed start");
+            }
+            e
+        })
+    }
+
+    /// Makes the jail's network ahead of its start (see
+    /// [`crate::driver::Driver::prepare_start`]): what a boot makes before
+    /// the runtime runs and that needs no dataset. The next
+    /// [`LinuxDriver::start_jail`] in this process uses it; a teardown
+    /// (cleanup, a failed start) removes it. Nothing for a jail without NICs
+    /// (false).
+    pub(super) fn prepare_jail(&self, vm: &VmSpec) -> DriverResult<bool> {
+        let dir = JailDir::new(&self.run_dir, &vm.uuid);
+        if vm.nics.is_empty() || state::running(&dir).is_some() {
+            return Ok(false);
+        }
         if self.has_debris(vm, &dir) {
             self.teardown(vm, true)?;
         }
-        let host = runtime::probe(&self.runtime, &self.cgroup_root)?;
+        self.boot_network(vm, &dir)?;
+        if let Ok(mut p) = self.prepared.lock() {
+            p.insert(vm.uuid);
+        }
+        Ok(true)
+    }
+
+    /// True (once) when this process prepared `uuid`'s network and no
+    /// teardown has removed it since.
+    fn take_prepared(&self, uuid: &uuid::Uuid) -> bool {
+        self.prepared
+            .lock()
+            .map(|mut p| p.remove(uuid))
+            .unwrap_or(false)
+    }
+
+    /// The network steps of a boot, retried where the host allows: a kernel
+    /// without bridge VLAN filtering (a bridge per VLAN instead), a host
+    /// veth of the previous boot not yet freed, a bridge the plan took as
+    /// present that is not. Every failed attempt is torn down; so is the
+    /// last, whose error is returned.
+    fn boot_network(&self, vm: &VmSpec, dir: &JailDir) -> DriverResult<()> {
+        if vm.nics.is_empty() {
+            return Ok(());
+        }
         let mut attempt = 0;
         let mut mode = self.vlan_mode();
         let has_vlans = vm.nics.iter().any(|n| n.vlan_id > 0);
         let mut bridges: Option<BTreeSet<String>> = None;
         loop {
             let mut listed = None;
-            match self.start_steps(vm, &dir, host, mode, bridges.as_ref(), &mut listed) {
+            match self.net_steps(vm, dir, mode, bridges.as_ref(), &mut listed) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     let undo = self.teardown(vm, true);
@@ -194,39 +256,40 @@ impl LinuxDriver {
         }
     }
 
-    fn start_steps(
+    /// The namespace, veths, addresses, routes and anti-spoofing rules.
+    fn net_steps(
         &self,
         vm: &VmSpec,
         dir: &JailDir,
-        host: bundle::HostCaps,
         mode: VlanMode,
         bridges: Option<&BTreeSet<String>>,
         listed: &mut Option<BTreeSet<String>>,
     ) -> DriverResult<()> {
         std::fs::create_dir_all(&dir.dir)?;
-        let plan = if vm.nics.is_empty() {
-            None
-        } else {
-            Some(self.plan_network(vm, mode, bridges)?)
-        };
+        let plan = self.plan_network(vm, mode, bridges)?;
+        let ns = netns_name(&vm.uuid);
+        self.host_batch(vm, mode, &plan, bridges.is_none(), listed)?;
+        self.batch(Argv::new(["bridge", "-batch", "-"]), &plan.vlan)?;
+        // Anti-spoofing rules go on the host ports (they exist now) while
+        // the jail side is set up; no tenant process runs yet.
+        self.with_filters(vm, dir, || {
+            self.batch(
+                Argv::new(["ip", "-n", ns.as_str(), "-batch", "-"]),
+                &plan.jail,
+            )
+        })
+    }
+
+    /// The bundle, the runtime's `run --detach` and the boot record, once
+    /// the network (if any) is in place.
+    fn run_steps(&self, vm: &VmSpec, dir: &JailDir, host: bundle::HostCaps) -> DriverResult<()> {
+        std::fs::create_dir_all(&dir.dir)?;
         let vm = &self.resolve_filesystems(vm)?;
         let ns_path = netns_path(&vm.uuid);
-        let spec = bundle::build_spec(vm, dir, plan.as_ref().map(|_| ns_path.as_path()), host)
+        let joins = (!vm.nics.is_empty()).then_some(ns_path.as_path());
+        let spec = bundle::build_spec(vm, dir, joins, host)
             .map_err(|e| DriverError::Other(e.to_string()))?;
         bundle::write_bundle(vm, dir, &spec)?;
-        if let Some(plan) = &plan {
-            let ns = netns_name(&vm.uuid);
-            self.host_batch(vm, mode, plan, bridges.is_none(), listed)?;
-            self.batch(Argv::new(["bridge", "-batch", "-"]), &plan.vlan)?;
-            // Anti-spoofing rules go on the host ports (they exist now) while
-            // the jail side is set up; no tenant process runs yet.
-            self.with_filters(vm, dir, || {
-                self.batch(
-                    Argv::new(["ip", "-n", ns.as_str(), "-batch", "-"]),
-                    &plan.jail,
-                )
-            })?;
-        }
         let id = container_id(&vm.uuid);
         std::fs::create_dir_all(&self.runtime.root)?;
         // The init's stdout and stderr go through a keeper that caps the
@@ -342,6 +405,8 @@ impl LinuxDriver {
     /// Removes what a boot made. `thorough` also hunts host veths by name
     /// (costs one `ip link` listing), needed after a crash or failed start.
     pub(super) fn teardown(&self, vm: &VmSpec, thorough: bool) -> DriverResult<()> {
+        // What it removes may be a prepared network: no start may use it.
+        self.take_prepared(&vm.uuid);
         let id = container_id(&vm.uuid);
         let mut errors: Vec<String> = Vec::new();
         // The anti-spoofing table goes in parallel with the rest (its
@@ -618,7 +683,10 @@ mod tests {
         rig.driver.start_jail(&vm).unwrap();
         assert_eq!(programs(&rig), ["runc run"]);
         let dir = JailDir::new(&rig.driver.run_dir, &vm.uuid);
-        assert_eq!(state::running(&dir).map(|r| r.pid), Some(std::process::id()));
+        assert_eq!(
+            state::running(&dir).map(|r| r.pid),
+            Some(std::process::id())
+        );
     }
 
     #[test]
@@ -637,6 +705,46 @@ mod tests {
                 "runc run".to_string()
             ]
         );
+    }
+
+    #[test]
+    fn a_prepared_network_is_made_once_and_used_by_the_start() {
+        let rig = new_rig(false, None);
+        let vm = jail(&rig, nic());
+        assert!(rig.driver.prepare_jail(&vm).unwrap());
+        let ns = netns_name(&vm.uuid);
+        let net = [
+            "ip -batch -".to_string(),
+            format!("ip -n {ns}"),
+            "nft -f -".to_string(),
+        ];
+        assert_eq!(programs(&rig), net);
+        // The start runs the runtime alone (the prepared namespace is not
+        // debris to tear down).
+        rig.driver.start_jail(&vm).unwrap();
+        let mut all = net.to_vec();
+        all.push("runc run".to_string());
+        assert_eq!(programs(&rig), all);
+        // Without NICs there is nothing to prepare.
+        let bare = jail(&rig, json!([]));
+        assert!(!rig.driver.prepare_jail(&bare).unwrap());
+    }
+
+    #[test]
+    fn a_teardown_forgets_the_preparation() {
+        let rig = new_rig(false, None);
+        let vm = jail(&rig, nic());
+        assert!(rig.driver.prepare_jail(&vm).unwrap());
+        rig.driver.teardown(&vm, true).unwrap();
+        let before = rig.host.rec.calls().len();
+        rig.driver.start_jail(&vm).unwrap();
+        let after = rig.host.rec.calls();
+        // The start made the network again: both ip batches ran anew.
+        let batches = after[before..]
+            .iter()
+            .filter(|a| a.program() == "ip" && a.0.last().map(String::as_str) == Some("-"))
+            .count();
+        assert_eq!(batches, 2, "{:?}", &after[before..]);
     }
 
     #[test]
@@ -660,15 +768,28 @@ mod tests {
             .filter(|c| c.argv.0 == ["ip", "-o", "link", "show", "type", "bridge"])
             .count();
         assert_eq!(listings, 1);
-        assert!(rig.host.rec.calls().iter().any(|a| a.0.contains(&"run".to_string())));
+        assert!(rig
+            .host
+            .rec
+            .calls()
+            .iter()
+            .any(|a| a.0.contains(&"run".to_string())));
 
         // Without create_bridges the start fails with the plan's message
         // and no runtime ever runs.
         let rig = new_rig(false, Some("br0"));
         let vm = jail(&rig, nic());
         let err = rig.driver.start_jail(&vm).unwrap_err().to_string();
-        assert!(err.contains("bridge \"br0\"") && err.contains("does not exist"), "{err}");
-        assert!(!rig.host.rec.calls().iter().any(|a| a.0.contains(&"run".to_string())));
+        assert!(
+            err.contains("bridge \"br0\"") && err.contains("does not exist"),
+            "{err}"
+        );
+        assert!(!rig
+            .host
+            .rec
+            .calls()
+            .iter()
+            .any(|a| a.0.contains(&"run".to_string())));
     }
 
     fn lines(l: &[&str]) -> Vec<String> {
