@@ -162,11 +162,10 @@ impl LinuxDriver {
         if !prepared {
             self.boot_network(vm, &dir)?;
         }
-        self.run_steps(vm, &dir, host).map_err(|e| {
+        self.run_steps(vm, &dir, host).inspect_err(|_| {
             if let Err(u) = self.teardown(vm, true) {
                 tracing::warn!(uuid = %vm.uuid, error = %u, "undoing a failed start");
             }
-            e
         })
     }
 
