@@ -959,6 +959,33 @@ fn kill_dash_nine_mid_start_then_start_and_delete_leak_nothing() {
     assert!(lab.leftovers(&vm).is_empty(), "{:?}", lab.leftovers(&vm));
 }
 
+/// A create with autoboot makes the jail's network while zfs clones; a
+/// clone that fails (the image is not installed) takes that network with
+/// it: no namespace, veth, nft table or run directory is left.
+#[test]
+fn a_failed_clone_takes_the_network_prepared_meanwhile_with_it() {
+    let Some(lab) = Lab::new() else { return };
+    let uuid = Uuid::new_v4();
+    let pool = lab.env.as_ref().expect("env").pool.clone();
+    let payload = e2e_payload(
+        "192.0.2.71",
+        json!({"uuid": uuid.to_string(), "image_uuid": Uuid::new_v4().to_string(),
+               "autoboot": true}),
+    );
+    let out = lab.vmadm(&["create"], Some(&payload.to_string()));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not installed"), "{err}");
+    // `leftovers` looks for what is named after the uuid.
+    let mut obj = payload.as_object().expect("object").clone();
+    obj.insert("zpool".into(), json!(pool));
+    obj.remove("nics");
+    let vm = VmSpec::from_object(&obj).expect("spec");
+    assert_eq!(lab.leftovers(&vm), Vec::<String>::new());
+    let got = lab.vmadm(&["get", &uuid.to_string()], None);
+    assert!(!got.status.success(), "no record is left either");
+}
+
 #[test]
 fn vmadm_autoboot_starts_only_autoboot_jails() {
     let Some(lab) = Lab::new() else { return };
