@@ -1070,6 +1070,24 @@ mod tests {
     }
 
     #[test]
+    fn the_repair_of_a_killed_create_asks_the_driver_to_clean_up_by_uuid() {
+        // A create with autoboot has its boot's network made while it
+        // clones; killed after that, the next create has the driver tear
+        // down whatever is named after the dead VM.
+        let fx = Fixture::new();
+        let dead = create_dying_at(&fx, "create:cloned", json!({"autoboot": true}));
+        answer_origin(&fx, &dead, &format!("zones/{IMAGE}@final"));
+        let mark = fx.mark();
+        fx.create_vm(json!({}));
+        assert!(
+            fx.driver_calls_since(&mark)
+                .contains(&format!("cleanup {dead}")),
+            "{:?}",
+            fx.driver_calls_since(&mark)
+        );
+    }
+
+    #[test]
     fn a_create_killed_before_its_commit_is_undone_by_the_next_and_never_seen() {
         for step in ["create:pending", "create:cloned", "create:checked"] {
             let fx = Fixture::new();
