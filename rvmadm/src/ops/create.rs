@@ -1076,7 +1076,7 @@ mod tests {
         // down whatever is named after the dead VM.
         let fx = Fixture::new();
         let dead = create_dying_at(&fx, "create:cloned", json!({"autoboot": true}));
-        answer_origin(&fx, &dead, &format!("zones/{IMAGE}@final"));
+        answer_token(&fx, &dead, &pending_token(&fx));
         let mark = fx.mark();
         fx.create_vm(json!({}));
         assert!(
