@@ -107,7 +107,23 @@ impl LinuxDriver {
         assumed: bool,
         listed: &mut Option<BTreeSet<String>>,
     ) -> DriverResult<()> {
-        let err = match self.batch(Argv::new(["ip", "-batch", "-"]), &plan.host) {
+        // A plan that only assumed its bridges first asks for each of them
+        // in the same batch: a missing one then stops the batch before it
+        // made anything. Found only at the veth's `master`, it would leave a
+        // veth the namespace's removal frees asynchronously, and the retry
+        // with the bridge made would collide with it ("File exists").
+        let probed: Vec<String>;
+        let lines = if assumed {
+            probed = netplan::needed_bridges(vm, &self.networks, mode)
+                .iter()
+                .map(|b| format!("link show dev {b}"))
+                .chain(plan.host.iter().cloned())
+                .collect();
+            &probed
+        } else {
+            &plan.host
+        };
+        let err = match self.batch(Argv::new(["ip", "-batch", "-"]), lines) {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
@@ -582,7 +598,8 @@ mod tests {
             let out = self.rec.output(argv, stdin)?;
             let text = String::from_utf8_lossy(stdin.unwrap_or_default());
             if let Some(b) = &self.missing {
-                let joins = text.contains(&format!("master {b} "));
+                let joins = text.contains(&format!("master {b} "))
+                    || text.contains(&format!("link show dev {b}\n"));
                 let makes = text.contains(&format!("link add name {b} type bridge"));
                 if argv.0 == ["ip", "-batch", "-"] && joins && !makes {
                     return Ok(Output {
@@ -761,6 +778,15 @@ mod tests {
             .collect();
         assert_eq!(batches.len(), 2, "{batches:?}");
         assert!(!batches[0].contains("type bridge"), "{}", batches[0]);
+        // The assumed bridge is asked for before anything is made, so the
+        // failed batch stops before its veth (whose asynchronous removal
+        // would collide with the second attempt's).
+        assert!(
+            batches[0].starts_with("link show dev br0\nnetns add "),
+            "{}",
+            batches[0]
+        );
+        assert!(!batches[1].contains("link show"), "{}", batches[1]);
         assert!(batches[1].contains("link add name br0 type bridge"));
         let listings = calls
             .iter()
