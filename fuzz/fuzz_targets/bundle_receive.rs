@@ -107,7 +107,10 @@ fn build(plan: &Plan, u: &mut Unstructured) -> Vec<u8> {
         }
         let piece = (s.piece as usize).max(1);
         for c in data.chunks(piece) {
-            bundle::write_chunk(&mut out, &name, c).expect("vec");
+            // A name too long to write is refused by the writer.
+            if bundle::write_chunk(&mut out, &name, c).is_err() {
+                break;
+            }
         }
         if !s.unterminated {
             out.extend_from_slice(&header(&name, 0));
