@@ -511,6 +511,19 @@ mod tests {
         }
     }
 
+    /// Checked while fuzzing (fuzz/record_decode): a record nested
+    /// deeper than serde_json's limit is refused, not a stack overflow.
+    #[test]
+    fn deep_nesting_is_refused() {
+        let deep = format!(
+            r#"{{"record_version":1,"vm":{{"nics":{}1{}}}}}"#,
+            r#"[{"a":"#.repeat(60_000),
+            "}]".repeat(60_000)
+        );
+        let e = decode(deep.as_bytes()).unwrap_err();
+        assert!(e.contains("recursion limit"), "{e}");
+    }
+
     fn record(v: serde_json::Value) -> VmRecord {
         VmRecord::from_map(v.as_object().unwrap().clone())
     }
