@@ -214,7 +214,13 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let cfg: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        Config::from_text(&text, path)
+    }
+
+    /// Parses and checks the text of a config file; `path` only names it
+    /// in errors.
+    pub fn from_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
             source,
         })?;

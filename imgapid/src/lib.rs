@@ -17,3 +17,6 @@ mod error;
 mod html;
 mod metrics;
 mod routes;
+
+#[doc(hidden)]
+pub use routes::fuzzing;

@@ -258,6 +258,18 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Checked while fuzzing (fuzz/config_vmadm): deep nesting is an
+    /// error from the TOML parser, not a stack overflow.
+    #[test]
+    fn deep_nesting_is_an_error() {
+        for text in [
+            format!("pool = {}{}", "[".repeat(50_000), "]".repeat(50_000)),
+            format!("x = {}1{}", "{a=".repeat(20_000), "}".repeat(20_000)),
+        ] {
+            assert!(Config::parse(&text).is_err());
+        }
+    }
+
     #[test]
     fn parses_full_file() {
         let cfg = Config::parse(

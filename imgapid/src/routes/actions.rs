@@ -29,7 +29,7 @@ const FIXED: [&str; 8] = [
 
 /// What the `action` parameter asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
+pub(super) enum Action {
     /// AdminImportImage: a manifest with its own UUID (imgadm publish).
     Import,
     Activate,
@@ -40,7 +40,8 @@ enum Action {
 }
 
 impl Action {
-    fn parse(q: &HashMap<String, String>) -> ApiResult<Action> {
+    /// Reads the `action` parameter (and refuses `account` on import).
+    pub(super) fn parse(q: &HashMap<String, String>) -> ApiResult<Action> {
         match q.get("action").map(String::as_str).unwrap_or_default() {
             "import" if q.contains_key("account") => Err(ApiError::new(
                 StatusCode::FORBIDDEN,

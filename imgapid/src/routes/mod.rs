@@ -9,6 +9,8 @@ mod actions;
 mod dispatch;
 mod dsapi;
 mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 mod images;
 mod query;
 mod request;

@@ -122,10 +122,16 @@ pub(super) async fn read_json_object(
             buf.extend_from_slice(&d);
         }
     }
+    json_object_from(&buf)
+}
+
+/// A request body as a JSON object: blank is an empty object, anything but
+/// an object is refused.
+pub(super) fn json_object_from(buf: &[u8]) -> ApiResult<Map<String, Value>> {
     if buf.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
-    match serde_json::from_slice::<Value>(&buf) {
+    match serde_json::from_slice::<Value>(buf) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -21,7 +21,10 @@ pub mod manifest;
 pub(crate) mod pack;
 pub mod publish;
 pub mod records;
-pub(crate) mod sources;
+// Public (hidden) for the fuzz targets in fuzz/, which feed it what a
+// source may answer.
+#[doc(hidden)]
+pub mod sources;
 pub mod table;
 
 pub use error::{Code, ImgError};

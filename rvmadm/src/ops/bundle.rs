@@ -30,7 +30,13 @@ pub const PIECE: usize = 1 << 20;
 /// its header rather than after gigabytes.
 pub const MAX_PIECE: usize = 16 << 20;
 
-/// One chunk header as written.
+/// Longest chunk name written: ZFS's limit for a snapshot's full name, and
+/// well inside a header (the other fields take at most 69 bytes).
+pub const MAX_NAME: usize = 256;
+
+/// One chunk header as written. A name longer than [`MAX_NAME`] does not
+/// fit: the writers refuse it first ([`write_chunk`], [`write_pieces`]);
+/// here it is cut, never written past the block.
 pub fn header(name: &str, size: usize) -> [u8; BLOCK] {
     let padded = size.div_ceil(BLOCK) * BLOCK;
     let mut h = [0u8; BLOCK];
@@ -43,12 +49,30 @@ pub fn header(name: &str, size: usize) -> [u8; BLOCK] {
         &size.to_string(),
         &padded.to_string(),
     ] {
+        // Found by fuzz/bundle_receive: a name of 440+ bytes pushed `at`
+        // past the block and the slice below panicked.
+        if at >= BLOCK - 1 {
+            break;
+        }
         let b = field.as_bytes();
         let end = (at + b.len()).min(BLOCK - 1);
         h[at..end].copy_from_slice(&b[..end - at]);
         at = end + 1;
     }
     h
+}
+
+fn check_name(name: &str) -> io::Result<()> {
+    if name.len() > MAX_NAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "chunk name of {} bytes is longer than {MAX_NAME}",
+                name.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A parsed chunk header.
@@ -137,6 +161,7 @@ pub fn read_content(input: &mut dyn Read, chunk: &Chunk) -> OpsResult<Vec<u8>> {
 
 /// Writes one chunk: header, content, padding.
 pub fn write_chunk(out: &mut dyn Write, name: &str, content: &[u8]) -> io::Result<()> {
+    check_name(name)?;
     out.write_all(&header(name, content.len()))?;
     out.write_all(content)?;
     let pad = content.len().div_ceil(BLOCK) * BLOCK - content.len();
@@ -146,6 +171,7 @@ pub fn write_chunk(out: &mut dyn Write, name: &str, content: &[u8]) -> io::Resul
 /// Copies the stream `from` into `out` as pieces named `name`, then the
 /// size-0 chunk that ends it. Returns the stream's length.
 pub fn write_pieces(out: &mut dyn Write, name: &str, from: &mut dyn Read) -> io::Result<u64> {
+    check_name(name)?;
     let mut buf = vec![0u8; PIECE];
     let mut total = 0u64;
     loop {
@@ -310,6 +336,28 @@ mod tests {
         assert_eq!((c.name.as_str(), c.size, c.padded), ("JSON", 1000, 1024));
         let c = parse_header(&header("zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60", 0)).unwrap();
         assert_eq!((c.size, c.padded), (0, 0));
+    }
+
+    /// Found by fuzz/bundle_receive: a chunk name of 440+ bytes made
+    /// `header` slice past its block and panic.
+    #[test]
+    fn long_names_are_refused_not_a_panic() {
+        for len in [MAX_NAME, MAX_NAME + 1, 443, 444, 511, 512, 600] {
+            let name = "z".repeat(len);
+            let h = header(&name, 10);
+            assert_eq!(h[BLOCK - 1], 0, "{len}");
+            let mut out = Vec::new();
+            let wrote = write_chunk(&mut out, &name, b"x");
+            let piece = write_pieces(&mut Vec::new(), &name, &mut &b"x"[..]);
+            if len <= MAX_NAME {
+                assert_eq!(parse_header(&h).unwrap().name, name);
+                assert!(wrote.is_ok() && piece.is_ok());
+            } else {
+                assert_eq!(wrote.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+                assert_eq!(piece.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+                assert!(out.is_empty());
+            }
+        }
     }
 
     #[test]

@@ -425,13 +425,19 @@ impl<'a> SortVal<'a> {
         }
     }
 
-    /// The same order as [`compare_values`] on the values classified.
+    /// The order of [`compare_values`] on the values classified, except
+    /// that a number sorts before any other truthy value: JavaScript's
+    /// `<` across numbers and strings is no order at all (2 < 10,
+    /// "10" < "1x", "1x" < "2"), which leaves SmartOS's result arbitrary and
+    /// makes Rust's sort panic (found by fuzz/list_query).
     fn cmp(&self, other: &SortVal<'a>) -> Ordering {
         match (self, other) {
             (SortVal::Falsy, SortVal::Falsy) => Ordering::Equal,
             (_, SortVal::Falsy) => Ordering::Less,
             (SortVal::Falsy, _) => Ordering::Greater,
-            (SortVal::Num(x, _), SortVal::Num(y, _)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
+            (SortVal::Num(x, _), SortVal::Num(y, _)) => x.total_cmp(y),
+            (SortVal::Num(..), _) => Ordering::Less,
+            (_, SortVal::Num(..)) => Ordering::Greater,
             (SortVal::Str(x), SortVal::Str(y)) => x.cmp(y),
             (SortVal::Str(x), y) => (*x).cmp(js_string(y.value().unwrap_or(&Value::Null)).as_str()),
             (x, SortVal::Str(y)) => js_string(x.value().unwrap_or(&Value::Null)).as_str().cmp(y),
@@ -627,6 +633,111 @@ mod tests {
             parse_sort("nope").unwrap_err(),
             QueryError::SortField("nope".into())
         );
+    }
+
+    /// Found by fuzz/list_query: numbers, numeric-looking strings and
+    /// other values under one sort key made the comparison cyclic, and
+    /// the sort panicked.
+    #[test]
+    fn sorting_mixed_types_is_a_total_order() {
+        let values = [
+            json!([1]),
+            json!("58x"),
+            json!(34.79),
+            json!(4),
+            json!(true),
+            json!("30x"),
+            json!(2),
+            json!("10"),
+            json!(10),
+            json!("1x"),
+            json!(null),
+            json!({"a": 1}),
+        ];
+        let mut vms: Vec<_> = (0..120)
+            .map(|i| vm(json!({"uuid": format!("{i:03}"), "ram": values[(i * 7) % values.len()]})))
+            .collect();
+        sort_vms(&mut vms, &parse_sort("ram,uuid").unwrap());
+        assert_eq!(vms.len(), 120);
+        let rams: Vec<Value> = vms.iter().map(|v| v["ram"].clone()).collect();
+        // Numbers first, in numeric order; then the rest as JavaScript
+        // strings; falsy last.
+        assert_eq!(rams[0], json!(2));
+        let nums: Vec<f64> = rams.iter().filter_map(Value::as_f64).collect();
+        assert!(nums.windows(2).all(|w| w[0] <= w[1]), "{nums:?}");
+        assert_eq!(rams.last(), Some(&json!(null)));
+        // The fuzzer's input, on which the old comparison made sort panic.
+        let found = json!([
+            [1],
+            "58x",
+            [1],
+            34.79,
+            47.26,
+            4,
+            true,
+            [1],
+            "30x",
+            [1],
+            true,
+            true,
+            true,
+            [1],
+            [1],
+            "96x",
+            true,
+            48,
+            41.99,
+            23.46,
+            true,
+            22,
+            null,
+            null,
+            null,
+            true,
+            "17.5",
+            null,
+            20.67,
+            null,
+            "43x",
+            82,
+            true,
+            22.64,
+            "35",
+            8.37,
+            true,
+            [1],
+            [1],
+            true,
+            66,
+            true,
+            [1],
+            null,
+            [1],
+            [1],
+            "95x",
+            42.92,
+            20.8,
+            17,
+            true,
+            18.89,
+            [1],
+            true,
+            24.98,
+            "52x",
+            "73",
+            null,
+            null,
+            "9.5"
+        ]);
+        let mut vms: Vec<_> = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| vm(json!({"uuid": i.to_string(), "ram": r})))
+            .collect();
+        sort_vms(&mut vms, &parse_sort("ram").unwrap());
+        assert_eq!(vms.len(), 60);
     }
 
     #[test]

@@ -285,12 +285,7 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
             ],
         )?;
         let mut chain = Chain {
-            budget: match quota_gib {
-                0 => u64::MAX,
-                q => q
-                    .saturating_mul(1 << 30)
-                    .saturating_mul(STREAM_QUOTA_FACTOR),
-            },
+            budget: stream_budget(quota_gib),
             ..Chain::default()
         };
         let mut next = Some((first, first_name));
@@ -302,7 +297,7 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
             };
             let (to_guid, bytes) =
                 receive_stream(&zfs, input, &chunk, &target, from, chain.budget)?;
-            chain.budget -= bytes;
+            chain.budget = chain.budget.saturating_sub(bytes);
             chain.received(&name, to_guid);
             next = match bundle::next_header(input)? {
                 None => None,
@@ -396,6 +391,16 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
     Ok(uuid)
 }
 
+/// The stream bytes a VM with `quota_gib` may bring (no bound without a quota).
+fn stream_budget(quota_gib: u64) -> u64 {
+    match quota_gib {
+        0 => u64::MAX,
+        q => q
+            .saturating_mul(1 << 30)
+            .saturating_mul(STREAM_QUOTA_FACTOR),
+    }
+}
+
 /// The container's quota: the VM's quota with room for what a stream
 /// costs beyond the data (a quarter and 32 MiB, as for image imports);
 /// `none` for a VM without a quota.
@@ -442,26 +447,7 @@ fn receive_stream(
     from: Option<u64>,
     budget: u64,
 ) -> OpsResult<(u64, u64)> {
-    let mut pieces = Pieces::new(input, first, budget)?;
-    let head = stream_header::read_begin(&mut pieces).map_err(invalid)?;
-    let expect = match from {
-        None => Expect::Full,
-        Some(_) => Expect::Incremental,
-    };
-    let begin = stream_header::check(&head, expect)
-        .map_err(|e| invalid(format!("stream {}: {e}", first.name)))?;
-    if begin.to_name != first.name {
-        return Err(invalid(format!(
-            "chunk {} holds a stream of {}",
-            first.name, begin.to_name
-        )));
-    }
-    if from.is_some() && begin.from_guid != from {
-        return Err(invalid(format!(
-            "stream {} is incremental on top of another snapshot than the one received before it",
-            first.name
-        )));
-    }
+    let (mut pieces, head, begin) = open_stream(input, first, from, budget)?;
     let mut child = zfs.receive(target)?;
     let mut buf = vec![0u8; 1 << 16];
     let mut wrote = child.write_all(&head);
@@ -500,7 +486,86 @@ fn receive_stream(
     if !pieces.ended() {
         return Err(invalid(format!("stream {} did not end", first.name)));
     }
-    Ok((begin.to_guid, pieces.total() + head.len() as u64))
+    // The head was read through `pieces`: its total counts it already.
+    Ok((begin.to_guid, pieces.total()))
+}
+
+/// Starts reading one framed stream: its pieces, and its first record
+/// checked against the chunk's name and `from` (see [`receive_stream`]).
+fn open_stream<'a>(
+    input: &'a mut dyn Read,
+    first: &Chunk,
+    from: Option<u64>,
+    budget: u64,
+) -> OpsResult<(Pieces<'a>, Vec<u8>, stream_header::Begin)> {
+    let mut pieces = Pieces::new(input, first, budget)?;
+    let head = stream_header::read_begin(&mut pieces).map_err(invalid)?;
+    let expect = match from {
+        None => Expect::Full,
+        Some(_) => Expect::Incremental,
+    };
+    let begin = stream_header::check(&head, expect)
+        .map_err(|e| invalid(format!("stream {}: {e}", first.name)))?;
+    if begin.to_name != first.name {
+        return Err(invalid(format!(
+            "chunk {} holds a stream of {}",
+            first.name, begin.to_name
+        )));
+    }
+    if from.is_some() && begin.from_guid != from {
+        return Err(invalid(format!(
+            "stream {} is incremental on top of another snapshot than the one received before it",
+            first.name
+        )));
+    }
+    Ok((pieces, head, begin))
+}
+
+/// Runs every check of [`receive`] that needs no ZFS and no host over a
+/// whole bundle: the JSON, each chunk's name and size, each stream's first
+/// record and its place in its dataset's chain, the pieces' framing and
+/// the end of each chain. Stream contents are read and dropped. For the
+/// fuzz targets in `fuzz/` (a bundle that passes here still meets
+/// `zfs receive`).
+#[doc(hidden)]
+pub fn check_bundle(input: &mut dyn Read) -> OpsResult<Uuid> {
+    let p = read_json(input)?;
+    let obj = VmRecord::from_map(p.checked);
+    let delegate = obj.delegate_dataset == Some(true);
+    let mut chain = Chain {
+        budget: stream_budget(obj.quota.unwrap_or(0)),
+        ..Chain::default()
+    };
+    let mut any = false;
+    while let Some(chunk) = bundle::next_header(input)? {
+        if !any && chunk.size == 0 && !chunk.name.contains('@') {
+            return Err(unframed(input, &chunk));
+        }
+        any = true;
+        let name = parse_stream_name(&chunk.name, &p.uuid)?;
+        let from = chain.next(&name, delegate)?;
+        let (mut pieces, _, begin) = open_stream(input, &chunk, from, chain.budget)?;
+        std::io::copy(&mut pieces, &mut std::io::sink()).map_err(invalid)?;
+        if !pieces.ended() {
+            return Err(invalid(format!("stream {} did not end", chunk.name)));
+        }
+        chain.budget = chain.budget.saturating_sub(pieces.total());
+        chain.received(&name, begin.to_guid);
+    }
+    if !any {
+        return Err(invalid("it holds no dataset after the JSON"));
+    }
+    if chain.current.is_some() || chain.vm_snaps.is_none() {
+        return Err(invalid(format!(
+            "it ends before the VM's dataset ended with @{SENDING}"
+        )));
+    }
+    if delegate && chain.data_snaps.is_none() {
+        return Err(invalid(
+            "the VM has delegate_dataset, but no data stream ending with @sending came",
+        ));
+    }
+    Ok(p.uuid)
 }
 
 /// Refuses what plain streams cannot have made: any dataset or snapshot in
@@ -789,6 +854,28 @@ mod tests {
         let recv = cmds.iter().position(|c| into(&c)).unwrap();
         assert!(cmds[recv..].contains(&format!("zfs destroy -r {POOL}/{uuid}-receiving")));
         assert!(fx.ctx.store.load(&uuid).unwrap().is_none());
+    }
+
+    #[test]
+    fn check_bundle_takes_a_sent_bundle_and_refuses_a_broken_chain() {
+        let uuid = Uuid::new_v4();
+        let json =
+            json!({"uuid": uuid.to_string(), "brand": "jail", "image_uuid": IMAGE, "quota": 2});
+        let name = format!("zones/{uuid}@sending");
+        let good = bundle_of(json.clone(), &[(name.clone(), stream(FULL, &name))]);
+        assert_eq!(check_bundle(&mut &good[..]).unwrap(), uuid);
+        // The chain must end in @sending.
+        let other = format!("zones/{uuid}@vmsnap-a");
+        let open = bundle_of(json.clone(), &[(other.clone(), stream(FULL, &other))]);
+        let e = check_bundle(&mut &open[..]).unwrap_err().to_string();
+        assert!(e.contains("ends before"), "{e}");
+        // A stream cut off before its size-0 end chunk.
+        let cut = &good[..good.len() - bundle::BLOCK];
+        assert!(check_bundle(&mut &cut[..]).is_err());
+        // No stream at all.
+        let none = bundle_of(json, &[]);
+        let e = check_bundle(&mut &none[..]).unwrap_err().to_string();
+        assert!(e.contains("no dataset"), "{e}");
     }
 
     #[test]
