@@ -31,6 +31,7 @@ use super::context::Ctx;
 use super::create::{seal_zonepath, sweep_incomplete, vm_clone_props};
 use super::error::{OpsError, OpsResult};
 use super::send::SENDING;
+use crate::spec::fs_policy::FsRequest;
 use crate::spec::{self, Action, Field, VmRecord};
 use crate::zfs::stream_header::{self, Expect};
 use crate::zfs::{valid_name, Zfs};
@@ -245,6 +246,13 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
     bundle::check_piece(&first)?;
 
     let pool = ctx.config.pool.clone();
+    // What create refuses against this host, refused here too: the bundle
+    // is not trusted to name host directories outside the allowlist.
+    let fs_objs = p.checked.get("filesystems").and_then(Value::as_array);
+    ctx.check_filesystems(
+        &pool,
+        &FsRequest::from_objects(fs_objs.into_iter().flatten().filter_map(Value::as_object)),
+    )?;
     let dataset = format!("{pool}/{uuid}");
     let container = format!("{pool}/{uuid}-receiving");
     let received = format!("{container}/vm");
@@ -256,6 +264,9 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
             "VM with UUID {uuid} already exists"
         )));
     }
+    // Nor to take another VM's MAC or IP (under the global lock, as in
+    // create, so no create or NIC update slips in before the save).
+    ctx.check_addresses_free(&uuid, &obj)?;
     let zonepath = zonepath_on(&zfs, &pool, &uuid)?;
     // Left by a receive that crashed: ours to remove.
     zfs.destroy(&container, true)?;
@@ -876,6 +887,44 @@ mod tests {
         let none = bundle_of(json, &[]);
         let e = check_bundle(&mut &none[..]).unwrap_err().to_string();
         assert!(e.contains("no dataset"), "{e}");
+    }
+
+    #[test]
+    fn host_directories_and_taken_addresses_are_refused_before_anything_is_made() {
+        // The bundle is untrusted: what create refuses against this host
+        // (the filesystems allowlist, another VM's MAC or IP) must be
+        // refused here too, before the container exists.
+        let nic = |mac: &str, ip: &str| json!({"nic_tag": "admin", "mac": mac, "ips": [ip]});
+        let fx = Fixture::new();
+        let first = fx.create_vm(json!({"nics": [nic("02:00:00:00:00:01", "192.0.2.10/24")]}));
+        for extra in [
+            json!({"filesystems": [{"source": "/etc", "target": "/host", "type": "lofs"}]}),
+            json!({"nics": [nic("02:00:00:00:00:02", "192.0.2.10/24")]}),
+            json!({"nics": [nic("02:00:00:00:00:01", "192.0.2.11/24")]}),
+        ] {
+            let uuid = Uuid::new_v4();
+            let mut vm = json!({"uuid": uuid.to_string(), "brand": "jail", "image_uuid": IMAGE});
+            for (k, v) in extra.as_object().unwrap() {
+                vm[k] = v.clone();
+            }
+            let name = format!("{POOL}/{uuid}@sending");
+            let b = bundle_of(vm, &[(name.clone(), stream(FULL, &name))]);
+            let mark = fx.mark();
+            let err = receive(&fx.ctx, &mut &b[..]).unwrap_err().to_string();
+            assert!(
+                err.contains("no host directory may be mounted")
+                    || (err.starts_with("Conflict detected with another vm")
+                        && err.contains(&first.to_string())),
+                "{extra}: {err}"
+            );
+            assert!(!fx.ctx.store.exists(&uuid), "{extra}");
+            let cmds = fx.commands_since(&mark);
+            assert!(
+                cmds.iter()
+                    .all(|c| !c.starts_with("zfs create") && !c.starts_with("zfs receive")),
+                "{extra}: {cmds:#?}"
+            );
+        }
     }
 
     #[test]
