@@ -132,7 +132,6 @@ fn read_json(input: &mut dyn Read) -> OpsResult<Payload> {
         "v",
         "snapshots",
         "datasets",
-        "zonename",
         "state",
         "zone_state",
         "server_uuid",
@@ -271,7 +270,8 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
     // Left by a receive that crashed: ours to remove.
     zfs.destroy(&container, true)?;
     for (k, v) in &p.vm {
-        if matches!(k.as_str(), "create_timestamp" | "zonename") {
+        // (zonename stayed in the payload and was checked with it.)
+        if k == "create_timestamp" {
             obj.set(k, v.clone());
         }
     }
@@ -925,6 +925,21 @@ mod tests {
                 "{extra}: {cmds:#?}"
             );
         }
+    }
+
+    #[test]
+    fn zonename_from_the_bundle_is_checked_as_in_create() {
+        let uuid = Uuid::new_v4();
+        let fx = fixture_for(&uuid);
+        let name = format!("{POOL}/{uuid}@sending");
+        let vm = json!({"uuid": uuid.to_string(), "brand": "jail", "image_uuid": IMAGE,
+            "zonename": format!("\u{1b}[2J{}", "z".repeat(200))});
+        let b = bundle_of(vm, &[(name.clone(), stream(FULL, &name))]);
+        let mark = fx.mark();
+        let err = receive(&fx.ctx, &mut &b[..]).unwrap_err();
+        assert!(matches!(err, OpsError::Invalid(_)), "{err:?}");
+        assert!(!fx.ctx.store.exists(&uuid));
+        assert!(fx.commands_since(&mark).is_empty());
     }
 
     #[test]
