@@ -361,8 +361,16 @@ fn undo(ctx: &Ctx, uuid: &Uuid, dataset: &str, obj: &VmRecord) {
     if let Ok(spec) = crate::spec::VmSpec::from_record(obj) {
         let _ = ctx.driver.cleanup(&spec);
     }
-    let _ = ctx.zfs().destroy(dataset, true);
-    let _ = ctx.store.remove(uuid);
+    // The record goes only with the dataset: a record removed while its
+    // dataset stays would leave that dataset known to nothing.
+    match ctx.zfs().destroy(dataset, true) {
+        Ok(()) => {
+            let _ = ctx.store.remove(uuid);
+        }
+        Err(e) => {
+            tracing::warn!(%uuid, %dataset, error = %e, "cannot destroy the dataset of an incomplete VM; its record stays for vmadm delete");
+        }
+    }
 }
 
 /// Finishes or undoes the create or delete the intent slot names, when a
@@ -936,6 +944,24 @@ mod tests {
             fx.create_vm(json!({}));
             assert_eq!(fx.commands_since(&mark).len(), 1);
         }
+    }
+
+    #[test]
+    fn a_sweep_whose_destroy_fails_keeps_the_record_of_the_dataset_it_left() {
+        let fx = Fixture::new();
+        let dead = fx.create_vm(json!({}));
+        sweep_incomplete(&fx.ctx);
+        fx.mark_incomplete(&dead);
+        fx.runner
+            .fail(&["zfs", "destroy"], "cannot destroy 'x': dataset is busy");
+        sweep_incomplete_records(&fx.ctx);
+        // The dataset is still there: without its record nothing would
+        // know it (not list, not delete), and its uuid could never be
+        // created or received again.
+        assert!(fx.ctx.store.exists(&dead));
+        fx.runner.answer(&["zfs", "destroy"], Output::default());
+        crate::ops::delete::delete(&fx.ctx, &dead).unwrap();
+        assert!(!fx.ctx.store.exists(&dead));
     }
 
     #[test]
