@@ -943,6 +943,28 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_is_charged_its_own_length_against_the_budget() {
+        // The first record is read through the pieces, so it is in their
+        // total already: charging it again made a stream that fit its
+        // budget exactly overdraw it (a wrap in a release build, which
+        // lifts the bound for every later stream).
+        let uuid = Uuid::new_v4();
+        let fx = fixture_for(&uuid);
+        let name = format!("{POOL}/{uuid}@sending");
+        let data = stream(FULL, &name);
+        let mut framed = Vec::new();
+        bundle::write_pieces(&mut framed, &name, &mut &data[..]).unwrap();
+        let mut input = &framed[..];
+        let first = bundle::next_header(&mut input).unwrap().unwrap();
+        let zfs = fx.ctx.zfs();
+        let budget = data.len() as u64;
+        let target = format!("{POOL}/{uuid}-receiving/vm@sending");
+        let (_, bytes) = receive_stream(&zfs, &mut input, &first, &target, None, budget).unwrap();
+        assert_eq!(bytes, data.len() as u64);
+        assert!(bytes <= budget);
+    }
+
+    #[test]
     fn container_quota_has_room_for_the_stream() {
         assert_eq!(container_quota(0), "none");
         assert_eq!(container_quota(4), ((5u64 << 30) + (32 << 20)).to_string());
