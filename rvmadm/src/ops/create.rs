@@ -464,20 +464,18 @@ pub(crate) fn recover(ctx: &Ctx) -> OpsResult<(IntentSlot, bool)> {
 /// the intent slot's entry, then every record still carrying the
 /// incomplete marker — and notes a receive in the slot, so that the next
 /// create sweeps the incomplete record this receive is about to write
-/// should it die. `vmadm receive` calls this holding the global lock.
-pub fn sweep_incomplete(ctx: &Ctx) {
-    match recover(ctx) {
-        Ok((slot, _)) => {
-            sweep_incomplete_records(ctx);
-            if let Err(e) = slot.write(&Intent::Receive) {
-                tracing::warn!(error = %e, "cannot note the receive in the intent slot");
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot recover the interrupted create or delete");
-            sweep_incomplete_records(ctx);
-        }
-    }
+/// should it die. `vmadm receive` calls this holding the global lock, and
+/// stops when it fails (a repair that failed, a slot it cannot write).
+pub fn sweep_incomplete(ctx: &Ctx) -> OpsResult<()> {
+    // A failed repair stops the receive, as it stops a create or delete:
+    // the slot still names what could not be repaired, so it cannot note
+    // the receive, and an incomplete record the receive left on dying
+    // would then be swept by no create or delete.
+    let (slot, _) = recover(ctx)?;
+    sweep_incomplete_records(ctx);
+    // Likewise unnoted, a dead receive's record would never be swept.
+    slot.write(&Intent::Receive)?;
+    Ok(())
 }
 
 /// Removes records left incomplete, and their datasets. Reads through the
@@ -924,7 +922,7 @@ mod tests {
             let other = fx.create_vm(json!({}));
             // What `vmadm receive` does under the global lock before it
             // writes its record; then it dies with that record incomplete.
-            sweep_incomplete(&fx.ctx);
+            sweep_incomplete(&fx.ctx).unwrap();
             fx.mark_incomplete(&dead);
             let mark = fx.mark();
             if next_is_create {
@@ -950,7 +948,7 @@ mod tests {
     fn a_sweep_whose_destroy_fails_keeps_the_record_of_the_dataset_it_left() {
         let fx = Fixture::new();
         let dead = fx.create_vm(json!({}));
-        sweep_incomplete(&fx.ctx);
+        sweep_incomplete(&fx.ctx).unwrap();
         fx.mark_incomplete(&dead);
         fx.runner
             .fail(&["zfs", "destroy"], "cannot destroy 'x': dataset is busy");
@@ -962,6 +960,53 @@ mod tests {
         fx.runner.answer(&["zfs", "destroy"], Output::default());
         crate::ops::delete::delete(&fx.ctx, &dead).unwrap();
         assert!(!fx.ctx.store.exists(&dead));
+    }
+
+    #[test]
+    fn a_receive_refuses_to_start_while_a_dead_create_cannot_be_undone() {
+        let fx = Fixture::new();
+        let dead = create_dying_at(&fx, "create:cloned", json!({}));
+        answer_token(&fx, &dead, &pending_token(&fx));
+        let dead_ds = format!("zones/{dead}");
+        fx.runner.fail(
+            &["zfs", "destroy", "-r", &dead_ds],
+            "cannot destroy 'x': dataset is busy",
+        );
+        // Were the receive to go on, the slot would not say `receive` (it
+        // still names the create), so a receive dying now would leave an
+        // incomplete record that no create or delete sweeps.
+        let other = Uuid::new_v4();
+        let vm = json!({"uuid": other.to_string(), "brand": "jail", "image_uuid": IMAGE});
+        let mut b = Vec::new();
+        crate::ops::bundle::write_chunk(&mut b, "JSON", &serde_json::to_vec(&vm).unwrap()).unwrap();
+        b.extend_from_slice(&crate::ops::bundle::header(
+            &format!("zones/{other}@sending"),
+            1,
+        ));
+        b.extend_from_slice(&[0u8; 512]);
+        fx.runner.answer(
+            &["zfs", "get", "-H", "-o", "value", "mountpoint", "zones"],
+            Output {
+                status: 0,
+                stdout: format!("{}\n", fx.mnt.display()).into_bytes(),
+                stderr: Vec::new(),
+            },
+        );
+        let mark = fx.mark();
+        let err = crate::ops::receive::receive(&fx.ctx, &mut &b[..]).unwrap_err();
+        assert!(err.to_string().contains("busy"), "{err}");
+        assert!(!fx.ctx.store.exists(&other));
+        assert!(
+            fx.commands_since(&mark)
+                .iter()
+                .all(|c| !c.starts_with("zfs create") && !c.starts_with("zfs receive")),
+            "{:#?}",
+            fx.commands_since(&mark)
+        );
+        assert!(matches!(
+            fx.ctx.store.intent_slot().unwrap().read(),
+            Some(Intent::CreatePending { .. })
+        ));
     }
 
     #[test]
@@ -984,7 +1029,7 @@ mod tests {
     fn deleting_the_record_a_dead_receive_left_is_a_delete() {
         let fx = Fixture::new();
         let dead = fx.create_vm(json!({}));
-        sweep_incomplete(&fx.ctx);
+        sweep_incomplete(&fx.ctx).unwrap();
         fx.mark_incomplete(&dead);
         crate::ops::delete::delete(&fx.ctx, &dead).unwrap();
         assert!(!fx.ctx.store.exists(&dead));
@@ -1026,7 +1071,7 @@ mod tests {
             "the index is stale"
         );
         let mark = fx.mark();
-        sweep_incomplete(&fx.ctx);
+        sweep_incomplete(&fx.ctx).unwrap();
         assert!(fx.ctx.store.exists(&vm));
         assert!(fx.commands_since(&mark).is_empty());
     }

@@ -256,7 +256,7 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
     let container = format!("{pool}/{uuid}-receiving");
     let received = format!("{container}/vm");
     let _global = ctx.store.lock_global()?;
-    sweep_incomplete(ctx);
+    sweep_incomplete(ctx)?;
     let zfs = ctx.zfs();
     if ctx.store.exists(&uuid) || zfs.exists(&dataset)? {
         return Err(OpsError::Failed(format!(
