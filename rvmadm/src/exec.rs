@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -309,6 +310,22 @@ pub trait CommandRunner: Send + Sync {
         SystemRunner.stream(argv, pipe)
     }
 
+    /// [`CommandRunner::stream`] with `hold` (a lock's descriptor) left open
+    /// in the child. A lock taken with `flock` belongs to the open file, so
+    /// the child then holds it too: should this process die while the child
+    /// runs, the next holder waits until the child is done instead of
+    /// finding its work half landed. A runner that starts no real process
+    /// may ignore `hold`; this default does.
+    fn stream_holding(
+        &self,
+        argv: &Argv,
+        pipe: Pipe,
+        hold: BorrowedFd<'_>,
+    ) -> Result<StreamChild<'_>, ExecError> {
+        let _ = hold;
+        self.stream(argv, pipe)
+    }
+
     /// Runs the command on the caller's stdin, stdout and stderr (a console,
     /// `vmadm exec`) and returns its exit code; non-zero is not an error.
     fn interactive(&self, argv: &Argv) -> Result<i32, ExecError> {
@@ -385,42 +402,16 @@ impl CommandRunner for SystemRunner {
     /// The child gets its own process group: a terminal Ctrl-C reaches only
     /// us, and we end the stream by closing our pipe, never by a signal.
     fn stream(&self, argv: &Argv, pipe: Pipe) -> Result<StreamChild<'_>, ExecError> {
-        tracing::debug!(argv = %argv, ?pipe, "stream");
-        let piped_if = |wanted: bool| {
-            if wanted {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            }
-        };
-        let mut child = argv
-            .command()
-            .process_group(0)
-            .stdin(piped_if(pipe == Pipe::Stdin))
-            .stdout(piped_if(pipe == Pipe::Stdout))
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| ExecError::Spawn {
-                argv: argv.clone(),
-                source,
-            })?;
-        let stderr = drain_stderr(&mut child);
-        let stdin = child.stdin.take().map(|p| Box::new(p) as PipeIn);
-        let stdout = child.stdout.take().map(|p| Box::new(p) as PipeOut);
-        let argv_at_end = argv.clone();
-        Ok(StreamChild::new(argv.clone(), stdin, stdout, move || {
-            let status = child.wait().map_err(|source| ExecError::Spawn {
-                argv: argv_at_end.clone(),
-                source,
-            })?;
-            let out = Output {
-                status: status_code(status),
-                stdout: Vec::new(),
-                stderr: stderr.join().unwrap_or_default(),
-            };
-            tracing::debug!(argv = %argv_at_end, status = out.status, "stream done");
-            Ok(out)
-        }))
+        spawn_stream(argv, pipe, None)
+    }
+
+    fn stream_holding(
+        &self,
+        argv: &Argv,
+        pipe: Pipe,
+        hold: BorrowedFd<'_>,
+    ) -> Result<StreamChild<'_>, ExecError> {
+        spawn_stream(argv, pipe, Some(hold))
     }
 
     fn interactive(&self, argv: &Argv) -> Result<i32, ExecError> {
@@ -490,6 +481,62 @@ impl CommandRunner for SystemRunner {
 
 mod recording;
 pub use recording::{Call, CallKind, RecordingRunner};
+
+/// [`SystemRunner`]'s stream: see [`CommandRunner::stream_holding`] for
+/// `hold`.
+fn spawn_stream<'a>(
+    argv: &Argv,
+    pipe: Pipe,
+    hold: Option<BorrowedFd<'_>>,
+) -> Result<StreamChild<'a>, ExecError> {
+    tracing::debug!(argv = %argv, ?pipe, "stream");
+    let piped_if = |wanted: bool| {
+        if wanted {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        }
+    };
+    let mut command = argv.command();
+    command
+        .process_group(0)
+        .stdin(piped_if(pipe == Pipe::Stdin))
+        .stdout(piped_if(pipe == Pipe::Stdout))
+        .stderr(Stdio::piped());
+    if let Some(fd) = hold.map(|h| h.as_raw_fd()) {
+        // SAFETY: runs in the forked child before exec; fcntl is
+        // async-signal-safe and touches only the child's descriptor table.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn().map_err(|source| ExecError::Spawn {
+        argv: argv.clone(),
+        source,
+    })?;
+    let stderr = drain_stderr(&mut child);
+    let stdin = child.stdin.take().map(|p| Box::new(p) as PipeIn);
+    let stdout = child.stdout.take().map(|p| Box::new(p) as PipeOut);
+    let argv_at_end = argv.clone();
+    Ok(StreamChild::new(argv.clone(), stdin, stdout, move || {
+        let status = child.wait().map_err(|source| ExecError::Spawn {
+            argv: argv_at_end.clone(),
+            source,
+        })?;
+        let out = Output {
+            status: status_code(status),
+            stdout: Vec::new(),
+            stderr: stderr.join().unwrap_or_default(),
+        };
+        tracing::debug!(argv = %argv_at_end, status = out.status, "stream done");
+        Ok(out)
+    }))
+}
 
 #[cfg(test)]
 mod tests {
@@ -636,6 +683,42 @@ mod tests {
         let ids: Vec<&str> = got.split_whitespace().collect();
         assert_eq!(ids.len(), 2, "{got}");
         assert_eq!(ids[0], ids[1], "the shell leads its own group");
+    }
+
+    #[test]
+    fn a_streamed_child_given_a_lock_holds_it_until_it_exits() {
+        use std::os::fd::AsFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("global.lock");
+        let other = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap()
+        };
+        let argv = Argv::new(["sleep", "0.5"]);
+        // Given the lock: the parent letting go (as a killed vmadm does)
+        // leaves it held by the child until the child is done.
+        let guard = crate::store::exclusive(&path).unwrap();
+        let child = SystemRunner
+            .stream_holding(&argv, Pipe::Stdout, guard.as_fd())
+            .unwrap();
+        drop(guard);
+        let probe = other();
+        assert!(matches!(
+            probe.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        assert!(child.wait().unwrap().success());
+        probe.try_lock().unwrap();
+        drop(probe);
+        // Not given it: the lock goes with the parent's guard.
+        let guard = crate::store::exclusive(&path).unwrap();
+        let child = SystemRunner.stream(&argv, Pipe::Stdout).unwrap();
+        drop(guard);
+        other().try_lock().unwrap();
+        assert!(child.wait().unwrap().success());
     }
 
     #[test]

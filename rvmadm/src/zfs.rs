@@ -331,7 +331,8 @@ impl<'r> Zfs<'r> {
         target: &str,
         props: &[(&str, V)],
     ) -> Result<(), ZfsError> {
-        self.clone_snapshot_while(snapshot, target, props, || ()).0
+        self.clone_snapshot_while(snapshot, target, props, None, || ())
+            .0
     }
 
     /// [`Zfs::clone_snapshot`], running `meanwhile` on this thread while the
@@ -339,11 +340,15 @@ impl<'r> Zfs<'r> {
     /// daemon), and returning both results. `create` writes and syncs the
     /// new VM's record there. The process is started first, so `meanwhile`
     /// never delays it; it is waited for whatever `meanwhile` returns.
+    /// With `hold` (the caller's lock), the `zfs` process holds that lock
+    /// too: should the caller be killed meanwhile, the next holder waits
+    /// for the clone to land or fail instead of racing it.
     pub fn clone_snapshot_while<V: AsRef<str>, T>(
         &self,
         snapshot: &str,
         target: &str,
         props: &[(&str, V)],
+        hold: Option<std::os::fd::BorrowedFd<'_>>,
         meanwhile: impl FnOnce() -> T,
     ) -> (Result<(), ZfsError>, T) {
         let argv = match clone_argv(snapshot, target, props) {
@@ -351,7 +356,11 @@ impl<'r> Zfs<'r> {
             Err(e) => return (Err(e), meanwhile()),
         };
         // Streamed with nothing to stream: only so that it runs while we do.
-        let child = match self.runner.stream(&argv, Pipe::Stdout) {
+        let started = match hold {
+            Some(fd) => self.runner.stream_holding(&argv, Pipe::Stdout, fd),
+            None => self.runner.stream(&argv, Pipe::Stdout),
+        };
+        let child = match started {
             Ok(child) => child,
             Err(e) => return (Err(e.into()), meanwhile()),
         };

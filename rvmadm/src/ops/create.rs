@@ -124,17 +124,23 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     let boot_spec = (obj.autoboot == Some(true))
         .then(|| crate::spec::VmSpec::from_record(&obj).ok())
         .flatten();
-    let (cloned, (prepared, net)) = zfs.clone_snapshot_while(&origin, &dataset, &props, || {
-        std::thread::scope(|s| {
-            let net = boot_spec
-                .as_ref()
-                .map(|spec| s.spawn(|| ctx.driver.prepare_start(spec)));
-            let rec = ctx.store.prepare(&uuid, &obj);
-            // A preparation that panicked may have left something: it is
-            // cleaned up as if it had made the network.
-            (rec, net.map(|h| h.join().unwrap_or(Ok(true))))
-        })
-    });
+    //    The zfs process holds the global lock too: a create killed now
+    //    leaves the lock held until its clone has landed or failed, so the
+    //    next holder's undo never misses a clone still on its way.
+    let hold = Some(std::os::fd::AsFd::as_fd(&_global));
+    let (cloned, (prepared, net)) =
+        zfs.clone_snapshot_while(&origin, &dataset, &props, hold, || {
+            crash_point("create:cloning");
+            std::thread::scope(|s| {
+                let net = boot_spec
+                    .as_ref()
+                    .map(|spec| s.spawn(|| ctx.driver.prepare_start(spec)));
+                let rec = ctx.store.prepare(&uuid, &obj);
+                // A preparation that panicked may have left something: it is
+                // cleaned up as if it had made the network.
+                (rec, net.map(|h| h.join().unwrap_or(Ok(true))))
+            })
+        });
     // Undoes steps 1-2 (and the clone when it is ours) after a failure.
     let abort = |e: OpsError, destroy: bool| -> OpsError {
         if let (Some(Ok(true)), Some(spec)) = (&net, &boot_spec) {

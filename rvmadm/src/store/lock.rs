@@ -5,12 +5,21 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 /// Holds a lock until dropped.
 #[derive(Debug)]
 pub struct LockGuard {
     _file: File,
+}
+
+/// The lock's open file. A child process given this descriptor holds the
+/// lock as well, until it exits (see `CommandRunner::stream_holding`).
+impl AsFd for LockGuard {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self._file.as_fd()
+    }
 }
 
 /// Takes an exclusive lock on `path`, creating the file if needed; waits

@@ -98,6 +98,17 @@ fn a_create_killed_at_any_step_is_undone_or_finished_by_the_next() {
             assert_exit(&env.vmadm(&["delete", u]), 0);
         }
     }
+    // Killed while its `zfs clone` still runs: the clone holds the global
+    // lock it inherited, so the next create waits for it to land and then
+    // undoes it, never racing a clone still on its way.
+    let dead = uuid(50);
+    vmadm_dying(&env, &["create"], &payload(&dead), "create:cloning");
+    let live = uuid(51);
+    create(&env, &live);
+    assert!(!env.datasets().contains(&ds(&dead)));
+    assert_eq!(listed(&env), [format!("{live}  stopped")]);
+    assert_exit(&env.vmadm(&["delete", &live]), 0);
+
     // Past its commit (the synced rename) the VM exists and is listed; the
     // next create leaves it alone.
     let done = uuid(100);
