@@ -717,7 +717,14 @@ fn unreadable_records_are_quarantined_and_their_blobs_kept() {
     // A later start finds them in quarantine and keeps their blobs again.
     assert!(stores[0].load().expect("load").is_empty());
 
-    assert!(keys(&stores[0], "records/").is_empty());
+    // Names what stayed, should this ever fail again (it did once in a
+    // full run under load; not reproduced in 8 runs since).
+    assert_eq!(
+        keys(&stores[0], "records/"),
+        Vec::<String>::new(),
+        "quarantine/: {:?}",
+        keys(&stores[0], "quarantine/")
+    );
     let mut quarantined = keys(&stores[0], "quarantine/");
     quarantined.sort();
     let mut want = vec![
