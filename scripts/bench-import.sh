@@ -31,8 +31,19 @@ POOL="bench$$"
 SRV_PID=
 cleanup() {
     [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null || true
-    zpool destroy -f "$POOL" 2>/dev/null || true
-    rm -rf "$WORK"
+    # zfs-fuse answers "pool is busy" for a moment after its datasets were
+    # used: retry, and keep the pool's file if the pool is still there.
+    local k
+    for k in 1 2 3 4 5 6 7 8; do
+        zpool list -H -o name "$POOL" >/dev/null 2>&1 || break
+        zpool destroy -f "$POOL" 2>/dev/null && break
+        sleep 1
+    done
+    if zpool list -H -o name "$POOL" >/dev/null 2>&1; then
+        echo "bench-import: pool $POOL is left: zpool destroy -f $POOL; rm -rf $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
 }
 trap cleanup EXIT INT TERM
 
