@@ -69,6 +69,17 @@ pub fn valid_name(name: &str) -> bool {
     fs.split('/').all(ok_component) && snap.is_none_or(ok_component)
 }
 
+/// The parts after `@` of the lines of a `zfs list -o name` of snapshots
+/// that belong to `dataset` itself (`-r -d 1` also lists none deeper, but
+/// the name is checked rather than trusted).
+fn snapshot_names_of(out: &str, dataset: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.split_once('@'))
+        .filter(|(fs, _)| *fs == dataset)
+        .map(|(_, s)| s.to_string())
+        .collect()
+}
+
 fn checked(name: &str) -> Result<&str, ZfsError> {
     if valid_name(name) {
         Ok(name)
@@ -225,12 +236,7 @@ impl<'r> Zfs<'r> {
         let out = self.zfs(&[
             "list", "-H", "-r", "-d", "1", "-t", "snapshot", "-o", "name", dataset,
         ])?;
-        Ok(out
-            .lines()
-            .filter_map(|l| l.split_once('@'))
-            .filter(|(fs, _)| *fs == dataset)
-            .map(|(_, s)| s.to_string())
-            .collect())
+        Ok(snapshot_names_of(&out, dataset))
     }
 
     /// Names (after `@`) of the snapshots of one dataset, oldest first
@@ -251,12 +257,7 @@ impl<'r> Zfs<'r> {
             "name",
             dataset,
         ])?;
-        Ok(out
-            .lines()
-            .filter_map(|l| l.split_once('@'))
-            .filter(|(fs, _)| *fs == dataset)
-            .map(|(_, s)| s.to_string())
-            .collect())
+        Ok(snapshot_names_of(&out, dataset))
     }
 
     /// Reads one property value (`-` when unset).

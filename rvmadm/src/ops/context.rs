@@ -124,8 +124,11 @@ impl Ctx {
         Ok(self.driver.states(&[*uuid])?.remove(uuid))
     }
 
-    /// Runtime state of many VMs, in one driver query.
+    /// Runtime state of many VMs, in one driver query (none for no VMs).
     pub(crate) fn runtimes(&self, uuids: &[Uuid]) -> OpsResult<HashMap<Uuid, RuntimeState>> {
+        if uuids.is_empty() {
+            return Ok(HashMap::new());
+        }
         Ok(self.driver.states(uuids)?)
     }
 

@@ -123,11 +123,7 @@ pub fn all_vms(
 ) -> OpsResult<Vec<Map<String, Value>>> {
     let records = records_for(ctx, shape)?;
     let uuids: Vec<uuid::Uuid> = records.iter().map(|(u, _)| *u).collect();
-    let runtimes = if uuids.is_empty() {
-        Default::default()
-    } else {
-        ctx.runtimes(&uuids)?
-    };
+    let runtimes = ctx.runtimes(&uuids)?;
     let mut out = Vec::with_capacity(records.len());
     for (uuid, rec) in records {
         match rec {
@@ -241,11 +237,7 @@ fn matching_rows<'k>(
             .collect()
     };
     let uuids: Vec<uuid::Uuid> = records.iter().map(|(u, _)| *u).collect();
-    let runtimes = if uuids.is_empty() {
-        Default::default()
-    } else {
-        ctx.runtimes(&uuids)?
-    };
+    let runtimes = ctx.runtimes(&uuids)?;
     let mut out = Vec::with_capacity(records.len());
     for (uuid, vals) in records {
         let mut vals = match vals {

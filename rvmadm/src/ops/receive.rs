@@ -166,6 +166,21 @@ struct Chain {
 }
 
 impl Chain {
+    /// At the end of the bundle: every chain that must come came whole.
+    fn complete(&self, delegate: bool) -> OpsResult<()> {
+        if self.current.is_some() || self.vm_snaps.is_none() {
+            return Err(invalid(format!(
+                "it ends before the VM's dataset ended with @{SENDING}"
+            )));
+        }
+        if delegate && self.data_snaps.is_none() {
+            return Err(invalid(
+                "the VM has delegate_dataset, but no data stream ending with @sending came",
+            ));
+        }
+        Ok(())
+    }
+
     /// Judges the next stream's name against what came before; returns
     /// what kind of stream it must be (full or incremental on top of the
     /// given guid).
@@ -318,16 +333,7 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
                 }
             };
         }
-        if chain.current.is_some() || chain.vm_snaps.is_none() {
-            return Err(invalid(format!(
-                "it ends before the VM's dataset ended with @{SENDING}"
-            )));
-        }
-        if delegate && chain.data_snaps.is_none() {
-            return Err(invalid(
-                "the VM has delegate_dataset, but no data stream ending with @sending came",
-            ));
-        }
+        chain.complete(delegate)?;
         verify_received(&zfs, &container, &received, &chain)?;
         zfs.destroy(&format!("{received}@{SENDING}"), true)?;
         let datasets: Vec<String> = if delegate {
@@ -566,16 +572,7 @@ pub fn check_bundle(input: &mut dyn Read) -> OpsResult<Uuid> {
     if !any {
         return Err(invalid("it holds no dataset after the JSON"));
     }
-    if chain.current.is_some() || chain.vm_snaps.is_none() {
-        return Err(invalid(format!(
-            "it ends before the VM's dataset ended with @{SENDING}"
-        )));
-    }
-    if delegate && chain.data_snaps.is_none() {
-        return Err(invalid(
-            "the VM has delegate_dataset, but no data stream ending with @sending came",
-        ));
-    }
+    chain.complete(delegate)?;
     Ok(p.uuid)
 }
 
