@@ -388,6 +388,21 @@ impl<'r> Zfs<'r> {
         Ok(())
     }
 
+    /// [`Zfs::rename`] by a `zfs` process that also holds the caller's lock
+    /// `hold` (see [`Zfs::clone_snapshot_while`]): a caller killed meanwhile
+    /// leaves the lock held until the rename has landed or failed.
+    pub fn rename_holding(
+        &self,
+        from: &str,
+        to: &str,
+        hold: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(), ZfsError> {
+        let argv = Argv::new(["zfs", "rename", checked(from)?, checked(to)?]);
+        let child = self.runner.stream_holding(&argv, Pipe::Stdout, hold)?;
+        child.wait()?.check(&argv)?;
+        Ok(())
+    }
+
     /// `zfs rollback -r`: back to `snapshot`, destroying newer snapshots.
     pub fn rollback(&self, snapshot: &str) -> Result<(), ZfsError> {
         self.zfs(&["rollback", "-r", checked(snapshot)?])?;

@@ -37,6 +37,7 @@ use crate::zfs::stream_header::{self, Expect};
 use crate::zfs::{valid_name, Zfs};
 use serde_json::{Map, Value};
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
@@ -346,7 +347,10 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
         for ds in &datasets {
             zfs.set(ds, "canmount", "noauto")?;
         }
-        zfs.rename(&received, &dataset)?;
+        // The rename's process holds the global lock too: a receive killed
+        // now keeps the next holder's sweep waiting until the dataset has
+        // its final name, so the sweep never misses it.
+        zfs.rename_holding(&received, &dataset, _global.as_fd())?;
         renamed = true;
         for ds in [dataset.clone(), format!("{dataset}/data")]
             .iter()
