@@ -230,12 +230,26 @@ impl<'r> Zfs<'r> {
         Ok(rows)
     }
 
+    /// `zfs list -H -r -d 1 -t snapshot [-s <sort>] -o <fields> <dataset>`:
+    /// the snapshots of one (checked) dataset, one line each.
+    fn list_snapshots(
+        &self,
+        dataset: &str,
+        sort: Option<&str>,
+        fields: &str,
+    ) -> Result<String, ZfsError> {
+        let mut args = vec!["list", "-H", "-r", "-d", "1", "-t", "snapshot"];
+        if let Some(key) = sort {
+            args.extend(["-s", key]);
+        }
+        args.extend(["-o", fields, dataset]);
+        self.zfs(&args)
+    }
+
     /// Names of the snapshots of one dataset (just the part after `@`).
     pub fn snapshots(&self, dataset: &str) -> Result<Vec<String>, ZfsError> {
         let dataset = checked(dataset)?;
-        let out = self.zfs(&[
-            "list", "-H", "-r", "-d", "1", "-t", "snapshot", "-o", "name", dataset,
-        ])?;
+        let out = self.list_snapshots(dataset, None, "name")?;
         Ok(snapshot_names_of(&out, dataset))
     }
 
@@ -243,20 +257,7 @@ impl<'r> Zfs<'r> {
     /// (by `createtxg`): the order a chain of incremental streams needs.
     pub fn snapshots_oldest_first(&self, dataset: &str) -> Result<Vec<String>, ZfsError> {
         let dataset = checked(dataset)?;
-        let out = self.zfs(&[
-            "list",
-            "-H",
-            "-r",
-            "-d",
-            "1",
-            "-t",
-            "snapshot",
-            "-s",
-            "createtxg",
-            "-o",
-            "name",
-            dataset,
-        ])?;
+        let out = self.list_snapshots(dataset, Some("createtxg"), "name")?;
         Ok(snapshot_names_of(&out, dataset))
     }
 
@@ -482,18 +483,7 @@ impl<'r> Zfs<'r> {
     /// Datasets cloned from any snapshot of `dataset` (for "image in use").
     pub fn dependent_clones(&self, dataset: &str) -> Result<Vec<String>, ZfsError> {
         let dataset = checked(dataset)?;
-        let out = self.zfs(&[
-            "list",
-            "-H",
-            "-r",
-            "-d",
-            "1",
-            "-t",
-            "snapshot",
-            "-o",
-            "name,clones",
-            dataset,
-        ])?;
+        let out = self.list_snapshots(dataset, None, "name,clones")?;
         Ok(out
             .lines()
             .filter_map(|l| l.split_once('\t'))

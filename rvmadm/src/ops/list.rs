@@ -42,6 +42,18 @@ fn stored_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<String> {
     out
 }
 
+/// The stored keys a table query reads: its columns, sort keys and
+/// filter keys (see [`stored_keys`]).
+fn query_keys(columns: &[String], sort: &[query::SortKey], filters: &[Filter]) -> Vec<String> {
+    stored_keys(
+        columns
+            .iter()
+            .chain(sort.iter().map(|s| &s.key))
+            .map(String::as_str)
+            .chain(filters.iter().map(|f| f.key.as_str())),
+    )
+}
+
 /// The keys the default `list` reads (and `state` needs), first in the
 /// index so a reader of just these stops early in each line.
 const INDEXED_FIRST: &[&str] = &[
@@ -318,13 +330,7 @@ pub fn list(ctx: &Ctx, opts: &ListOptions, warn: &mut dyn FnMut(String)) -> OpsR
     )?;
     let sort = query::parse_sort(opts.sort.as_deref().unwrap_or("ram,uuid"))?;
     let filters = parse_filters(&opts.filters, false)?;
-    let keys = stored_keys(
-        columns
-            .iter()
-            .chain(sort.iter().map(|s| &s.key))
-            .map(String::as_str)
-            .chain(filters.iter().map(|f| f.key.as_str())),
-    );
+    let keys = query_keys(&columns, &sort, &filters);
     let mut rows = matching_rows(ctx, &keys, &filters, warn)?;
     query::sort_vms(&mut rows, &sort);
     Ok(query::render_table(
@@ -514,13 +520,7 @@ mod tests {
         let columns = query::parse_columns(opts.columns.as_deref().unwrap()).unwrap();
         let sort = query::parse_sort(opts.sort.as_deref().unwrap()).unwrap();
         let filters = parse_filters(&opts.filters, false).unwrap();
-        let keys = stored_keys(
-            columns
-                .iter()
-                .chain(sort.iter().map(|s| &s.key))
-                .map(String::as_str)
-                .chain(filters.iter().map(|f| f.key.as_str())),
-        );
+        let keys = query_keys(&columns, &sort, &filters);
         let mut vms = all_vms(ctx, &Shape::Reading(keys), &mut no_warnings()).unwrap();
         vms.retain(|vm| filters.iter().all(|f| f.matches(vm)));
         query::sort_vms(&mut vms, &sort);

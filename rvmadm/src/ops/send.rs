@@ -120,6 +120,24 @@ mod tests {
     use crate::ops::testing::{Fixture, POOL};
     use serde_json::json;
 
+    /// Answers the `name,origin` listing of the datasets below `ds`.
+    fn answer_tree(fx: &Fixture, ds: &str, listing: String) {
+        fx.runner.answer(
+            &[
+                "zfs",
+                "list",
+                "-H",
+                "-r",
+                "-t",
+                "filesystem,volume",
+                "-o",
+                "name,origin",
+                ds,
+            ],
+            ok(listing),
+        );
+    }
+
     fn ok(stdout: String) -> Output {
         Output {
             status: 0,
@@ -133,20 +151,7 @@ mod tests {
         let fx = Fixture::new();
         let uuid = fx.create_vm(json!({"delegate_dataset": true}));
         let ds = format!("{POOL}/{uuid}");
-        fx.runner.answer(
-            &[
-                "zfs",
-                "list",
-                "-H",
-                "-r",
-                "-t",
-                "filesystem,volume",
-                "-o",
-                "name,origin",
-                &ds,
-            ],
-            ok(format!("{ds}\t{POOL}/img@final\n{ds}/data\t-\n")),
-        );
+        answer_tree(&fx, &ds, format!("{ds}\t{POOL}/img@final\n{ds}/data\t-\n"));
         let snaps = |d: &str, names: &[&str]| {
             let out: String = names.iter().map(|n| format!("{d}@{n}\n")).collect();
             fx.runner.answer(
@@ -210,20 +215,7 @@ mod tests {
         let fx = Fixture::new();
         let uuid = fx.create_vm(json!({}));
         let ds = format!("{POOL}/{uuid}");
-        fx.runner.answer(
-            &[
-                "zfs",
-                "list",
-                "-H",
-                "-r",
-                "-t",
-                "filesystem,volume",
-                "-o",
-                "name,origin",
-                &ds,
-            ],
-            ok(format!("{ds}\t-\n{ds}/extra\t-\n")),
-        );
+        answer_tree(&fx, &ds, format!("{ds}\t-\n{ds}/extra\t-\n"));
         let mut out = Vec::new();
         let err = send(&fx.ctx, &uuid, &mut out).unwrap_err().to_string();
         assert!(err.contains(&format!("{ds}/extra")), "{err}");
