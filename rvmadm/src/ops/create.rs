@@ -10,10 +10,13 @@
 //! after one `zfs get` per host (see `store::pools`) and which create
 //! checks by the chmod that makes the zonepath 0700.
 //!
-//! Crash safety: the record is written first, marked incomplete, and the
-//! whole create holds the global lock. So an incomplete record seen by anyone
-//! else holding that lock was left by a dead create; [`sweep_incomplete`]
-//! removes it and its dataset. A failed boot undoes everything.
+//! Crash safety: the whole create holds the global lock and notes itself
+//! in the intent slot (`store::intent`) before its clone; the record is
+//! written under a hidden name and renamed in as the last step (the
+//! commit). The next create, delete, receive or reprovision runs
+//! [`recover`] first, which undoes a create that died before its commit
+//! and finishes an interrupted delete or reprovision. A failed boot
+//! undoes everything.
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
@@ -67,7 +70,9 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     let exists = || OpsError::Failed(format!("VM with UUID {uuid} already exists"));
 
     let _global = ctx.store.lock_global()?;
-    let (slot, receive_seen) = recover(ctx)?;
+    let Recovery {
+        slot, receive_seen, ..
+    } = recover(ctx)?;
     if receive_seen {
         sweep_incomplete_records(ctx);
     }
@@ -107,11 +112,14 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     // 1. Durable intent: from here a dead create is undone by the next
     //    global-lock holder (see `recover`).
     let token = format!("{:016x}", Uuid::new_v4().as_u128() as u64);
+    // The boot id (one small read) tells the undo whether a reboot came
+    // in between (see `recover`).
     slot.write(&Intent::CreatePending {
         uuid,
         dataset: dataset.clone(),
         origin: origin.clone(),
         token: token.clone(),
+        boot: crate::store::boot_id(),
     })?;
     crash_point("create:pending");
     // 2. The clone, and meanwhile the record written and synced under its
@@ -379,15 +387,6 @@ fn undo(ctx: &Ctx, uuid: &Uuid, dataset: &str, obj: &VmRecord) {
     }
 }
 
-/// Finishes or undoes the create or delete the intent slot names, when a
-/// `kill -9` or a power loss stopped it (`store::intent` says what each
-/// entry promises), and returns the slot for the caller's own entry, plus
-/// whether records with the incomplete marker may exist: when the slot
-/// names a receive, or was only made now (the first run of this release,
-/// whose predecessors marked creates in the record too). Callers hold the
-/// global lock, so no live create or delete owns the entry. On the happy
-/// path this reads one block and, for an entry already done, looks at one
-/// record file: no process.
 /// A spec carrying only what names a VM's host objects (uuid, pool,
 /// dataset), for a driver cleanup after a create that died before its
 /// record was published.
@@ -406,13 +405,49 @@ fn name_only_spec(uuid: &Uuid, dataset: &str) -> Result<crate::spec::VmSpec, Str
     }
 }
 
-pub(crate) fn recover(ctx: &Ctx) -> OpsResult<(IntentSlot, bool)> {
+/// What [`recover`] leaves its caller.
+pub(crate) struct Recovery {
+    /// The slot, for the caller's own entry.
+    pub slot: IntentSlot,
+    /// Whether records with the incomplete marker may exist (see
+    /// [`recover`]).
+    pub receive_seen: bool,
+    /// The VM whose interrupted delete was finished now.
+    pub deleted: Option<Uuid>,
+    /// The VM whose interrupted reprovision could not be finished (its
+    /// entry stays in the slot until the caller overwrites it).
+    pub stuck: Option<Uuid>,
+}
+
+/// Finishes or undoes the create, delete or reprovision the intent slot
+/// names, when a `kill -9` or a power loss stopped it (`store::intent`
+/// says what each entry promises), and returns the slot for the caller's
+/// own entry, plus whether records with the incomplete marker may exist:
+/// when the slot names a receive, or was only made now (the first run of
+/// this release, whose predecessors marked creates in the record too).
+/// Callers hold the global lock, so no live create, delete or reprovision
+/// owns the entry. On the happy path this reads one block and, for an
+/// entry already done, looks at one record file: no process.
+///
+/// What cannot be repaired blocks the caller only where going on could
+/// lose track of data: a dead create's dataset that can be neither
+/// destroyed nor renamed aside. A dataset that only cannot be destroyed is
+/// renamed aside under a name carrying the uuid; a delete or reprovision
+/// that cannot be finished leaves the VM's record in place. Each of these
+/// is said on stderr, with what is left and how to remove it.
+pub(crate) fn recover(ctx: &Ctx) -> OpsResult<Recovery> {
     let slot = ctx.store.intent_slot()?;
     let made = slot.was_made();
-    let Some(intent) = slot.read() else {
-        return Ok((slot, made));
+    let mut out = Recovery {
+        receive_seen: made,
+        deleted: None,
+        stuck: None,
+        slot,
     };
-    let receive_seen = made || intent == Intent::Receive;
+    let Some(intent) = out.slot.read() else {
+        return Ok(out);
+    };
+    out.receive_seen |= intent == Intent::Receive;
     match intent {
         Intent::Receive | Intent::CreateCommitted { .. } => {}
         Intent::CreatePending {
@@ -420,50 +455,153 @@ pub(crate) fn recover(ctx: &Ctx) -> OpsResult<(IntentSlot, bool)> {
             dataset,
             origin,
             token,
+            boot,
         } => {
             // Its record in place means it got past its commit (the rename
             // is its last step that can fail): nothing to undo.
             if !ctx.store.exists(&uuid) {
-                tracing::info!(%uuid, "undoing a create that was interrupted before its commit");
-                let zfs = ctx.zfs();
-                // Only the dataset this create's clone made, which carries
-                // its token: the create may have died after its clone found
-                // the name taken by a stranger (even a clone of the same
-                // image), before the slot was cleared.
-                match zfs.get(&dataset, CREATE_TOKEN) {
-                    Ok(t) if t == token => zfs.destroy(&dataset, true)?,
-                    Ok(t) => {
-                        tracing::warn!(%dataset, %origin, found = %t, "not destroying a dataset the interrupted create did not make");
-                    }
-                    Err(ZfsError::NotFound(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                // The network a create with autoboot makes while it clones
-                // (found by name: the Linux driver's teardown needs the uuid).
-                if let Ok(spec) = name_only_spec(&uuid, &dataset) {
-                    let _ = ctx.driver.cleanup(&spec);
-                }
-                ctx.store.discard_prepared(&uuid)?;
-                slot.clear()?;
+                let pending = Pending {
+                    uuid,
+                    dataset: &dataset,
+                    origin: &origin,
+                    token: &token,
+                };
+                undo_pending(ctx, &out.slot, &pending, boot.as_deref())?;
             }
         }
         Intent::Delete { uuid, dataset, sig } => {
-            // The very record the delete saw is still there: finish it. A
-            // record written since (same uuid, new file) is not touched.
-            if ctx.store.record_sig(&uuid)? == Some(sig) {
-                tracing::info!(%uuid, "finishing a delete that was interrupted");
-                let _vm = ctx.store.lock_vm(&uuid)?;
-                match ctx.store.load(&uuid) {
-                    Ok(Some(rec)) => super::delete::tear_down(ctx, &slot, &uuid, &rec)?,
-                    _ => {
-                        ctx.zfs().destroy(&dataset, true)?;
-                        ctx.store.remove(&uuid)?;
-                    }
-                }
+            if super::delete::finish_interrupted(ctx, &out.slot, &uuid, &dataset, sig)? {
+                out.deleted = Some(uuid);
+            }
+        }
+        Intent::Reprovision {
+            uuid,
+            dataset,
+            aside,
+            old_image,
+            new_image,
+        } => {
+            let names = super::reprovision::Interrupted {
+                uuid,
+                dataset: &dataset,
+                aside: &aside,
+                old_image,
+                new_image,
+            };
+            if let Err(e) = super::reprovision::finish_interrupted(ctx, &out.slot, &names) {
+                tracing::warn!(
+                    "cannot finish the interrupted reprovision of VM {uuid}: {e}; \
+                     its old dataset is {aside}, its new one {dataset}; \
+                     `vmadm reprovision` of it tries again"
+                );
+                out.stuck = Some(uuid);
             }
         }
     }
-    Ok((slot, receive_seen))
+    Ok(out)
+}
+
+/// The create a `create-pending` entry names.
+struct Pending<'a> {
+    uuid: Uuid,
+    dataset: &'a str,
+    origin: &'a str,
+    token: &'a str,
+}
+
+/// Undoes a create that died before its commit (its record is missing).
+/// `boot` is the boot id the entry was written in: after a reboot the
+/// entry may be one whose `create-committed` successor never reached the
+/// disk, with the record removed by hand since, so the dataset is then
+/// destroyed only when the hidden record proves the create never got to
+/// its commit (the commit renames it away), and otherwise left, reported.
+fn undo_pending(
+    ctx: &Ctx,
+    slot: &IntentSlot,
+    p: &Pending<'_>,
+    boot: Option<&str>,
+) -> OpsResult<()> {
+    let Pending {
+        uuid,
+        dataset,
+        origin,
+        token,
+    } = *p;
+    let zfs = ctx.zfs();
+    // Hosts without a boot id (None on both sides) trust the entry as
+    // before; an entry of an earlier release (None) on a host with one
+    // counts as written before a reboot.
+    let rebooted = boot != crate::store::boot_id().as_deref();
+    if rebooted && !ctx.store.is_prepared(&uuid) {
+        match zfs.get(dataset, CREATE_TOKEN) {
+            Ok(t) if t == token => tracing::warn!(
+                "VM {uuid}: a create was interrupted before the last reboot and its record \
+                 is missing, which a finished VM whose record was removed by hand looks like \
+                 too; its dataset {dataset} is left as it is: if no VM should have it, \
+                 remove it with `zfs destroy -r {dataset}`"
+            ),
+            Ok(_) | Err(ZfsError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        slot.clear()?;
+        return Ok(());
+    }
+    tracing::info!(%uuid, "undoing a create that was interrupted before its commit");
+    // Only the dataset this create's clone made, which carries its token:
+    // the create may have died after its clone found the name taken by a
+    // stranger (even a clone of the same image), before the slot was
+    // cleared.
+    match zfs.get(dataset, CREATE_TOKEN) {
+        Ok(t) if t == token => {
+            if let Err(e) = zfs.destroy(dataset, true) {
+                quarantine(ctx, p, &e)?;
+            }
+        }
+        Ok(t) => {
+            tracing::warn!(%dataset, %origin, found = %t, "not destroying a dataset the interrupted create did not make");
+        }
+        Err(ZfsError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // The network a create with autoboot makes while it clones (found by
+    // name: the Linux driver's teardown needs the uuid).
+    if let Ok(spec) = name_only_spec(&uuid, dataset) {
+        let _ = ctx.driver.cleanup(&spec);
+    }
+    ctx.store.discard_prepared(&uuid)?;
+    slot.clear()?;
+    Ok(())
+}
+
+/// The name a dead create's dataset is moved to when it cannot be
+/// destroyed: beside it, carrying the uuid and the create's token.
+pub(crate) fn quarantine_name(dataset: &str, token: &str) -> String {
+    format!("{dataset}-quarantine-{token}")
+}
+
+/// A dead create's own dataset (it carries the token) that `zfs destroy`
+/// refused (`why`: a dependent clone, a hold, a user that keeps it busy):
+/// renamed aside, so its name and uuid are free and later creates and
+/// deletes go on, and said on stderr. Only when the rename fails too does
+/// the repair stop the caller, naming what to remove.
+fn quarantine(ctx: &Ctx, p: &Pending<'_>, why: &ZfsError) -> OpsResult<()> {
+    let (uuid, dataset) = (p.uuid, p.dataset);
+    let aside = quarantine_name(dataset, p.token);
+    match ctx.zfs().rename_unbusy(dataset, &aside) {
+        Ok(()) => {
+            tracing::warn!(
+                "VM {uuid}: the dataset of a create that was interrupted cannot be destroyed \
+                 ({why}); it is renamed to {aside}, which no VM uses: remove it with \
+                 `zfs destroy -r {aside}` once what holds it is gone"
+            );
+            Ok(())
+        }
+        Err(e) => Err(OpsError::Failed(format!(
+            "VM {uuid}: a create that was interrupted left dataset {dataset}, which can be \
+             neither destroyed ({why}) nor renamed aside ({e}); no VM is created or deleted \
+             until it is gone: remove it with `zfs destroy -r {dataset}`"
+        ))),
+    }
 }
 
 /// Repairs what interrupted creates, deletes and receives left behind —
@@ -477,7 +615,7 @@ pub fn sweep_incomplete(ctx: &Ctx) -> OpsResult<()> {
     // the slot still names what could not be repaired, so it cannot note
     // the receive, and an incomplete record the receive left on dying
     // would then be swept by no create or delete.
-    let (slot, _) = recover(ctx)?;
+    let slot = recover(ctx)?.slot;
     sweep_incomplete_records(ctx);
     // Likewise unnoted, a dead receive's record would never be swept.
     slot.write(&Intent::Receive)?;
@@ -978,6 +1116,12 @@ mod tests {
             &["zfs", "destroy", "-r", &dead_ds],
             "cannot destroy 'x': dataset is busy",
         );
+        // Nor can it be put aside (a dataset that only cannot be destroyed
+        // is renamed out of the way and blocks nothing).
+        fx.runner.fail(
+            &["zfs", "rename", &dead_ds],
+            "cannot rename 'x': dataset is busy",
+        );
         // Were the receive to go on, the slot would not say `receive` (it
         // still names the create), so a receive dying now would leave an
         // incomplete record that no create or delete sweeps.
@@ -1280,5 +1424,133 @@ mod tests {
         assert!(create(&fx.ctx, &fx.payload(&uuid, json!({}))).is_err());
         assert_eq!(fx.ctx.store.intent_slot().unwrap().read(), None);
         assert!(files_of(&fx, &uuid).is_empty());
+    }
+
+    /// Runs `f` as if the kernel had booted with boot id `id` (`None`: a
+    /// host without one).
+    fn in_boot<T>(id: Option<&str>, f: impl FnOnce() -> T) -> T {
+        use crate::store::TEST_BOOT_ID as BOOT;
+        BOOT.with(|b| *b.borrow_mut() = Some(id.map(str::to_string)));
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        BOOT.with(|b| *b.borrow_mut() = None);
+        out.unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+
+    const BOOT_A: &str = "0b6c3c1e-4a5e-4d4e-9a57-3a0f1b2c3d4e";
+    const BOOT_B: &str = "77777777-4a5e-4d4e-9a57-3a0f1b2c3d4e";
+
+    #[test]
+    fn after_a_reboot_a_pending_create_whose_record_went_by_hand_is_left_alone() {
+        // The create committed; its unsynced `create-committed` did not
+        // survive the power loss, so the slot says pending; then the
+        // record was removed by hand. Its dataset carries the token.
+        for written_in in [Some(BOOT_A), None] {
+            let fx = Fixture::new();
+            let done = in_boot(written_in, || {
+                create_dying_at(&fx, "create:published", json!({}))
+            });
+            std::fs::remove_file(fx.ctx.config.state_dir.join(format!("vms/{done}.json"))).unwrap();
+            answer_token(&fx, &done, &pending_token(&fx));
+            let mark = fx.mark();
+            in_boot(Some(BOOT_B), || fx.create_vm(json!({})));
+            let cmds = fx.commands_since(&mark);
+            assert!(!cmds.iter().any(|c| c.contains("destroy")), "{cmds:?}");
+            assert_eq!(
+                cmds[0],
+                format!("zfs get -H -o value rvmadm:create zones/{done}")
+            );
+            assert_eq!(cmds.len(), 2, "{cmds:?}");
+            // Reported once: the slot is the new create's now.
+            let mark = fx.mark();
+            in_boot(Some(BOOT_B), || fx.create_vm(json!({})));
+            assert_eq!(fx.commands_since(&mark).len(), 1);
+        }
+    }
+
+    #[test]
+    fn after_a_reboot_a_create_that_never_committed_is_still_undone() {
+        // The hidden record is there: the commit (which renames it away)
+        // never happened, whatever the boot.
+        let fx = Fixture::new();
+        let dead = in_boot(Some(BOOT_A), || {
+            create_dying_at(&fx, "create:checked", json!({}))
+        });
+        answer_token(&fx, &dead, &pending_token(&fx));
+        let mark = fx.mark();
+        in_boot(Some(BOOT_B), || fx.create_vm(json!({})));
+        let cmds = fx.commands_since(&mark);
+        assert_eq!(cmds[1], format!("zfs destroy -r zones/{dead}"), "{cmds:?}");
+        assert!(files_of(&fx, &dead).is_empty());
+    }
+
+    #[test]
+    fn the_pending_entry_carries_this_boot_s_id() {
+        let fx = Fixture::new();
+        in_boot(Some(BOOT_A), || {
+            create_dying_at(&fx, "create:pending", json!({}))
+        });
+        match fx.ctx.store.intent_slot().unwrap().read() {
+            Some(Intent::CreatePending { boot, .. }) => assert_eq!(boot.as_deref(), Some(BOOT_A)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_dead_create_s_dataset_that_cannot_be_destroyed_is_put_aside_and_blocks_nothing() {
+        let fx = Fixture::new();
+        let dead = create_dying_at(&fx, "create:checked", json!({}));
+        let token = pending_token(&fx);
+        answer_token(&fx, &dead, &token);
+        let ds = format!("zones/{dead}");
+        fx.runner.fail(
+            &["zfs", "destroy", "-r", &ds],
+            &format!("cannot destroy '{ds}': filesystem has dependent clones"),
+        );
+        let mark = fx.mark();
+        let live = fx.create_vm(json!({}));
+        let cmds = fx.commands_since(&mark);
+        assert_eq!(
+            cmds[..3],
+            [
+                format!("zfs get -H -o value rvmadm:create {ds}"),
+                format!("zfs destroy -r {ds}"),
+                format!("zfs rename {ds} {ds}-quarantine-{token}"),
+            ],
+            "{cmds:?}"
+        );
+        assert!(cmds[3].starts_with("zfs clone"), "{cmds:?}");
+        assert!(fx.ctx.store.exists(&live));
+        assert!(files_of(&fx, &dead).is_empty());
+        // Deletes and creates go on as usual, one process each.
+        let mark = fx.mark();
+        crate::ops::delete::delete(&fx.ctx, &live).unwrap();
+        fx.create_vm(json!({}));
+        assert_eq!(fx.commands_since(&mark).len(), 2);
+    }
+
+    #[test]
+    fn a_dead_create_s_dataset_that_cannot_even_be_renamed_stops_creates_naming_it() {
+        let fx = Fixture::new();
+        let dead = create_dying_at(&fx, "create:checked", json!({}));
+        answer_token(&fx, &dead, &pending_token(&fx));
+        let ds = format!("zones/{dead}");
+        fx.runner
+            .fail(&["zfs", "destroy", "-r", &ds], "cannot destroy: I/O error");
+        fx.runner
+            .fail(&["zfs", "rename", &ds], "cannot rename: I/O error");
+        let err = create(&fx.ctx, &fx.payload(&Uuid::new_v4(), json!({})))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("zfs destroy -r {ds}")), "{err}");
+        assert!(err.contains(&dead.to_string()), "{err}");
+        assert!(!fx
+            .runner
+            .calls()
+            .iter()
+            .any(|c| c.to_string().starts_with("zfs clone") && !c.to_string().contains(&ds)),);
+        assert!(matches!(
+            fx.ctx.store.intent_slot().unwrap().read(),
+            Some(Intent::CreatePending { .. })
+        ));
     }
 }

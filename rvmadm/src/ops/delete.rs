@@ -2,7 +2,8 @@
 //! the dataset (with its snapshots), then the record. Each step tolerates
 //! what an interrupted earlier delete already removed, and a delete killed
 //! between its destroy and the record's removal is finished by the next
-//! create or delete (the intent slot, `store::intent`).
+//! create, delete, receive or reprovision (the intent slot,
+//! `store::intent`; [`finish_interrupted`]).
 //!
 //! Speed: one `zfs destroy` on the happy path (plus its retries while
 //! zfs-fuse says "busy"), one 512-byte write to the slot, no sync.
@@ -10,7 +11,7 @@
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
 use super::lifecycle::force_stop;
-use crate::store::{Intent, IntentSlot, Record};
+use crate::store::{Intent, IntentSlot, Record, RecordSig};
 use uuid::Uuid;
 
 /// Deletes a VM: stops it at once if it runs, has the driver clean up,
@@ -19,7 +20,24 @@ use uuid::Uuid;
 /// record so the delete can be retried.
 pub fn delete(ctx: &Ctx, uuid: &Uuid) -> OpsResult<()> {
     let _global = ctx.store.lock_global()?;
-    let (slot, receive_seen) = super::create::recover(ctx)?;
+    let super::create::Recovery {
+        slot,
+        receive_seen,
+        deleted,
+        stuck,
+    } = super::create::recover(ctx)?;
+    if deleted == Some(*uuid) {
+        // This very VM's delete, interrupted before, is finished now.
+        return Ok(());
+    }
+    if stuck == Some(*uuid) {
+        // Deleting it now would leave the dataset its reprovision moved
+        // aside (known to nothing once the record is gone).
+        return Err(OpsError::Failed(format!(
+            "Failed to delete VM {uuid}: an interrupted reprovision of it cannot be finished \
+             (see the warning above); run `vmadm reprovision` of it or sort out its datasets first"
+        )));
+    }
     if receive_seen {
         // A receive ran since the last create: sweep what a dead one left
         // (the slot's note of it is about to be overwritten). A target
@@ -70,6 +88,65 @@ pub(crate) fn tear_down(ctx: &Ctx, slot: &IntentSlot, uuid: &Uuid, rec: &Record)
     super::create::crash_point("delete:destroyed");
     ctx.store.remove(uuid)?;
     Ok(())
+}
+
+/// Finishes a delete of `uuid` that died after noting itself in the slot
+/// (`store::intent`); returns whether it finished it. With no record left
+/// the delete got through (or the record was removed by hand: telling the
+/// two apart would cost a `zfs` process after every delete), so nothing is
+/// done. The very record the delete saw is deleted with its dataset. A
+/// record written since (an update after the delete died) is deleted too
+/// when its dataset is gone, since a record without its dataset is no VM;
+/// with the dataset still there the VM stays, and stderr says so (the
+/// delete may have stopped it and taken some snapshots or `data`). A
+/// delete that fails again keeps the record (the VM stays listed, as
+/// after any failed delete) and is said on stderr; it does not stop the
+/// caller. Callers hold the global lock.
+pub(crate) fn finish_interrupted(
+    ctx: &Ctx,
+    slot: &IntentSlot,
+    uuid: &Uuid,
+    dataset: &str,
+    sig: RecordSig,
+) -> OpsResult<bool> {
+    let Some(now) = ctx.store.record_sig(uuid)? else {
+        return Ok(false);
+    };
+    let _vm = ctx.store.lock_vm(uuid)?;
+    let rec = ctx.store.load(uuid).ok().flatten();
+    let dataset = rec
+        .as_ref()
+        .and_then(|r| r.vm.zfs_filesystem.clone())
+        .unwrap_or_else(|| dataset.to_string());
+    if now != sig && ctx.zfs().exists(&dataset)? {
+        tracing::warn!(
+            "VM {uuid}: a delete of it was interrupted and its record written again since; \
+             its dataset {dataset} is still there, so the VM stays (the delete may have \
+             stopped it and removed some of its snapshots): run `vmadm delete {uuid}` to \
+             delete it"
+        );
+        return Ok(false);
+    }
+    tracing::info!(%uuid, "finishing a delete that was interrupted");
+    let done = match &rec {
+        Some(rec) => tear_down(ctx, slot, uuid, rec),
+        // An unreadable record: its dataset and the file, as named.
+        None => ctx
+            .zfs()
+            .destroy(&dataset, true)
+            .map_err(OpsError::from)
+            .and_then(|()| ctx.store.remove(uuid).map_err(OpsError::from)),
+    };
+    match done {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            tracing::warn!(
+                "VM {uuid}: cannot finish its interrupted delete: {e}; its record stays: \
+                 run `vmadm delete {uuid}` again"
+            );
+            Ok(false)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -215,18 +292,100 @@ mod tests {
         }
     }
 
+    /// Has `zfs list` of `uuid`'s dataset find it.
+    fn answer_dataset_exists(fx: &Fixture, uuid: &Uuid) {
+        let ds = format!("zones/{uuid}");
+        fx.runner.answer(
+            &["zfs", "list", "-H", "-o", "name", "-t", "all", &ds],
+            crate::exec::Output {
+                status: 0,
+                stdout: format!("{ds}\n").into_bytes(),
+                stderr: Vec::new(),
+            },
+        );
+    }
+
+    /// Writes the record anew (a new file), as an update does.
+    fn rewrite(fx: &Fixture, uuid: &Uuid, alias: &str) {
+        let mut rec = fx.record(uuid);
+        rec.alias = Some(alias.into());
+        fx.ctx.store.save(uuid, &rec).unwrap();
+    }
+
     #[test]
-    fn a_record_written_after_a_killed_delete_is_not_touched() {
+    fn a_killed_delete_is_finished_though_its_record_was_rewritten_when_its_dataset_is_gone() {
+        // Killed after its destroy; an update then writes the record anew.
+        // A record whose dataset is gone is no VM: the delete is finished.
         let fx = Fixture::new();
         let uuid = fx.create_vm(json!({"alias": "old"}));
         delete_dying_at(&fx, &uuid, "delete:destroyed");
-        // Someone writes the record anew (a new file) before the repair.
-        let mut rec = fx.record(&uuid);
-        rec.alias = Some("new".into());
-        fx.ctx.store.save(&uuid, &rec).unwrap();
+        rewrite(&fx, &uuid, "new");
         let mark = fx.mark();
         fx.create_vm(json!({}));
-        assert_eq!(fx.commands_since(&mark).len(), 1);
+        let cmds = fx.commands_since(&mark);
+        assert_eq!(
+            cmds[..2],
+            [
+                format!("zfs list -H -o name -t all zones/{uuid}"),
+                format!("zfs destroy -r zones/{uuid}"),
+            ],
+            "{cmds:?}"
+        );
+        assert_eq!(cmds.len(), 3, "{cmds:?}");
+        assert!(!fx.ctx.store.exists(&uuid));
+    }
+
+    #[test]
+    fn a_record_written_after_a_killed_delete_stays_while_its_dataset_does() {
+        // Killed before its destroy got anywhere; the VM is updated since:
+        // record and dataset are both there, and both stay.
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({"alias": "old"}));
+        delete_dying_at(&fx, &uuid, "delete:intent");
+        rewrite(&fx, &uuid, "new");
+        answer_dataset_exists(&fx, &uuid);
+        let mark = fx.mark();
+        fx.create_vm(json!({}));
+        let cmds = fx.commands_since(&mark);
+        assert_eq!(cmds[0], format!("zfs list -H -o name -t all zones/{uuid}"));
+        assert_eq!(cmds.len(), 2, "{cmds:?}");
         assert_eq!(fx.record(&uuid).alias.as_deref(), Some("new"));
+        // `vmadm delete` of it still works.
+        delete(&fx.ctx, &uuid).unwrap();
+        assert!(!fx.ctx.store.exists(&uuid));
+    }
+
+    #[test]
+    fn deleting_again_a_vm_whose_delete_was_killed_finishes_it() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        delete_dying_at(&fx, &uuid, "delete:destroyed");
+        let mark = fx.mark();
+        delete(&fx.ctx, &uuid).unwrap();
+        assert_eq!(
+            fx.commands_since(&mark),
+            [format!("zfs destroy -r zones/{uuid}")]
+        );
+        assert!(!fx.ctx.store.exists(&uuid));
+    }
+
+    #[test]
+    fn a_killed_delete_that_fails_again_keeps_its_record_and_blocks_nothing() {
+        let fx = Fixture::new();
+        let dead = fx.create_vm(json!({}));
+        delete_dying_at(&fx, &dead, "delete:intent");
+        let ds = format!("zones/{dead}");
+        fx.runner.fail(
+            &["zfs", "destroy", "-r", &ds],
+            "cannot destroy: permission denied",
+        );
+        let live = fx.create_vm(json!({}));
+        assert!(fx.ctx.store.exists(&live));
+        // Still listed, as after any failed delete.
+        assert!(fx.ctx.store.exists(&dead));
+        let other = fx.create_vm(json!({}));
+        delete(&fx.ctx, &other).unwrap();
+        let err = delete(&fx.ctx, &dead).unwrap_err().to_string();
+        assert!(err.contains("permission denied"), "{err}");
     }
 }

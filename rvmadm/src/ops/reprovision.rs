@@ -10,14 +10,24 @@
 //! the old dataset back, so a refused image leaves the VM as it was: same
 //! dataset, snapshots, delegated dataset and record (and running again if
 //! it ran).
+//!
+//! Crash safety: before the first rename the reprovision notes itself in
+//! the intent slot (`store::intent`, synced; reprovision is not on a speed
+//! budget) and clears the note once it has finished or rolled back. A
+//! reprovision killed in between is finished by the next create, delete,
+//! receive or reprovision ([`finish_interrupted`]): the new clone is kept
+//! when the record already names the new image, else the swap is rolled
+//! back. So a `vmadm delete` never leaves `<uuid>-reprovision-old` behind.
 
 use super::context::Ctx;
 use super::error::{OpsError, OpsResult};
 use super::lifecycle::{force_stop, lock_and_load};
 use crate::spec::value::is_uuid;
 use crate::spec::Field;
+use crate::store::{Intent, IntentSlot};
 use crate::zfs::{Zfs, ZfsError};
 use serde_json::{Map, Value};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use uuid::Uuid;
 
@@ -55,7 +65,10 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
         Some(_) => return Err(fail("invalid image_uuid".into())),
         None => return Err(fail("payload is missing image_uuid".into())),
     };
-    let _global = ctx.store.lock_global()?;
+    let new_image = Uuid::parse_str(&image).map_err(|_| fail("invalid image_uuid".into()))?;
+    let global = ctx.store.lock_global()?;
+    // A reprovision (or create, delete) that died is finished first.
+    let slot = super::create::recover(ctx)?.slot;
     let l = lock_and_load(ctx, uuid)?;
     if l.rec.vm.indestructible_zoneroot == Some(true) {
         return Err(fail("indestructible_zoneroot is set".into()));
@@ -106,27 +119,58 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
     };
     let was_running = force_stop(ctx, uuid, &l.spec)?;
 
-    if let Err(e) = zfs.rename_unbusy(&names.dataset, &names.aside) {
-        // Nothing moved (a rename is all or nothing).
+    // From here until it is cleared, a death leaves the slot saying what
+    // to finish or roll back.
+    let noted = slot.write(&Intent::Reprovision {
+        uuid: *uuid,
+        dataset: names.dataset.clone(),
+        aside: names.aside.clone(),
+        old_image: l
+            .rec
+            .vm
+            .image_uuid
+            .as_deref()
+            .and_then(|i| Uuid::parse_str(i).ok()),
+        new_image,
+    });
+    if let Err(e) = noted {
         return Err(fail(restarted(ctx, &l.spec, was_running, e.to_string())));
     }
+    // Cleared once nothing is left aside; a failure to clear only costs
+    // the next holder a look (it finds nothing to do).
+    let done = || {
+        if let Err(e) = slot.clear() {
+            tracing::warn!(%uuid, error = %e, "cannot clear the intent slot");
+        }
+    };
+    if let Err(e) = zfs.rename_unbusy(&names.dataset, &names.aside) {
+        // Nothing moved (a rename is all or nothing).
+        done();
+        return Err(fail(restarted(ctx, &l.spec, was_running, e.to_string())));
+    }
+    super::create::crash_point("reprovision:aside");
     let mut data_moved = false;
-    let swapped = swap_in(ctx, &zfs, &names, &origin, &l.spec, &mut data_moved).and_then(|mp| {
-        let mut vm = l.rec.vm.clone();
-        vm.image_uuid = Some(image);
-        vm.place(Field::ImageUuid);
-        vm.zonepath = Some(mp.display().to_string());
-        vm.place(Field::Zonepath);
-        vm.snapshots = Some(Vec::new());
-        vm.place(Field::Snapshots);
-        ctx.store.save(uuid, &vm)?;
-        Ok(vm)
-    });
+    let hold = global.as_fd();
+    let swapped =
+        swap_in(ctx, &zfs, &names, &origin, &l.spec, hold, &mut data_moved).and_then(|mp| {
+            let mut vm = l.rec.vm.clone();
+            vm.image_uuid = Some(image);
+            vm.place(Field::ImageUuid);
+            vm.zonepath = Some(mp.display().to_string());
+            vm.place(Field::Zonepath);
+            vm.snapshots = Some(Vec::new());
+            vm.place(Field::Snapshots);
+            ctx.store.save(uuid, &vm)?;
+            Ok(vm)
+        });
     let vm = match swapped {
         Ok(vm) => vm,
         Err(e) => {
             let message = match roll_back(&zfs, &names, data_moved) {
-                Ok(()) => e.to_string(),
+                Ok(()) => {
+                    done();
+                    e.to_string()
+                }
                 Err(r) => format!(
                     "{e}; putting the VM back failed too: {r} (its dataset is {}{})",
                     names.aside,
@@ -140,8 +184,13 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
             return Err(fail(restarted(ctx, &l.spec, was_running, message)));
         }
     };
+    super::create::crash_point("reprovision:saved");
     // The record names the new image: the old dataset is no longer the VM.
+    // Should it stay, the slot keeps naming it for the next holder.
     let leftover = zfs.destroy(&names.aside, true).err();
+    if leftover.is_none() {
+        done();
+    }
     if was_running {
         let mut rec = l.rec.clone();
         rec.vm = vm;
@@ -168,11 +217,16 @@ fn swap_in(
     names: &Names,
     origin: &str,
     spec: &crate::spec::VmSpec,
+    hold: BorrowedFd<'_>,
     data_moved: &mut bool,
 ) -> OpsResult<PathBuf> {
-    // The same properties create clones with (devices=off, the quota).
+    // The same properties create clones with (devices=off, the quota). The
+    // `zfs` process holds the global lock too, as create's does: the next
+    // holder never races a clone still on its way.
     let props = super::create::vm_clone_props(Some(spec.limits.quota));
-    zfs.clone_snapshot(origin, &names.dataset, &props)?;
+    zfs.clone_snapshot_while(origin, &names.dataset, &props, Some(hold), || ())
+        .0?;
+    super::create::crash_point("reprovision:cloned");
     let mountpoint = zfs.mountpoint(&names.dataset)?;
     // The new image must be a zone layout before the kept data dataset
     // mounts at <zonepath>/data (never through a symlink).
@@ -180,6 +234,7 @@ fn swap_in(
     if let Some(from) = &names.data_from {
         zfs.rename_unbusy(from, &names.data)?;
         *data_moved = true;
+        super::create::crash_point("reprovision:data");
         if names.data_mounted {
             zfs.mount(&names.data)?;
         }
@@ -207,6 +262,86 @@ fn roll_back(zfs: &Zfs<'_>, names: &Names, data_moved: bool) -> Result<(), ZfsEr
         (Some(data), true) => zfs.mount(data),
         _ => Ok(()),
     }
+}
+
+/// A reprovision that died, as its slot entry names it.
+pub(crate) struct Interrupted<'a> {
+    /// The VM.
+    pub uuid: Uuid,
+    /// Its dataset, where the new clone is made.
+    pub dataset: &'a str,
+    /// Where its old dataset was moved.
+    pub aside: &'a str,
+    /// The image the record named before.
+    pub old_image: Option<Uuid>,
+    /// The image the reprovision was to.
+    pub new_image: Uuid,
+}
+
+/// Finishes a reprovision that died between noting itself in the slot and
+/// clearing the note: nothing aside means nothing to do; a record already
+/// naming the new image (its save is the commit) means the old dataset
+/// goes; otherwise the swap is rolled back (the delegated dataset back
+/// into the old dataset, the new clone destroyed, the old one renamed
+/// back). A reprovision to the image the VM already had cannot be told
+/// from its record, so it is rolled back too: the old dataset holds the
+/// tenant's files. The VM is left stopped. Clears the slot once done;
+/// callers hold the global lock.
+pub(crate) fn finish_interrupted(
+    ctx: &Ctx,
+    slot: &IntentSlot,
+    it: &Interrupted<'_>,
+) -> OpsResult<()> {
+    let zfs = ctx.zfs();
+    let uuid = it.uuid;
+    if zfs.exists(it.aside)? {
+        let _vm = ctx.store.lock_vm(&uuid)?;
+        let rec = ctx
+            .store
+            .load(&uuid)?
+            .ok_or_else(|| OpsError::no_such_vm(&uuid))?;
+        let recorded = rec
+            .vm
+            .image_uuid
+            .as_deref()
+            .and_then(|i| Uuid::parse_str(i).ok());
+        let committed = it.old_image != Some(it.new_image) && recorded == Some(it.new_image);
+        if committed {
+            zfs.destroy(it.aside, true)?;
+        } else {
+            let data = format!("{}/data", it.dataset);
+            if zfs.exists(it.dataset)? {
+                // A `data` in the new clone can only be the one moved in.
+                let moved = zfs.exists(&data)?;
+                let names = Names {
+                    dataset: it.dataset.to_string(),
+                    aside: it.aside.to_string(),
+                    data: data.clone(),
+                    data_from: moved.then(|| format!("{}/data", it.aside)),
+                    data_before: None,
+                    data_mounted: false,
+                };
+                roll_back(&zfs, &names, moved)?;
+            } else {
+                zfs.rename_unbusy(it.aside, it.dataset)?;
+                zfs.mount(it.dataset)?;
+            }
+            // Mounted again as a VM's `data` is (a busy rename unmounts).
+            if zfs.exists(&data)? {
+                zfs.mount(&data)?;
+            }
+        }
+        tracing::warn!(
+            "VM {uuid}: a reprovision of it was interrupted and is now {}; the VM is stopped",
+            if committed {
+                "finished (the old dataset is destroyed)"
+            } else {
+                "rolled back to its old dataset"
+            }
+        );
+    }
+    slot.clear()?;
+    Ok(())
 }
 
 /// Starts the VM again after a failed reprovision when it ran before;
@@ -289,5 +424,111 @@ mod tests {
             ]
         );
         assert_eq!(fx.stored(&uuid), before);
+    }
+
+    const NEW_IMAGE: &str = "b0b0b0b0-0000-4000-8000-00000000000b";
+
+    /// Answers that `name` exists.
+    fn exists(fx: &Fixture, name: &str) {
+        fx.runner.answer(
+            &["zfs", "list", "-H", "-o", "name", "-t", "all", name],
+            ok(name),
+        );
+    }
+
+    /// Runs a reprovision of `uuid` onto [`NEW_IMAGE`] that dies at `step`
+    /// as if killed.
+    fn reprovision_dying_at(fx: &Fixture, uuid: &Uuid, step: &'static str) {
+        use crate::ops::create::CRASH_AT;
+        exists(fx, &format!("{POOL}/{NEW_IMAGE}@final"));
+        let payload = json!({"image_uuid": NEW_IMAGE});
+        CRASH_AT.with(|c| c.set(Some(step)));
+        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reprovision(&fx.ctx, uuid, payload.as_object().unwrap())
+        }));
+        CRASH_AT.with(|c| c.set(None));
+        assert!(died.is_err(), "reprovision did not die at {step}");
+        assert!(matches!(
+            fx.ctx.store.intent_slot().unwrap().read(),
+            Some(Intent::Reprovision { .. })
+        ));
+    }
+
+    #[test]
+    fn a_delete_after_a_reprovision_killed_past_its_commit_leaves_no_old_dataset() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        let ds = format!("{POOL}/{uuid}");
+        let aside = format!("{ds}-reprovision-old");
+        exists(&fx, &ds);
+        reprovision_dying_at(&fx, &uuid, "reprovision:saved");
+        assert_eq!(fx.record(&uuid).image_uuid.as_deref(), Some(NEW_IMAGE));
+        exists(&fx, &aside);
+        let mark = fx.mark();
+        crate::ops::delete::delete(&fx.ctx, &uuid).unwrap();
+        assert_eq!(
+            fx.commands_since(&mark),
+            [
+                format!("zfs list -H -o name -t all {aside}"),
+                format!("zfs destroy -r {aside}"),
+                format!("zfs destroy -r {ds}"),
+            ]
+        );
+        assert!(!fx.ctx.store.exists(&uuid));
+        // The slot names the delete now, not the reprovision.
+        assert!(matches!(
+            fx.ctx.store.intent_slot().unwrap().read(),
+            Some(Intent::Delete { .. })
+        ));
+    }
+
+    #[test]
+    fn a_reprovision_killed_before_its_commit_is_rolled_back_by_the_next_holder() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        let ds = format!("{POOL}/{uuid}");
+        let aside = format!("{ds}-reprovision-old");
+        exists(&fx, &ds);
+        let before = fx.stored(&uuid);
+        reprovision_dying_at(&fx, &uuid, "reprovision:cloned");
+        exists(&fx, &aside);
+        let mark = fx.mark();
+        fx.create_vm(json!({}));
+        let cmds = fx.commands_since(&mark);
+        assert_eq!(
+            cmds[..7],
+            [
+                format!("zfs list -H -o name -t all {aside}"),
+                format!("zfs list -H -o name -t all {ds}"),
+                format!("zfs list -H -o name -t all {ds}/data"),
+                format!("zfs destroy {ds}"),
+                format!("zfs rename {aside} {ds}"),
+                format!("zfs mount {ds}"),
+                format!("zfs list -H -o name -t all {ds}/data"),
+            ],
+            "{cmds:#?}"
+        );
+        assert!(cmds[7].starts_with("zfs clone"), "{cmds:#?}");
+        assert_eq!(cmds.len(), 8, "{cmds:#?}");
+        assert_eq!(fx.stored(&uuid), before);
+        // Done once: the slot is the create's now.
+        let mark = fx.mark();
+        fx.create_vm(json!({}));
+        assert_eq!(fx.commands_since(&mark).len(), 1);
+    }
+
+    #[test]
+    fn a_finished_or_rolled_back_reprovision_leaves_nothing_for_the_next_create() {
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        exists(&fx, &format!("{POOL}/{uuid}"));
+        exists(&fx, &format!("{POOL}/{NEW_IMAGE}@final"));
+        let payload = json!({"image_uuid": NEW_IMAGE});
+        reprovision(&fx.ctx, &uuid, payload.as_object().unwrap()).unwrap();
+        assert_eq!(fx.ctx.store.intent_slot().unwrap().read(), None);
+        fx.runner
+            .fail(&["zfs", "clone"], "cannot create 'x': out of space");
+        assert!(reprovision(&fx.ctx, &uuid, payload.as_object().unwrap()).is_err());
+        assert_eq!(fx.ctx.store.intent_slot().unwrap().read(), None);
     }
 }

@@ -10,30 +10,43 @@
 //! (docs/performance.md has the figures). Only global-lock holders write
 //! it, so one slot is enough.
 //!
-//! What each entry promises:
-//! - `create-pending <uuid> <dataset> <origin> <token>`: written durably
-//!   before the clone, which stamps the token on the dataset it makes (the
-//!   user property `rvmadm:create`). Whoever finds it while `<uuid>.json` is
-//!   missing undoes the create (destroys the dataset only when it carries
-//!   that token, removes the hidden record); with the record in place (its
-//!   rename, synced, is the create's commit) there is nothing to do.
+//! What each entry promises (`ops::create::recover` acts on them):
+//! - `create-pending <uuid> <dataset> <origin> <token> <boot>`: written
+//!   durably before the clone, which stamps the token on the dataset it
+//!   makes (the user property `rvmadm:create`); `<boot>` is the kernel's
+//!   boot id then (`-` where the host has none). Whoever finds it while
+//!   `<uuid>.json` is missing undoes the create (destroys the dataset only
+//!   when it carries that token, removes the hidden record); with the
+//!   record in place (its rename, synced, is the create's commit) there is
+//!   nothing to do. Found after a reboot, it is trusted less: the
+//!   unsynced `create-committed` that followed it may have been lost, so
+//!   a missing record may be a finished VM's removed by hand, and the
+//!   dataset is only destroyed when the hidden record shows the create
+//!   never got to its commit.
 //! - `create-committed <uuid>`: written, unsynced, once the create is
 //!   done; asks for nothing (so a record removed later by other means never
 //!   makes the dataset look like an unfinished create's).
 //! - `delete <uuid> <dataset> <signature>`: written before the destroy,
 //!   without waiting for the disk (delete never synced the removal of the
 //!   record either; see `ops::delete`). Whoever finds the record still there
-//!   with the same signature (inode, size, mtime, ctime: the very file the
-//!   delete saw) finishes the delete; a record written since is someone
-//!   else's and is left alone.
+//!   finishes the delete when it is the very file the delete saw (inode,
+//!   size, mtime, ctime), or when the record was rewritten since but its
+//!   dataset is gone (a record without its dataset is no VM); a rewritten
+//!   record whose dataset is still there stays, reported.
+//! - `reprovision <uuid> <dataset> <aside> <old image> <new image>`:
+//!   written durably by `vmadm reprovision` before it moves the VM's
+//!   dataset aside, and cleared (durably) once it has finished or rolled
+//!   back. Whoever finds it finishes the swap when the record names the new
+//!   image, else rolls it back, so no `<aside>` outlives it.
 //! - `receive`: written durably by `vmadm receive` before it writes its
 //!   record marked incomplete; the next create or delete then scans the
 //!   records for that marker (they skip the scan otherwise).
 //!
-//! An entry is never cleared on success (a clear could reach the disk before
-//! the rename or unlink it follows); each entry is harmless once its
-//! operation is done, and the next create or delete overwrites it. Each line
-//! carries a checksum, so a torn or foreign block reads as empty.
+//! A create or delete entry is never cleared on success (a clear could
+//! reach the disk before the rename or unlink it follows); each is
+//! harmless once its operation is done, and the next create or delete
+//! overwrites it. Each line carries a checksum, so a torn or foreign block
+//! reads as empty.
 
 use super::records::{io_err, Store, StoreError};
 use std::fs::{File, OpenOptions};
@@ -83,6 +96,10 @@ pub enum Intent {
         /// it was not made by this create (the name may have been taken by
         /// a stranger the clone refused to replace).
         token: String,
+        /// The kernel's boot id when the entry was written ([`boot_id`]);
+        /// `None` where the host has none, or in an entry of an earlier
+        /// release.
+        boot: Option<String>,
     },
     /// A create that is done.
     CreateCommitted {
@@ -102,6 +119,45 @@ pub enum Intent {
         /// Its record file as the delete saw it.
         sig: RecordSig,
     },
+    /// A reprovision from just before it moves the VM's dataset aside,
+    /// until it has finished or rolled back.
+    Reprovision {
+        /// The VM.
+        uuid: Uuid,
+        /// Its dataset (the new clone's name).
+        dataset: String,
+        /// Where the old dataset waits meanwhile.
+        aside: String,
+        /// The image the record named before (`None`: none).
+        old_image: Option<Uuid>,
+        /// The image the record names once the swap is done.
+        new_image: Uuid,
+    },
+}
+
+/// This boot of the kernel: Linux's `/proc/sys/kernel/random/boot_id`
+/// (one small read); `None` on hosts without it (FreeBSD), where a reboot
+/// cannot be told and entries are trusted as before.
+pub fn boot_id() -> Option<String> {
+    #[cfg(test)]
+    if let Some(b) = TEST_BOOT_ID.with(|b| b.borrow().clone()) {
+        return b;
+    }
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|b| valid_boot(b))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The boot id [`boot_id`] answers in this test thread, when set.
+    pub(crate) static TEST_BOOT_ID: std::cell::RefCell<Option<Option<String>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn valid_boot(b: &str) -> bool {
+    (1..=64).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-')
 }
 
 fn checksum(s: &str) -> u64 {
@@ -119,12 +175,26 @@ impl Intent {
                 dataset,
                 origin,
                 token,
-            } => format!("create-pending {uuid} {dataset} {origin} {token}"),
+                boot,
+            } => format!(
+                "create-pending {uuid} {dataset} {origin} {token} {}",
+                boot.as_deref().unwrap_or("-")
+            ),
             Intent::CreateCommitted { uuid } => format!("create-committed {uuid}"),
             Intent::Receive => "receive".to_string(),
             Intent::Delete { uuid, dataset, sig } => format!(
                 "delete {uuid} {dataset} {} {} {} {}",
                 sig.ino, sig.size, sig.mtime_ns, sig.ctime_ns
+            ),
+            Intent::Reprovision {
+                uuid,
+                dataset,
+                aside,
+                old_image,
+                new_image,
+            } => format!(
+                "reprovision {uuid} {dataset} {aside} {} {new_image}",
+                old_image.map_or("-".to_string(), |u| u.to_string())
             ),
         };
         let body = format!("{MAGIC} {body}");
@@ -157,6 +227,22 @@ impl Intent {
                     .next()
                     .filter(|t| t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit()))?
                     .to_string(),
+                // Absent in an earlier release's entry: unknown, as "-".
+                boot: match w.next() {
+                    None | Some("-") => None,
+                    Some(b) if valid_boot(b) => Some(b.to_string()),
+                    Some(_) => return None,
+                },
+            },
+            "reprovision" => Intent::Reprovision {
+                uuid,
+                dataset: name(w.next())?,
+                aside: name(w.next())?,
+                old_image: match w.next()? {
+                    "-" => None,
+                    u => Some(Uuid::parse_str(u).ok()?),
+                },
+                new_image: Uuid::parse_str(w.next()?).ok()?,
             },
             "create-committed" => Intent::CreateCommitted { uuid },
             "delete" => {
@@ -220,9 +306,20 @@ impl IntentSlot {
     }
 
     fn put(&self, line: &[u8], sync: bool) -> Result<(), StoreError> {
+        // A cut line would read back as empty (its checksum fails): refuse
+        // it rather than lose the entry (only pool names of well over 100
+        // characters come near).
+        if line.len() > SLOT {
+            return Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: format!(
+                    "intent entry of {} bytes does not fit the {SLOT}-byte slot (pool name too long?)",
+                    line.len()
+                ),
+            });
+        }
         let mut block = [0u8; SLOT];
-        let n = line.len().min(SLOT);
-        block[..n].copy_from_slice(&line[..n]);
+        block[..line.len()].copy_from_slice(line);
         // Same offset, same length: the file's blocks and size never change
         // after it is made, so fdatasync writes one data block.
         self.file
@@ -287,8 +384,30 @@ mod tests {
                 dataset: format!("zones/{uuid}"),
                 origin: "zones/img@final".into(),
                 token: "0123456789abcdef".into(),
+                boot: Some("0b6c3c1e-4a5e-4d4e-9a57-3a0f1b2c3d4e".into()),
+            },
+            Intent::CreatePending {
+                uuid,
+                dataset: format!("zones/{uuid}"),
+                origin: "zones/img@final".into(),
+                token: "0123456789abcdef".into(),
+                boot: None,
             },
             Intent::CreateCommitted { uuid },
+            Intent::Reprovision {
+                uuid,
+                dataset: format!("zones/{uuid}"),
+                aside: format!("zones/{uuid}-reprovision-old"),
+                old_image: Some(Uuid::new_v4()),
+                new_image: Uuid::new_v4(),
+            },
+            Intent::Reprovision {
+                uuid,
+                dataset: format!("zones/{uuid}"),
+                aside: format!("zones/{uuid}-reprovision-old"),
+                old_image: None,
+                new_image: Uuid::new_v4(),
+            },
             Intent::Receive,
             Intent::Delete {
                 uuid,
@@ -385,5 +504,54 @@ mod tests {
         assert_eq!(store.record_sig(&u).unwrap(), Some(a));
         store.save(&u, &vm).unwrap();
         assert_ne!(store.record_sig(&u).unwrap(), Some(a));
+    }
+
+    #[test]
+    fn an_earlier_release_pending_entry_reads_with_an_unknown_boot() {
+        let uuid = Uuid::new_v4();
+        let body =
+            format!("{MAGIC} create-pending {uuid} zones/{uuid} zones/i@final 0123456789abcdef");
+        let line = format!("{body} {:016x}\n", checksum(&body));
+        assert_eq!(
+            Intent::parse(line.as_bytes()),
+            Some(Intent::CreatePending {
+                uuid,
+                dataset: format!("zones/{uuid}"),
+                origin: "zones/i@final".into(),
+                token: "0123456789abcdef".into(),
+                boot: None,
+            })
+        );
+    }
+
+    #[test]
+    fn an_entry_too_long_for_the_slot_is_refused_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let slot = store.intent_slot().unwrap();
+        let uuid = Uuid::new_v4();
+        let pool = "p".repeat(200);
+        let long = Intent::CreatePending {
+            uuid,
+            dataset: format!("{pool}/{uuid}"),
+            origin: format!("{pool}/{uuid}@final"),
+            token: "0123456789abcdef".into(),
+            boot: None,
+        };
+        let kept = sample()[0].clone();
+        slot.write(&kept).unwrap();
+        assert!(slot.write(&long).is_err());
+        // What was there stays readable.
+        assert_eq!(slot.read(), Some(kept));
+    }
+
+    #[test]
+    fn the_boot_id_is_this_kernel_s_and_stable() {
+        let a = boot_id();
+        if std::path::Path::new("/proc/sys/kernel/random/boot_id").exists() {
+            let a = a.unwrap();
+            assert_eq!(a.len(), 36, "{a}");
+            assert_eq!(boot_id(), Some(a));
+        }
     }
 }

@@ -234,6 +234,12 @@ impl Store {
             .map_err(io_err(&from))
     }
 
+    /// True when a prepared record of `uuid` is there: a create wrote it
+    /// and has not (yet) renamed it in.
+    pub fn is_prepared(&self, uuid: &Uuid) -> bool {
+        self.prepared_path(uuid).exists()
+    }
+
     /// Removes a prepared record (missing is fine).
     pub fn discard_prepared(&self, uuid: &Uuid) -> Result<(), StoreError> {
         let path = self.prepared_path(uuid);
