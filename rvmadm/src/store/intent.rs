@@ -143,10 +143,14 @@ pub fn boot_id() -> Option<String> {
     if let Some(b) = TEST_BOOT_ID.with(|b| b.borrow().clone()) {
         return b;
     }
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|b| valid_boot(b))
+    // open, one read, close: the file is 37 bytes.
+    use std::io::Read;
+    let mut buf = [0u8; 64];
+    let n = File::open("/proc/sys/kernel/random/boot_id")
+        .and_then(|mut f| f.read(&mut buf))
+        .ok()?;
+    let id = std::str::from_utf8(&buf[..n]).ok()?.trim();
+    valid_boot(id).then(|| id.to_string())
 }
 
 #[cfg(test)]

@@ -161,3 +161,187 @@ fn a_delete_killed_around_its_destroy_is_finished_by_the_next() {
         assert!(!names.contains(&dead) && !names.contains(&other), "{names}");
     }
 }
+
+/// The stderr of a vmadm run that must succeed.
+fn ok_stderr(o: &Output) -> String {
+    assert_exit(o, 0);
+    stderr(o)
+}
+
+#[test]
+fn a_dead_create_whose_dataset_cannot_be_destroyed_is_put_aside_and_blocks_nothing() {
+    let Some(env) = env_with_image() else { return };
+    let ds = |u: &str| format!("{}/{u}", env.pool);
+    let dead = uuid(300);
+    vmadm_dying(&env, &["create"], &payload(&dead), "create:checked");
+    // Something else now depends on the dead create's dataset: a clone of
+    // a snapshot of it, so `zfs destroy -r` refuses.
+    let keeper = format!("{}/rec-keeper", env.pool);
+    zfs(&["snapshot", &format!("{}@held", ds(&dead))]);
+    zfs(&["clone", &format!("{}@held", ds(&dead)), &keeper]);
+    let live = uuid(301);
+    let err = ok_stderr(&env.vmadm_in(&["create"], &payload(&live)));
+    let all = env.datasets();
+    let aside: Vec<&String> = all
+        .iter()
+        .filter(|d| d.starts_with(&format!("{}-quarantine-", ds(&dead))) && !d.contains('@'))
+        .collect();
+    assert_eq!(aside.len(), 1, "{all:?}");
+    assert!(!all.contains(&ds(&dead)), "{all:?}");
+    // The operator is told what is left and how to remove it.
+    assert!(
+        err.contains(&format!("zfs destroy -r {}", aside[0])),
+        "{err}"
+    );
+    assert_eq!(listed(&env), [format!("{live}  stopped")]);
+    // Creates and deletes go on, quietly; the uuid is free again.
+    assert_eq!(
+        ok_stderr(&env.vmadm_in(&["create"], &payload(&dead))).trim(),
+        format!("Successfully created VM {dead}")
+    );
+    for u in [&dead, &live] {
+        assert_eq!(
+            ok_stderr(&env.vmadm(&["delete", u])).trim(),
+            format!("Successfully deleted VM {u}")
+        );
+    }
+    // The operator's part (zfs-fuse answers "busy" to a first destroy of
+    // a mounted dataset, so it takes a few tries).
+    let removed = (0..10).any(|_| {
+        Command::new("zfs")
+            .args(["destroy", "-R", aside[0]])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(removed, "{:?}", env.datasets());
+    assert_eq!(
+        env.datasets().iter().filter(|d| d.contains("c4a5")).count(),
+        0
+    );
+}
+
+#[test]
+fn a_killed_delete_ends_consistent_even_when_the_record_is_rewritten_before_the_repair() {
+    let Some(env) = env_with_image() else { return };
+    let ds = |u: &str| format!("{}/{u}", env.pool);
+    // Killed after its destroy; then an update writes the record anew.
+    let gone = uuid(400);
+    let other = uuid(401);
+    create(&env, &gone);
+    create(&env, &other);
+    vmadm_dying(&env, &["delete", &gone], "", "delete:destroyed");
+    assert_exit(&env.vmadm(&["update", &gone, "alias=after"]), 0);
+    // The next delete finishes it: no record without a dataset.
+    assert_exit(&env.vmadm(&["delete", &other]), 0);
+    assert!(listed(&env).is_empty(), "{:?}", listed(&env));
+    assert!(!env.datasets().iter().any(|d| d.contains(&gone)));
+
+    // Killed before its destroy; updated since: the VM stays whole, and
+    // the next create says so.
+    let kept = uuid(402);
+    create(&env, &kept);
+    vmadm_dying(&env, &["delete", &kept], "", "delete:intent");
+    assert_exit(&env.vmadm(&["update", &kept, "alias=kept"]), 0);
+    let live = uuid(403);
+    let err = ok_stderr(&env.vmadm_in(&["create"], &payload(&live)));
+    assert!(err.contains(&format!("vmadm delete {kept}")), "{err}");
+    let mut all = listed(&env);
+    all.sort();
+    assert_eq!(
+        all,
+        [format!("{kept}  stopped"), format!("{live}  stopped")]
+    );
+    assert!(env.datasets().contains(&ds(&kept)));
+    for u in [&kept, &live] {
+        assert_exit(&env.vmadm(&["delete", u]), 0);
+    }
+    assert!(!env.datasets().iter().any(|d| d.contains("c4a5")));
+}
+
+#[test]
+fn a_reprovision_killed_at_any_step_is_finished_or_rolled_back_and_delete_leaves_nothing() {
+    let Some(env) = env_with_image() else { return };
+    let ds = |u: &str| format!("{}/{u}", env.pool);
+    let image2 = "a1b2c3d4-0000-4000-8000-00000000002b";
+    let img2 = ds(image2);
+    zfs(&["create", &img2]);
+    std::fs::create_dir_all(env.mountpoint(&img2).join("root/etc")).unwrap();
+    std::fs::write(env.mountpoint(&img2).join("root/etc/motd"), "image two\n").unwrap();
+    zfs(&["snapshot", &format!("{img2}@final")]);
+    let to_image2 = json!({"image_uuid": image2}).to_string();
+    let make = |u: &str| {
+        let p = json!({"brand": "jail", "image_uuid": IMAGE, "autoboot": false,
+            "uuid": u, "delegate_dataset": true});
+        assert_exit(&env.vmadm_in(&["create"], &p.to_string()), 0);
+        std::fs::write(env.mountpoint(&ds(u)).join("root/etc/motd"), "tenant\n").unwrap();
+        std::fs::write(
+            env.mountpoint(&format!("{}/data", ds(u))).join("keep"),
+            "kept\n",
+        )
+        .unwrap();
+    };
+    let motd = |u: &str| std::fs::read_to_string(env.mountpoint(&ds(u)).join("root/etc/motd"));
+    let steps = [
+        "reprovision:aside",
+        "reprovision:cloned",
+        "reprovision:data",
+        "reprovision:saved",
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        let n = 500 + 10 * i as u32;
+        // Deleted right after: nothing of it is left, not even aside.
+        let doomed = uuid(n);
+        make(&doomed);
+        vmadm_dying(&env, &["reprovision", &doomed], &to_image2, step);
+        assert!(
+            env.datasets()
+                .contains(&format!("{}-reprovision-old", ds(&doomed))),
+            "{step}"
+        );
+        assert_exit(&env.vmadm(&["delete", &doomed]), 0);
+        let left: Vec<String> = env
+            .datasets()
+            .into_iter()
+            .filter(|d| d.contains(&doomed))
+            .collect();
+        assert!(left.is_empty(), "{step}: {left:?}");
+
+        // Repaired by the next create: rolled back before the record
+        // names the new image, finished after.
+        let vm = uuid(n + 1);
+        make(&vm);
+        vmadm_dying(&env, &["reprovision", &vm], &to_image2, step);
+        let live = uuid(n + 2);
+        create(&env, &live);
+        let committed = *step == "reprovision:saved";
+        let o = env.vmadm(&["get", &vm]);
+        assert_exit(&o, 0);
+        let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            got["image_uuid"],
+            json!(if committed { image2 } else { IMAGE }),
+            "{step}"
+        );
+        assert_eq!(
+            motd(&vm).unwrap(),
+            if committed { "image two\n" } else { "tenant\n" },
+            "{step}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(env.mountpoint(&format!("{}/data", ds(&vm))).join("keep"))
+                .unwrap(),
+            "kept\n",
+            "{step}"
+        );
+        assert!(
+            !env.datasets().iter().any(|d| d.contains("-reprovision-")),
+            "{step}"
+        );
+        // The VM works as before: a reprovision now goes through.
+        assert_exit(&env.vmadm_in(&["reprovision", &vm], &to_image2), 0);
+        for u in [&vm, &live] {
+            assert_exit(&env.vmadm(&["delete", u]), 0);
+        }
+    }
+    assert!(!env.datasets().iter().any(|d| d.contains("c4a5")));
+}
