@@ -490,9 +490,19 @@ pub(crate) fn recover(ctx: &Ctx) -> OpsResult<Recovery> {
             };
             if let Err(e) = super::reprovision::finish_interrupted(ctx, &out.slot, &names) {
                 tracing::warn!(
-                    "cannot finish the interrupted reprovision of VM {uuid}: {e}; \
+                    "VM {uuid}: cannot finish its interrupted reprovision: {e}; \
                      its old dataset is {aside}, its new one {dataset}; \
                      `vmadm reprovision` of it tries again"
+                );
+                out.stuck = Some(uuid);
+            }
+        }
+        Intent::ReprovisionCommitted { uuid, aside } => {
+            if let Err(e) = super::reprovision::drop_old(ctx, &out.slot, &uuid, &aside) {
+                tracing::warn!(
+                    "VM {uuid}: its old dataset {aside}, left by a reprovision, cannot be \
+                     destroyed: {e}; it is no longer the VM: remove it with \
+                     `zfs destroy -r {aside}`"
                 );
                 out.stuck = Some(uuid);
             }

@@ -186,7 +186,15 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
     };
     super::create::crash_point("reprovision:saved");
     // The record names the new image: the old dataset is no longer the VM.
-    // Should it stay, the slot keeps naming it for the next holder.
+    // Should it stay, the slot says so to the next holder (which cannot
+    // tell from the record alone when the image is the same as before).
+    if let Err(e) = slot.write(&Intent::ReprovisionCommitted {
+        uuid: *uuid,
+        aside: names.aside.clone(),
+    }) {
+        tracing::warn!(%uuid, error = %e, "cannot note the finished reprovision in the intent slot");
+    }
+    super::create::crash_point("reprovision:committed");
     let leftover = zfs.destroy(&names.aside, true).err();
     if leftover.is_none() {
         done();
@@ -344,6 +352,18 @@ pub(crate) fn finish_interrupted(
     Ok(())
 }
 
+/// Destroys the old dataset a committed reprovision left (`aside`), if it
+/// is still there, and clears the slot. Callers hold the global lock.
+pub(crate) fn drop_old(ctx: &Ctx, slot: &IntentSlot, uuid: &Uuid, aside: &str) -> OpsResult<()> {
+    let zfs = ctx.zfs();
+    if zfs.exists(aside)? {
+        tracing::info!(%uuid, %aside, "destroying the old dataset of a finished reprovision");
+        zfs.destroy(aside, true)?;
+    }
+    slot.clear()?;
+    Ok(())
+}
+
 /// Starts the VM again after a failed reprovision when it ran before;
 /// returns `message`, extended when that start fails too.
 fn restarted(ctx: &Ctx, spec: &crate::spec::VmSpec, was_running: bool, message: String) -> String {
@@ -360,6 +380,7 @@ fn restarted(ctx: &Ctx, spec: &crate::spec::VmSpec, was_running: bool, message: 
 mod tests {
     use super::*;
     use crate::exec::Output;
+    use crate::ops::create::CRASH_AT;
     use crate::ops::testing::{Fixture, IMAGE, POOL};
     use serde_json::json;
 
@@ -439,7 +460,6 @@ mod tests {
     /// Runs a reprovision of `uuid` onto [`NEW_IMAGE`] that dies at `step`
     /// as if killed.
     fn reprovision_dying_at(fx: &Fixture, uuid: &Uuid, step: &'static str) {
-        use crate::ops::create::CRASH_AT;
         exists(fx, &format!("{POOL}/{NEW_IMAGE}@final"));
         let payload = json!({"image_uuid": NEW_IMAGE});
         CRASH_AT.with(|c| c.set(Some(step)));
@@ -530,5 +550,36 @@ mod tests {
             .fail(&["zfs", "clone"], "cannot create 'x': out of space");
         assert!(reprovision(&fx.ctx, &uuid, payload.as_object().unwrap()).is_err());
         assert_eq!(fx.ctx.store.intent_slot().unwrap().read(), None);
+    }
+
+    #[test]
+    fn a_reprovision_to_the_same_image_killed_after_its_commit_keeps_the_new_root() {
+        // The record cannot tell a same-image reprovision's commit: the
+        // slot's `reprovision-committed` does.
+        let fx = Fixture::new();
+        let uuid = fx.create_vm(json!({}));
+        let ds = format!("{POOL}/{uuid}");
+        let aside = format!("{ds}-reprovision-old");
+        exists(&fx, &ds);
+        let payload = json!({"image_uuid": IMAGE});
+        CRASH_AT.with(|c| c.set(Some("reprovision:committed")));
+        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reprovision(&fx.ctx, &uuid, payload.as_object().unwrap())
+        }));
+        CRASH_AT.with(|c| c.set(None));
+        assert!(died.is_err());
+        exists(&fx, &aside);
+        let mark = fx.mark();
+        fx.create_vm(json!({}));
+        let cmds = fx.commands_since(&mark);
+        assert_eq!(
+            cmds[..2],
+            [
+                format!("zfs list -H -o name -t all {aside}"),
+                format!("zfs destroy -r {aside}"),
+            ],
+            "{cmds:#?}"
+        );
+        assert_eq!(cmds.len(), 3, "{cmds:#?}");
     }
 }

@@ -38,6 +38,10 @@
 //!   dataset aside, and cleared (durably) once it has finished or rolled
 //!   back. Whoever finds it finishes the swap when the record names the new
 //!   image, else rolls it back, so no `<aside>` outlives it.
+//! - `reprovision-committed <uuid> <aside>`: written durably once the
+//!   record names the new image; whoever finds it destroys `<aside>` (the
+//!   old dataset) if it is still there. It settles a reprovision to the
+//!   image the VM already had, which the record cannot tell.
 //! - `receive`: written durably by `vmadm receive` before it writes its
 //!   record marked incomplete; the next create or delete then scans the
 //!   records for that marker (they skip the scan otherwise).
@@ -133,6 +137,14 @@ pub enum Intent {
         /// The image the record names once the swap is done.
         new_image: Uuid,
     },
+    /// A reprovision whose record names the new image: only its old
+    /// dataset may be left to destroy.
+    ReprovisionCommitted {
+        /// The VM.
+        uuid: Uuid,
+        /// Where its old dataset waits.
+        aside: String,
+    },
 }
 
 /// This boot of the kernel: Linux's `/proc/sys/kernel/random/boot_id`
@@ -200,6 +212,9 @@ impl Intent {
                 "reprovision {uuid} {dataset} {aside} {} {new_image}",
                 old_image.map_or("-".to_string(), |u| u.to_string())
             ),
+            Intent::ReprovisionCommitted { uuid, aside } => {
+                format!("reprovision-committed {uuid} {aside}")
+            }
         };
         let body = format!("{MAGIC} {body}");
         format!("{body} {:016x}\n", checksum(&body))
@@ -247,6 +262,10 @@ impl Intent {
                     u => Some(Uuid::parse_str(u).ok()?),
                 },
                 new_image: Uuid::parse_str(w.next()?).ok()?,
+            },
+            "reprovision-committed" => Intent::ReprovisionCommitted {
+                uuid,
+                aside: name(w.next())?,
             },
             "create-committed" => Intent::CreateCommitted { uuid },
             "delete" => {
@@ -411,6 +430,10 @@ mod tests {
                 aside: format!("zones/{uuid}-reprovision-old"),
                 old_image: None,
                 new_image: Uuid::new_v4(),
+            },
+            Intent::ReprovisionCommitted {
+                uuid,
+                aside: format!("zones/{uuid}-reprovision-old"),
             },
             Intent::Receive,
             Intent::Delete {
