@@ -292,19 +292,6 @@ mod tests {
         }
     }
 
-    /// Has `zfs list` of `uuid`'s dataset find it.
-    fn answer_dataset_exists(fx: &Fixture, uuid: &Uuid) {
-        let ds = format!("zones/{uuid}");
-        fx.runner.answer(
-            &["zfs", "list", "-H", "-o", "name", "-t", "all", &ds],
-            crate::exec::Output {
-                status: 0,
-                stdout: format!("{ds}\n").into_bytes(),
-                stderr: Vec::new(),
-            },
-        );
-    }
-
     /// Writes the record anew (a new file), as an update does.
     fn rewrite(fx: &Fixture, uuid: &Uuid, alias: &str) {
         let mut rec = fx.record(uuid);
@@ -343,7 +330,7 @@ mod tests {
         let uuid = fx.create_vm(json!({"alias": "old"}));
         delete_dying_at(&fx, &uuid, "delete:intent");
         rewrite(&fx, &uuid, "new");
-        answer_dataset_exists(&fx, &uuid);
+        fx.answer_exists(&format!("zones/{uuid}"));
         let mark = fx.mark();
         fx.create_vm(json!({}));
         let cmds = fx.commands_since(&mark);

@@ -402,10 +402,7 @@ mod tests {
         let ds = format!("{POOL}/{uuid}");
         let data = format!("{ds}/data");
         for name in [&ds, &data] {
-            fx.runner.answer(
-                &["zfs", "list", "-H", "-o", "name", "-t", "all", name],
-                ok(name),
-            );
+            fx.answer_exists(name);
         }
         fx.runner.answer(
             &["zfs", "get", "-H", "-o", "value", "mounted", &data],
@@ -449,19 +446,11 @@ mod tests {
 
     const NEW_IMAGE: &str = "b0b0b0b0-0000-4000-8000-00000000000b";
 
-    /// Answers that `name` exists.
-    fn exists(fx: &Fixture, name: &str) {
-        fx.runner.answer(
-            &["zfs", "list", "-H", "-o", "name", "-t", "all", name],
-            ok(name),
-        );
-    }
-
-    /// Runs a reprovision of `uuid` onto [`NEW_IMAGE`] that dies at `step`
-    /// as if killed.
-    fn reprovision_dying_at(fx: &Fixture, uuid: &Uuid, step: &'static str) {
-        exists(fx, &format!("{POOL}/{NEW_IMAGE}@final"));
-        let payload = json!({"image_uuid": NEW_IMAGE});
+    /// Runs a reprovision of `uuid` onto `image` that dies at `step` as if
+    /// killed; the slot then names it.
+    fn reprovision_dying_at(fx: &Fixture, uuid: &Uuid, image: &str, step: &'static str) {
+        fx.answer_exists(&format!("{POOL}/{image}@final"));
+        let payload = json!({ "image_uuid": image });
         CRASH_AT.with(|c| c.set(Some(step)));
         let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             reprovision(&fx.ctx, uuid, payload.as_object().unwrap())
@@ -470,7 +459,7 @@ mod tests {
         assert!(died.is_err(), "reprovision did not die at {step}");
         assert!(matches!(
             fx.ctx.store.intent_slot().unwrap().read(),
-            Some(Intent::Reprovision { .. })
+            Some(Intent::Reprovision { .. } | Intent::ReprovisionCommitted { .. })
         ));
     }
 
@@ -480,10 +469,10 @@ mod tests {
         let uuid = fx.create_vm(json!({}));
         let ds = format!("{POOL}/{uuid}");
         let aside = format!("{ds}-reprovision-old");
-        exists(&fx, &ds);
-        reprovision_dying_at(&fx, &uuid, "reprovision:saved");
+        fx.answer_exists(&ds);
+        reprovision_dying_at(&fx, &uuid, NEW_IMAGE, "reprovision:saved");
         assert_eq!(fx.record(&uuid).image_uuid.as_deref(), Some(NEW_IMAGE));
-        exists(&fx, &aside);
+        fx.answer_exists(&aside);
         let mark = fx.mark();
         crate::ops::delete::delete(&fx.ctx, &uuid).unwrap();
         assert_eq!(
@@ -508,10 +497,10 @@ mod tests {
         let uuid = fx.create_vm(json!({}));
         let ds = format!("{POOL}/{uuid}");
         let aside = format!("{ds}-reprovision-old");
-        exists(&fx, &ds);
+        fx.answer_exists(&ds);
         let before = fx.stored(&uuid);
-        reprovision_dying_at(&fx, &uuid, "reprovision:cloned");
-        exists(&fx, &aside);
+        reprovision_dying_at(&fx, &uuid, NEW_IMAGE, "reprovision:cloned");
+        fx.answer_exists(&aside);
         let mark = fx.mark();
         fx.create_vm(json!({}));
         let cmds = fx.commands_since(&mark);
@@ -541,8 +530,8 @@ mod tests {
     fn a_finished_or_rolled_back_reprovision_leaves_nothing_for_the_next_create() {
         let fx = Fixture::new();
         let uuid = fx.create_vm(json!({}));
-        exists(&fx, &format!("{POOL}/{uuid}"));
-        exists(&fx, &format!("{POOL}/{NEW_IMAGE}@final"));
+        fx.answer_exists(&format!("{POOL}/{uuid}"));
+        fx.answer_exists(&format!("{POOL}/{NEW_IMAGE}@final"));
         let payload = json!({"image_uuid": NEW_IMAGE});
         reprovision(&fx.ctx, &uuid, payload.as_object().unwrap()).unwrap();
         assert_eq!(fx.ctx.store.intent_slot().unwrap().read(), None);
@@ -560,15 +549,9 @@ mod tests {
         let uuid = fx.create_vm(json!({}));
         let ds = format!("{POOL}/{uuid}");
         let aside = format!("{ds}-reprovision-old");
-        exists(&fx, &ds);
-        let payload = json!({"image_uuid": IMAGE});
-        CRASH_AT.with(|c| c.set(Some("reprovision:committed")));
-        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            reprovision(&fx.ctx, &uuid, payload.as_object().unwrap())
-        }));
-        CRASH_AT.with(|c| c.set(None));
-        assert!(died.is_err());
-        exists(&fx, &aside);
+        fx.answer_exists(&ds);
+        reprovision_dying_at(&fx, &uuid, IMAGE, "reprovision:committed");
+        fx.answer_exists(&aside);
         let mark = fx.mark();
         fx.create_vm(json!({}));
         let cmds = fx.commands_since(&mark);

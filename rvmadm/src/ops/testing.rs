@@ -160,6 +160,19 @@ impl Fixture {
         );
     }
 
+    /// Has `zfs list` find the dataset or snapshot `name` (every other one
+    /// is missing, but the image's origin snapshot).
+    pub fn answer_exists(&self, name: &str) {
+        self.runner.answer(
+            &["zfs", "list", "-H", "-o", "name", "-t", "all", name],
+            Output {
+                status: 0,
+                stdout: format!("{name}\n").into_bytes(),
+                stderr: Vec::new(),
+            },
+        );
+    }
+
     /// Creates a VM through the `create` verb (stopped unless `extra` sets
     /// autoboot) and returns its uuid.
     pub fn create_vm(&self, extra: Value) -> Uuid {
