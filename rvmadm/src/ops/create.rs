@@ -585,7 +585,7 @@ fn undo_pending(
 
 /// The name a dead create's dataset is moved to when it cannot be
 /// destroyed: beside it, carrying the uuid and the create's token.
-pub(crate) fn quarantine_name(dataset: &str, token: &str) -> String {
+fn quarantine_name(dataset: &str, token: &str) -> String {
     format!("{dataset}-quarantine-{token}")
 }
 
@@ -1491,6 +1491,21 @@ mod tests {
         let cmds = fx.commands_since(&mark);
         assert_eq!(cmds[1], format!("zfs destroy -r zones/{dead}"), "{cmds:?}");
         assert!(files_of(&fx, &dead).is_empty());
+    }
+
+    #[test]
+    fn a_host_without_a_boot_id_keeps_the_plain_rule() {
+        // FreeBSD has no boot id: no reboot can be told, the token decides.
+        let fx = Fixture::new();
+        let done = in_boot(None, || create_dying_at(&fx, "create:published", json!({})));
+        std::fs::remove_file(fx.ctx.config.state_dir.join(format!("vms/{done}.json"))).unwrap();
+        answer_token(&fx, &done, &pending_token(&fx));
+        let mark = fx.mark();
+        in_boot(None, || fx.create_vm(json!({})));
+        assert_eq!(
+            fx.commands_since(&mark)[1],
+            format!("zfs destroy -r zones/{done}")
+        );
     }
 
     #[test]
