@@ -346,3 +346,58 @@ fn a_reprovision_killed_at_any_step_is_finished_or_rolled_back_and_delete_leaves
     }
     assert!(!env.datasets().iter().any(|d| d.contains("c4a5")));
 }
+
+/// Writes the intent slot as a create of `uuid` (dataset `ds`, stamped
+/// `token`) would have left it pending in boot `boot` (the entry's format:
+/// `store::intent`).
+fn write_pending_slot(env: &Env, uuid: &str, ds: &str, token: &str, boot: &str) {
+    let body = format!(
+        "rvmadm-intent-1 create-pending {uuid} {ds} {}/{IMAGE}@final {token} {boot}",
+        env.pool
+    );
+    let sum = body.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut block = format!("{body} {sum:016x}\n").into_bytes();
+    block.resize(512, 0);
+    std::fs::write(env.root().join("state/intent"), block).unwrap();
+}
+
+#[test]
+fn after_a_reboot_a_finished_create_whose_record_went_by_hand_keeps_its_dataset() {
+    let Some(env) = env_with_image() else { return };
+    let ds = |u: &str| format!("{}/{u}", env.pool);
+    let this_boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let this_boot = this_boot.trim();
+    // A power loss took the unsynced `create-committed` of a finished
+    // create, leaving its pending entry (written in an earlier boot); its
+    // record was then removed by hand.
+    let done = uuid(600);
+    create(&env, &done);
+    let token = zfs(&["get", "-H", "-o", "value", "rvmadm:create", &ds(&done)]);
+    write_pending_slot(
+        &env,
+        &done,
+        &ds(&done),
+        token.trim(),
+        "0b6c3c1e-0000-4000-8000-000000000000",
+    );
+    std::fs::remove_file(env.root().join(format!("state/vms/{done}.json"))).unwrap();
+    let live = uuid(601);
+    let err = ok_stderr(&env.vmadm_in(&["create"], &payload(&live)));
+    assert!(env.datasets().contains(&ds(&done)), "{err}");
+    assert!(
+        err.contains(&format!("zfs destroy -r {}", ds(&done))),
+        "{err}"
+    );
+    // The same entry from this boot is a create that died before its
+    // commit: undone (so the entry above was read, and the boot decided).
+    write_pending_slot(&env, &done, &ds(&done), token.trim(), this_boot);
+    let other = uuid(602);
+    create(&env, &other);
+    assert!(!env.datasets().contains(&ds(&done)));
+    for u in [&live, &other] {
+        assert_exit(&env.vmadm(&["delete", u]), 0);
+    }
+    assert!(!env.datasets().iter().any(|d| d.contains("c4a5")));
+}
