@@ -353,6 +353,9 @@ fn host_checks(vm: &VmSpec, filters: &[PortFilter]) -> Vec<Step> {
             "pfil_member",
             "pf then sees each frame on the port it came in on",
         ));
+        // pfctl(8): `-s Running` exits non-zero while pf is disabled, when
+        // loaded rules would silently filter nothing.
+        steps.push(Step::run(argv(["pfctl", "-s", "Running"])));
     }
     steps
 }

@@ -611,11 +611,15 @@ fn a_root_only_image_starts_and_other_layouts_stop_before_any_change() {
         assert!(err.to_string().contains(want), "{err}");
         let calls = runner.calls.lock().unwrap().clone();
         let programs: Vec<&str> = calls.iter().map(|c| c.program()).collect();
-        // Only the read-only prechecks ran: jls, then sysctl queries
-        // (racct and the bridge settings the NIC protections need).
-        assert_eq!(programs[0], "jls", "{err}");
-        assert_eq!(programs.len(), 4, "{programs:?}");
-        assert!(programs[1..].iter().all(|p| *p == "sysctl"), "{programs:?}");
+        // Only the read-only prechecks ran: jls, sysctl queries (racct and
+        // the bridge settings the NIC protections need), pf's status.
+        assert_eq!(
+            programs,
+            ["jls", "sysctl", "sysctl", "sysctl", "pfctl"],
+            "{err}"
+        );
+        let last = calls.last().unwrap();
+        assert_eq!(last.0, ["pfctl", "-s", "Running"]);
         assert!(!dir.join("dev").exists());
     }
 }
