@@ -46,9 +46,10 @@ use super::layout;
 use super::names;
 use super::plan::{argv, Action, Plan, PlanError, Step};
 use crate::config::Config;
+use crate::driver::nic_addrs::{allowed_sources, mac_text, net_list, parse_mac, Sources};
 use crate::spec::{Nic, NicAddr, VmSpec};
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The rules file, below the zonepath (the outer jail's root, which runs
 /// only the host's tools; the tenant's root is `root/` below it).
@@ -61,64 +62,6 @@ pub fn anchor(vm: &VmSpec) -> String {
 
 fn conf_path(vm: &VmSpec) -> String {
     format!("{}/{PF_CONF}", layout::outer_root(vm))
-}
-
-/// A MAC parsed to its bytes (the only form ever rendered).
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in out.iter_mut() {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
-}
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// The IPv6 link-local address the kernel derives from `mac` (EUI-64).
-fn link_local(mac: [u8; 6]) -> Ipv6Addr {
-    let [a, b, c, d, e, f] = mac;
-    Ipv6Addr::from([
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        a ^ 0x02,
-        b,
-        c,
-        0xff,
-        0xfe,
-        d,
-        e,
-        f,
-    ])
-}
-
-fn mask(addr: IpAddr, prefix: u8) -> Option<IpAddr> {
-    match addr {
-        IpAddr::V4(a) if prefix <= 32 => {
-            let m = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from(a) & m)))
-        }
-        IpAddr::V6(a) if prefix <= 128 => {
-            let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            Some(IpAddr::V6(Ipv6Addr::from(u128::from(a) & m)))
-        }
-        _ => None,
-    }
 }
 
 /// One port's protections, every value validated.
@@ -163,36 +106,8 @@ impl PortFilter {
             .ok_or_else(|| refused("nics.mac", nic.mac.clone(), "must be aa:bb:cc:dd:ee:ff"))?;
         // A DHCP server may also spoof IPs, as in SmartOS.
         let ip_spoofing = nic.allow_ip_spoofing || nic.allow_dhcp_spoofing;
-        let mut v4 = vec![(Ipv4Addr::UNSPECIFIED, 32)];
-        let mut v6 = vec![(Ipv6Addr::UNSPECIFIED, 128), (link_local(mac), 128)];
-        // The NIC's own addresses count as hosts, allowed_ips as given; a
-        // VRRP NIC advertises from the VM's primary IP.
-        let own = nic.ips.iter().filter_map(|a| match a {
-            NicAddr::Static { addr, .. } => Some((*addr, if addr.is_ipv4() { 32 } else { 128 })),
-            _ => None,
-        });
-        let own = own.chain(nic.vrrp_primary_ip.map(|ip| (IpAddr::V4(ip), 32)));
-        let extra = nic.allowed_ips.iter().filter_map(|a| match a {
-            NicAddr::Static { addr, prefix } => Some((*addr, *prefix)),
-            _ => None,
-        });
-        for (addr, prefix) in own.chain(extra) {
-            match mask(addr, prefix) {
-                Some(IpAddr::V4(a)) => v4.push((a, prefix)),
-                Some(IpAddr::V6(a)) => v6.push((a, prefix)),
-                None => {
-                    return Err(refused(
-                        "nics.allowed_ips",
-                        format!("{addr}/{prefix}"),
-                        "prefix too long",
-                    ))
-                }
-            }
-        }
-        v4.sort();
-        v4.dedup();
-        v6.sort();
-        v6.dedup();
+        let Sources { v4, v6 } = allowed_sources(nic, mac)
+            .map_err(|a| refused("nics.allowed_ips", a, "prefix too long"))?;
         // An address leased by DHCP or made by SLAAC is not known here (pf
         // cannot learn it from the server's answer): that family goes
         // unchecked rather than cutting the NIC off.
@@ -247,19 +162,6 @@ pub fn filters(vm: &VmSpec) -> Result<Vec<PortFilter>, PlanError> {
         .enumerate()
         .map(|(i, nic)| PortFilter::new(nic, names::host_end(&vm.uuid, i)))
         .collect()
-}
-
-fn net_list<A: std::fmt::Display>(nets: &[(A, u8)], full: u8) -> String {
-    nets.iter()
-        .map(|(a, p)| {
-            if *p == full {
-                a.to_string()
-            } else {
-                format!("{a}/{p}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The whole rules file: the port map, then each port's tables and rules.
