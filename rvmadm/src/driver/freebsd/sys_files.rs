@@ -115,16 +115,23 @@ fn open_dir_at(dir: &OwnedFd, name: &str, create: bool) -> io::Result<OwnedFd> {
     Err(io::Error::other(format!("cannot open directory {name:?}")))
 }
 
+/// The directory holding `root/rel`, walked without following symlinks,
+/// and the last component of `rel`.
+fn open_parent<'a>(root: &Path, rel: &'a str) -> io::Result<(OwnedFd, &'a str)> {
+    let parts = components(rel)?;
+    let (last, dirs) = parts
+        .split_last()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty path"))?;
+    let mut dir = open_root(root)?;
+    for part in dirs {
+        dir = open_dir_at(&dir, part, false)?;
+    }
+    Ok((dir, last))
+}
+
 impl HostFs for RealFs {
     fn read_file(&self, root: &Path, rel: &str) -> io::Result<Option<String>> {
-        let parts = components(rel)?;
-        let (last, dirs) = parts
-            .split_last()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty path"))?;
-        let mut dir = open_root(root)?;
-        for part in dirs {
-            dir = open_dir_at(&dir, part, false)?;
-        }
+        let (dir, last) = open_parent(root, rel)?;
         let name = cstr(last.as_bytes())?;
         // SAFETY: valid descriptor and NUL-terminated name; result checked.
         let fd = unsafe {
@@ -169,14 +176,7 @@ impl HostFs for RealFs {
     }
 
     fn write_file(&self, root: &Path, rel: &str, contents: &[u8], mode: u32) -> io::Result<()> {
-        let parts = components(rel)?;
-        let (last, dirs) = parts
-            .split_last()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty path"))?;
-        let mut dir = open_root(root)?;
-        for part in dirs {
-            dir = open_dir_at(&dir, part, false)?;
-        }
+        let (dir, last) = open_parent(root, rel)?;
         let tmp_name = format!(".{last}.vmadm-{}", std::process::id());
         let tmp = cstr(tmp_name.as_bytes())?;
         let target = cstr(last.as_bytes())?;
