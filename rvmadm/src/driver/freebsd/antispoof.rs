@@ -244,13 +244,16 @@ fn pfil_check(name: &str, why: &str) -> Step {
 /// before anything changes.
 fn host_checks(vm: &VmSpec, filters: &[PortFilter]) -> Vec<Step> {
     let mut steps = Vec::new();
-    if vm.nics.iter().any(|n| !n.allow_restricted_traffic) {
+    let restricted = vm.nics.iter().any(|n| !n.allow_restricted_traffic);
+    if restricted {
         steps.push(pfil_check(
             "pfil_onlyip",
             "the bridge then forwards only IPv4, IPv6 and ARP",
         ));
     }
-    if filters.iter().any(PortFilter::needs_pf) {
+    // bridge_pfil() does nothing at all (not even the pfil_onlyip drop)
+    // unless a member or the bridge is filtered and some filter is hooked.
+    if restricted || filters.iter().any(PortFilter::needs_pf) {
         steps.push(pfil_check(
             "pfil_member",
             "pf then sees each frame on the port it came in on",
@@ -530,6 +533,31 @@ mod tests {
         );
         // A NIC added to a running VM has no port yet.
         assert!(!text.contains(&names::host_end(&now.uuid, 2)), "{text}");
+    }
+
+    #[test]
+    fn restricted_traffic_alone_needs_filtering_on_but_no_rules() {
+        let v = vm(json!([{"interface": "net0", "mac": "02:00:00:00:00:01",
+                            "nic_tag": "admin", "allow_ip_spoofing": true,
+                            "allow_mac_spoofing": true, "allow_dhcp_spoofing": true}]));
+        let checks: Vec<String> = start_checks(&v)
+            .unwrap()
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Run(a) | Action::Expect { argv: a, .. } => Some(a.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            checks,
+            [
+                "sysctl -n net.link.bridge.pfil_onlyip",
+                "sysctl -n net.link.bridge.pfil_member",
+                "pfctl -s Running"
+            ]
+        );
+        let load = start_steps(&v).unwrap();
+        assert!(load.iter().all(|s| !matches!(s.action, Action::Run(_))));
     }
 
     #[test]
