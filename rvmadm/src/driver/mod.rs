@@ -7,6 +7,7 @@ pub(crate) mod dataset;
 pub(crate) mod fake;
 pub mod freebsd;
 pub mod linux;
+pub(crate) mod nic_addrs;
 mod select;
 mod signal;
 mod unsupported;

@@ -6,7 +6,7 @@
 use super::plan::Plan;
 use super::runner::{PlanFailed, PlanRunner};
 use super::sys_files::{HostFs, RealFs};
-use super::{console, delete, kill, start, state, stop, update};
+use super::{antispoof, console, delete, kill, layout, start, state, stop, update};
 use crate::config::Config;
 use crate::driver::{
     dataset, DatasetChange, Driver, DriverError, DriverResult, Limit, RuntimeState, Signal,
@@ -103,6 +103,34 @@ impl Driver for FreeBsdDriver {
         let plan = update::plan(vm, limits)?;
         self.execute(vm, "live update of", &plan)?;
         Ok(Vec::new())
+    }
+
+    fn update_nics(&self, vm: &VmSpec) -> DriverResult<()> {
+        // The rules file of the boot says which port carries which MAC.
+        let conf = self.fs.read_file(
+            std::path::Path::new(&layout::outer_root(vm)),
+            antispoof::PF_CONF,
+        )?;
+        let ports = match conf {
+            Some(text) => antispoof::booted_ports(vm, &text),
+            None => antispoof::ports_by_position(vm),
+        };
+        let plan = antispoof::update_plan(vm, &self.config, &ports)?;
+        self.execute(vm, "live NIC update of", &plan)
+    }
+
+    fn unenforced(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            (
+                "nics.*.allow_restricted_traffic",
+                "the bridge passes only IPv4, IPv6 and ARP on every port \
+                 (net.link.bridge.pfil_onlyip=1); it cannot be lifted for one NIC",
+            ),
+            (
+                "nics.*.allowed_dhcp_cids",
+                "pf cannot read DHCP options, so any client identifier may be sent",
+            ),
+        ]
     }
 
     fn console(&self, vm: &VmSpec) -> DriverResult<i32> {
@@ -279,6 +307,62 @@ mod tests {
         runner.fail(&["rctl"], "No such process");
         runner.fail(&["umount"], "not a file system root directory");
         d.cleanup(&vm()).unwrap();
+    }
+
+    #[test]
+    fn start_loads_the_vms_anchor_and_a_live_update_replaces_it() {
+        let (runner, fs, d) = setup();
+        d.start(&vm()).unwrap();
+        let calls: Vec<String> = runner.calls().iter().map(|a| a.to_string()).collect();
+        let anchor = "vmadm/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60";
+        let conf = "/zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60/vmadm-pf.conf";
+        let load = format!("pfctl -a {anchor} -f {conf}");
+        let host = crate::driver::freebsd::host_end(&vm().uuid, 0);
+        let pos = |c: &str| calls.iter().position(|x| x == c).unwrap();
+        // Rules first, then the port joins the bridge with its MAC pinned.
+        assert!(pos(&load) < pos(&format!("ifconfig bridge0 addm {host}")));
+        assert!(
+            pos(&format!("ifconfig bridge0 static {host} 02:00:00:00:00:01"))
+                < pos(&format!("ifconfig {host} up"))
+        );
+        assert!(calls.contains(&format!("ifconfig bridge0 maxaddr {host} 1")));
+        assert!(calls.contains(&"sysctl -n net.link.bridge.pfil_member".to_string()));
+        let text = fs.files.lock().unwrap()[conf].clone();
+        assert!(text.contains(&format!("# port {host} 02:00:00:00:00:01\n")));
+        assert!(text.contains("table <p0v4> const { 0.0.0.0, 192.0.2.10 }"));
+
+        // A live update: the port keeps its NIC (found by MAC), which now
+        // may spoof MACs and has a blocked port.
+        let n = runner.calls().len();
+        let mut v = vm();
+        v.nics[0].allow_mac_spoofing = true;
+        v.nics[0].blocked_outgoing_ports = vec![25];
+        d.update_nics(&v).unwrap();
+        let after: Vec<String> = runner.calls()[n..].iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            after,
+            [
+                format!("ifconfig bridge0 maxaddr {host} 0"),
+                "sysctl -n net.link.bridge.pfil_onlyip".to_string(),
+                "sysctl -n net.link.bridge.pfil_member".to_string(),
+                "pfctl -s Running".to_string(),
+                load.clone(),
+            ]
+        );
+        let text = fs.files.lock().unwrap()[conf].clone();
+        assert!(text.contains("port { 25 }"), "{text}");
+
+        // Stop empties only this VM's anchor.
+        d.stop(&vm(), StopOptions::default()).unwrap_or(());
+        let flush = format!("pfctl -a {anchor} -F rules");
+        assert!(runner.calls().iter().any(|a| a.to_string() == flush));
+        // Every pfctl call names this VM's anchor, but the status query.
+        for a in runner.calls().iter().filter(|a| a.program() == "pfctl") {
+            assert!(
+                a.0 == ["pfctl", "-s", "Running"] || a.0[1..3] == ["-a", anchor],
+                "{a}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use super::plan::{Action, OnFailure, Plan, Step};
 use super::runner::PlanRunner;
 use super::sys_files::HostFs;
-use super::{console, delete, kill, start, state, stop, update};
+use super::{antispoof, console, delete, kill, start, state, stop, update};
 use crate::config::Config;
 use crate::driver::{Limit, Signal, StopOptions};
 use crate::exec::{Argv, CommandRunner, ExecError, Output};
@@ -118,6 +118,12 @@ fn render_all(vm: &VmSpec, cfg: &Config) -> String {
             update::plan(vm, &[*limit]),
         );
     }
+    // A live NIC update of the VM as booted (ports in record order).
+    section(
+        &mut out,
+        "update nics",
+        antispoof::update_plan(vm, cfg, &antispoof::ports_by_position(vm)),
+    );
     section(&mut out, "cleanup", delete::cleanup_plan(vm, cfg));
     section(&mut out, "delete", delete::delete_plan(vm, cfg));
     let q = |a: &Argv| serde_json::to_string(&a.0).unwrap();
@@ -228,6 +234,7 @@ fn no_plan_element_looks_like_shell() {
         for signal in KILL_SIGNALS {
             plans.extend(kill::kill_plan(&vm, *signal).ok());
         }
+        plans.extend(antispoof::update_plan(&vm, &cfg, &antispoof::ports_by_position(&vm)).ok());
         let mut forbidden: Vec<String> = Vec::new();
         for map in [&vm.customer_metadata, &vm.internal_metadata, &vm.tags] {
             for (k, v) in map {
@@ -604,7 +611,15 @@ fn a_root_only_image_starts_and_other_layouts_stop_before_any_change() {
         assert!(err.to_string().contains(want), "{err}");
         let calls = runner.calls.lock().unwrap().clone();
         let programs: Vec<&str> = calls.iter().map(|c| c.program()).collect();
-        assert_eq!(programs, ["jls", "sysctl"], "{err}");
+        // Only the read-only prechecks ran: jls, sysctl queries (racct and
+        // the bridge settings the NIC protections need), pf's status.
+        assert_eq!(
+            programs,
+            ["jls", "sysctl", "sysctl", "sysctl", "pfctl"],
+            "{err}"
+        );
+        let last = calls.last().unwrap();
+        assert_eq!(last.0, ["pfctl", "-s", "Running"]);
         assert!(!dir.join("dev").exists());
     }
 }

@@ -1,6 +1,8 @@
-//! The FreeBSD driver: nested jails (outer: vnet + limits; inner: tenant) driven
-//! by pure argv plans that a tiny runner executes. See docs/freebsd.md.
+//! The FreeBSD driver: nested jails (outer: owns the vnet; inner: the tenant,
+//! which the rctl limits name) driven by pure argv plans that a tiny runner
+//! executes. See docs/freebsd.md.
 
+mod antispoof;
 mod console;
 mod delete;
 mod driver;
@@ -30,6 +32,7 @@ pub use sys_files::{HostFs, RealFs};
 
 /// The pure plan builders, for tools and tests outside this module.
 pub mod plans {
+    pub use super::antispoof::update_plan as update_nics_plan;
     pub use super::console::{console_argv, exec_argv};
     pub use super::delete::{cleanup_plan, delete_plan};
     pub use super::kill::{kill_plan, reboot_plans};

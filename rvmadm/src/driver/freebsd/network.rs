@@ -24,8 +24,10 @@
 //! `accept_rtadv` and solicits a router advertisement with `rtsol` instead of
 //! waiting for the next unsolicited one. Static resolvers are written into
 //! the tenant's resolv.conf from Rust. Teardown destroys the host end, which
-//! takes the peer inside the jail with it.
+//! takes the peer inside the jail with it. The NIC protections (MAC pinned
+//! on the bridge port, pf rules per VM) live in `antispoof.rs`.
 
+use super::antispoof;
 use super::guard;
 use super::layout;
 use super::mounts;
@@ -88,6 +90,8 @@ pub fn host_side(vm: &VmSpec, cfg: &Config) -> Result<Vec<Step>, PlanError> {
             argv(["ifconfig", &bridge, "addm", &host]),
             argv(["ifconfig", &bridge, "deletem", &host]),
         ));
+        // Before the port is up: the NIC's MAC is the only source it may use.
+        steps.extend(antispoof::pin_steps(nic, &host, &bridge)?);
         steps.push(Step::run(argv(["ifconfig", &host, "up"])));
     }
     Ok(steps)
@@ -273,9 +277,13 @@ pub fn resolv_conf(vm: &VmSpec) -> Option<Step> {
     }))
 }
 
-/// Teardown: destroying the host end removes the pair, wherever its peer is.
+/// Teardown: destroying the host end removes the pair, wherever its peer is
+/// (and the member with its bridge entries); then the VM's pf anchor is
+/// emptied.
 pub fn teardown(vm: &VmSpec) -> Vec<Step> {
-    (0..vm.nics.len())
+    let mut steps: Vec<Step> = (0..vm.nics.len())
         .map(|i| Step::try_run(argv(["ifconfig", &names::host_end(&vm.uuid, i), "destroy"])))
-        .collect()
+        .collect();
+    steps.extend(antispoof::teardown(vm));
+    steps
 }

@@ -279,11 +279,13 @@ pub(crate) mod tests {
     use crate::exec::{Output, RecordingRunner};
     use std::sync::Mutex;
 
-    /// Records file operations instead of touching disk.
+    /// Records file operations instead of touching disk; written files
+    /// can be read back.
     #[derive(Default)]
     pub(crate) struct MemFs {
         pub ops: Mutex<Vec<String>>,
         pub fail: bool,
+        pub files: Mutex<std::collections::HashMap<String, String>>,
     }
 
     impl HostFs for MemFs {
@@ -316,7 +318,15 @@ pub(crate) mod tests {
             if self.fail {
                 return Err(std::io::Error::other("refused"));
             }
+            self.files.lock().unwrap().insert(
+                format!("{}/{rel}", root.display()),
+                String::from_utf8_lossy(c).into_owned(),
+            );
             Ok(())
+        }
+        fn read_file(&self, root: &Path, rel: &str) -> std::io::Result<Option<String>> {
+            let key = format!("{}/{rel}", root.display());
+            Ok(self.files.lock().unwrap().get(&key).cloned())
         }
         fn check_zone_root(
             &self,

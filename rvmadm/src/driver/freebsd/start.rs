@@ -1,15 +1,19 @@
 //! The start plan: limits, mounts, network and the two nested jails, in an
 //! order where every step's undo leaves the host as it was.
 //!
-//! 1. Refuse if the outer jail exists; check `kern.racct.enable`; check the
+//! 1. Refuse if the outer jail exists; check `kern.racct.enable` and the
+//!    bridge sysctls the NIC protections need; check the
 //!    zone layout (`root/`, and `data/` when present, real directories)
 //!    before anything touches the zonepath (nothing changed yet if any of
-//!    these fails); clear epairs and mounts a crashed start left.
+//!    these fails); clear epairs, the pf anchor and mounts a crashed start
+//!    left.
 //! 2. Dataset quota, then rctl rules on the tenant's name (rules may exist
 //!    before the jail does); a delegated dataset gets `jailed=on`.
 //! 3. devfs (loaded ruleset checked first) for both roots, the host's
 //!    `/rescue` read-only into the outer root, Linux ABI mounts for `lx`.
-//! 4. Host ends of the epairs on their bridges, MACs set on the jail ends.
+//! 4. The NIC protections' host checks and pf anchor (`antispoof.rs`), then
+//!    the host ends of the epairs on their bridges (each NIC's MAC pinned on
+//!    its port), MACs set on the jail ends.
 //! 5. The outer jail: `vnet=new`, `children.max=1`, `persist`, identity.
 //! 6. Jail ends into the vnet; names, addresses, DHCP, lo0, routes, all with
 //!    the host's tools through `jexec <uuid> /rescue/…`.
@@ -29,6 +33,7 @@
 //! only command strings are jail(8)'s `exec.*`, which hold constants, names
 //! checked by `guard` or an `init_name` restricted to a plain path.
 
+use super::antispoof;
 use super::guard;
 use super::layout;
 use super::limits;
@@ -149,6 +154,9 @@ pub fn plan(vm: &VmSpec, cfg: &Config) -> Result<Plan, PlanError> {
         ),
     }));
     p.push(limits::racct_check());
+    for s in antispoof::start_checks(vm)? {
+        p.push(s);
+    }
     p.push(Step::action(Action::CheckZoneRoot {
         zonepath: layout::outer_root(vm),
     }));
@@ -171,6 +179,10 @@ pub fn plan(vm: &VmSpec, cfg: &Config) -> Result<Plan, PlanError> {
         p.push(Step::run(argv(["zfs", "set", "jailed=on", &ds])));
     }
     for s in mounts::mount(vm, cfg.devfs_ruleset) {
+        p.push(s);
+    }
+    // The VM's pf rules are in place before its first port joins a bridge.
+    for s in antispoof::start_steps(vm)? {
         p.push(s);
     }
     for s in network::host_side(vm, cfg)? {

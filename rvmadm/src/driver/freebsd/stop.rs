@@ -10,7 +10,8 @@
 //! `exec.*` settings, hence the file. An lx tenant has no rc.shutdown and
 //! gets the SIGTERM phase only. Then the host ends of the epairs are
 //! destroyed (their peers leave the vnet with them, so the jail does not
-//! linger "dying" holding them), the outer jail and anything left in it are
+//! linger "dying" holding them) and the VM's pf anchor is emptied, the
+//! outer jail and anything left in it are
 //! removed with `jail -R` (jail_remove(2)), and a `jls` check makes sure it
 //! is gone before mounts are forced off, a delegated dataset is unmounted
 //! and the rctl rules dropped. Every teardown step is best-effort, so a stop

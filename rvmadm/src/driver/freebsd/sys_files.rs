@@ -29,6 +29,13 @@ pub trait HostFs: Send + Sync {
     fn write_file(&self, root: &Path, rel: &str, contents: &[u8], mode: u32) -> io::Result<()>;
     /// The shared zone layout check (`driver::zone_root::check`).
     fn check_zone_root(&self, zonepath: &Path) -> Result<(), ZoneLayoutError>;
+    /// The text of `root/rel`, read without following a symlink below
+    /// `root`; `None` when it does not exist. The default (test doubles
+    /// that keep no files) finds nothing.
+    fn read_file(&self, root: &Path, rel: &str) -> io::Result<Option<String>> {
+        let _ = (root, rel);
+        Ok(None)
+    }
 }
 
 /// The real implementation.
@@ -108,7 +115,46 @@ fn open_dir_at(dir: &OwnedFd, name: &str, create: bool) -> io::Result<OwnedFd> {
     Err(io::Error::other(format!("cannot open directory {name:?}")))
 }
 
+/// The directory holding `root/rel`, walked without following symlinks,
+/// and the last component of `rel`.
+fn open_parent<'a>(root: &Path, rel: &'a str) -> io::Result<(OwnedFd, &'a str)> {
+    let parts = components(rel)?;
+    let (last, dirs) = parts
+        .split_last()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty path"))?;
+    let mut dir = open_root(root)?;
+    for part in dirs {
+        dir = open_dir_at(&dir, part, false)?;
+    }
+    Ok((dir, last))
+}
+
 impl HostFs for RealFs {
+    fn read_file(&self, root: &Path, rel: &str) -> io::Result<Option<String>> {
+        let (dir, last) = open_parent(root, rel)?;
+        let name = cstr(last.as_bytes())?;
+        // SAFETY: valid descriptor and NUL-terminated name; result checked.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOENT) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        // SAFETY: fresh descriptor we own.
+        let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut text = String::new();
+        io::Read::read_to_string(&mut file, &mut text)?;
+        Ok(Some(text))
+    }
+
     fn check_zone_root(&self, zonepath: &Path) -> Result<(), ZoneLayoutError> {
         zone_root::check(zonepath)
     }
@@ -130,14 +176,7 @@ impl HostFs for RealFs {
     }
 
     fn write_file(&self, root: &Path, rel: &str, contents: &[u8], mode: u32) -> io::Result<()> {
-        let parts = components(rel)?;
-        let (last, dirs) = parts
-            .split_last()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty path"))?;
-        let mut dir = open_root(root)?;
-        for part in dirs {
-            dir = open_dir_at(&dir, part, false)?;
-        }
+        let (dir, last) = open_parent(root, rel)?;
         let tmp_name = format!(".{last}.vmadm-{}", std::process::id());
         let tmp = cstr(tmp_name.as_bytes())?;
         let target = cstr(last.as_bytes())?;
@@ -249,5 +288,28 @@ mod tests {
         assert!(RealFs.check_dir(t.path(), "dev/shm").is_ok());
         assert!(RealFs.ensure_dir(t.path(), "../x").is_err());
         assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn reads_files_without_following_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        std::fs::write(&secret, b"host data").unwrap();
+        RealFs
+            .write_file(t.path(), "vmadm-pf.conf", b"# port x\n", 0o600)
+            .unwrap();
+        assert_eq!(
+            RealFs
+                .read_file(t.path(), "vmadm-pf.conf")
+                .unwrap()
+                .as_deref(),
+            Some("# port x\n")
+        );
+        assert_eq!(RealFs.read_file(t.path(), "missing").unwrap(), None);
+        std::os::unix::fs::symlink(&secret, t.path().join("link")).unwrap();
+        assert!(RealFs.read_file(t.path(), "link").is_err());
+        std::os::unix::fs::symlink(outside.path(), t.path().join("dir")).unwrap();
+        assert!(RealFs.read_file(t.path(), "dir/secret").is_err());
     }
 }

@@ -41,12 +41,13 @@
 
 use super::driver::LinuxDriver;
 use super::names::{host_veth, JailDir};
+use crate::driver::nic_addrs::{allowed_sources, mac_text, net_list, parse_mac, Sources};
 use crate::driver::{DriverError, DriverResult};
 use crate::exec::{Argv, CommandRunner, ExecError};
 use crate::spec::{Nic, NicAddr, VmSpec};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -89,19 +90,6 @@ pub struct FilterError {
     value: String,
 }
 
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in out.iter_mut() {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
-}
-
 fn valid_port(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 15
@@ -121,32 +109,7 @@ impl PortFilter {
             return Err(bad("host interface", &port));
         }
         let mac = parse_mac(&nic.mac).ok_or_else(|| bad("mac", &nic.mac))?;
-        let mut v4 = vec![(Ipv4Addr::UNSPECIFIED, 32)];
-        let mut v6 = vec![(Ipv6Addr::UNSPECIFIED, 128), (link_local(mac), 128)];
-        // SmartOS allows the NIC's own addresses as hosts (the prefix is
-        // the subnet, not a licence for it) and allowed_ips as given.
-        let own = nic.ips.iter().filter_map(|a| match a {
-            NicAddr::Static { addr, .. } => Some((*addr, if addr.is_ipv4() { 32 } else { 128 })),
-            _ => None,
-        });
-        // A VRRP NIC advertises from the primary IP of another of the VM's
-        // NICs; SmartOS adds it to the NIC's allowed-ips.
-        let own = own.chain(nic.vrrp_primary_ip.map(|ip| (IpAddr::V4(ip), 32)));
-        let extra = nic.allowed_ips.iter().filter_map(|a| match a {
-            NicAddr::Static { addr, prefix } => Some((*addr, *prefix)),
-            _ => None,
-        });
-        for (addr, prefix) in own.chain(extra) {
-            match addr {
-                IpAddr::V4(a) if prefix <= 32 => v4.push((mask4(a, prefix), prefix)),
-                IpAddr::V6(a) if prefix <= 128 => v6.push((mask6(a, prefix), prefix)),
-                _ => return Err(bad("address", &format!("{addr}/{prefix}"))),
-            }
-        }
-        v4.sort();
-        v4.dedup();
-        v6.sort();
-        v6.dedup();
+        let Sources { v4, v6 } = allowed_sources(nic, mac).map_err(|a| bad("address", &a))?;
         let learn_dhcp = nic.ips.iter().any(|a| matches!(a, NicAddr::Dhcp));
         let mut blocked_tcp = nic.blocked_outgoing_ports.clone();
         blocked_tcp.sort_unstable();
@@ -185,51 +148,9 @@ pub fn filters(vm: &VmSpec) -> Result<Vec<PortFilter>, FilterError> {
         .collect()
 }
 
-/// The IPv6 link-local address the kernel derives from `mac` (EUI-64).
-fn link_local(mac: [u8; 6]) -> Ipv6Addr {
-    let [a, b, c, d, e, f] = mac;
-    Ipv6Addr::from([
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        a ^ 0x02,
-        b,
-        c,
-        0xff,
-        0xfe,
-        d,
-        e,
-        f,
-    ])
-}
-
-fn mask4(a: Ipv4Addr, prefix: u8) -> Ipv4Addr {
-    let bits = u32::from(a);
-    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-    Ipv4Addr::from(bits & mask)
-}
-
-fn mask6(a: Ipv6Addr, prefix: u8) -> Ipv6Addr {
-    let bits = u128::from(a);
-    let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-    Ipv6Addr::from(bits & mask)
-}
-
 /// The nft table of a jail: `vmadm-<uuid>` in the netdev family.
 pub fn table_name(uuid: &Uuid) -> String {
     format!("vmadm-{uuid}")
-}
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 fn mac_hex(mac: [u8; 6]) -> String {
@@ -238,19 +159,6 @@ fn mac_hex(mac: [u8; 6]) -> String {
         let _ = write!(s, "{b:02x}");
     }
     s
-}
-
-fn net_elems<A: std::fmt::Display>(nets: &[(A, u8)], full: u8) -> String {
-    nets.iter()
-        .map(|(a, p)| {
-            if *p == full {
-                a.to_string()
-            } else {
-                format!("{a}/{p}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// IPv6 networks as 128-bit ranges, for the raw match on a neighbour
@@ -279,12 +187,12 @@ fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
         let _ = writeln!(
             out,
             "\tset p{i}v4 {{ type ipv4_addr; flags interval; elements = {{ {} }}; }}",
-            net_elems(&f.v4, 32)
+            net_list(&f.v4, 32)
         );
         let _ = writeln!(
             out,
             "\tset p{i}v6 {{ type ipv6_addr; flags interval; elements = {{ {} }}; }}",
-            net_elems(&f.v6, 128)
+            net_list(&f.v6, 128)
         );
         let _ = writeln!(
             out,
@@ -599,6 +507,7 @@ fn merge_filters(booted: Vec<PortFilter>, current: Vec<PortFilter>) -> Vec<PortF
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::nic_addrs::link_local;
     use serde_json::{json, Value};
 
     fn vm(nics: serde_json::Value) -> VmSpec {
