@@ -10,7 +10,7 @@ mod records;
 
 pub use atomic::atomic_write;
 pub use index::{IndexStats, LoadedValues, Tuning, RACY, RECHECK};
-pub use intent::{Intent, IntentSlot, RecordSig};
+pub use intent::{Intent, IntentSlot, Receiving, RecordSig};
 pub use lock::{exclusive, LockGuard};
 pub use pools::usable_mountpoint;
 pub use records::{decode, iso_time, LoadedRecord, Record, Store, StoreError, RECORD_VERSION};
