@@ -384,7 +384,7 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
         // now keeps the next holder's sweep waiting until the dataset has
         // its final name, so the sweep never misses it.
         renamed = Renamed::Maybe;
-        if let Err(e) = zfs.rename_holding(&received, &dataset, global.as_fd()) {
+        if let Err(e) = rename_to_name(&zfs, &received, &dataset, global.as_fd()) {
             match carries_token(&zfs, &dataset, &token) {
                 Ok(true) => {
                     tracing::warn!(%dataset, error = %e, "zfs rename reported a failure after renaming; going on");
@@ -497,6 +497,29 @@ struct Receiver<'a> {
     hold: BorrowedFd<'a>,
     /// Bytes the VM may take on disk ([`receive_bound`]).
     bound: u64,
+}
+
+/// The rename of `vm` to the VM's name, by a process holding the global
+/// lock. In a debug build of the binaries `RVMADM_FAIL_AT=receive:rename`
+/// makes a rename that landed report failure, as zfs-fuse's has, for the
+/// integration tests; a release build has no hook.
+fn rename_to_name(
+    zfs: &Zfs,
+    received: &str,
+    dataset: &str,
+    hold: BorrowedFd<'_>,
+) -> Result<(), ZfsError> {
+    zfs.rename_holding(received, dataset, hold)?;
+    #[cfg(all(debug_assertions, not(test)))]
+    if std::env::var_os("RVMADM_FAIL_AT").is_some_and(|v| v == "receive:rename") {
+        return Err(crate::exec::ExecError::Failed {
+            argv: crate::exec::Argv::new(["zfs", "rename", received, dataset]),
+            status: 1,
+            stderr: "failure reported after renaming (RVMADM_FAIL_AT)".into(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Whether `dataset` carries `token` in [`RECEIVE_TOKEN`]; a missing

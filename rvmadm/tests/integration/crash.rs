@@ -1,8 +1,9 @@
-//! Create and delete killed at each of their steps, on a real pool and
-//! real record files: a debug build of vmadm aborts (SIGABRT: no undo step,
-//! no destructor runs, the kernel drops the locks, as for `kill -9`) where
-//! `RVMADM_CRASH_AT` names the step. The next create or delete must finish
-//! or undo the dead one, and no reader may see a half-made VM meanwhile.
+//! Create, delete and receive killed at each of their steps, on a real
+//! pool and real record files: a debug build of vmadm aborts (SIGABRT: no
+//! undo step, no destructor runs, the kernel drops the locks, as for
+//! `kill -9`) where `RVMADM_CRASH_AT` names the step. The next create or
+//! delete must finish or undo the dead one, and no reader may see a
+//! half-made VM meanwhile.
 
 use crate::harness::{assert_exit, bin, stderr, stdout, zfs, Env};
 use serde_json::json;
@@ -27,7 +28,7 @@ fn payload(uuid: &str) -> String {
 }
 
 /// Runs vmadm with `RVMADM_CRASH_AT=step`; it must die of SIGABRT there.
-fn vmadm_dying(env: &Env, args: &[&str], stdin: &str, step: &str) {
+fn vmadm_dying(env: &Env, args: &[&str], stdin: &[u8], step: &str) {
     let mut child = Command::new(bin("vmadm"))
         .args(args)
         .env("VMADM_CONFIG", &env.config)
@@ -38,7 +39,7 @@ fn vmadm_dying(env: &Env, args: &[&str], stdin: &str, step: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let _ = child.stdin.take().unwrap().write_all(stdin);
     let out = child.wait_with_output().unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
@@ -71,7 +72,7 @@ fn a_create_killed_at_any_step_is_undone_or_finished_by_the_next() {
     for step in ["create:pending", "create:cloned", "create:checked"] {
         n += 1;
         let dead = uuid(n);
-        vmadm_dying(&env, &["create"], &payload(&dead), step);
+        vmadm_dying(&env, &["create"], payload(&dead).as_bytes(), step);
         // Nothing half-made is ever shown.
         assert!(listed(&env).is_empty(), "{step}: {:?}", listed(&env));
         assert_exit(&env.vmadm(&["get", &dead]), 1);
@@ -102,7 +103,12 @@ fn a_create_killed_at_any_step_is_undone_or_finished_by_the_next() {
     // lock it inherited, so the next create waits for it to land and then
     // undoes it, never racing a clone still on its way.
     let dead = uuid(50);
-    vmadm_dying(&env, &["create"], &payload(&dead), "create:cloning");
+    vmadm_dying(
+        &env,
+        &["create"],
+        payload(&dead).as_bytes(),
+        "create:cloning",
+    );
     let live = uuid(51);
     create(&env, &live);
     assert!(!env.datasets().contains(&ds(&dead)));
@@ -112,7 +118,12 @@ fn a_create_killed_at_any_step_is_undone_or_finished_by_the_next() {
     // Past its commit (the synced rename) the VM exists and is listed; the
     // next create leaves it alone.
     let done = uuid(100);
-    vmadm_dying(&env, &["create"], &payload(&done), "create:published");
+    vmadm_dying(
+        &env,
+        &["create"],
+        payload(&done).as_bytes(),
+        "create:published",
+    );
     assert_eq!(listed(&env), [format!("{done}  stopped")]);
     let live = uuid(101);
     create(&env, &live);
@@ -146,7 +157,7 @@ fn a_delete_killed_around_its_destroy_is_finished_by_the_next() {
         let other = uuid(201 + i as u32 * 10);
         create(&env, &dead);
         create(&env, &other);
-        vmadm_dying(&env, &["delete", &dead], "", step);
+        vmadm_dying(&env, &["delete", &dead], b"", step);
         assert_eq!(
             env.datasets().contains(&ds(&dead)),
             *step == "delete:intent",
@@ -159,5 +170,56 @@ fn a_delete_killed_around_its_destroy_is_finished_by_the_next() {
         // zfs agrees nothing of either is left.
         let names = zfs(&["list", "-H", "-r", "-o", "name", &env.pool]);
         assert!(!names.contains(&dead) && !names.contains(&other), "{names}");
+    }
+}
+
+#[test]
+fn what_a_receive_killed_mid_stream_or_after_its_rename_left_is_cleared_by_the_next_create() {
+    let Some(env) = env_with_image() else { return };
+    let ds = |u: &str| format!("{}/{u}", env.pool);
+    let cont = |u: &str| format!("{}/{u}-receiving", env.pool);
+    for (i, step) in ["receive:streaming", "receive:renamed"].iter().enumerate() {
+        let dead = uuid(300 + i as u32 * 10);
+        create(&env, &dead);
+        std::fs::write(env.mountpoint(&ds(&dead)).join("root/note"), "moved\n").unwrap();
+        let sent = env.vmadm(&["send", &dead]);
+        assert_exit(&sent, 0);
+        assert_exit(&env.vmadm(&["delete", &dead]), 0);
+        vmadm_dying(&env, &["receive"], &sent.stdout, step);
+        // Left: the container, with the dataset too once it was renamed,
+        // and the record marked incomplete.
+        let left = env.datasets();
+        assert!(left.contains(&cont(&dead)), "{step}: {left:?}");
+        assert_eq!(
+            left.contains(&ds(&dead)),
+            *step == "receive:renamed",
+            "{step}: {left:?}"
+        );
+        assert!(
+            zfs(&["get", "-H", "-o", "value", "rvmadm:receive", &cont(&dead)])
+                .trim()
+                .len()
+                == 16,
+            "{step}: the container carries the receive's token"
+        );
+        // The next create (another VM) removes all of it.
+        let live = uuid(301 + i as u32 * 10);
+        create(&env, &live);
+        let left = env.datasets();
+        assert!(!left.iter().any(|d| d.contains(&dead)), "{step}: {left:?}");
+        assert_eq!(listed(&env), [format!("{live}  stopped")], "{step}");
+        // The uuid is received afresh, whole.
+        let o = env.run("vmadm", &["receive"], Some(&sent.stdout));
+        assert_exit(&o, 0);
+        assert_eq!(
+            std::fs::read_to_string(env.mountpoint(&ds(&dead)).join("root/note")).unwrap(),
+            "moved\n"
+        );
+        for u in [&dead, &live] {
+            assert_exit(&env.vmadm(&["delete", u]), 0);
+        }
+        assert!(listed(&env).is_empty(), "{step}");
+        let names = zfs(&["list", "-H", "-r", "-o", "name", &env.pool]);
+        assert!(!names.contains("c4a5"), "{step}: {names}");
     }
 }
