@@ -171,8 +171,10 @@ impl Intent {
             let Some(container) = w.next() else {
                 return Some(Intent::Receive(None));
             };
+            // Only ever a receive's container: the entry leads to a
+            // recursive destroy.
             let receiving = Receiving {
-                container: name(Some(container))?,
+                container: name(Some(container).filter(|c| c.ends_with("-receiving")))?,
                 token: w.next().filter(|t| valid_token(t))?.to_string(),
             };
             return w
@@ -388,6 +390,7 @@ mod tests {
         let receive_untokened = signed(format!("{MAGIC} receive zones/x-receiving"));
         let receive_bad_token =
             signed(format!("{MAGIC} receive zones/x-receiving 0123-not-hex-89"));
+        let receive_not_a_container = signed(format!("{MAGIC} receive zones 0123456789abcdef"));
         let receive_extra = signed(format!(
             "{MAGIC} receive zones/x-receiving 0123456789abcdef more"
         ));
@@ -399,6 +402,7 @@ mod tests {
             receive_bad_name,
             receive_untokened,
             receive_bad_token,
+            receive_not_a_container,
             receive_extra,
             b"garbage".to_vec(),
             line.as_bytes()[..20].to_vec(),
