@@ -113,6 +113,12 @@ pub struct Config {
     /// that quota (streams carry data uncompressed; a compressing pool
     /// stores it smaller), so a compression bomb stops there.
     pub max_image_size: u64,
+    /// Most a VM `vmadm receive` takes may bring, in MiB, whatever the
+    /// bundle says: the VM's `quota` when smaller, else this (a quota of 0,
+    /// or one larger, comes from the untrusted bundle). The container the
+    /// streams land in gets that bound plus a quarter and 32 MiB as its
+    /// quota, and the streams may be at most 8× the bound.
+    pub max_receive_size: u64,
 }
 
 impl Default for Config {
@@ -138,6 +144,7 @@ impl Default for Config {
             server_uuid: None,
             filesystem_sources: Vec::new(),
             max_image_size: 32 << 10,
+            max_receive_size: 64 << 10,
         }
     }
 }
@@ -207,6 +214,9 @@ impl Config {
         }
         if self.max_image_size == 0 {
             return Err("max_image_size must be at least 1 (MiB)".into());
+        }
+        if self.max_receive_size == 0 {
+            return Err("max_receive_size must be at least 1 (MiB)".into());
         }
         for (tag, bridge) in &self.networks {
             if !crate::spec::valid_nic_tag(tag) {
@@ -309,6 +319,14 @@ mod tests {
             64
         );
         assert_eq!(Config::default().max_image_size, 32768);
+        assert!(Config::parse("max_receive_size = 0").is_err());
+        assert_eq!(
+            Config::parse("max_receive_size = 5")
+                .unwrap()
+                .max_receive_size,
+            5
+        );
+        assert_eq!(Config::default().max_receive_size, 65536);
         assert!(Config::parse("[networks]\nadmin = \"a-very-long-bridge-name\"").is_err());
         assert!(Config::parse("[networks]\n\"a b\" = \"br0\"").is_err());
         assert!(Config::parse("[[filesystem_sources]]\npath = \"srv\"").is_err());

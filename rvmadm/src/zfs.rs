@@ -575,6 +575,20 @@ impl<'r> Zfs<'r> {
         Ok(self.runner.stream(&argv, Pipe::Stdin)?)
     }
 
+    /// [`Zfs::receive`] by a `zfs` process that also holds the caller's
+    /// lock `hold` (see [`Zfs::rename_holding`]): a caller killed
+    /// mid-stream leaves the lock held until `zfs receive` has ended, so
+    /// the next holder never removes a dataset it is still writing.
+    pub fn receive_holding(
+        &self,
+        target: &str,
+        hold: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<StreamChild<'r>, ZfsError> {
+        let target = checked(target)?;
+        let argv = receive_argv(target, self.receive_flags())?;
+        Ok(self.runner.stream_holding(&argv, Pipe::Stdin, hold)?)
+    }
+
     /// Which optional `zfs receive` flags this ZFS takes, asked once per
     /// [`Zfs`]: `zfs receive -u -x mountpoint` without a target fails
     /// either way, naming the first option it does not know.

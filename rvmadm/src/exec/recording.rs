@@ -65,6 +65,7 @@ pub struct Call {
 pub struct RecordingRunner {
     calls: Mutex<Vec<(Argv, CallKind, SharedBuf)>>,
     answers: Mutex<Vec<(Vec<String>, Output)>>,
+    held: Mutex<Vec<String>>,
 }
 
 impl RecordingRunner {
@@ -95,6 +96,12 @@ impl RecordingRunner {
     /// The argv of every command, in the order they were started.
     pub fn calls(&self) -> Vec<Argv> {
         self.records().into_iter().map(|c| c.argv).collect()
+    }
+
+    /// Every command started holding the caller's lock
+    /// ([`CommandRunner::stream_holding`]), as its display string.
+    pub fn held(&self) -> Vec<String> {
+        self.held.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
     /// Every command with how it was run and what it was fed.
@@ -149,6 +156,18 @@ impl CommandRunner for RecordingRunner {
         Ok(StreamChild::new(argv.clone(), stdin, stdout, move || {
             Ok(out)
         }))
+    }
+
+    fn stream_holding(
+        &self,
+        argv: &Argv,
+        pipe: Pipe,
+        _hold: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<StreamChild<'_>, ExecError> {
+        if let Ok(mut held) = self.held.lock() {
+            held.push(argv.to_string());
+        }
+        self.stream(argv, pipe)
     }
 
     fn interactive(&self, argv: &Argv) -> Result<i32, ExecError> {

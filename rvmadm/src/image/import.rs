@@ -711,7 +711,7 @@ fn receive_checked<'r>(
 }
 
 /// True when zfs's complaint is about space: the quota stopped the stream.
-fn out_of_space(stderr: &str) -> bool {
+pub(crate) fn out_of_space(stderr: &str) -> bool {
     let s = stderr.to_ascii_lowercase();
     s.contains("quota") || s.contains("out of space") || s.contains("no space")
 }

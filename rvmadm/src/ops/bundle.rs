@@ -315,7 +315,7 @@ impl Read for Pieces<'_> {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "the stream {} is larger than the {} bytes this VM's quota allows",
+                    "the stream {} passes the {} bytes left of this receive's bound",
                     self.name, self.limit
                 ),
             ));

@@ -23,7 +23,7 @@ use super::error::{OpsError, OpsResult};
 use crate::spec::fs_policy::FsRequest;
 use crate::spec::object::{new_vm_record, CreateContext};
 use crate::spec::{self, Action, Field, VmRecord};
-use crate::store::{iso_time, usable_mountpoint, Intent, IntentSlot};
+use crate::store::{iso_time, usable_mountpoint, Intent, IntentSlot, Receiving};
 use crate::zfs::ZfsError;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -111,7 +111,7 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     let zfs = ctx.zfs();
     // 1. Durable intent: from here a dead create is undone by the next
     //    global-lock holder (see `recover`).
-    let token = format!("{:016x}", Uuid::new_v4().as_u128() as u64);
+    let token = intent_token();
     // The boot id (one small read) tells the undo whether a reboot came
     // in between (see `recover`).
     slot.write(&Intent::CreatePending {
@@ -278,6 +278,20 @@ thread_local! {
     /// The step [`crash_point`] dies at in this test thread.
     pub(crate) static CRASH_AT: std::cell::Cell<Option<&'static str>> =
         const { std::cell::Cell::new(None) };
+    /// The token [`intent_token`] hands out next in this test thread, so a
+    /// scripted runner can answer with it.
+    pub(crate) static NEXT_TOKEN: std::cell::Cell<Option<&'static str>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// A fresh intent token: 16 random hex digits, stamped on what a create or
+/// receive makes so that recovery touches only that (see `store::intent`).
+pub(crate) fn intent_token() -> String {
+    #[cfg(test)]
+    if let Some(t) = NEXT_TOKEN.with(|c| c.take()) {
+        return t.to_string();
+    }
+    format!("{:016x}", Uuid::new_v4().as_u128() as u64)
 }
 
 /// The properties every VM dataset is cloned with (create and reprovision):
@@ -447,9 +461,28 @@ pub(crate) fn recover(ctx: &Ctx) -> OpsResult<Recovery> {
     let Some(intent) = out.slot.read() else {
         return Ok(out);
     };
-    out.receive_seen |= intent == Intent::Receive;
+    out.receive_seen |= matches!(intent, Intent::Receive(_));
     match intent {
-        Intent::Receive | Intent::CreateCommitted { .. } => {}
+        Intent::Receive(None) | Intent::CreateCommitted { .. } => {}
+        Intent::Receive(Some(r)) => {
+            // The receive held the global lock to its end, and so did its
+            // `zfs receive` and `zfs rename` processes: holding it now, we
+            // know none of them is still writing. Only the container that
+            // carries its token is destroyed (a dataset of that name
+            // without it is someone else's); gone means it ended well.
+            let zfs = ctx.zfs();
+            match zfs.get(&r.container, super::receive::RECEIVE_TOKEN) {
+                Ok(t) if t == r.token => {
+                    tracing::info!(container = %r.container, "removing what an interrupted receive left");
+                    zfs.destroy(&r.container, true)?;
+                }
+                Ok(t) => {
+                    tracing::warn!(container = %r.container, found = %t, "not destroying a dataset the interrupted receive did not make");
+                }
+                Err(ZfsError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         Intent::CreatePending {
             uuid,
             dataset,
@@ -616,11 +649,12 @@ fn quarantine(ctx: &Ctx, p: &Pending<'_>, why: &ZfsError) -> OpsResult<()> {
 
 /// Repairs what interrupted creates, deletes and receives left behind —
 /// the intent slot's entry, then every record still carrying the
-/// incomplete marker — and notes a receive in the slot, so that the next
-/// create sweeps the incomplete record this receive is about to write
-/// should it die. `vmadm receive` calls this holding the global lock, and
-/// stops when it fails (a repair that failed, a slot it cannot write).
-pub fn sweep_incomplete(ctx: &Ctx) -> OpsResult<()> {
+/// incomplete marker — and notes a receive into `receiving` in the slot,
+/// so that the next create sweeps the incomplete record this receive is
+/// about to write, and its container, should it die. `vmadm receive`
+/// calls this holding the global lock, and stops when it fails (a repair
+/// that failed, a slot it cannot write).
+pub fn sweep_incomplete(ctx: &Ctx, receiving: &Receiving) -> OpsResult<()> {
     // A failed repair stops the receive, as it stops a create or delete:
     // the slot still names what could not be repaired, so it cannot note
     // the receive, and an incomplete record the receive left on dying
@@ -628,7 +662,7 @@ pub fn sweep_incomplete(ctx: &Ctx) -> OpsResult<()> {
     let slot = recover(ctx)?.slot;
     sweep_incomplete_records(ctx);
     // Likewise unnoted, a dead receive's record would never be swept.
-    slot.write(&Intent::Receive)?;
+    slot.write(&Intent::Receive(Some(receiving.clone())))?;
     Ok(())
 }
 
@@ -1076,7 +1110,7 @@ mod tests {
             let other = fx.create_vm(json!({}));
             // What `vmadm receive` does under the global lock before it
             // writes its record; then it dies with that record incomplete.
-            sweep_incomplete(&fx.ctx).unwrap();
+            sweep_incomplete(&fx.ctx, &some_receive()).unwrap();
             fx.mark_incomplete(&dead);
             let mark = fx.mark();
             if next_is_create {
@@ -1102,7 +1136,7 @@ mod tests {
     fn a_sweep_whose_destroy_fails_keeps_the_record_of_the_dataset_it_left() {
         let fx = Fixture::new();
         let dead = fx.create_vm(json!({}));
-        sweep_incomplete(&fx.ctx).unwrap();
+        sweep_incomplete(&fx.ctx, &some_receive()).unwrap();
         fx.mark_incomplete(&dead);
         fx.runner
             .fail(&["zfs", "destroy"], "cannot destroy 'x': dataset is busy");
@@ -1189,7 +1223,7 @@ mod tests {
     fn deleting_the_record_a_dead_receive_left_is_a_delete() {
         let fx = Fixture::new();
         let dead = fx.create_vm(json!({}));
-        sweep_incomplete(&fx.ctx).unwrap();
+        sweep_incomplete(&fx.ctx, &some_receive()).unwrap();
         fx.mark_incomplete(&dead);
         crate::ops::delete::delete(&fx.ctx, &dead).unwrap();
         assert!(!fx.ctx.store.exists(&dead));
@@ -1231,9 +1265,17 @@ mod tests {
             "the index is stale"
         );
         let mark = fx.mark();
-        sweep_incomplete(&fx.ctx).unwrap();
+        sweep_incomplete(&fx.ctx, &some_receive()).unwrap();
         assert!(fx.ctx.store.exists(&vm));
         assert!(fx.commands_since(&mark).is_empty());
+    }
+
+    /// What a receive notes in the slot (its container is not made here).
+    fn some_receive() -> Receiving {
+        Receiving {
+            container: format!("zones/{}-receiving", Uuid::new_v4()),
+            token: "0123456789abcdef".into(),
+        }
     }
 
     /// Runs a create of a fresh uuid that dies at `step` as if killed.

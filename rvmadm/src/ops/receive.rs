@@ -14,39 +14,51 @@
 //!
 //! The streams are received unmounted (`-u`) into
 //! `<pool>/<uuid>-receiving/vm[/data]`, inside a container with
-//! `canmount=off`, `mountpoint=none` and a quota from the VM's `quota`, so
-//! a stream can neither mount anything nor fill the pool. After the last
-//! one the tree must hold only those datasets and snapshots, without
-//! origins or properties of their own. Only then is `vm` renamed to
-//! `<pool>/<uuid>` (with `canmount=noauto`, since zfs-fuse's rename would
-//! mount it and `data` through whatever the stream put at `<zonepath>/data`),
-//! its mountpoint compared with the zonepath — the pool's mountpoint joined
-//! with the uuid, never read from the bundle — the layout checked before
-//! `data` is mounted, and the quota set. A receive that fails at any point
-//! leaves no record and no dataset; a crash leaves `<uuid>-receiving`,
-//! which the next receive of that uuid removes.
+//! `canmount=off`, `mountpoint=none` and a quota from the VM's `quota`
+//! capped by `max_receive_size` (vmadm.toml), so a stream can neither
+//! mount anything nor fill the pool, whatever quota the bundle claims.
+//! After the last one the tree must hold only those datasets and
+//! snapshots, without origins or properties of their own. Only then is
+//! `vm` renamed to `<pool>/<uuid>` (with `canmount=noauto`, since
+//! zfs-fuse's rename would mount it and `data` through whatever the stream
+//! put at `<zonepath>/data`), its mountpoint compared with the zonepath —
+//! the pool's mountpoint joined with the uuid, never read from the bundle —
+//! the layout checked before `data` is mounted, and the quota set.
+//!
+//! A receive that fails at any point leaves no record and no dataset. A
+//! rename that reports failure is not taken at its word (zfs-fuse has
+//! renamed and then failed): `vm` carries the receive's token by then, so
+//! a `<pool>/<uuid>` carrying it is this receive's, renamed. A crash leaves
+//! an incomplete record and the container, which carries the token too and
+//! is named in the intent slot: the next create, delete or receive removes
+//! both (`ops::create::recover`).
 
 use super::bundle::{self, Chunk, Pieces};
 use super::context::Ctx;
-use super::create::{seal_zonepath, sweep_incomplete, vm_clone_props};
+use super::create::{crash_point, intent_token, seal_zonepath, sweep_incomplete, vm_clone_props};
 use super::error::{OpsError, OpsResult};
 use super::send::SENDING;
 use crate::spec::fs_policy::FsRequest;
 use crate::spec::{self, Action, Field, VmRecord};
+use crate::store::Receiving;
 use crate::zfs::stream_header::{self, Expect};
-use crate::zfs::{valid_name, Zfs};
+use crate::zfs::{valid_name, Zfs, ZfsError};
 use serde_json::{Map, Value};
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 /// Largest JSON chunk accepted.
 const MAX_JSON: usize = 1 << 20;
-/// The stream bytes a bundle may bring, as a multiple of the quota: ZFS
-/// streams of compressible or sparse data are larger than what they take
-/// on disk, but not without bound.
+/// The stream bytes a bundle may bring, as a multiple of its bound
+/// ([`receive_bound`]): ZFS streams of compressible or sparse data are
+/// larger than what they take on disk, but not without bound.
 const STREAM_QUOTA_FACTOR: u64 = 8;
+/// The user property a receive's container, and `vm` before its rename,
+/// carry the receive's token in: proof, after a crash or a rename that
+/// reported failure, that the dataset is that receive's.
+pub(crate) const RECEIVE_TOKEN: &str = "rvmadm:receive";
 
 fn invalid(why: impl std::fmt::Display) -> OpsError {
     OpsError::Failed(format!("Invalid VM bundle: {why}"))
@@ -249,7 +261,7 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
     let uuid = p.uuid;
     let mut obj = VmRecord::from_map(p.checked.clone());
     let delegate = obj.delegate_dataset == Some(true);
-    let quota_gib = obj.quota.unwrap_or(0);
+    let bound = receive_bound(obj.quota.unwrap_or(0), ctx.config.max_receive_size);
 
     // The first stream's header, judged before anything is made.
     let first =
@@ -271,8 +283,18 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
     let dataset = format!("{pool}/{uuid}");
     let container = format!("{pool}/{uuid}-receiving");
     let received = format!("{container}/vm");
-    let _global = ctx.store.lock_global()?;
-    sweep_incomplete(ctx)?;
+    let token = intent_token();
+    let global = ctx.store.lock_global()?;
+    // From here to its end this receive, and every zfs process it starts,
+    // holds the global lock: the slot names its container for whoever
+    // takes the lock next, should it die.
+    sweep_incomplete(
+        ctx,
+        &Receiving {
+            container: container.clone(),
+            token: token.clone(),
+        },
+    )?;
     let zfs = ctx.zfs();
     if ctx.store.exists(&uuid) || zfs.exists(&dataset)? {
         return Err(OpsError::Failed(format!(
@@ -283,7 +305,9 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
     // create, so no create or NIC update slips in before the save).
     ctx.check_addresses_free(&uuid, &obj)?;
     let zonepath = zonepath_on(&zfs, &pool, &uuid)?;
-    // Left by a receive that crashed: ours to remove.
+    // Left by a receive of this uuid that died before containers carried
+    // a token (the sweep above removed any that carries one); ours by its
+    // name, with no record of this uuid and the global lock held.
     zfs.destroy(&container, true)?;
     for (k, v) in &p.vm {
         // (zonename stayed in the payload and was checked with it.)
@@ -301,18 +325,24 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
     obj.set(Field::Incomplete.name(), Value::Bool(true));
     ctx.store.save(&uuid, &obj)?;
 
-    let mut renamed = false;
+    let mut renamed = Renamed::No;
+    let rx = Receiver {
+        zfs: &zfs,
+        hold: global.as_fd(),
+        bound,
+    };
     let result = (|| -> OpsResult<Chain> {
         zfs.create(
             &container,
             &[
-                ("quota", &container_quota(quota_gib)),
+                ("quota", &container_quota(bound)),
                 ("canmount", "off"),
                 ("mountpoint", "none"),
+                (RECEIVE_TOKEN, &token),
             ],
         )?;
         let mut chain = Chain {
-            budget: stream_budget(quota_gib),
+            budget: stream_budget(bound),
             ..Chain::default()
         };
         let mut next = Some((first, first_name));
@@ -322,8 +352,7 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
                 Which::Vm => format!("{received}@{}", name.snap),
                 Which::Data => format!("{received}/data@{}", name.snap),
             };
-            let (to_guid, bytes) =
-                receive_stream(&zfs, input, &chunk, &target, from, chain.budget)?;
+            let (to_guid, bytes) = receive_stream(&rx, input, &chunk, &target, from, chain.budget)?;
             chain.budget = chain.budget.saturating_sub(bytes);
             chain.received(&name, to_guid);
             next = match bundle::next_header(input)? {
@@ -347,11 +376,32 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
         for ds in &datasets {
             zfs.set(ds, "canmount", "noauto")?;
         }
+        // Its own token goes with it through the rename (the container's
+        // stays behind): what tells a rename that failed from one that
+        // failed after renaming.
+        zfs.set(&received, RECEIVE_TOKEN, &token)?;
         // The rename's process holds the global lock too: a receive killed
         // now keeps the next holder's sweep waiting until the dataset has
         // its final name, so the sweep never misses it.
-        zfs.rename_holding(&received, &dataset, _global.as_fd())?;
-        renamed = true;
+        renamed = Renamed::Maybe;
+        if let Err(e) = rename_to_name(&zfs, &received, &dataset, global.as_fd()) {
+            match carries_token(&zfs, &dataset, &token) {
+                Ok(true) => {
+                    tracing::warn!(%dataset, error = %e, "zfs rename reported a failure after renaming; going on");
+                }
+                Ok(false) => {
+                    renamed = Renamed::No;
+                    return Err(e.into());
+                }
+                Err(check) => {
+                    return Err(OpsError::Failed(format!(
+                        "{e}; whether {dataset} was made anyway cannot be told: {check}"
+                    )))
+                }
+            }
+        }
+        renamed = Renamed::Yes;
+        crash_point("receive:renamed");
         for ds in [dataset.clone(), format!("{dataset}/data")]
             .iter()
             .take(datasets.len())
@@ -364,12 +414,27 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
         }
         Ok(chain)
     })();
-    let undo = |e: OpsError, renamed: bool| {
-        if renamed {
-            let _ = zfs.destroy(&dataset, true);
-        }
+    let undo = |e: OpsError, renamed: Renamed| {
+        // `<pool>/<uuid>` is this receive's once renamed; after a rename
+        // of unknown outcome, only when it carries this receive's token.
+        let ours = match renamed {
+            Renamed::No => Ok(false),
+            Renamed::Yes => Ok(true),
+            Renamed::Maybe => carries_token(&zfs, &dataset, &token),
+        };
+        let cleared = match ours {
+            Ok(true) => zfs.destroy(&dataset, true).is_ok(),
+            Ok(false) => true,
+            Err(_) => false,
+        };
         let _ = zfs.destroy(&container, true);
-        let _ = ctx.store.remove(&uuid);
+        if cleared {
+            let _ = ctx.store.remove(&uuid);
+        } else {
+            // Without its record nothing would know the dataset; the
+            // incomplete record makes the next create or delete sweep it.
+            tracing::warn!(%dataset, "could not remove the received dataset; its incomplete record stays for the next sweep");
+        }
         e
     };
     let chain = result.map_err(|e| undo(e, renamed))?;
@@ -378,7 +443,8 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
         for (prop, value) in vm_clone_props(obj.quota) {
             zfs.set(&dataset, prop, &value)?;
         }
-        // Empty now; a leftover is removed by the next receive of this uuid.
+        // Empty now; a leftover is removed by the next holder of the
+        // global lock (the slot names it).
         if let Err(e) = zfs.destroy(&container, false) {
             tracing::warn!(%container, error = %e, "could not remove the receive container");
         }
@@ -408,32 +474,97 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
         ctx.store.save(&uuid, &obj)?;
         Ok(())
     })();
-    finish.map_err(|e| undo(e, true))?;
+    finish.map_err(|e| undo(e, Renamed::Yes))?;
     Ok(uuid)
 }
 
-/// The stream bytes a VM with `quota_gib` may bring (no bound without a quota).
-fn stream_budget(quota_gib: u64) -> u64 {
-    match quota_gib {
-        0 => u64::MAX,
-        q => q
-            .saturating_mul(1 << 30)
-            .saturating_mul(STREAM_QUOTA_FACTOR),
+/// Whether the rename to the VM's name happened, for the undo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Renamed {
+    No,
+    /// Tried, outcome unknown: `<pool>/<uuid>` is ours if it carries the
+    /// token.
+    Maybe,
+    Yes,
+}
+
+/// How the streams are received: by whom, holding which lock, within
+/// which bound.
+struct Receiver<'a> {
+    zfs: &'a Zfs<'a>,
+    /// The global lock, held by each `zfs receive` too (see
+    /// [`Zfs::receive_holding`]).
+    hold: BorrowedFd<'a>,
+    /// Bytes the VM may take on disk ([`receive_bound`]).
+    bound: u64,
+}
+
+/// The rename of `vm` to the VM's name, by a process holding the global
+/// lock. In a debug build of the binaries `RVMADM_FAIL_AT=receive:rename`
+/// makes a rename that landed report failure, as zfs-fuse's has, for the
+/// integration tests; a release build has no hook.
+fn rename_to_name(
+    zfs: &Zfs,
+    received: &str,
+    dataset: &str,
+    hold: BorrowedFd<'_>,
+) -> Result<(), ZfsError> {
+    zfs.rename_holding(received, dataset, hold)?;
+    #[cfg(all(debug_assertions, not(test)))]
+    if std::env::var_os("RVMADM_FAIL_AT").is_some_and(|v| v == "receive:rename") {
+        return Err(crate::exec::ExecError::Failed {
+            argv: crate::exec::Argv::new(["zfs", "rename", received, dataset]),
+            status: 1,
+            stderr: "failure reported after renaming (RVMADM_FAIL_AT)".into(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Whether `dataset` carries `token` in [`RECEIVE_TOKEN`]; a missing
+/// dataset does not.
+fn carries_token(zfs: &Zfs, dataset: &str, token: &str) -> Result<bool, ZfsError> {
+    match zfs.get(dataset, RECEIVE_TOKEN) {
+        Ok(t) => Ok(t == token),
+        Err(ZfsError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
-/// The container's quota: the VM's quota with room for what a stream
-/// costs beyond the data (a quarter and 32 MiB, as for image imports);
-/// `none` for a VM without a quota.
-fn container_quota(gib: u64) -> String {
-    match gib {
-        0 => "none".into(),
-        q => {
-            // A quota beyond what ZFS can count is no bound: zfs refuses it.
-            let b = q.saturating_mul(1 << 30);
-            b.saturating_add(b / 4).saturating_add(32 << 20).to_string()
-        }
+/// The bytes a received VM may take on disk: its quota when it has one
+/// below `max_mib` (vmadm.toml's `max_receive_size`), else `max_mib`. The
+/// quota comes from the bundle, so it never lifts the bound alone.
+fn receive_bound(quota_gib: u64, max_mib: u64) -> u64 {
+    let max = max_mib.saturating_mul(1 << 20);
+    match quota_gib {
+        0 => max,
+        q => q.saturating_mul(1 << 30).min(max),
     }
+}
+
+/// The stream bytes a bundle may bring, for a VM bound to `bound` bytes.
+fn stream_budget(bound: u64) -> u64 {
+    bound.saturating_mul(STREAM_QUOTA_FACTOR)
+}
+
+/// The container's quota: the bound with room for what a stream costs
+/// beyond the data (a quarter and 32 MiB, as for image imports).
+fn container_quota(bound: u64) -> String {
+    // A quota beyond what ZFS can count is no bound: zfs refuses it.
+    bound
+        .saturating_add(bound / 4)
+        .saturating_add(32 << 20)
+        .to_string()
+}
+
+/// The refusal of a bundle that brings more than its bound.
+fn too_big(bound: u64) -> OpsError {
+    invalid(format!(
+        "refused, it brings more than this host takes for it: {} MiB on disk and {}× that of stream (the VM's quota, or max_receive_size in vmadm.toml when that is smaller or the VM has none)",
+        bound >> 20,
+        STREAM_QUOTA_FACTOR
+    ))
 }
 
 /// A dataset chunk of size 0 without `@`: SmartOS's layout, a whole
@@ -461,7 +592,7 @@ fn unframed(input: &mut dyn Read, chunk: &Chunk) -> OpsError {
 /// is `None`, else incremental on top of the snapshot whose guid is
 /// `from`. Returns the guid it made and its length.
 fn receive_stream(
-    zfs: &Zfs,
+    rx: &Receiver,
     input: &mut dyn Read,
     first: &Chunk,
     target: &str,
@@ -469,9 +600,10 @@ fn receive_stream(
     budget: u64,
 ) -> OpsResult<(u64, u64)> {
     let (mut pieces, head, begin) = open_stream(input, first, from, budget)?;
-    let mut child = zfs.receive(target)?;
+    let mut child = rx.zfs.receive_holding(target, rx.hold)?;
     let mut buf = vec![0u8; 1 << 16];
     let mut wrote = child.write_all(&head);
+    crash_point("receive:streaming");
     let mut read_err = None;
     while wrote.is_ok() {
         let n = match pieces.read(&mut buf) {
@@ -487,9 +619,15 @@ fn receive_stream(
     }
     // Never killed (that wedges zfs-fuse): its stdin closes, and a cut
     // stream makes it fail by itself.
-    let out = child.wait().map_err(crate::zfs::ZfsError::from)?;
+    let out = child.wait().map_err(ZfsError::from)?;
+    if pieces.total() > budget {
+        return Err(too_big(rx.bound));
+    }
     if let Some(e) = read_err {
         return Err(invalid(e));
+    }
+    if !out.success() && crate::image::import::out_of_space(&out.stderr_str()) {
+        return Err(too_big(rx.bound));
     }
     if !out.success() {
         return Err(invalid(format!(
@@ -553,8 +691,12 @@ pub fn check_bundle(input: &mut dyn Read) -> OpsResult<Uuid> {
     let p = read_json(input)?;
     let obj = VmRecord::from_map(p.checked);
     let delegate = obj.delegate_dataset == Some(true);
+    let bound = receive_bound(
+        obj.quota.unwrap_or(0),
+        crate::config::Config::default().max_receive_size,
+    );
     let mut chain = Chain {
-        budget: stream_budget(obj.quota.unwrap_or(0)),
+        budget: stream_budget(bound),
         ..Chain::default()
     };
     let mut any = false;
@@ -746,7 +888,9 @@ mod tests {
     }
 
     use crate::exec::Output;
+    use crate::ops::create::{CRASH_AT, NEXT_TOKEN};
     use crate::ops::testing::{Fixture, IMAGE, POOL};
+    use crate::store::Intent;
     use serde_json::json;
 
     const FULL: &[u8] = include_bytes!("../zfs/testdata/plain.begin");
@@ -789,16 +933,12 @@ mod tests {
         fx
     }
 
-    fn position(cmds: &[String], start: &str) -> usize {
-        cmds.iter()
-            .position(|c| c.starts_with(start))
-            .unwrap_or_else(|| panic!("no `{start}` in {cmds:#?}"))
-    }
+    /// The token the next receive in this thread stamps.
+    const TOKEN: &str = "00000000feedf00d";
 
-    #[test]
-    fn streams_land_in_the_quota_container_before_anything_is_mounted() {
-        let uuid = Uuid::new_v4();
-        let fx = fixture_for(&uuid);
+    /// Has `zfs list` of the container answer what a one-stream receive
+    /// made; returns the container's name.
+    fn answer_received_tree(fx: &Fixture, uuid: &Uuid) -> String {
         let cont = format!("{POOL}/{uuid}-receiving");
         fx.runner.answer(
             &[
@@ -814,17 +954,42 @@ mod tests {
             ],
             ok(&format!("{cont}\t-\n{cont}/vm\t-\n{cont}/vm@sending\t-\n")),
         );
+        cont
+    }
+
+    /// A bundle of one full stream, `extra` added to its JSON.
+    fn one_stream(uuid: &Uuid, extra: Value) -> Vec<u8> {
+        let name = format!("{POOL}/{uuid}@sending");
+        let mut vm = json!({"uuid": uuid.to_string(), "brand": "jail", "image_uuid": IMAGE});
+        for (k, v) in extra.as_object().unwrap() {
+            vm[k] = v.clone();
+        }
+        bundle_of(vm, &[(name.clone(), stream(FULL, &name))])
+    }
+
+    fn position(cmds: &[String], start: &str) -> usize {
+        cmds.iter()
+            .position(|c| c.starts_with(start))
+            .unwrap_or_else(|| panic!("no `{start}` in {cmds:#?}"))
+    }
+
+    #[test]
+    fn streams_land_in_the_quota_container_before_anything_is_mounted() {
+        let uuid = Uuid::new_v4();
+        let fx = fixture_for(&uuid);
+        let cont = answer_received_tree(&fx, &uuid);
         let name = format!("{POOL}/{uuid}@sending");
         let json =
             json!({"uuid": uuid.to_string(), "brand": "jail", "image_uuid": IMAGE, "quota": 2});
         let b = bundle_of(json, &[(name.clone(), stream(FULL, &name))]);
+        NEXT_TOKEN.with(|t| t.set(Some(TOKEN)));
         assert_eq!(receive(&fx.ctx, &mut &b[..]).unwrap(), uuid);
         let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
         let made = position(
             &cmds,
             &format!(
-                "zfs create -o quota={} -o canmount=off -o mountpoint=none {cont}",
-                container_quota(2)
+                "zfs create -o quota={} -o canmount=off -o mountpoint=none -o rvmadm:receive={TOKEN} {cont}",
+                container_quota(2 << 30)
             ),
         );
         // Not the one probe of the flags (`zfs receive -u -x mountpoint`).
@@ -834,10 +999,26 @@ mod tests {
             .position(|c| c.starts_with("zfs receive -u -x") && c.ends_with(&target))
             .unwrap_or_else(|| panic!("{cmds:#?}"));
         let noauto = position(&cmds, &format!("zfs set canmount=noauto {cont}/vm"));
+        let tokened = position(&cmds, &format!("zfs set rvmadm:receive={TOKEN} {cont}/vm"));
         let rename = position(&cmds, &format!("zfs rename {cont}/vm {POOL}/{uuid}"));
         let mount = position(&cmds, &format!("zfs mount {POOL}/{uuid}"));
         let quota = position(&cmds, &format!("zfs set quota=2G {POOL}/{uuid}"));
-        assert!(made < recv && recv < noauto && noauto < rename && rename < mount && mount < quota);
+        assert!(
+            made < recv
+                && recv < noauto
+                && noauto < tokened
+                && tokened < rename
+                && rename < mount
+                && mount < quota
+        );
+        // The slot names the container for whoever comes next.
+        assert_eq!(
+            fx.ctx.store.intent_slot().unwrap().read(),
+            Some(Intent::Receive(Some(Receiving {
+                container: cont.clone(),
+                token: TOKEN.into()
+            })))
+        );
         // The receive got the stream, first record included, and no more.
         let fed = fx.runner.records()[recv].stdin.clone();
         assert_eq!(fed, stream(FULL, &name));
@@ -960,15 +1141,297 @@ mod tests {
         let zfs = fx.ctx.zfs();
         let budget = data.len() as u64;
         let target = format!("{POOL}/{uuid}-receiving/vm@sending");
-        let (_, bytes) = receive_stream(&zfs, &mut input, &first, &target, None, budget).unwrap();
+        let lock = fx.ctx.store.lock_global().unwrap();
+        let rx = Receiver {
+            zfs: &zfs,
+            hold: lock.as_fd(),
+            bound: budget,
+        };
+        let (_, bytes) = receive_stream(&rx, &mut input, &first, &target, None, budget).unwrap();
         assert_eq!(bytes, data.len() as u64);
         assert!(bytes <= budget);
     }
 
     #[test]
+    fn the_bound_is_the_quota_capped_by_max_receive_size() {
+        // No quota: the configured maximum (it was no bound at all).
+        assert_eq!(receive_bound(0, 100), 100 << 20);
+        // A quota below it, the quota; above it, the maximum.
+        assert_eq!(receive_bound(2, 4096), 2 << 30);
+        assert_eq!(receive_bound(1 << 40, 4096), 4 << 30);
+        assert_eq!(receive_bound(u64::MAX, u64::MAX), u64::MAX);
+        assert_eq!(stream_budget(4 << 30), 32 << 30);
+        assert_eq!(stream_budget(u64::MAX), u64::MAX);
+    }
+
+    #[test]
     fn container_quota_has_room_for_the_stream() {
-        assert_eq!(container_quota(0), "none");
-        assert_eq!(container_quota(4), ((5u64 << 30) + (32 << 20)).to_string());
+        assert_eq!(
+            container_quota(4 << 30),
+            ((5u64 << 30) + (32 << 20)).to_string()
+        );
         assert_eq!(container_quota(u64::MAX), u64::MAX.to_string());
+    }
+
+    /// `zfs get rvmadm:receive <dataset>` answers `value`.
+    fn answer_token(fx: &Fixture, dataset: &str, value: &str) {
+        fx.runner.answer(
+            &["zfs", "get", "-H", "-o", "value", RECEIVE_TOKEN, dataset],
+            ok(&format!("{value}\n")),
+        );
+    }
+
+    fn renamed_to_its_name(cmds: &[String], uuid: &Uuid) -> bool {
+        cmds.iter()
+            .any(|c| c.starts_with("zfs rename") && c.ends_with(&format!(" {POOL}/{uuid}")))
+    }
+
+    #[test]
+    fn a_rename_that_reports_failure_after_renaming_is_carried_on() {
+        // zfs-fuse under load: the rename lands, then zfs says it failed.
+        // The dataset carries this receive's token: it is ours, renamed.
+        let uuid = Uuid::new_v4();
+        let fx = fixture_for(&uuid);
+        answer_received_tree(&fx, &uuid);
+        fx.runner.fail(
+            &["zfs", "rename"],
+            "internal error: Connection reset by peer",
+        );
+        let ds = format!("{POOL}/{uuid}");
+        answer_token(&fx, &ds, TOKEN);
+        NEXT_TOKEN.with(|t| t.set(Some(TOKEN)));
+        let b = one_stream(&uuid, json!({"quota": 2}));
+        assert_eq!(receive(&fx.ctx, &mut &b[..]).unwrap(), uuid);
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        assert!(renamed_to_its_name(&cmds, &uuid), "{cmds:#?}");
+        assert!(!cmds.contains(&format!("zfs destroy -r {ds}")), "{cmds:#?}");
+        position(&cmds, &format!("zfs mount {ds}"));
+        let rec = fx.record(&uuid);
+        assert!(!rec.is_incomplete());
+        assert_eq!(rec.zfs_filesystem, Some(ds));
+    }
+
+    #[test]
+    fn a_rename_that_failed_is_undone_without_touching_a_stranger() {
+        // The rename really failed: `<pool>/<uuid>` is missing, or (made by
+        // someone else meanwhile) carries no token of this receive. Either
+        // way the receive fails, leaves no record and destroys only its
+        // container.
+        for found in [None, Some("-"), Some("1111111111111111")] {
+            let uuid = Uuid::new_v4();
+            let fx = fixture_for(&uuid);
+            let cont = answer_received_tree(&fx, &uuid);
+            fx.runner
+                .fail(&["zfs", "rename"], "cannot rename: dataset is busy");
+            let ds = format!("{POOL}/{uuid}");
+            match found {
+                Some(v) => answer_token(&fx, &ds, v),
+                None => fx.runner.fail(
+                    &["zfs", "get", "-H", "-o", "value", RECEIVE_TOKEN, &ds],
+                    &format!("cannot open '{ds}': dataset does not exist"),
+                ),
+            }
+            NEXT_TOKEN.with(|t| t.set(Some(TOKEN)));
+            let b = one_stream(&uuid, json!({}));
+            let err = receive(&fx.ctx, &mut &b[..]).unwrap_err().to_string();
+            assert!(err.contains("busy"), "{found:?}: {err}");
+            let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+            let rename = position(&cmds, "zfs rename");
+            assert!(
+                cmds[rename..].contains(&format!("zfs destroy -r {cont}")),
+                "{cmds:#?}"
+            );
+            assert!(!cmds.contains(&format!("zfs destroy -r {ds}")), "{cmds:#?}");
+            assert!(!fx.ctx.store.exists(&uuid), "{found:?}");
+        }
+    }
+
+    #[test]
+    fn a_rename_of_unknown_outcome_leaves_the_record_for_the_sweep() {
+        // Neither the rename nor the question after it answers: whether
+        // `<pool>/<uuid>` exists cannot be told, so the incomplete record
+        // stays, and the next create sweeps it with its dataset.
+        let uuid = Uuid::new_v4();
+        let fx = fixture_for(&uuid);
+        answer_received_tree(&fx, &uuid);
+        fx.runner
+            .fail(&["zfs", "rename"], "internal error: Connection reset");
+        let ds = format!("{POOL}/{uuid}");
+        fx.runner.fail(
+            &["zfs", "get", "-H", "-o", "value", RECEIVE_TOKEN, &ds],
+            "internal error: Connection reset",
+        );
+        let b = one_stream(&uuid, json!({}));
+        let err = receive(&fx.ctx, &mut &b[..]).unwrap_err().to_string();
+        assert!(err.contains("cannot be told"), "{err}");
+        assert!(fx
+            .ctx
+            .store
+            .load(&uuid)
+            .unwrap()
+            .unwrap()
+            .vm
+            .is_incomplete());
+        let mark = fx.mark();
+        fx.create_vm(json!({}));
+        assert!(fx
+            .commands_since(&mark)
+            .contains(&format!("zfs destroy -r {ds}")));
+        assert!(!fx.ctx.store.exists(&uuid));
+    }
+
+    #[test]
+    fn a_bundle_without_quota_is_bound_by_max_receive_size() {
+        // Quota 0 used to mean no bound while the streams arrive: the
+        // untrusted bundle chose its own. Now max_receive_size bounds it,
+        // on disk (the container's quota) and in stream bytes (8× that).
+        let uuid = Uuid::new_v4();
+        let mut fx = fixture_for(&uuid);
+        fx.ctx.config.max_receive_size = 1;
+        let cont = answer_received_tree(&fx, &uuid);
+        let name = format!("{POOL}/{uuid}@sending");
+        let mut big = stream(FULL, &name);
+        big.resize(9 << 20, 0x5a);
+        let json =
+            json!({"uuid": uuid.to_string(), "brand": "jail", "image_uuid": IMAGE, "quota": 0});
+        let b = bundle_of(json, &[(name, big)]);
+        let err = receive(&fx.ctx, &mut &b[..]).unwrap_err().to_string();
+        assert!(err.contains("max_receive_size"), "{err}");
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        let made = position(
+            &cmds,
+            &format!("zfs create -o quota={} ", container_quota(1 << 20)),
+        );
+        assert!(
+            cmds[made..].contains(&format!("zfs destroy -r {cont}")),
+            "{cmds:#?}"
+        );
+        // zfs receive got no more than the budget: 8 MiB and the pieces'
+        // read-ahead is not the whole 9 MiB stream.
+        let recv = cmds
+            .iter()
+            .position(|c| c.starts_with("zfs receive -u -x") && c.ends_with("@sending"))
+            .unwrap();
+        assert!(fx.runner.records()[recv].stdin.len() <= 8 << 20);
+        assert!(!renamed_to_its_name(&cmds, &uuid));
+        assert!(!fx.ctx.store.exists(&uuid));
+    }
+
+    #[test]
+    fn a_quota_above_max_receive_size_is_capped_and_a_full_container_refused() {
+        // The quota is the bundle's word too: it never lifts the bound.
+        let uuid = Uuid::new_v4();
+        let mut fx = fixture_for(&uuid);
+        fx.ctx.config.max_receive_size = 2048;
+        answer_received_tree(&fx, &uuid);
+        // The container's quota stops the stream (what zfs says then).
+        fx.runner.fail(
+            &["zfs", "receive", "-u", "-x", "mountpoint", "-x"],
+            "cannot receive new filesystem stream: out of space",
+        );
+        let b = one_stream(&uuid, json!({"quota": 1000}));
+        let err = receive(&fx.ctx, &mut &b[..]).unwrap_err().to_string();
+        assert!(
+            err.contains("2048 MiB on disk") && err.contains("max_receive_size"),
+            "{err}"
+        );
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        position(
+            &cmds,
+            &format!("zfs create -o quota={} ", container_quota(2 << 30)),
+        );
+        assert!(!fx.ctx.store.exists(&uuid));
+    }
+
+    /// Runs a receive of a fresh uuid that dies at `step` as if killed.
+    fn receive_dying_at(fx: &Fixture, step: &'static str) -> Uuid {
+        let uuid = Uuid::new_v4();
+        fx.answer_mountpoint(&uuid);
+        answer_received_tree(fx, &uuid);
+        let b = one_stream(&uuid, json!({}));
+        NEXT_TOKEN.with(|t| t.set(Some(TOKEN)));
+        CRASH_AT.with(|c| c.set(Some(step)));
+        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            receive(&fx.ctx, &mut &b[..])
+        }));
+        CRASH_AT.with(|c| c.set(None));
+        assert!(died.is_err(), "receive did not die at {step}");
+        uuid
+    }
+
+    #[test]
+    fn what_a_dead_receive_left_is_removed_by_the_next_create() {
+        for step in ["receive:streaming", "receive:renamed"] {
+            let fx = fixture_for(&Uuid::new_v4());
+            let dead = receive_dying_at(&fx, step);
+            let cont = format!("{POOL}/{dead}-receiving");
+            assert!(fx
+                .ctx
+                .store
+                .load(&dead)
+                .unwrap()
+                .unwrap()
+                .vm
+                .is_incomplete());
+            // The container still carries the dead receive's token.
+            answer_token(&fx, &cont, TOKEN);
+            let mark = fx.mark();
+            fx.create_vm(json!({}));
+            let cmds = fx.commands_since(&mark);
+            let asked = position(&cmds, &format!("zfs get -H -o value rvmadm:receive {cont}"));
+            let gone = position(&cmds, &format!("zfs destroy -r {cont}"));
+            assert!(asked < gone, "{step}");
+            assert!(
+                cmds.contains(&format!("zfs destroy -r {POOL}/{dead}")),
+                "{step}: {cmds:#?}"
+            );
+            assert!(!fx.ctx.store.exists(&dead), "{step}");
+            // Once: the create after that runs its clone only.
+            let mark = fx.mark();
+            fx.create_vm(json!({}));
+            assert_eq!(fx.commands_since(&mark).len(), 1, "{step}");
+        }
+    }
+
+    #[test]
+    fn a_container_without_the_dead_receives_token_is_left_alone() {
+        // Named like the container, but not carrying the token (someone
+        // else's, or made since): never destroyed by the recovery.
+        for found in ["-", "1111111111111111"] {
+            let fx = fixture_for(&Uuid::new_v4());
+            let dead = receive_dying_at(&fx, "receive:streaming");
+            let cont = format!("{POOL}/{dead}-receiving");
+            answer_token(&fx, &cont, found);
+            let mark = fx.mark();
+            fx.create_vm(json!({}));
+            let cmds = fx.commands_since(&mark);
+            assert!(
+                !cmds.contains(&format!("zfs destroy -r {cont}")),
+                "{cmds:#?}"
+            );
+            // The record is still swept.
+            assert!(!fx.ctx.store.exists(&dead));
+        }
+    }
+
+    #[test]
+    fn each_zfs_receive_holds_the_global_lock() {
+        // Its process holds the lock's descriptor, so a receive killed
+        // mid-stream keeps the next holder out until zfs is done.
+        let uuid = Uuid::new_v4();
+        let fx = fixture_for(&uuid);
+        answer_received_tree(&fx, &uuid);
+        let b = one_stream(&uuid, json!({}));
+        receive(&fx.ctx, &mut &b[..]).unwrap();
+        let held = fx.runner.held();
+        let streamed: Vec<String> = fx
+            .runner
+            .records()
+            .iter()
+            .filter(|c| c.argv.to_string().starts_with("zfs receive") && !c.stdin.is_empty())
+            .map(|c| c.argv.to_string())
+            .collect();
+        assert_eq!(streamed.len(), 1);
+        assert!(held.contains(&streamed[0]), "{held:?}");
     }
 }

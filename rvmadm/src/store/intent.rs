@@ -42,9 +42,14 @@
 //!   record names the new image; whoever finds it destroys `<aside>` (the
 //!   old dataset) if it is still there. It settles a reprovision to the
 //!   image the VM already had, which the record cannot tell.
-//! - `receive`: written durably by `vmadm receive` before it writes its
-//!   record marked incomplete; the next create or delete then scans the
-//!   records for that marker (they skip the scan otherwise).
+//! - `receive <container> <token>`: written durably by `vmadm receive`
+//!   before it writes its record marked incomplete or makes its container
+//!   `<pool>/<uuid>-receiving`, which carries the token (the user property
+//!   `rvmadm:receive`). The next create, delete or receive then scans the
+//!   records for that marker (they skip the scan otherwise) and destroys
+//!   the container when it still carries the token: the receive held the
+//!   global lock, and so do its `zfs` processes, so it is dead by then. A
+//!   bare `receive` (an older release's) asks for the scan only.
 //!
 //! A create or delete entry is never cleared on success (a clear could
 //! reach the disk before the rename or unlink it follows); each is
@@ -84,6 +89,21 @@ impl RecordSig {
     }
 }
 
+/// What a `vmadm receive` receives into: its container and the token the
+/// container carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receiving {
+    /// `<pool>/<uuid>-receiving`.
+    pub container: String,
+    /// Random, 16 hex digits, stamped on the container when it is made: a
+    /// dataset of that name without it is not this receive's.
+    pub token: String,
+}
+
+fn valid_token(t: &str) -> bool {
+    t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// One entry of the slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intent {
@@ -112,8 +132,10 @@ pub enum Intent {
     },
     /// A `vmadm receive` started: its record carries the incomplete
     /// marker until the stream is in, so the next create sweeps such
-    /// records (a create otherwise skips that scan).
-    Receive,
+    /// records (a create otherwise skips that scan), and its container is
+    /// left to remove should it die. `None`: an entry of an older release,
+    /// which named no container.
+    Receive(Option<Receiving>),
     /// A delete from just before its destroy.
     Delete {
         /// The VM going away.
@@ -197,7 +219,8 @@ impl Intent {
                 boot.as_deref().unwrap_or("-")
             ),
             Intent::CreateCommitted { uuid } => format!("create-committed {uuid}"),
-            Intent::Receive => "receive".to_string(),
+            Intent::Receive(None) => "receive".to_string(),
+            Intent::Receive(Some(r)) => format!("receive {} {}", r.container, r.token),
             Intent::Delete { uuid, dataset, sig } => format!(
                 "delete {uuid} {dataset} {} {} {} {}",
                 sig.ino, sig.size, sig.mtime_ns, sig.ctime_ns
@@ -232,20 +255,29 @@ impl Intent {
             return None;
         }
         let kind = w.next()?;
+        let name = |s: Option<&str>| s.filter(|n| crate::zfs::valid_name(n)).map(str::to_string);
         if kind == "receive" {
-            return w.next().is_none().then_some(Intent::Receive);
+            let Some(container) = w.next() else {
+                return Some(Intent::Receive(None));
+            };
+            // Only ever a receive's container: the entry leads to a
+            // recursive destroy.
+            let receiving = Receiving {
+                container: name(Some(container).filter(|c| c.ends_with("-receiving")))?,
+                token: w.next().filter(|t| valid_token(t))?.to_string(),
+            };
+            return w
+                .next()
+                .is_none()
+                .then_some(Intent::Receive(Some(receiving)));
         }
         let uuid = Uuid::parse_str(w.next()?).ok()?;
-        let name = |s: Option<&str>| s.filter(|n| crate::zfs::valid_name(n)).map(str::to_string);
         let intent = match kind {
             "create-pending" => Intent::CreatePending {
                 uuid,
                 dataset: name(w.next())?,
                 origin: name(w.next())?,
-                token: w
-                    .next()
-                    .filter(|t| t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit()))?
-                    .to_string(),
+                token: w.next().filter(|t| valid_token(t))?.to_string(),
                 // Absent in an earlier release's entry: unknown, as "-".
                 boot: match w.next() {
                     None | Some("-") => None,
@@ -435,7 +467,11 @@ mod tests {
                 uuid,
                 aside: format!("zones/{uuid}-reprovision-old"),
             },
-            Intent::Receive,
+            Intent::Receive(None),
+            Intent::Receive(Some(Receiving {
+                container: format!("zones/{uuid}-receiving"),
+                token: "fedcba9876543210".into(),
+            })),
             Intent::Delete {
                 uuid,
                 dataset: format!("zones/{uuid}"),
@@ -495,11 +531,25 @@ mod tests {
             "{MAGIC} create-pending {} zones/x zones/i@final 0123-not-hex-89",
             Uuid::nil()
         ));
+        // A receive naming a bad container, or without a well-formed token.
+        let receive_bad_name = signed(format!("{MAGIC} receive zones/../x 0123456789abcdef"));
+        let receive_untokened = signed(format!("{MAGIC} receive zones/x-receiving"));
+        let receive_bad_token =
+            signed(format!("{MAGIC} receive zones/x-receiving 0123-not-hex-89"));
+        let receive_not_a_container = signed(format!("{MAGIC} receive zones 0123456789abcdef"));
+        let receive_extra = signed(format!(
+            "{MAGIC} receive zones/x-receiving 0123456789abcdef more"
+        ));
         for bytes in [
             torn,
             lying.into_bytes(),
             untokened,
             bad_token,
+            receive_bad_name,
+            receive_untokened,
+            receive_bad_token,
+            receive_not_a_container,
+            receive_extra,
             b"garbage".to_vec(),
             line.as_bytes()[..20].to_vec(),
             Vec::new(),

@@ -12,7 +12,7 @@ pub use atomic::atomic_write;
 pub use index::{IndexStats, LoadedValues, Tuning, RACY, RECHECK};
 #[cfg(test)]
 pub(crate) use intent::TEST_BOOT_ID;
-pub use intent::{boot_id, Intent, IntentSlot, RecordSig};
+pub use intent::{boot_id, Intent, IntentSlot, Receiving, RecordSig};
 pub use lock::{exclusive, LockGuard};
 pub use pools::usable_mountpoint;
 pub use records::{decode, iso_time, LoadedRecord, Record, Store, StoreError, RECORD_VERSION};

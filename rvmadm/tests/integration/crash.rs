@@ -1,8 +1,9 @@
-//! Create and delete killed at each of their steps, on a real pool and
-//! real record files: a debug build of vmadm aborts (SIGABRT: no undo step,
-//! no destructor runs, the kernel drops the locks, as for `kill -9`) where
-//! `RVMADM_CRASH_AT` names the step. The next create or delete must finish
-//! or undo the dead one, and no reader may see a half-made VM meanwhile.
+//! Create, delete and receive killed at each of their steps, on a real
+//! pool and real record files: a debug build of vmadm aborts (SIGABRT: no
+//! undo step, no destructor runs, the kernel drops the locks, as for
+//! `kill -9`) where `RVMADM_CRASH_AT` names the step. The next create or
+//! delete must finish or undo the dead one, and no reader may see a
+//! half-made VM meanwhile.
 
 use crate::harness::{assert_exit, bin, stderr, stdout, zfs, Env};
 use serde_json::json;
@@ -27,7 +28,7 @@ fn payload(uuid: &str) -> String {
 }
 
 /// Runs vmadm with `RVMADM_CRASH_AT=step`; it must die of SIGABRT there.
-fn vmadm_dying(env: &Env, args: &[&str], stdin: &str, step: &str) {
+fn vmadm_dying(env: &Env, args: &[&str], stdin: &[u8], step: &str) {
     let mut child = Command::new(bin("vmadm"))
         .args(args)
         .env("VMADM_CONFIG", &env.config)
@@ -38,7 +39,7 @@ fn vmadm_dying(env: &Env, args: &[&str], stdin: &str, step: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let _ = child.stdin.take().unwrap().write_all(stdin);
     let out = child.wait_with_output().unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
@@ -71,7 +72,7 @@ fn a_create_killed_at_any_step_is_undone_or_finished_by_the_next() {
     for step in ["create:pending", "create:cloned", "create:checked"] {
         n += 1;
         let dead = uuid(n);
-        vmadm_dying(&env, &["create"], &payload(&dead), step);
+        vmadm_dying(&env, &["create"], payload(&dead).as_bytes(), step);
         // Nothing half-made is ever shown.
         assert!(listed(&env).is_empty(), "{step}: {:?}", listed(&env));
         assert_exit(&env.vmadm(&["get", &dead]), 1);
@@ -102,7 +103,12 @@ fn a_create_killed_at_any_step_is_undone_or_finished_by_the_next() {
     // lock it inherited, so the next create waits for it to land and then
     // undoes it, never racing a clone still on its way.
     let dead = uuid(50);
-    vmadm_dying(&env, &["create"], &payload(&dead), "create:cloning");
+    vmadm_dying(
+        &env,
+        &["create"],
+        payload(&dead).as_bytes(),
+        "create:cloning",
+    );
     let live = uuid(51);
     create(&env, &live);
     assert!(!env.datasets().contains(&ds(&dead)));
@@ -112,7 +118,12 @@ fn a_create_killed_at_any_step_is_undone_or_finished_by_the_next() {
     // Past its commit (the synced rename) the VM exists and is listed; the
     // next create leaves it alone.
     let done = uuid(100);
-    vmadm_dying(&env, &["create"], &payload(&done), "create:published");
+    vmadm_dying(
+        &env,
+        &["create"],
+        payload(&done).as_bytes(),
+        "create:published",
+    );
     assert_eq!(listed(&env), [format!("{done}  stopped")]);
     let live = uuid(101);
     create(&env, &live);
@@ -146,7 +157,7 @@ fn a_delete_killed_around_its_destroy_is_finished_by_the_next() {
         let other = uuid(201 + i as u32 * 10);
         create(&env, &dead);
         create(&env, &other);
-        vmadm_dying(&env, &["delete", &dead], "", step);
+        vmadm_dying(&env, &["delete", &dead], b"", step);
         assert_eq!(
             env.datasets().contains(&ds(&dead)),
             *step == "delete:intent",
@@ -173,7 +184,12 @@ fn a_dead_create_whose_dataset_cannot_be_destroyed_is_put_aside_and_blocks_nothi
     let Some(env) = env_with_image() else { return };
     let ds = |u: &str| format!("{}/{u}", env.pool);
     let dead = uuid(300);
-    vmadm_dying(&env, &["create"], &payload(&dead), "create:checked");
+    vmadm_dying(
+        &env,
+        &["create"],
+        payload(&dead).as_bytes(),
+        "create:checked",
+    );
     // Something else now depends on the dead create's dataset: a clone of
     // a snapshot of it, so `zfs destroy -r` refuses.
     let keeper = format!("{}/rec-keeper", env.pool);
@@ -229,7 +245,7 @@ fn a_killed_delete_ends_consistent_even_when_the_record_is_rewritten_before_the_
     let other = uuid(401);
     create(&env, &gone);
     create(&env, &other);
-    vmadm_dying(&env, &["delete", &gone], "", "delete:destroyed");
+    vmadm_dying(&env, &["delete", &gone], b"", "delete:destroyed");
     assert_exit(&env.vmadm(&["update", &gone, "alias=after"]), 0);
     // The next delete finishes it: no record without a dataset.
     assert_exit(&env.vmadm(&["delete", &other]), 0);
@@ -240,7 +256,7 @@ fn a_killed_delete_ends_consistent_even_when_the_record_is_rewritten_before_the_
     // the next create says so.
     let kept = uuid(402);
     create(&env, &kept);
-    vmadm_dying(&env, &["delete", &kept], "", "delete:intent");
+    vmadm_dying(&env, &["delete", &kept], b"", "delete:intent");
     assert_exit(&env.vmadm(&["update", &kept, "alias=kept"]), 0);
     let live = uuid(403);
     let err = ok_stderr(&env.vmadm_in(&["create"], &payload(&live)));
@@ -293,7 +309,7 @@ fn a_reprovision_killed_at_any_step_is_finished_or_rolled_back_and_delete_leaves
         // Deleted right after: nothing of it is left, not even aside.
         let doomed = uuid(n);
         make(&doomed);
-        vmadm_dying(&env, &["reprovision", &doomed], &to_image2, step);
+        vmadm_dying(&env, &["reprovision", &doomed], to_image2.as_bytes(), step);
         assert!(
             env.datasets()
                 .contains(&format!("{}-reprovision-old", ds(&doomed))),
@@ -311,7 +327,7 @@ fn a_reprovision_killed_at_any_step_is_finished_or_rolled_back_and_delete_leaves
         // names the new image, finished after.
         let vm = uuid(n + 1);
         make(&vm);
-        vmadm_dying(&env, &["reprovision", &vm], &to_image2, step);
+        vmadm_dying(&env, &["reprovision", &vm], to_image2.as_bytes(), step);
         let live = uuid(n + 2);
         create(&env, &live);
         let committed = step.ends_with("saved") || step.ends_with("committed");
@@ -400,4 +416,55 @@ fn after_a_reboot_a_finished_create_whose_record_went_by_hand_keeps_its_dataset(
         assert_exit(&env.vmadm(&["delete", u]), 0);
     }
     assert!(!env.datasets().iter().any(|d| d.contains("c4a5")));
+}
+
+#[test]
+fn what_a_receive_killed_mid_stream_or_after_its_rename_left_is_cleared_by_the_next_create() {
+    let Some(env) = env_with_image() else { return };
+    let ds = |u: &str| format!("{}/{u}", env.pool);
+    let cont = |u: &str| format!("{}/{u}-receiving", env.pool);
+    for (i, step) in ["receive:streaming", "receive:renamed"].iter().enumerate() {
+        let dead = uuid(300 + i as u32 * 10);
+        create(&env, &dead);
+        std::fs::write(env.mountpoint(&ds(&dead)).join("root/note"), "moved\n").unwrap();
+        let sent = env.vmadm(&["send", &dead]);
+        assert_exit(&sent, 0);
+        assert_exit(&env.vmadm(&["delete", &dead]), 0);
+        vmadm_dying(&env, &["receive"], &sent.stdout, step);
+        // Left: the container, with the dataset too once it was renamed,
+        // and the record marked incomplete.
+        let left = env.datasets();
+        assert!(left.contains(&cont(&dead)), "{step}: {left:?}");
+        assert_eq!(
+            left.contains(&ds(&dead)),
+            *step == "receive:renamed",
+            "{step}: {left:?}"
+        );
+        assert!(
+            zfs(&["get", "-H", "-o", "value", "rvmadm:receive", &cont(&dead)])
+                .trim()
+                .len()
+                == 16,
+            "{step}: the container carries the receive's token"
+        );
+        // The next create (another VM) removes all of it.
+        let live = uuid(301 + i as u32 * 10);
+        create(&env, &live);
+        let left = env.datasets();
+        assert!(!left.iter().any(|d| d.contains(&dead)), "{step}: {left:?}");
+        assert_eq!(listed(&env), [format!("{live}  stopped")], "{step}");
+        // The uuid is received afresh, whole.
+        let o = env.run("vmadm", &["receive"], Some(&sent.stdout));
+        assert_exit(&o, 0);
+        assert_eq!(
+            std::fs::read_to_string(env.mountpoint(&ds(&dead)).join("root/note")).unwrap(),
+            "moved\n"
+        );
+        for u in [&dead, &live] {
+            assert_exit(&env.vmadm(&["delete", u]), 0);
+        }
+        assert!(listed(&env).is_empty(), "{step}");
+        let names = zfs(&["list", "-H", "-r", "-o", "name", &env.pool]);
+        assert!(!names.contains("c4a5"), "{step}: {names}");
+    }
 }
