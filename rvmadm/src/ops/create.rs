@@ -154,17 +154,29 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         if let (Some(Ok(true)), Some(spec)) = (&net, &boot_spec) {
             let _ = ctx.driver.cleanup(spec);
         }
-        if destroy {
-            let _ = zfs.destroy(&dataset, true);
-        }
+        // A clone this create made but could not destroy (zfs-fuse can
+        // say "busy" for a while) keeps the pending entry, which names it by
+        // its token: the next holder of the global lock destroys it, or puts
+        // it aside (see `recover`). Cleared, it would be known to nothing
+        // and its uuid refused as taken for good.
+        let left = destroy
+            && match zfs.destroy(&dataset, true) {
+                Ok(()) | Err(ZfsError::NotFound(_)) => false,
+                Err(d) => {
+                    tracing::warn!(%uuid, %dataset, error = %d, "cannot destroy the clone of this failed create; the next create or delete removes it");
+                    true
+                }
+            };
         let _ = ctx.store.discard_prepared(&uuid);
         // A record can only be this create's (none was there under the
         // lock): the rename may have happened before a failed sync.
         let _ = ctx.store.remove(&uuid);
         // Durably: a pending entry left behind would make the next create
         // undo this one again (and a taken name is someone else's dataset).
-        if let Err(c) = slot.clear() {
-            tracing::warn!(%uuid, error = %c, "cannot clear the intent slot");
+        if !left {
+            if let Err(c) = slot.clear() {
+                tracing::warn!(%uuid, error = %c, "cannot clear the intent slot");
+            }
         }
         e
     };
@@ -974,6 +986,40 @@ mod tests {
         );
         assert!(!fx.ctx.store.exists(&uuid));
         assert!(fx.driver.calls().is_empty(), "{:?}", fx.driver.calls());
+    }
+
+    #[test]
+    fn a_failed_create_whose_clone_cannot_be_destroyed_leaves_it_to_the_next_create() {
+        let mut fake = FakeDriver::new();
+        fake.missing_root = true;
+        let fx = Fixture::with_driver(fake);
+        let uuid = Uuid::new_v4();
+        fx.answer_mountpoint(&uuid);
+        fx.runner
+            .fail(&["zfs", "destroy"], "cannot destroy 'x': dataset is busy");
+        let err = create(&fx.ctx, &fx.payload(&uuid, json!({})))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no root/ directory"), "{err}");
+        assert!(!fx.ctx.store.exists(&uuid));
+        // The slot still names the clone by its token, so it is not lost.
+        let token = pending_token(&fx);
+        answer_token(&fx, &uuid, &token);
+        fx.runner.answer(&["zfs", "destroy"], Output::default());
+        // The next create (refused for the same image) repairs it first.
+        let other = Uuid::new_v4();
+        fx.answer_mountpoint(&other);
+        create(&fx.ctx, &fx.payload(&other, json!({}))).unwrap_err();
+        let cmds: Vec<String> = fx.runner.calls().iter().map(|a| a.to_string()).collect();
+        // The repair: the token looked up, then the clone destroyed.
+        let ask = format!("zfs get -H -o value rvmadm:create zones/{uuid}");
+        let at = cmds.iter().position(|c| *c == ask);
+        assert!(at.is_some(), "{cmds:?}");
+        assert_eq!(
+            cmds.get(at.unwrap_or(0) + 1),
+            Some(&format!("zfs destroy -r zones/{uuid}")),
+            "{cmds:?}"
+        );
     }
 
     #[test]
