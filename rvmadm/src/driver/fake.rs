@@ -124,6 +124,7 @@ impl Driver for FakeDriver {
         if self.missing_root {
             return Err(ZoneLayoutError::MissingRoot {
                 zonepath: zonepath.to_path_buf(),
+                unmounted: false,
             }
             .into());
         }

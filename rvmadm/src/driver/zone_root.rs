@@ -28,11 +28,15 @@ pub enum ZoneLayoutError {
     #[error(
         "{zonepath}: the dataset has no root/ directory; a zone image keeps its \
          file system tree under root/ (as SmartOS does). Rebuild the image with \
-         `imgadm build`, or convert it by moving its tree into root/ (see docs/imgadm.md)"
+         `imgadm build`, or convert it by moving its tree into root/ (see docs/imgadm.md){}",
+        if *.unmounted { UNMOUNTED_HINT } else { "" }
     )]
     MissingRoot {
         /// The zonepath checked.
         zonepath: PathBuf,
+        /// Nothing is mounted at the zonepath as this process sees it: the
+        /// dataset may well have `root/`, in a mount this process cannot see.
+        unmounted: bool,
     },
     /// The dataset's top holds a file system tree (`etc`, `bin`, `sbin`
     /// beside `root`): an image laid out by an earlier rvmadm, whose `root`
@@ -86,6 +90,14 @@ pub enum ZoneLayoutError {
         source: io::Error,
     },
 }
+
+/// Said with [`ZoneLayoutError::MissingRoot`] when the zonepath is no mount
+/// point: zfs-fuse mounts datasets from its daemon, so a process in a mount
+/// namespace those mounts do not reach (`ip netns exec` makes one) sees the
+/// bare mountpoint directory.
+const UNMOUNTED_HINT: &str = ". Nothing is mounted at the zonepath as this process sees it: \
+     if the dataset is mounted elsewhere (zfs-fuse mounts from its own daemon), run vmadm in \
+     the host's mount namespace (`nsenter --net=…` rather than `ip netns exec`)";
 
 /// The zone's root directory on the host: `<zonepath>/root`.
 pub fn zone_root(zonepath: &Path) -> PathBuf {
@@ -152,6 +164,19 @@ fn exists_at(dir: &std::fs::File, name: &str) -> bool {
     rc == 0
 }
 
+/// True when `dir` is the top of a mount (its device differs from its
+/// parent's); only asked once `root/` is found missing.
+fn is_mount_point(dir: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(own) = dir.metadata() else {
+        return true;
+    };
+    let Ok(parent) = open_dir(Some(dir), Path::new("..")).and_then(|p| p.metadata()) else {
+        return true;
+    };
+    own.dev() != parent.dev()
+}
+
 fn check_entry(
     dir: &std::fs::File,
     zonepath: &Path,
@@ -164,7 +189,10 @@ fn check_entry(
             let zonepath = zonepath.to_path_buf();
             match e.raw_os_error() {
                 Some(libc::ENOENT) if !required => Ok(()),
-                Some(libc::ENOENT) => Err(ZoneLayoutError::MissingRoot { zonepath }),
+                Some(libc::ENOENT) => Err(ZoneLayoutError::MissingRoot {
+                    unmounted: !is_mount_point(dir),
+                    zonepath,
+                }),
                 Some(libc::ELOOP) => Err(ZoneLayoutError::Symlink { zonepath, name }),
                 Some(libc::ENOTDIR) => {
                     // O_NOFOLLOW on a symlink gives ELOOP on Linux and FreeBSD,
@@ -226,6 +254,18 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("root/"), "{msg}");
         assert!(msg.contains("imgadm build"), "{msg}");
+    }
+
+    #[test]
+    fn a_missing_root_on_a_bare_mountpoint_directory_says_nothing_is_mounted() {
+        // A temporary directory is no mount point: the hint is given.
+        let t = tempfile::tempdir().unwrap();
+        let msg = check(t.path()).unwrap_err().to_string();
+        assert!(msg.contains("Nothing is mounted at the zonepath"), "{msg}");
+        // A real mount point (/proc is one) is told apart.
+        let proc_dir = open_zonepath(Path::new("/proc")).unwrap();
+        assert!(is_mount_point(&proc_dir));
+        assert!(!is_mount_point(&open_zonepath(t.path()).unwrap()));
     }
 
     #[test]

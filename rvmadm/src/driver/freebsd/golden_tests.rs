@@ -370,6 +370,7 @@ impl HostFs for FailFs {
             Some(r) if *r == zonepath.display().to_string() => {
                 Err(crate::driver::zone_root::ZoneLayoutError::MissingRoot {
                     zonepath: zonepath.to_path_buf(),
+                    unmounted: false,
                 })
             }
             _ => Ok(()),

@@ -339,6 +339,7 @@ pub(crate) mod tests {
             if self.fail {
                 return Err(crate::driver::zone_root::ZoneLayoutError::MissingRoot {
                     zonepath: zonepath.to_path_buf(),
+                    unmounted: false,
                 });
             }
             Ok(())
