@@ -183,8 +183,16 @@ pub fn plan(
             nic.interface, nic.mac
         ));
         // The alias marks the link as this jail's: teardown deletes by it.
+        // `addrgenmode none` keeps the kernel from giving the host end an
+        // IPv6 link-local address: the host is a switch port on the
+        // tenant's segment, never a node on it (no address, so no DAD,
+        // router solicitation or MLD report from the host there). The
+        // kernel makes that address only once the link has carrier, which
+        // it gets when the jail end comes up in the jail's batch, after
+        // this line; so setting the mode in the line that brings the port
+        // up is in time, and costs no line or process of its own.
         p.host.push(format!(
-            "link set dev {host} alias {} master {bridge} up",
+            "link set dev {host} addrgenmode none alias {} master {bridge} up",
             link_alias(&vm.uuid)
         ));
         if nic.vlan_id > 0 && !per_vlan {
@@ -343,9 +351,9 @@ mod tests {
                 format!("netns add {ns}"),
                 "link set dev br1 type bridge vlan_filtering 1".to_string(),
                 format!("link add name {h0} mtu 1400 type veth peer name net0 address 02:00:00:00:00:01 mtu 1400 netns {ns}"),
-                format!("link set dev {h0} alias vmadm:{u} master br0 up"),
+                format!("link set dev {h0} addrgenmode none alias vmadm:{u} master br0 up"),
                 format!("link add name {h1} type veth peer name net1 address 02:00:00:00:00:02 netns {ns}"),
-                format!("link set dev {h1} alias vmadm:{u} master br1 up"),
+                format!("link set dev {h1} addrgenmode none alias vmadm:{u} master br1 up"),
             ]
         );
         assert_eq!(
