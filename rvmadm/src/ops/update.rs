@@ -173,14 +173,9 @@ pub(crate) fn check_ceilings(
             continue;
         };
         let want = obj.int_or_default(field).unwrap_or_default();
-        if want <= ceiling {
+        let Some(why) = above_ceiling(ctx, limit, want) else {
             continue;
-        }
-        let why = format!(
-            "{prop} {want} is above the {ceiling} this {} host can enforce ({})",
-            ctx.driver.name(),
-            ceiling_reason(limit)
-        );
+        };
         if payload.contains_key(prop) {
             return Err(OpsError::Failed(why));
         }
@@ -189,6 +184,18 @@ pub(crate) fn check_ceilings(
         }
     }
     Ok(())
+}
+
+/// Why `want` of `limit` cannot be had on this host, when it cannot (see
+/// [`check_ceilings`]); `vmadm validate` answers with the same words.
+pub(crate) fn above_ceiling(ctx: &Ctx, limit: Limit, want: u64) -> Option<String> {
+    let ceiling = ctx.driver.limit_ceiling(limit).filter(|c| want > *c)?;
+    Some(format!(
+        "{} {want} is above the {ceiling} this {} host can enforce ({})",
+        limit.property(),
+        ctx.driver.name(),
+        ceiling_reason(limit)
+    ))
 }
 
 /// Why a driver bounds `limit`, for [`check_ceilings`]' messages.

@@ -1126,6 +1126,17 @@ fn max_locked_memory_is_given_as_asked_or_refused_up_front() {
         "{err}"
     );
     assert_eq!(list(), 0, "a refused create left a VM");
+    // `vmadm validate` says the same.
+    let out = lab.vmadm(&["validate", "create"], Some(&payload.to_string()));
+    crate::harness::assert_exit(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("max_locked_memory") && err.contains("CAP_SYS_RESOURCE"),
+        "{err}"
+    );
+    let fits = e2e_payload("192.0.2.64", json!({"max_locked_memory": bound}));
+    let out = lab.vmadm(&["validate", "create"], Some(&fits.to_string()));
+    crate::harness::assert_exit(&out, 0);
     // Left to its default (max_physical_memory), it is lowered and said so.
     let out = lab.vmadm(
         &["create"],
