@@ -31,7 +31,9 @@
 //! * learned leases (`dhcp` in `ips`, IP protection on): an IPv4 address
 //!   a DHCP server acknowledges for the NIC's MAC, seen by an egress chain
 //!   on the same port (frames to the jail), is a source too, as illumos
-//!   learns it from the ACK (see [`dhcp_rules`]).
+//!   learns it from the ACK, for the lease time the ACK gives; a NAK of the
+//!   request that named it, or the jail's RELEASE, ends it, and a live
+//!   update keeps it (see [`dhcp_rules`] and [`refresh_text`]).
 //! * VRRP (`vrrp_vrid`): the NIC's MAC is the router's
 //!   (00:00:5e:00:01:<vrid>, set at validation), so the MAC rule holds it to
 //!   that one; its `vrrp_primary_ip` joins the allowed sources.

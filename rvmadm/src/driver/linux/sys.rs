@@ -125,6 +125,12 @@ pub fn memlock_hard() -> Option<u64> {
     (rc == 0 && r.rlim_max != libc::RLIM_INFINITY).then_some(r.rlim_max)
 }
 
+/// True when the kernel has IPv6 (not booted with `ipv6.disable=1`): one
+/// stat of its sysctl directory.
+pub fn has_ipv6() -> bool {
+    std::path::Path::new("/proc/sys/net/ipv6").exists()
+}
+
 /// Bit of CAP_SYS_RESOURCE in the capability masks of `/proc/<pid>/status`.
 const CAP_SYS_RESOURCE: u32 = 24;
 
