@@ -466,7 +466,7 @@ pub fn replace_text(uuid: &Uuid, filters: &[PortFilter]) -> String {
 
 /// One transaction that turns the jail's table from `old`'s rules into
 /// `new`'s while keeping the addresses its ports learned from DHCP: the
-/// rules are flushed and every chain and set of `old` deleted except each
+/// chains are flushed and every chain and set of `old` deleted except each
 /// learned set that `new` declares alike, which the new body's `set` line
 /// then leaves as it is (an `add` of an existing set). `None` when there
 /// is nothing to keep (then [`replace_text`] does). It fails as a whole
@@ -492,8 +492,15 @@ pub fn refresh_text(uuid: &Uuid, old: &[PortFilter], new: &[PortFilter]) -> Opti
     if kept.is_empty() {
         return None;
     }
-    let mut out = format!("add table netdev {t}\nflush table netdev {t}\n");
-    // Sets and maps first: a verdict map's jumps hold their chains.
+    // Each chain flushed by name rather than `flush table`, whose reach
+    // (rules only, or sets too) is nft's to choose.
+    let chains = declared(&before, "chain");
+    let mut out = format!("add table netdev {t}\n");
+    for (name, _) in &chains {
+        let _ = writeln!(out, "flush chain netdev {t} {name}");
+    }
+    // Then sets and maps, which no rule uses any more (a verdict map's
+    // jumps hold their chains), then the chains.
     for kind in ["set", "map"] {
         for (name, _) in declared(&before, kind) {
             if !kept.contains(&name) {
@@ -501,7 +508,7 @@ pub fn refresh_text(uuid: &Uuid, old: &[PortFilter], new: &[PortFilter]) -> Opti
             }
         }
     }
-    for (name, _) in declared(&before, "chain") {
+    for (name, _) in &chains {
         let _ = writeln!(out, "delete chain netdev {t} {name}");
     }
     out.push_str(&after);
@@ -921,13 +928,17 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
             .lines()
             .take_while(|l| !l.starts_with("table"))
             .collect();
-        assert_eq!(
-            head[..2],
-            [
-                format!("add table netdev {t}"),
-                format!("flush table netdev {t}")
-            ]
-        );
+        assert_eq!(head[0], format!("add table netdev {t}"));
+        assert!(head.contains(&format!("flush chain netdev {t} p0out").as_str()));
+        let flushed = head.iter().filter(|l| l.starts_with("flush chain")).count();
+        let deleted = head
+            .iter()
+            .filter(|l| l.starts_with("delete chain"))
+            .count();
+        assert_eq!(flushed, deleted);
+        assert!(head[1..=flushed]
+            .iter()
+            .all(|l| l.starts_with("flush chain")));
         // Every set and map goes but the learned one, then every chain.
         assert!(head.contains(&format!("delete set netdev {t} p0v4").as_str()));
         assert!(head.contains(&format!("delete map netdev {t} p0xid").as_str()));
