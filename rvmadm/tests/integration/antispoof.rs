@@ -592,6 +592,15 @@ fn a_learned_lease_lasts_its_lease_time_ends_with_a_nak_and_outlives_an_update()
     frames(&jail, &["request", "net0", mac, "0.0.0.0", lease, "0x5153"]);
     nak("0x5153");
     assert_eq!(from_lease(&a), nothing, "after the NAK of a reboot");
+    // The same with the MAC's client id before option 50, as udhcpc sends.
+    ack("3600");
+    assert_eq!(from_lease(&a), legit, "after the third ACK");
+    frames(
+        &jail,
+        &["request", "net0", mac, "0.0.0.0", lease, "0x5154", "mac"],
+    );
+    nak("0x5154");
+    assert_eq!(from_lease(&a), nothing, "after the NAK of udhcpc's reboot");
 }
 
 fn payload(ip: &str, extra: Value) -> Value {

@@ -12,9 +12,10 @@
 #                                as "first:<s>": 53, 51, 54); prints the
 #                                frame's hex (its marker: REPLY<xid>)
 #   release <iface> <mac> <ciaddr>  a client's DHCPRELEASE of ciaddr
-#   request <iface> <mac> <ciaddr> <requested|-> <xid>  a client's
+#   request <iface> <mac> <ciaddr> <requested|-> <xid> [mac]  a client's
 #                                DHCPREQUEST (renewing when ciaddr is set;
-#                                option 50 right behind 53 when given)
+#                                option 50 right behind 53 when given, or
+#                                behind the client id 01+MAC with "mac")
 #   catch <iface> <marker> <seconds>  prints "ready", then the hex of the
 #                                first frame holding marker (or TIMEOUT)
 #   listen <iface> <seconds>     prints "ready", then each marker seen once;
@@ -154,13 +155,16 @@ def reply(iface, client_mac, yiaddr, mtype, lease=None, xid="0x1234"):
     s.send(f)
     print(f.hex(), flush=True)
 
-def request(iface, own_mac, ciaddr, requested, xid):
+def request(iface, own_mac, ciaddr, requested, xid, cid=None):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((iface, 0))
     server = "192.0.2.1"
     options = b""
+    if cid == "mac":
+        # The client id busybox's udhcpc sends right behind option 53.
+        options = bytes([61, 7, 1]) + mac(own_mac)
     if requested != "-":
-        options = bytes([50, 4]) + socket.inet_aton(requested)
+        options += bytes([50, 4]) + socket.inet_aton(requested)
     msg = bootp(1, ciaddr, "0.0.0.0", mac(own_mac), 3, server, int(xid, 16), options)
     dst = server if ciaddr != "0.0.0.0" else "255.255.255.255"
     s.send(eth(b"\xff" * 6, mac(own_mac), 0x0800, ipv4(ciaddr, dst, 17, udp(68, 67, msg))))
@@ -220,7 +224,7 @@ if __name__ == "__main__":
     elif sys.argv[1] == "catch":
         catch(*sys.argv[2:5])
     elif sys.argv[1] == "request":
-        request(*sys.argv[2:7])
+        request(*sys.argv[2:8])
     elif sys.argv[1] == "release":
         release(*sys.argv[2:5])
     else:

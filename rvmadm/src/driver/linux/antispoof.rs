@@ -294,7 +294,7 @@ fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
         rule(format!(
             "{request} @th,{CIADDR},32 != 0 update @p{i}xid {{ @th,{XID},32 : @th,{CIADDR},32 }}"
         ));
-        for (walk, value) in option_walks(50) {
+        for (walk, value) in option_walks(50, f.mac) {
             rule(format!(
                 "{request} @th,{CIADDR},32 0 {walk} update @p{i}xid {{ @th,{XID},32 : @th,{value},32 }}"
             ));
@@ -328,7 +328,7 @@ const LEASE_HOLD: &str = "1d";
 /// How long a request's transaction id is kept for its NAK.
 const XID_HOLD: &str = "2m";
 
-/// How many 4-byte options may stand between the message type (the first
+/// How many options may stand between the message type (the first
 /// option) and the option an [`option_walks`] looks for.
 const WALK: u32 = 3;
 
@@ -343,30 +343,38 @@ const HOLD_MAX: &str = "3650d";
 
 /// Matches that find option `code` (of 4 bytes) at a fixed place in the
 /// options of a message whose first option is the message type (3 bytes):
-/// right behind it, or behind up to [`WALK`] other options of exactly 4
-/// bytes each (server id, subnet mask, T1, T2 ...). Each intervening option
-/// is checked to be one (not a pad, the end, or `code` itself), so a match
-/// is a true parse of the options up to there and the walks are mutually
-/// exclusive. Returns each walk's match text with the bit offset of the
-/// option's value. nft reads only fixed offsets, so an option behind one
-/// of another length is not found.
-fn option_walks(code: u8) -> Vec<(String, u32)> {
-    (0..=WALK)
-        .map(|k| {
-            let mut walk = String::new();
+/// right behind it, or behind up to [`WALK`] options of exactly 4 bytes
+/// each (server id, subnet mask, T1, T2 ...), the first of which may
+/// instead be the client identifier derived from `mac` (61, 7, `01` +
+/// MAC: 9 bytes, where busybox's udhcpc puts it). Each intervening option
+/// is checked to be one (a 4-byte one not a pad, the end, or `code`
+/// itself), so a match is a true parse of the options up to there and the
+/// walks are mutually exclusive. Returns each walk's match text with the
+/// bit offset of the option's value. nft reads only fixed offsets, so an
+/// option behind one of another length is not found.
+fn option_walks(code: u8, mac: [u8; 6]) -> Vec<(String, u32)> {
+    let cid = format!("@th,{},72 0x3d0701{} ", OPT1 + 24, &mac_hex(mac)[2..]);
+    // (what the walk starts with, where its 4-byte options begin, how many
+    // options that start used up)
+    let starts = [(String::new(), OPT1 + 24, 0), (cid, OPT1 + 24 + 72, 1)];
+    let mut out = Vec::new();
+    for (prefix, start, used) in starts {
+        for k in 0..=WALK - used {
+            let mut walk = prefix.clone();
             for j in 0..k {
-                let at = OPT1 + 24 + 48 * j;
+                let at = start + 48 * j;
                 let _ = write!(
                     walk,
                     "@th,{at},8 != {{ 0, {code}, 255 }} @th,{},8 4 ",
                     at + 8
                 );
             }
-            let at = OPT1 + 24 + 48 * k;
+            let at = start + 48 * k;
             let _ = write!(walk, "@th,{at},16 0x{code:02x}04");
-            (walk, at + 16)
-        })
-        .collect()
+            out.push((walk, at + 16));
+        }
+    }
+    out
 }
 
 /// The egress chain that fills the port's set of addresses learned from
@@ -414,7 +422,7 @@ fn dhcp_rules(i: usize, f: &PortFilter, out: &mut String) {
     );
     let _ = writeln!(out, "\t}}");
     let _ = writeln!(out, "\tchain p{i}ack {{");
-    for (walk, value) in option_walks(51) {
+    for (walk, value) in option_walks(51, f.mac) {
         let _ = writeln!(out, "\t\t{walk} @th,{value},32 vmap @p{i}lease");
     }
     let _ = writeln!(out, "\t\tupdate @p{i}dhcp {{ @th,{YIADDR},32 }}");
@@ -725,6 +733,9 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
 \t\tudp dport 67 @th,1984,24 0x350103 @th,160,32 0 @th,2008,8 != { 0, 50, 255 } @th,2016,8 4 @th,2056,16 0x3204 update @p0xid { @th,96,32 : @th,2072,32 }
 \t\tudp dport 67 @th,1984,24 0x350103 @th,160,32 0 @th,2008,8 != { 0, 50, 255 } @th,2016,8 4 @th,2056,8 != { 0, 50, 255 } @th,2064,8 4 @th,2104,16 0x3204 update @p0xid { @th,96,32 : @th,2120,32 }
 \t\tudp dport 67 @th,1984,24 0x350103 @th,160,32 0 @th,2008,8 != { 0, 50, 255 } @th,2016,8 4 @th,2056,8 != { 0, 50, 255 } @th,2064,8 4 @th,2104,8 != { 0, 50, 255 } @th,2112,8 4 @th,2152,16 0x3204 update @p0xid { @th,96,32 : @th,2168,32 }
+\t\tudp dport 67 @th,1984,24 0x350103 @th,160,32 0 @th,2008,72 0x3d0701020000000001 @th,2080,16 0x3204 update @p0xid { @th,96,32 : @th,2096,32 }
+\t\tudp dport 67 @th,1984,24 0x350103 @th,160,32 0 @th,2008,72 0x3d0701020000000001 @th,2080,8 != { 0, 50, 255 } @th,2088,8 4 @th,2128,16 0x3204 update @p0xid { @th,96,32 : @th,2144,32 }
+\t\tudp dport 67 @th,1984,24 0x350103 @th,160,32 0 @th,2008,72 0x3d0701020000000001 @th,2080,8 != { 0, 50, 255 } @th,2088,8 4 @th,2128,8 != { 0, 50, 255 } @th,2136,8 4 @th,2176,16 0x3204 update @p0xid { @th,96,32 : @th,2192,32 }
 \t}
 \tchain p0out {
 \t\ttype filter hook egress device \"vme015a6e863e0\" priority 0; policy accept;
@@ -736,6 +747,9 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
 \t\t@th,2008,8 != { 0, 51, 255 } @th,2016,8 4 @th,2056,16 0x3304 @th,2072,32 vmap @p0lease
 \t\t@th,2008,8 != { 0, 51, 255 } @th,2016,8 4 @th,2056,8 != { 0, 51, 255 } @th,2064,8 4 @th,2104,16 0x3304 @th,2120,32 vmap @p0lease
 \t\t@th,2008,8 != { 0, 51, 255 } @th,2016,8 4 @th,2056,8 != { 0, 51, 255 } @th,2064,8 4 @th,2104,8 != { 0, 51, 255 } @th,2112,8 4 @th,2152,16 0x3304 @th,2168,32 vmap @p0lease
+\t\t@th,2008,72 0x3d0701020000000001 @th,2080,16 0x3304 @th,2096,32 vmap @p0lease
+\t\t@th,2008,72 0x3d0701020000000001 @th,2080,8 != { 0, 51, 255 } @th,2088,8 4 @th,2128,16 0x3304 @th,2144,32 vmap @p0lease
+\t\t@th,2008,72 0x3d0701020000000001 @th,2080,8 != { 0, 51, 255 } @th,2088,8 4 @th,2128,8 != { 0, 51, 255 } @th,2136,8 4 @th,2176,16 0x3304 @th,2192,32 vmap @p0lease
 \t\tupdate @p0dhcp { @th,192,32 }
 \t}
 \tchain p0l6 {
@@ -961,8 +975,7 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
 
     #[test]
     fn lease_times_are_found_behind_four_byte_options_only() {
-        let walks = option_walks(51);
-        assert_eq!(walks.len(), WALK as usize + 1);
+        let walks = option_walks(51, [2, 0, 0, 0, 0, 1]);
         // Right behind the message type (53, 1, type): bytes 3..5 of the
         // options, the value at 5.
         assert_eq!(
@@ -980,6 +993,16 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
             )
         );
         assert_eq!(walks[1].1, OPT1 + 88);
+        // Behind the client id derived from the MAC (9 bytes), then up to
+        // two 4-byte options.
+        assert_eq!(walks.len(), 2 * WALK as usize + 1);
+        let cid = format!("@th,{},72 0x3d0701020000000001 ", OPT1 + 24);
+        let with_cid = &walks[WALK as usize + 1];
+        assert_eq!(
+            *with_cid,
+            (format!("{cid}@th,{},16 0x3304", OPT1 + 96), OPT1 + 112)
+        );
+        assert!(walks[WALK as usize + 2].0.starts_with(&cid));
     }
 
     #[test]
