@@ -406,6 +406,14 @@ fn frames(ns_arg: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A jail whose one NIC (`mac`) takes its address by DHCP.
+fn dhcp_jail(lab: &Lab, mac: &str) -> VmSpec {
+    lab.jail(
+        json!({"nics": [{"interface": "net0", "mac": mac, "nic_tag": "admin",
+                              "ips": ["dhcp"], "primary": true}]}),
+    )
+}
+
 #[test]
 fn a_dhcp_nic_may_send_from_the_address_a_server_acknowledged() {
     if !have_tools() {
@@ -413,10 +421,7 @@ fn a_dhcp_nic_may_send_from_the_address_a_server_acknowledged() {
     }
     let Some(lab) = Lab::new() else { return };
     let mac = "02:00:c0:00:02:4d";
-    let a = lab.jail(
-        json!({"nics": [{"interface": "net0", "mac": mac, "nic_tag": "admin",
-                                      "ips": ["dhcp"], "primary": true}]}),
-    );
+    let a = dhcp_jail(&lab, mac);
     let b = lab.net_jail("192.0.2.61", 0, json!({}));
     lab.start(&a);
     lab.start(&b);
@@ -510,10 +515,7 @@ fn a_learned_lease_lasts_its_lease_time_ends_with_a_nak_and_outlives_an_update()
     }
     let Some(lab) = Lab::new() else { return };
     let mac = "02:00:c0:00:02:4f";
-    let mut a = lab.jail(
-        json!({"nics": [{"interface": "net0", "mac": mac, "nic_tag": "admin",
-                                      "ips": ["dhcp"], "primary": true}]}),
-    );
+    let mut a = dhcp_jail(&lab, mac);
     let b = lab.net_jail("192.0.2.62", 0, json!({}));
     lab.start(&a);
     lab.start(&b);
