@@ -342,6 +342,6 @@ ports=$(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{ sub(/@.*/, 
     printf '  image        %s\n' "$IMAGE_UUID"
     printf '  VM           %s qs-a %s/24\n' "$VM_A" "$IP_A"
     printf '  VM           %s qs-b %s/24\n' "$VM_B" "$IP_B"
-    printf '  (nothing else: no address on the bridge, no IPv4 address or route on the host;\n   the ports carry only the kernel'\''s IPv6 link-local addresses)\n'
+    printf '  (nothing else: no address on the bridge or its ports, IPv4 or IPv6, and no\n   route on the host)\n'
     printf '\ntry: VMADM_CONFIG=%s %s console %s\n' "$VMADM_CONFIG" "$VMADM" "$VM_A"
 } >&2

@@ -173,6 +173,15 @@ pub trait Driver: Send + Sync {
         Ok(super::zone_root::check(zonepath)?)
     }
 
+    /// The most of `limit` (in its property's unit) this host can give a
+    /// VM, when there is such a bound; `None` when any amount is enforced
+    /// as asked. ops refuses a create or update that asks for more, and
+    /// says so when a default comes out above it. The default has none.
+    fn limit_ceiling(&self, limit: Limit) -> Option<u64> {
+        let _ = limit;
+        None
+    }
+
     /// Properties this driver stores but cannot enforce, each with the
     /// reason; ops says so when a create or update gives one.
     fn unenforced(&self) -> &'static [(&'static str, &'static str)] {

@@ -94,6 +94,7 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         },
     );
     ctx.check_addresses_free(&uuid, &obj)?;
+    super::update::check_ceilings(ctx, &payload, &obj, true)?;
     // The record is written before the clone, so it holds now what it will
     // hold if everything succeeds; a failure undoes it whole.
     let delegate = obj.delegate_dataset == Some(true);

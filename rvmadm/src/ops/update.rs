@@ -78,6 +78,7 @@ pub fn update(ctx: &Ctx, uuid: &Uuid, input: &Map<String, Value>) -> OpsResult<U
             &FsRequest::from_objects(obj.filesystems.iter().flatten()),
         )?;
     }
+    check_ceilings(ctx, &checked.payload, &obj, false)?;
     let changes = host_changes(&outcome.changed, &obj)?;
     // Only an update with host effects needs the typed view.
     let spec = if changes.is_empty() && !nics_changed {
@@ -148,6 +149,63 @@ pub(crate) fn notice_unenforced(ctx: &Ctx, given: &[String], obj: &VmRecord) {
         if named {
             crate::driver::notice_unenforced(prop, why);
         }
+    }
+}
+
+/// Refuses a limit the payload sets above what the host's driver can give
+/// ([`crate::driver::Driver::limit_ceiling`]), before anything changes: a
+/// SmartOS operator gets the amount asked for or an error, never less in
+/// silence. A value the payload did not set is lowered to the bound at
+/// boot; `creating` says so on stderr, since create is where such a value
+/// is born (`max_locked_memory` defaults to `max_physical_memory`).
+pub(crate) fn check_ceilings(
+    ctx: &Ctx,
+    payload: &Map<String, Value>,
+    obj: &VmRecord,
+    creating: bool,
+) -> OpsResult<()> {
+    for limit in Limit::ALL {
+        let Some(ceiling) = ctx.driver.limit_ceiling(limit) else {
+            continue;
+        };
+        let prop = limit.property();
+        let Some(field) = Field::from_name(prop) else {
+            continue;
+        };
+        let want = obj.int_or_default(field).unwrap_or_default();
+        let Some(why) = above_ceiling(ctx, limit, want) else {
+            continue;
+        };
+        if payload.contains_key(prop) {
+            return Err(OpsError::Failed(why));
+        }
+        if creating {
+            tracing::warn!("{why}; the VM gets {ceiling}");
+        }
+    }
+    Ok(())
+}
+
+/// Why `want` of `limit` cannot be had on this host, when it cannot (see
+/// [`check_ceilings`]); `vmadm validate` answers with the same words.
+pub(crate) fn above_ceiling(ctx: &Ctx, limit: Limit, want: u64) -> Option<String> {
+    let ceiling = ctx.driver.limit_ceiling(limit).filter(|c| want > *c)?;
+    Some(format!(
+        "{} {want} is above the {ceiling} this {} host can enforce ({})",
+        limit.property(),
+        ctx.driver.name(),
+        ceiling_reason(limit)
+    ))
+}
+
+/// Why a driver bounds `limit`, for [`check_ceilings`]' messages.
+fn ceiling_reason(limit: Limit) -> &'static str {
+    match limit {
+        Limit::MaxLockedMemory => {
+            "MiB: vmadm's hard RLIMIT_MEMLOCK, which it cannot raise without CAP_SYS_RESOURCE; \
+             run vmadm with that capability or a higher memlock limit, or ask for less"
+        }
+        _ => "the host's own limit",
     }
 }
 

@@ -36,8 +36,8 @@ pub fn validate(
 }
 
 /// [`validate`], then the checks that need this host's configuration:
-/// `filesystems` (and `add_`/`update_filesystems`) sources against the
-/// allowlist. A refusal comes back as `bad_values` on the property, with
+/// limits above what the host can give, and `filesystems` (and
+/// `add_`/`update_filesystems`) sources against the allowlist. A refusal comes back as `bad_values` on the property, with
 /// the reason under `message`.
 pub fn validate_on_host(
     ctx: &Ctx,
@@ -50,6 +50,14 @@ pub fn validate_on_host(
         .get("zpool")
         .and_then(Value::as_str)
         .unwrap_or(&ctx.config.pool);
+    // Limits above what this host can give (a default is not refused,
+    // only an amount asked for; see `update::check_ceilings`).
+    for limit in crate::driver::Limit::ALL {
+        let want = payload.get(limit.property()).and_then(Value::as_u64);
+        if let Some(message) = want.and_then(|w| super::update::above_ceiling(ctx, limit, w)) {
+            return Err(json!({"bad_values": [limit.property()], "message": message}));
+        }
+    }
     for key in ["filesystems", "add_filesystems", "update_filesystems"] {
         let objs = payload.get(key).and_then(Value::as_array);
         let reqs = FsRequest::from_objects(objs.into_iter().flatten().filter_map(Value::as_object));

@@ -240,6 +240,49 @@ fn spoofed_frames_stop_at_the_port_until_their_flag_allows_them() {
 }
 
 #[test]
+fn the_host_end_of_a_jail_nic_has_no_ipv6_address() {
+    let Some(lab) = Lab::new() else { return };
+    let a = lab.net_jail("192.0.2.20", 0, json!({}));
+    lab.start(&a);
+    let alias = format!("alias vmadm:{}", a.uuid);
+    let links = lab.host(&["ip", "-o", "link", "show"]);
+    let port = links
+        .lines()
+        .find(|l| l.contains(&alias))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
+        .expect("the jail's host veth");
+    // The kernel gives an interface its link-local address when the link
+    // gets carrier, at the same moment for both ends of the pair: once
+    // the jail's end has one, the host end would have one too.
+    let jail_ll = || {
+        let out = Command::new("ip")
+            .args([
+                "-n",
+                &format!("vmadm-{}", a.uuid),
+                "-6",
+                "-o",
+                "addr",
+                "show",
+                "dev",
+                "net0",
+            ])
+            .output()
+            .expect("ip");
+        String::from_utf8_lossy(&out.stdout).contains("fe80::c0ff:fe00:214")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !jail_ll() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(jail_ll(), "the jail's NIC has its own link-local address");
+    let addrs = lab.host(&["ip", "-6", "-o", "addr", "show", "dev", &port]);
+    assert_eq!(addrs.trim(), "", "{port} on the host has an IPv6 address");
+    let detail = lab.host(&["ip", "-d", "link", "show", "dev", &port]);
+    assert!(detail.contains("addrgenmode none"), "{detail}");
+}
+
+#[test]
 fn blocked_outgoing_ports_stop_tcp_to_them_and_nothing_else() {
     if !have_tools() {
         return;
@@ -347,8 +390,9 @@ fn a_vrrp_nic_sends_from_its_router_mac_and_primary_ip() {
     refused(p, "vrrp_primary_ip must belong to the same VM");
 }
 
-/// Runs `antispoof_frames.py` with `args` in the namespace `ns_arg`.
-fn frames(ns_arg: &str, args: &[&str]) {
+/// Runs `antispoof_frames.py` with `args` in the namespace `ns_arg`;
+/// returns what it printed.
+fn frames(ns_arg: &str, args: &[&str]) -> String {
     let out = Command::new("nsenter")
         .args([ns_arg, "--", "python3", FRAMES])
         .args(args)
@@ -359,6 +403,15 @@ fn frames(ns_arg: &str, args: &[&str]) {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A jail whose one NIC (`mac`) takes its address by DHCP.
+fn dhcp_jail(lab: &Lab, mac: &str) -> VmSpec {
+    lab.jail(
+        json!({"nics": [{"interface": "net0", "mac": mac, "nic_tag": "admin",
+                              "ips": ["dhcp"], "primary": true}]}),
+    )
 }
 
 #[test]
@@ -368,10 +421,7 @@ fn a_dhcp_nic_may_send_from_the_address_a_server_acknowledged() {
     }
     let Some(lab) = Lab::new() else { return };
     let mac = "02:00:c0:00:02:4d";
-    let a = lab.jail(
-        json!({"nics": [{"interface": "net0", "mac": mac, "nic_tag": "admin",
-                                      "ips": ["dhcp"], "primary": true}]}),
-    );
+    let a = dhcp_jail(&lab, mac);
     let b = lab.net_jail("192.0.2.61", 0, json!({}));
     lab.start(&a);
     lab.start(&b);
@@ -406,6 +456,153 @@ fn a_dhcp_nic_may_send_from_the_address_a_server_acknowledged() {
         (nothing.clone(), nothing),
         "after the release"
     );
+}
+
+/// Seconds from an nft duration such as `2h16m31s976ms` (milliseconds
+/// dropped).
+fn nft_seconds(text: &str) -> u64 {
+    let mut total = 0;
+    let mut num = 0;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if let Some(d) = c.to_digit(10) {
+            num = num * 10 + u64::from(d);
+            continue;
+        }
+        let unit = match c {
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                0
+            }
+            'm' => 60,
+            's' => 1,
+            other => panic!("nft duration {text}: unit {other}"),
+        };
+        total += num * unit;
+        num = 0;
+    }
+    total
+}
+
+/// How many seconds `addr` has left in the learned set of `vm`'s first
+/// port, `None` when the address is not there. (nft keeps showing an
+/// element's first timeout; a refresh moves its expiry.)
+fn learned_for(lab: &Lab, vm: &VmSpec, addr: &str) -> Option<u64> {
+    let table = format!("vmadm-{}", vm.uuid);
+    let out = lab.host(&["nft", "list", "set", "netdev", &table, "p0dhcp"]);
+    let at = out.find(&format!("{addr} timeout "))?;
+    let rest = &out[at..];
+    let expires = rest.split(" expires ").nth(1)?;
+    Some(nft_seconds(expires.split([' ', ',', '}', '\n']).next()?))
+}
+
+/// Asserts that `addr` is held longer than `low` seconds and at most
+/// `high` (the bucket its lease time was rounded up to).
+fn assert_held(lab: &Lab, vm: &VmSpec, addr: &str, low: u64, high: u64) {
+    let left = learned_for(lab, vm, addr).expect("a learned address");
+    assert!(
+        low < left && left <= high,
+        "{left} s left, not in ({low}, {high}]"
+    );
+}
+
+#[test]
+fn a_learned_lease_lasts_its_lease_time_ends_with_a_nak_and_outlives_an_update() {
+    if !have_tools() {
+        return;
+    }
+    let Some(lab) = Lab::new() else { return };
+    let mac = "02:00:c0:00:02:4f";
+    let mut a = dhcp_jail(&lab, mac);
+    let b = lab.net_jail("192.0.2.62", 0, json!({}));
+    lab.start(&a);
+    lab.start(&b);
+    let host = format!("--net=/run/netns/{}", lab.hostns);
+    let jail = netns(&a);
+    let lease = "192.0.2.78";
+    let from_lease = |a: &VmSpec| send_frames_from(&lab, "send", a, (0, lease, "0.0.0.0"), &b);
+    let legit = (set(&["LEGIT"]), set(&["LEGIT"]));
+    let nothing = (BTreeSet::new(), BTreeSet::new());
+    let ack = |lease_time: &str| {
+        frames(&host, &["reply", "rvtbr0", mac, lease, "5", lease_time]);
+    };
+    // The lease time (option 51) behind the server id, rounded up to a
+    // power of two seconds: 100 s is held 128 s.
+    ack("100");
+    assert_held(&lab, &a, lease, 64, 128);
+    assert_eq!(from_lease(&a), legit, "after the ACK");
+    // Right behind the message type; a renewal's ACK sets the new time.
+    ack("first:7200");
+    assert_held(&lab, &a, lease, 4096, 8192);
+    // An infinite lease, and an ACK without a lease time (a day).
+    ack("4294967295");
+    assert_held(&lab, &a, lease, 3649 * 86_400, 3650 * 86_400);
+    ack("-");
+    assert_held(&lab, &a, lease, 65_536, 86_400);
+
+    // A live NIC update keeps what was learned.
+    a.nics[0].allowed_ips = vec![rvmadm::spec::NicAddr::Static {
+        addr: "198.51.100.9".parse().expect("ip"),
+        prefix: 32,
+    }];
+    lab.driver.update_nics(&a).expect("update_nics");
+    assert!(lab
+        .host(&["nft", "list", "tables"])
+        .contains(&a.uuid.to_string()));
+    assert_held(&lab, &a, lease, 65_536, 86_400);
+    assert_eq!(from_lease(&a), legit, "after a live update");
+
+    // A NAK answers a request: one for a transaction the jail never
+    // started takes nothing away.
+    let nak = |xid: &str| {
+        // The jail receives the NAK exactly as the server sent it.
+        let mut catcher = Command::new("nsenter")
+            .args([&jail, "--", "python3", FRAMES, "catch", "net0"])
+            .arg(format!("REPLY{xid}"))
+            .arg("20")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("catch");
+        let mut ready = [0u8; 6];
+        catcher
+            .stdout
+            .as_mut()
+            .expect("stdout")
+            .read_exact(&mut ready)
+            .expect("ready");
+        assert_eq!(&ready, b"ready\n");
+        let sent = frames(&host, &["reply", "rvtbr0", mac, "0.0.0.0", "6", "-", xid]);
+        let got = catcher.wait_with_output().expect("catch");
+        assert_eq!(
+            String::from_utf8_lossy(&got.stdout).trim(),
+            sent,
+            "NAK {xid}"
+        );
+    };
+    nak("0x5151");
+    assert_eq!(from_lease(&a), legit, "after a NAK of another transaction");
+    // Renewing (ciaddr), then NAKed: the address is gone.
+    frames(&jail, &["request", "net0", mac, lease, "-", "0x5152"]);
+    nak("0x5152");
+    assert_eq!(learned_for(&lab, &a, lease), None);
+    assert_eq!(from_lease(&a), nothing, "after the NAK of a renewal");
+    // Learned again; rebooting (option 50), then NAKed: gone again.
+    ack("3600");
+    assert_eq!(from_lease(&a), legit, "after the second ACK");
+    frames(&jail, &["request", "net0", mac, "0.0.0.0", lease, "0x5153"]);
+    nak("0x5153");
+    assert_eq!(from_lease(&a), nothing, "after the NAK of a reboot");
+    // The same with the MAC's client id before option 50, as udhcpc sends.
+    ack("3600");
+    assert_eq!(from_lease(&a), legit, "after the third ACK");
+    frames(
+        &jail,
+        &["request", "net0", mac, "0.0.0.0", lease, "0x5154", "mac"],
+    );
+    nak("0x5154");
+    assert_eq!(from_lease(&a), nothing, "after the NAK of udhcpc's reboot");
 }
 
 fn payload(ip: &str, extra: Value) -> Value {

@@ -5,9 +5,19 @@
 #                                the closing DONE frame comes from done-ip
 #                                (default ip), which must pass the port
 #   ports <iface> <mac> <ip> <victim-ip>  TCP and UDP to ports 25 and 26
-#   reply <iface> <client-mac> <yiaddr> <type>  a DHCP server's broadcast
-#                                reply (type 2 OFFER, 5 ACK) for client-mac
+#   reply <iface> <client-mac> <yiaddr> <type> [<lease> [<xid>]]
+#                                a DHCP server's broadcast reply (type 2
+#                                OFFER, 5 ACK, 6 NAK) for client-mac; with a
+#                                lease time, options 53, 54, 51 (lease given
+#                                as "first:<s>": 53, 51, 54); prints the
+#                                frame's hex (its marker: REPLY<xid>)
 #   release <iface> <mac> <ciaddr>  a client's DHCPRELEASE of ciaddr
+#   request <iface> <mac> <ciaddr> <requested|-> <xid> [mac]  a client's
+#                                DHCPREQUEST (renewing when ciaddr is set;
+#                                option 50 right behind 53 when given, or
+#                                behind the client id 01+MAC with "mac")
+#   catch <iface> <marker> <seconds>  prints "ready", then the hex of the
+#                                first frame holding marker (or TIMEOUT)
 #   listen <iface> <seconds>     prints "ready", then each marker seen once;
 #                                stops at the sender's closing DONE frame
 #                                (prints TIMEOUT if none came in time)
@@ -117,20 +127,47 @@ def ports(iface, own_mac, own_ip, victim):
     s.send(eth(bc, me, 0x0800, ipv4(own_ip, own_ip.rsplit(".", 1)[0] + ".255", 17,
                                     udp(4000, 4000, b"DONE"))))
 
-def bootp(op, ciaddr, yiaddr, chaddr, mtype, server):
-    b = struct.pack("!BBBBIHH4s4s4s4s", op, 1, 6, 0, 0x1234, 0, 0x8000,
+def bootp(op, ciaddr, yiaddr, chaddr, mtype, server, xid=0x1234, options=None):
+    b = struct.pack("!BBBBIHH4s4s4s4s", op, 1, 6, 0, xid, 0, 0x8000,
                     socket.inet_aton(ciaddr), socket.inet_aton(yiaddr),
                     socket.inet_aton(server), b"\0" * 4)
     b += chaddr + b"\0" * 10 + b"\0" * 192 + b"\x63\x82\x53\x63"
-    return b + bytes([53, 1, mtype, 54, 4]) + socket.inet_aton(server) + b"\xff"
+    if options is None:
+        options = bytes([54, 4]) + socket.inet_aton(server)
+    return b + bytes([53, 1, mtype]) + options + b"\xff"
 
-def reply(iface, client_mac, yiaddr, mtype):
+def reply(iface, client_mac, yiaddr, mtype, lease=None, xid="0x1234"):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((iface, 0))
     server = "192.0.2.1"
-    msg = bootp(2, "0.0.0.0", yiaddr, mac(client_mac), int(mtype), server)
-    s.send(eth(b"\xff" * 6, b"\x02\x00\x00\x00\x00\xfe", 0x0800,
-               ipv4(server, "255.255.255.255", 17, udp(67, 68, msg))))
+    options = None
+    if lease is not None and lease != "-":
+        sid = bytes([54, 4]) + socket.inet_aton(server)
+        first = lease.startswith("first:")
+        lt = bytes([51, 4]) + struct.pack("!I", int(lease.split(":")[-1]))
+        options = lt + sid if first else sid + lt
+    msg = bootp(2, "0.0.0.0", yiaddr, mac(client_mac), int(mtype), server,
+                int(xid, 16), options)
+    # The server host name field carries a marker for `catch`.
+    msg = msg[:44] + ("REPLY%s" % xid).encode().ljust(64, b"\0") + msg[108:]
+    f = eth(b"\xff" * 6, b"\x02\x00\x00\x00\x00\xfe", 0x0800,
+            ipv4(server, "255.255.255.255", 17, udp(67, 68, msg)))
+    s.send(f)
+    print(f.hex(), flush=True)
+
+def request(iface, own_mac, ciaddr, requested, xid, cid=None):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    server = "192.0.2.1"
+    options = b""
+    if cid == "mac":
+        # The client id busybox's udhcpc sends right behind option 53.
+        options = bytes([61, 7, 1]) + mac(own_mac)
+    if requested != "-":
+        options += bytes([50, 4]) + socket.inet_aton(requested)
+    msg = bootp(1, ciaddr, "0.0.0.0", mac(own_mac), 3, server, int(xid, 16), options)
+    dst = server if ciaddr != "0.0.0.0" else "255.255.255.255"
+    s.send(eth(b"\xff" * 6, mac(own_mac), 0x0800, ipv4(ciaddr, dst, 17, udp(68, 67, msg))))
 
 def release(iface, own_mac, ciaddr):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
@@ -138,6 +175,22 @@ def release(iface, own_mac, ciaddr):
     server = "192.0.2.1"
     msg = bootp(1, ciaddr, "0.0.0.0", mac(own_mac), 7, server)
     s.send(eth(b"\xff" * 6, mac(own_mac), 0x0800, ipv4(ciaddr, server, 17, udp(68, 67, msg))))
+
+def catch(iface, marker, seconds):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    s.bind((iface, 0))
+    s.settimeout(0.1)
+    print("ready", flush=True)
+    end = time.time() + float(seconds)
+    while time.time() < end:
+        try:
+            f = s.recv(65535)
+        except socket.timeout:
+            continue
+        if marker.encode() in f:
+            print(f.hex(), flush=True)
+            return
+    print("TIMEOUT", flush=True)
 
 def listen(iface, seconds):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
@@ -167,7 +220,11 @@ if __name__ == "__main__":
     elif sys.argv[1] == "ports":
         ports(*sys.argv[2:6])
     elif sys.argv[1] == "reply":
-        reply(*sys.argv[2:6])
+        reply(*sys.argv[2:8])
+    elif sys.argv[1] == "catch":
+        catch(*sys.argv[2:5])
+    elif sys.argv[1] == "request":
+        request(*sys.argv[2:8])
     elif sys.argv[1] == "release":
         release(*sys.argv[2:5])
     else:

@@ -1071,3 +1071,102 @@ fn stop_right_after_start_reaches_a_slow_init() {
     );
     assert!(lab.leftovers(&vm).is_empty(), "{:?}", lab.leftovers(&vm));
 }
+
+/// The most locked memory (MiB) vmadm can give a jail here: `None` when
+/// its hard RLIMIT_MEMLOCK is unlimited or it holds CAP_SYS_RESOURCE (the
+/// runtime then raises the jail's limit to whatever is asked).
+fn memlock_bound() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .expect("CapEff");
+    if caps & (1 << 24) != 0 {
+        return None;
+    }
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -Hl"])
+        .output()
+        .expect("sh");
+    let hard = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    hard.parse::<u64>().ok().map(|kib| kib / 1024)
+}
+
+#[test]
+fn max_locked_memory_is_given_as_asked_or_refused_up_front() {
+    let Some(lab) = Lab::new() else { return };
+    let list = || {
+        let out = lab.vmadm(&["list", "-H", "-o", "uuid"], None);
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let Some(bound) = memlock_bound() else {
+        // The SmartOS case: the jail gets what was asked, above vmadm's
+        // own hard limit too.
+        let vm = lab.vmadm_create(e2e_payload(
+            "192.0.2.64",
+            json!({"max_physical_memory": 1024, "max_locked_memory": 600}),
+        ));
+        assert_eq!(lab.sh_ok(&vm, "ulimit -l").trim(), (600 * 1024).to_string());
+        return;
+    };
+    // More than this vmadm can hand out, asked for: refused before
+    // anything is made, and the message says why and what to do.
+    let ask = bound + 1;
+    let payload = e2e_payload(
+        "192.0.2.64",
+        json!({"max_physical_memory": 1024, "max_locked_memory": ask}),
+    );
+    let out = lab.vmadm(&["create"], Some(&payload.to_string()));
+    crate::harness::assert_exit(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("max_locked_memory {ask} is above the {bound}"))
+            && err.contains("CAP_SYS_RESOURCE"),
+        "{err}"
+    );
+    assert_eq!(list(), 0, "a refused create left a VM");
+    // `vmadm validate` says the same.
+    let out = lab.vmadm(&["validate", "create"], Some(&payload.to_string()));
+    crate::harness::assert_exit(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("max_locked_memory") && err.contains("CAP_SYS_RESOURCE"),
+        "{err}"
+    );
+    let fits = e2e_payload("192.0.2.64", json!({"max_locked_memory": bound}));
+    let out = lab.vmadm(&["validate", "create"], Some(&fits.to_string()));
+    crate::harness::assert_exit(&out, 0);
+    // Left to its default (max_physical_memory), it is lowered and said so.
+    let out = lab.vmadm(
+        &["create"],
+        Some(&e2e_payload("192.0.2.64", json!({})).to_string()),
+    );
+    crate::harness::assert_exit(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("max_locked_memory 64 is above the {bound}"))
+            && err.contains(&format!("the VM gets {bound}")),
+        "{err}"
+    );
+    let uuid = err
+        .split_whitespace()
+        .find_map(|w| uuid::Uuid::parse_str(w).ok())
+        .expect("uuid")
+        .to_string();
+    // An update asking for more is refused and changes nothing; the
+    // bound itself is taken.
+    let upd = json!({"max_locked_memory": ask}).to_string();
+    let out = lab.vmadm(&["update", &uuid], Some(&upd));
+    crate::harness::assert_exit(&out, 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CAP_SYS_RESOURCE"));
+    let get = || {
+        let out = lab.vmadm(&["get", &uuid], None);
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["max_locked_memory"].clone()
+    };
+    assert_eq!(get(), json!(64));
+    let upd = json!({"max_locked_memory": bound}).to_string();
+    crate::harness::assert_exit(&lab.vmadm(&["update", &uuid], Some(&upd)), 0);
+    assert_eq!(get(), json!(bound));
+}

@@ -31,7 +31,9 @@
 //! * learned leases (`dhcp` in `ips`, IP protection on): an IPv4 address
 //!   a DHCP server acknowledges for the NIC's MAC, seen by an egress chain
 //!   on the same port (frames to the jail), is a source too, as illumos
-//!   learns it from the ACK (see [`dhcp_rules`]).
+//!   learns it from the ACK, for the lease time the ACK gives; a NAK of the
+//!   request that named it, or the jail's RELEASE, ends it, and a live
+//!   update keeps it (see [`dhcp_rules`] and [`refresh_text`]).
 //! * VRRP (`vrrp_vrid`): the NIC's MAC is the router's
 //!   (00:00:5e:00:01:<vrid>, set at validation), so the MAC rule holds it to
 //!   that one; its `vrrp_primary_ip` joins the allowed sources.
@@ -205,6 +207,23 @@ fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
             out,
             "\tset p{i}dhcp {{ type ipv4_addr; flags dynamic, timeout; timeout {LEASE_HOLD}; size 16; }}"
         );
+        let _ = writeln!(
+            out,
+            "\tmap p{i}xid {{ typeof @th,{XID},32 : ip daddr; flags dynamic, timeout; timeout {XID_HOLD}; size 16; }}"
+        );
+        let mut ranges = Vec::new();
+        let mut low = 0u64;
+        for k in LADDER {
+            let high = 1u64 << k;
+            ranges.push(format!("{low}-{high} : jump p{i}l{k}"));
+            low = high + 1;
+        }
+        ranges.push(format!("{low}-{} : jump p{i}lmax", u32::MAX));
+        let _ = writeln!(
+            out,
+            "\tmap p{i}lease {{ typeof @th,0,32 : verdict; flags interval; elements = {{ {} }}; }}",
+            ranges.join(", ")
+        );
     }
     let _ = writeln!(out, "\tchain p{i} {{");
     let _ = writeln!(
@@ -267,6 +286,19 @@ fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
         rule(format!(
             "udp dport 67 @th,{OPT1},24 0x350107 delete @p{i}dhcp {{ @th,{CIADDR},32 }}"
         ));
+        // A request notes which address its answer is about, under its
+        // transaction id, so that a NAK (which names no address) can take
+        // that one away: `ciaddr` when renewing or rebinding, else the
+        // requested address (option 50) where it can be found.
+        let request = format!("udp dport 67 @th,{OPT1},24 0x350103");
+        rule(format!(
+            "{request} @th,{CIADDR},32 != 0 update @p{i}xid {{ @th,{XID},32 : @th,{CIADDR},32 }}"
+        ));
+        for (walk, value) in option_walks(50, f.mac) {
+            rule(format!(
+                "{request} @th,{CIADDR},32 0 {walk} update @p{i}xid {{ @th,{XID},32 : @th,{value},32 }}"
+            ));
+        }
     }
     let _ = writeln!(out, "\t}}");
     if learns(f) {
@@ -281,26 +313,96 @@ fn learns(f: &PortFilter) -> bool {
 }
 
 /// Bit offsets into a BOOTP message behind the UDP header (8 bytes).
+const XID: u32 = (8 + 4) * 8;
 const YIADDR: u32 = (8 + 16) * 8;
 const CIADDR: u32 = (8 + 12) * 8;
 const CHADDR: u32 = (8 + 28) * 8;
 const COOKIE: u32 = (8 + 236) * 8;
 const OPT1: u32 = (8 + 240) * 8;
 
-/// How long a learned lease stays a source without a renewal's ACK: longer
-/// than the renewal time (half the lease) of common lease lengths up to
-/// two days.
+/// How long a learned lease stays a source after an ACK whose lease time
+/// (option 51) could not be found: longer than the renewal time (half the
+/// lease) of common lease lengths up to two days.
 const LEASE_HOLD: &str = "1d";
 
+/// How long a request's transaction id is kept for its NAK.
+const XID_HOLD: &str = "2m";
+
+/// How many options may stand between the message type (the first
+/// option) and the option an [`option_walks`] looks for.
+const WALK: u32 = 3;
+
+/// The lease times as powers of two seconds: a lease of at most 2^k s is
+/// held for 2^k s (64 s at least); a longer one, up to "infinite"
+/// (0xffffffff), for [`HOLD_MAX`].
+const LADDER: std::ops::RangeInclusive<u32> = 6..=25;
+
+/// The hold of a lease longer than 2^25 s (about 388 days) or infinite:
+/// ten years, as long as the port lives.
+const HOLD_MAX: &str = "3650d";
+
+/// Matches that find option `code` (of 4 bytes) at a fixed place in the
+/// options of a message whose first option is the message type (3 bytes):
+/// right behind it, or behind up to [`WALK`] options of exactly 4 bytes
+/// each (server id, subnet mask, T1, T2 ...), the first of which may
+/// instead be the client identifier derived from `mac` (61, 7, `01` +
+/// MAC: 9 bytes, where busybox's udhcpc puts it). Each intervening option
+/// is checked to be one (a 4-byte one not a pad, the end, or `code`
+/// itself), so a match is a true parse of the options up to there and the
+/// walks are mutually exclusive. Returns each walk's match text with the
+/// bit offset of the option's value. nft reads only fixed offsets, so an
+/// option behind one of another length is not found.
+fn option_walks(code: u8, mac: [u8; 6]) -> Vec<(String, u32)> {
+    let cid = format!("@th,{},72 0x3d0701{} ", OPT1 + 24, &mac_hex(mac)[2..]);
+    // (what the walk starts with, where its 4-byte options begin, how many
+    // options that start used up)
+    let starts = [(String::new(), OPT1 + 24, 0), (cid, OPT1 + 24 + 72, 1)];
+    let mut out = Vec::new();
+    for (prefix, start, used) in starts {
+        for k in 0..=WALK - used {
+            let mut walk = prefix.clone();
+            for j in 0..k {
+                let at = start + 48 * j;
+                let _ = write!(
+                    walk,
+                    "@th,{at},8 != {{ 0, {code}, 255 }} @th,{},8 4 ",
+                    at + 8
+                );
+            }
+            let at = start + 48 * k;
+            let _ = write!(walk, "@th,{at},16 0x{code:02x}04");
+            out.push((walk, at + 16));
+        }
+    }
+    out
+}
+
 /// The egress chain that fills the port's set of addresses learned from
-/// DHCP (declared with the other sets). A frame going *to* the jail that is a DHCP ACK (first option 53 =
-/// 5, as servers put it) for the NIC's MAC adds (or refreshes) its `yiaddr`.
+/// DHCP (declared with the other sets), and the chains it jumps to.
+///
+/// A frame going *to* the jail that is a DHCP ACK (first option 53 = 5, as
+/// servers put it) for the NIC's MAC adds (or refreshes) its `yiaddr` for
+/// as long as the lease (option 51) says, rounded up to a power of two
+/// seconds (an nft timeout is a constant of its rule, so each power has a
+/// chain of its own and an interval map picks it); an ACK whose lease time
+/// is not where [`option_walks`] looks keeps the address for
+/// [`LEASE_HOLD`]. A NAK for the MAC (53 = 6, broadcast as RFC 2131 wants)
+/// removes the address its request named (see the `p{i}xid` rules of the
+/// ingress chain): nft stores a looked-up value only into a packet field,
+/// so the NAK's destination is briefly that address for the set's delete
+/// and then 255.255.255.255 again, which the NAK had to be sent to for the
+/// rule to match; the jail receives the frame as it was.
+///
 /// Jails without DHCP spoofing cannot send from port 67 (their ingress
-/// drops it), so such an ACK comes from the host, the uplink or a NIC
-/// trusted to serve DHCP, as in illumos, which snoops ACKs the same way.
-/// An ACK laid out otherwise teaches nothing (fail closed).
+/// drops it), so such an ACK or NAK comes from the host, the uplink or a
+/// NIC trusted to serve DHCP, as in illumos, which snoops ACKs the same
+/// way. An ACK laid out otherwise teaches nothing (fail closed).
 fn dhcp_rules(i: usize, f: &PortFilter, out: &mut String) {
     let machex = mac_hex(f.mac);
+    let reply = format!(
+        "udp sport 67 udp dport 68 @th,64,8 2 @th,80,8 6 @th,{CHADDR},48 {machex} \
+         @th,{COOKIE},32 0x63825363"
+    );
     let _ = writeln!(out, "\tchain p{i}out {{");
     let _ = writeln!(
         out,
@@ -309,11 +411,31 @@ fn dhcp_rules(i: usize, f: &PortFilter, out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "\t\tudp sport 67 udp dport 68 @th,64,8 2 @th,80,8 6 @th,{CHADDR},48 {machex} \
-         @th,{COOKIE},32 0x63825363 @th,{OPT1},24 0x350105 \
-         @th,{YIADDR},32 != 0 @th,{YIADDR},8 < 224 update @p{i}dhcp {{ @th,{YIADDR},32 }}"
+        "\t\t{reply} @th,{OPT1},24 0x350105 \
+         @th,{YIADDR},32 != 0 @th,{YIADDR},8 < 224 jump p{i}ack"
+    );
+    let _ = writeln!(
+        out,
+        "\t\t{reply} @th,{OPT1},24 0x350106 ip daddr 255.255.255.255 \
+         ip daddr set @th,{XID},32 map @p{i}xid delete @p{i}dhcp {{ ip daddr }} \
+         ip daddr set 255.255.255.255"
     );
     let _ = writeln!(out, "\t}}");
+    let _ = writeln!(out, "\tchain p{i}ack {{");
+    for (walk, value) in option_walks(51, f.mac) {
+        let _ = writeln!(out, "\t\t{walk} @th,{value},32 vmap @p{i}lease");
+    }
+    let _ = writeln!(out, "\t\tupdate @p{i}dhcp {{ @th,{YIADDR},32 }}");
+    let _ = writeln!(out, "\t}}");
+    let holds = LADDER
+        .map(|k| (k.to_string(), format!("{}s", 1u64 << k)))
+        .chain([("max".to_string(), HOLD_MAX.to_string())]);
+    for (name, hold) in holds {
+        let _ = writeln!(
+            out,
+            "\tchain p{i}l{name} {{\n\t\tupdate @p{i}dhcp {{ @th,{YIADDR},32 timeout {hold} }} accept\n\t}}"
+        );
+    }
 }
 
 /// The ruleset that creates the jail's table (none when no port needs a
@@ -348,6 +470,57 @@ pub fn replace_text(uuid: &Uuid, filters: &[PortFilter]) -> String {
         out.push_str(&r);
     }
     out
+}
+
+/// One transaction that turns the jail's table from `old`'s rules into
+/// `new`'s while keeping the addresses its ports learned from DHCP: the
+/// chains are flushed and every chain and set of `old` deleted except each
+/// learned set that `new` declares alike, which the new body's `set` line
+/// then leaves as it is (an `add` of an existing set). `None` when there
+/// is nothing to keep (then [`replace_text`] does). It fails as a whole
+/// when the table is not what `old` made (a state file of another
+/// version); the caller then replaces.
+pub fn refresh_text(uuid: &Uuid, old: &[PortFilter], new: &[PortFilter]) -> Option<String> {
+    let before = ruleset(uuid, old)?;
+    let after = ruleset(uuid, new)?;
+    let t = table_name(uuid);
+    let declared = |text: &str, kind: &str| -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|l| {
+                let name = l.strip_prefix(&format!("\t{kind} "))?.split(' ').next()?;
+                Some((name.to_string(), l.to_string()))
+            })
+            .collect()
+    };
+    let kept: Vec<String> = declared(&before, "set")
+        .into_iter()
+        .filter(|(n, line)| n.ends_with("dhcp") && after.lines().any(|l| l == line))
+        .map(|(n, _)| n)
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    // Each chain flushed by name rather than `flush table`, whose reach
+    // (rules only, or sets too) is nft's to choose.
+    let chains = declared(&before, "chain");
+    let mut out = format!("add table netdev {t}\n");
+    for (name, _) in &chains {
+        let _ = writeln!(out, "flush chain netdev {t} {name}");
+    }
+    // Then sets and maps, which no rule uses any more (a verdict map's
+    // jumps hold their chains), then the chains.
+    for kind in ["set", "map"] {
+        for (name, _) in declared(&before, kind) {
+            if !kept.contains(&name) {
+                let _ = writeln!(out, "delete {kind} netdev {t} {name}");
+            }
+        }
+    }
+    for (name, _) in &chains {
+        let _ = writeln!(out, "delete chain netdev {t} {name}");
+    }
+    out.push_str(&after);
+    Some(out)
 }
 
 /// The boot's filters, kept in the run directory so a live update knows
@@ -421,9 +594,18 @@ impl LinuxDriver {
             Err(e) => return Err(e.into()),
         };
         let current = filters(vm).map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
-        let new = merge_filters(booted, current);
+        let new = merge_filters(booted.clone(), current);
         let json = serde_json::to_vec(&new).map_err(std::io::Error::other)?;
         std::fs::write(state_file(dir), json)?;
+        // Learned leases survive the update when the table is the one the
+        // boot made; otherwise (another version's table) they are lost and
+        // the jail's client learns them again at its next renewal.
+        if let Some(text) = refresh_text(&vm.uuid, &booted, &new) {
+            match self.try_nft(&text) {
+                Err(ExecError::Failed { .. }) => {}
+                other => return other.map_err(DriverError::from),
+            }
+        }
         self.nft(&replace_text(&vm.uuid, &new))
     }
 
@@ -527,6 +709,8 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
 \tset p0v6 { type ipv6_addr; flags interval; elements = { ::, 2001:db8::5, 2001:db8:1::/48, fe80::ff:fe00:1 }; }
 \tset p0nd { typeof @th,64,128; flags interval; elements = { 0x20010db8000000000000000000000005, 0x20010db8000100000000000000000000-0x20010db80001ffffffffffffffffffff, 0xfe80000000000000000000fffe000001 }; }
 \tset p0dhcp { type ipv4_addr; flags dynamic, timeout; timeout 1d; size 16; }
+\tmap p0xid { typeof @th,96,32 : ip daddr; flags dynamic, timeout; timeout 2m; size 16; }
+\tmap p0lease { typeof @th,0,32 : verdict; flags interval; elements = { 0-64 : jump p0l6, 65-128 : jump p0l7, 129-256 : jump p0l8, 257-512 : jump p0l9, 513-1024 : jump p0l10, 1025-2048 : jump p0l11, 2049-4096 : jump p0l12, 4097-8192 : jump p0l13, 8193-16384 : jump p0l14, 16385-32768 : jump p0l15, 32769-65536 : jump p0l16, 65537-131072 : jump p0l17, 131073-262144 : jump p0l18, 262145-524288 : jump p0l19, 524289-1048576 : jump p0l20, 1048577-2097152 : jump p0l21, 2097153-4194304 : jump p0l22, 4194305-8388608 : jump p0l23, 8388609-16777216 : jump p0l24, 16777217-33554432 : jump p0l25, 33554433-4294967295 : jump p0lmax }; }
 \tchain p0 {
 \t\ttype filter hook ingress device \"vme015a6e863e0\" priority 0; policy accept;
 \t\tether saddr != 02:00:00:00:00:01 drop
@@ -544,10 +728,92 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
 \t\tudp sport { 67, 547 } drop
 \t\tudp dport 67 @th,288,48 != 0x020000000001 drop
 \t\tudp dport 67 @th,1984,24 0x350107 delete @p0dhcp { @th,160,32 }
+\t\tudp dport 67 @th,1984,24 0x350103 @th,160,32 != 0 update @p0xid { @th,96,32 : @th,160,32 }
+\t\tudp dport 67 @th,1984,24 0x350103 @th,160,32 0 @th,2008,16 0x3204 update @p0xid { @th,96,32 : @th,2024,32 }
+\t\tudp dport 67 @th,1984,24 0x350103 @th,160,32 0 @th,2008,8 != { 0, 50, 255 } @th,2016,8 4 @th,2056,16 0x3204 update @p0xid { @th,96,32 : @th,2072,32 }
+\t\tudp dport 67 @th,1984,24 0x350103 @th,160,32 0 @th,2008,8 != { 0, 50, 255 } @th,2016,8 4 @th,2056,8 != { 0, 50, 255 } @th,2064,8 4 @th,2104,16 0x3204 update @p0xid { @th,96,32 : @th,2120,32 }
+\t\tudp dport 67 @th,1984,24 0x350103 @th,160,32 0 @th,2008,8 != { 0, 50, 255 } @th,2016,8 4 @th,2056,8 != { 0, 50, 255 } @th,2064,8 4 @th,2104,8 != { 0, 50, 255 } @th,2112,8 4 @th,2152,16 0x3204 update @p0xid { @th,96,32 : @th,2168,32 }
+\t\tudp dport 67 @th,1984,24 0x350103 @th,160,32 0 @th,2008,72 0x3d0701020000000001 @th,2080,16 0x3204 update @p0xid { @th,96,32 : @th,2096,32 }
+\t\tudp dport 67 @th,1984,24 0x350103 @th,160,32 0 @th,2008,72 0x3d0701020000000001 @th,2080,8 != { 0, 50, 255 } @th,2088,8 4 @th,2128,16 0x3204 update @p0xid { @th,96,32 : @th,2144,32 }
+\t\tudp dport 67 @th,1984,24 0x350103 @th,160,32 0 @th,2008,72 0x3d0701020000000001 @th,2080,8 != { 0, 50, 255 } @th,2088,8 4 @th,2128,8 != { 0, 50, 255 } @th,2136,8 4 @th,2176,16 0x3204 update @p0xid { @th,96,32 : @th,2192,32 }
 \t}
 \tchain p0out {
 \t\ttype filter hook egress device \"vme015a6e863e0\" priority 0; policy accept;
-\t\tudp sport 67 udp dport 68 @th,64,8 2 @th,80,8 6 @th,288,48 0x020000000001 @th,1952,32 0x63825363 @th,1984,24 0x350105 @th,192,32 != 0 @th,192,8 < 224 update @p0dhcp { @th,192,32 }
+\t\tudp sport 67 udp dport 68 @th,64,8 2 @th,80,8 6 @th,288,48 0x020000000001 @th,1952,32 0x63825363 @th,1984,24 0x350105 @th,192,32 != 0 @th,192,8 < 224 jump p0ack
+\t\tudp sport 67 udp dport 68 @th,64,8 2 @th,80,8 6 @th,288,48 0x020000000001 @th,1952,32 0x63825363 @th,1984,24 0x350106 ip daddr 255.255.255.255 ip daddr set @th,96,32 map @p0xid delete @p0dhcp { ip daddr } ip daddr set 255.255.255.255
+\t}
+\tchain p0ack {
+\t\t@th,2008,16 0x3304 @th,2024,32 vmap @p0lease
+\t\t@th,2008,8 != { 0, 51, 255 } @th,2016,8 4 @th,2056,16 0x3304 @th,2072,32 vmap @p0lease
+\t\t@th,2008,8 != { 0, 51, 255 } @th,2016,8 4 @th,2056,8 != { 0, 51, 255 } @th,2064,8 4 @th,2104,16 0x3304 @th,2120,32 vmap @p0lease
+\t\t@th,2008,8 != { 0, 51, 255 } @th,2016,8 4 @th,2056,8 != { 0, 51, 255 } @th,2064,8 4 @th,2104,8 != { 0, 51, 255 } @th,2112,8 4 @th,2152,16 0x3304 @th,2168,32 vmap @p0lease
+\t\t@th,2008,72 0x3d0701020000000001 @th,2080,16 0x3304 @th,2096,32 vmap @p0lease
+\t\t@th,2008,72 0x3d0701020000000001 @th,2080,8 != { 0, 51, 255 } @th,2088,8 4 @th,2128,16 0x3304 @th,2144,32 vmap @p0lease
+\t\t@th,2008,72 0x3d0701020000000001 @th,2080,8 != { 0, 51, 255 } @th,2088,8 4 @th,2128,8 != { 0, 51, 255 } @th,2136,8 4 @th,2176,16 0x3304 @th,2192,32 vmap @p0lease
+\t\tupdate @p0dhcp { @th,192,32 }
+\t}
+\tchain p0l6 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 64s } accept
+\t}
+\tchain p0l7 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 128s } accept
+\t}
+\tchain p0l8 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 256s } accept
+\t}
+\tchain p0l9 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 512s } accept
+\t}
+\tchain p0l10 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 1024s } accept
+\t}
+\tchain p0l11 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 2048s } accept
+\t}
+\tchain p0l12 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 4096s } accept
+\t}
+\tchain p0l13 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 8192s } accept
+\t}
+\tchain p0l14 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 16384s } accept
+\t}
+\tchain p0l15 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 32768s } accept
+\t}
+\tchain p0l16 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 65536s } accept
+\t}
+\tchain p0l17 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 131072s } accept
+\t}
+\tchain p0l18 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 262144s } accept
+\t}
+\tchain p0l19 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 524288s } accept
+\t}
+\tchain p0l20 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 1048576s } accept
+\t}
+\tchain p0l21 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 2097152s } accept
+\t}
+\tchain p0l22 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 4194304s } accept
+\t}
+\tchain p0l23 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 8388608s } accept
+\t}
+\tchain p0l24 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 16777216s } accept
+\t}
+\tchain p0l25 {
+\t\tupdate @p0dhcp { @th,192,32 timeout 33554432s } accept
+\t}
+\tchain p0lmax {
+\t\tupdate @p0dhcp { @th,192,32 timeout 3650d } accept
 \t}
 \tchain p1 {
 \t\ttype filter hook ingress device \"vme015a6e863e1\" priority 0; policy accept;
@@ -654,6 +920,89 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
         assert!(filters(&v).is_err());
         let nic = v.nics[0].clone();
         assert!(PortFilter::new(&nic, "vm0\" accept".into()).is_err());
+    }
+
+    #[test]
+    fn a_refresh_keeps_learned_sets_and_only_those() {
+        let nic = |ips: Value| {
+            json!([{"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "admin",
+                    "ips": ips}])
+        };
+        let v = vm(nic(json!(["dhcp"])));
+        let old = filters(&v).unwrap();
+        let mut with_extra = v.clone();
+        with_extra.nics[0].allowed_ips = vec![NicAddr::Static {
+            addr: "198.51.100.9".parse().unwrap(),
+            prefix: 32,
+        }];
+        let new = filters(&with_extra).unwrap();
+        let text = refresh_text(&v.uuid, &old, &new).unwrap();
+        let t = "vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60";
+        let head: Vec<&str> = text
+            .lines()
+            .take_while(|l| !l.starts_with("table"))
+            .collect();
+        assert_eq!(head[0], format!("add table netdev {t}"));
+        assert!(head.contains(&format!("flush chain netdev {t} p0out").as_str()));
+        let flushed = head.iter().filter(|l| l.starts_with("flush chain")).count();
+        let deleted = head
+            .iter()
+            .filter(|l| l.starts_with("delete chain"))
+            .count();
+        assert_eq!(flushed, deleted);
+        assert!(head[1..=flushed]
+            .iter()
+            .all(|l| l.starts_with("flush chain")));
+        // Every set and map goes but the learned one, then every chain.
+        assert!(head.contains(&format!("delete set netdev {t} p0v4").as_str()));
+        assert!(head.contains(&format!("delete map netdev {t} p0xid").as_str()));
+        assert!(head.contains(&format!("delete map netdev {t} p0lease").as_str()));
+        assert!(head.contains(&format!("delete chain netdev {t} p0l25").as_str()));
+        assert!(!head.iter().any(|l| l.ends_with(" p0dhcp")), "{text}");
+        let first_chain = head
+            .iter()
+            .position(|l| l.starts_with("delete chain"))
+            .unwrap();
+        assert!(head[first_chain..]
+            .iter()
+            .all(|l| l.starts_with("delete chain")));
+        assert!(text.ends_with(&ruleset(&v.uuid, &new).unwrap()));
+        // Nothing learned on either side: a plain replacement does.
+        let fixed = filters(&vm(nic(json!(["192.0.2.10/24"])))).unwrap();
+        assert_eq!(refresh_text(&v.uuid, &old, &fixed), None);
+        assert_eq!(refresh_text(&v.uuid, &fixed, &new), None);
+    }
+
+    #[test]
+    fn lease_times_are_found_behind_four_byte_options_only() {
+        let walks = option_walks(51, [2, 0, 0, 0, 0, 1]);
+        // Right behind the message type (53, 1, type): bytes 3..5 of the
+        // options, the value at 5.
+        assert_eq!(
+            walks[0],
+            (format!("@th,{},16 0x3304", OPT1 + 24), OPT1 + 40)
+        );
+        // Behind one 4-byte option that is not a pad, the end or 51.
+        assert_eq!(
+            walks[1].0,
+            format!(
+                "@th,{},8 != {{ 0, 51, 255 }} @th,{},8 4 @th,{},16 0x3304",
+                OPT1 + 24,
+                OPT1 + 32,
+                OPT1 + 72
+            )
+        );
+        assert_eq!(walks[1].1, OPT1 + 88);
+        // Behind the client id derived from the MAC (9 bytes), then up to
+        // two 4-byte options.
+        assert_eq!(walks.len(), 2 * WALK as usize + 1);
+        let cid = format!("@th,{},72 0x3d0701020000000001 ", OPT1 + 24);
+        let with_cid = &walks[WALK as usize + 1];
+        assert_eq!(
+            *with_cid,
+            (format!("{cid}@th,{},16 0x3304", OPT1 + 96), OPT1 + 112)
+        );
+        assert!(walks[WALK as usize + 2].0.starts_with(&cid));
     }
 
     #[test]

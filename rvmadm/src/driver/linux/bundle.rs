@@ -33,8 +33,9 @@ pub const CPU_PERIOD_US: u64 = 100_000;
 pub struct HostCaps {
     /// The memory controller accounts swap (`memory.memsw.*` / `memory.swap.max`).
     pub swap_accounting: bool,
-    /// vmadm's own hard `RLIMIT_MEMLOCK` (`None`: unlimited): a runtime
-    /// without CAP_SYS_RESOURCE cannot set a jail's above it.
+    /// The most `RLIMIT_MEMLOCK` the runtime can set (`None`: no bound,
+    /// vmadm's hard limit is unlimited or it holds CAP_SYS_RESOURCE; see
+    /// `sys::memlock_ceiling`).
     pub memlock_hard: Option<u64>,
 }
 

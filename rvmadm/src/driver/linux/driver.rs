@@ -123,6 +123,16 @@ impl Driver for LinuxDriver {
         Ok(check_zone_layout(zonepath)?)
     }
 
+    fn limit_ceiling(&self, limit: Limit) -> Option<u64> {
+        // RLIMIT_MEMLOCK is what a jail's locked memory is held to; the
+        // runtime can set it above vmadm's own hard limit only with
+        // CAP_SYS_RESOURCE (see `sys::memlock_ceiling`).
+        match limit {
+            Limit::MaxLockedMemory => super::sys::memlock_ceiling().map(|b| b >> 20),
+            _ => None,
+        }
+    }
+
     fn unenforced(&self) -> &'static [(&'static str, &'static str)] {
         &[
             (

@@ -88,6 +88,11 @@ impl LinuxDriver {
         };
         let plan = netplan::plan(vm, &self.networks, self.create_bridges, existing, mode)
             .map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
+        let plan = if super::sys::has_ipv6() {
+            plan
+        } else {
+            plan.without_ipv6()
+        };
         for w in &plan.warnings {
             tracing::warn!(uuid = %vm.uuid, "{w}");
         }

@@ -90,6 +90,19 @@ fn valid_mac(s: &str) -> bool {
             .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
+impl NetPlan {
+    /// The plan for a kernel without IPv6 (booted with `ipv6.disable=1`),
+    /// which refuses `addrgenmode` (an IPv6 setting) and gives no interface
+    /// an IPv6 address anyway: the same steps without it.
+    pub fn without_ipv6(mut self) -> NetPlan {
+        self.host.retain(|l| !l.ends_with(" addrgenmode none"));
+        for l in &mut self.host {
+            *l = l.replacen(" addrgenmode none ", " ", 1);
+        }
+        self
+    }
+}
+
 /// Every bridge the NICs of `vm` join in `vlan_mode`: their nic_tags'
 /// bridges and, per VLAN with [`VlanMode::BridgePerVlan`], the VLAN's own
 /// bridge. A start plans with these taken as present, which spares it
@@ -183,8 +196,16 @@ pub fn plan(
             nic.interface, nic.mac
         ));
         // The alias marks the link as this jail's: teardown deletes by it.
+        // `addrgenmode none` keeps the kernel from giving the host end an
+        // IPv6 link-local address: the host is a switch port on the
+        // tenant's segment, never a node on it (no address, so no DAD,
+        // router solicitation or MLD report from the host there). The
+        // kernel makes that address only once the link has carrier, which
+        // it gets when the jail end comes up in the jail's batch, after
+        // this line; so setting the mode in the line that brings the port
+        // up is in time, and costs no line or process of its own.
         p.host.push(format!(
-            "link set dev {host} alias {} master {bridge} up",
+            "link set dev {host} addrgenmode none alias {} master {bridge} up",
             link_alias(&vm.uuid)
         ));
         if nic.vlan_id > 0 && !per_vlan {
@@ -343,9 +364,9 @@ mod tests {
                 format!("netns add {ns}"),
                 "link set dev br1 type bridge vlan_filtering 1".to_string(),
                 format!("link add name {h0} mtu 1400 type veth peer name net0 address 02:00:00:00:00:01 mtu 1400 netns {ns}"),
-                format!("link set dev {h0} alias vmadm:{u} master br0 up"),
+                format!("link set dev {h0} addrgenmode none alias vmadm:{u} master br0 up"),
                 format!("link add name {h1} type veth peer name net1 address 02:00:00:00:00:02 netns {ns}"),
-                format!("link set dev {h1} alias vmadm:{u} master br1 up"),
+                format!("link set dev {h1} addrgenmode none alias vmadm:{u} master br1 up"),
             ]
         );
         assert_eq!(
@@ -389,6 +410,26 @@ mod tests {
             "{:?}",
             p.host
         );
+    }
+
+    #[test]
+    fn without_ipv6_no_line_sets_an_ipv6_mode() {
+        let v = vm(json!([{"interface": "net0", "mac": "02:00:00:00:00:01", "nic_tag": "admin"}]));
+        let p = plan(&v, &nets(), true, &BTreeSet::new(), VlanMode::Filtering).unwrap();
+        let h = host_veth(&v.uuid, 0);
+        let u = "6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60";
+        let q = p.clone().without_ipv6();
+        assert!(
+            q.host.iter().all(|l| !l.contains("addrgenmode")),
+            "{:?}",
+            q.host
+        );
+        assert_eq!(q.host.len(), p.host.len() - 1);
+        assert!(q.host.contains(&"link set dev br0 up".to_string()));
+        assert!(q
+            .host
+            .contains(&format!("link set dev {h} alias vmadm:{u} master br0 up")));
+        assert_eq!((q.jail, q.vlan), (p.jail, p.vlan));
     }
 
     #[test]

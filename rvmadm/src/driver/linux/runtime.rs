@@ -141,7 +141,7 @@ pub fn probe(rt: &Runtime, cgroup_root: &Path) -> DriverResult<HostCaps> {
     };
     Ok(HostCaps {
         swap_accounting,
-        memlock_hard: super::sys::memlock_hard(),
+        memlock_hard: super::sys::memlock_ceiling(),
     })
 }
 

@@ -125,6 +125,39 @@ pub fn memlock_hard() -> Option<u64> {
     (rc == 0 && r.rlim_max != libc::RLIM_INFINITY).then_some(r.rlim_max)
 }
 
+/// True when the kernel has IPv6 (not booted with `ipv6.disable=1`): one
+/// stat of its sysctl directory.
+pub fn has_ipv6() -> bool {
+    std::path::Path::new("/proc/sys/net/ipv6").exists()
+}
+
+/// Bit of CAP_SYS_RESOURCE in the capability masks of `/proc/<pid>/status`.
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// True when `status` (the text of `/proc/self/status`) shows
+/// CAP_SYS_RESOURCE in the effective set.
+fn has_sys_resource(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
+/// The most `RLIMIT_MEMLOCK` (bytes) the runtime can give a jail: `None`
+/// when there is no bound, because vmadm's own hard limit is unlimited
+/// or because vmadm holds CAP_SYS_RESOURCE, which the runtime inherits and
+/// may raise a hard limit with (as SmartOS enforces `max_locked_memory`
+/// whatever it is). Without that capability, vmadm's hard limit.
+pub fn memlock_ceiling() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    memlock_ceiling_of(&status, memlock_hard())
+}
+
+fn memlock_ceiling_of(status: &str, hard: Option<u64>) -> Option<u64> {
+    hard.filter(|_| !has_sys_resource(status))
+}
+
 /// Closes every descriptor above stderr that this process inherited. A
 /// long-lived helper (the console log keeper) must not keep open what its
 /// starter's parent happened to pass down, such as a lock file descriptor
@@ -156,6 +189,17 @@ mod tests {
         assert!(page_size().is_power_of_two());
         // Whatever the host says, it is never zero when limited.
         assert_ne!(memlock_hard(), Some(0));
+    }
+
+    #[test]
+    fn only_a_vmadm_without_sys_resource_bounds_memlock() {
+        let with = "Name:\tvmadm\nCapEff:\t000001ffffffffff\n";
+        let without = "Name:\tvmadm\nCapEff:\t000001fffeffffff\n";
+        assert_eq!(memlock_ceiling_of(with, Some(8 << 20)), None);
+        assert_eq!(memlock_ceiling_of(without, Some(8 << 20)), Some(8 << 20));
+        assert_eq!(memlock_ceiling_of(without, None), None);
+        // Unreadable: no capability is assumed.
+        assert_eq!(memlock_ceiling_of("", Some(64 << 10)), Some(64 << 10));
     }
 
     #[test]
