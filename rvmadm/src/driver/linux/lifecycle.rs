@@ -13,13 +13,14 @@ use super::driver::LinuxDriver;
 use super::names::{cgroup_path, container_id, link_alias, netns_name, netns_path, JailDir};
 use super::netplan::{self, NetPlan, VlanMode};
 use super::state::{self, BootRecord};
-use super::{bundle, runtime, sys};
+use super::{binds, bundle, runtime, sys};
 use crate::driver::zone_root::ZoneLayoutError;
 use crate::driver::{DriverError, DriverResult, Signal, StopOptions};
 use crate::exec::{Argv, ExecError};
 use crate::spec::fs_policy::{FsPolicy, FsRequest};
 use crate::spec::VmSpec;
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long a SIGKILLed init may take to die before stop gives up.
@@ -299,10 +300,13 @@ impl LinuxDriver {
     /// the network (if any) is in place.
     fn run_steps(&self, vm: &VmSpec, dir: &JailDir, host: bundle::HostCaps) -> DriverResult<()> {
         std::fs::create_dir_all(&dir.dir)?;
-        let vm = &self.resolve_filesystems(vm)?;
+        // Staged until the runtime has returned: its mounts name these
+        // entries (see `binds`).
+        let staged = binds::stage(vm, dir, &self.resolve_filesystems(vm)?)
+            .map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
         let ns_path = netns_path(&vm.uuid);
         let joins = (!vm.nics.is_empty()).then_some(ns_path.as_path());
-        let spec = bundle::build_spec(vm, dir, joins, host)
+        let spec = bundle::build_spec(vm, dir, joins, host, &staged.sources)
             .map_err(|e| DriverError::Other(e.to_string()))?;
         bundle::write_bundle(vm, dir, &spec)?;
         let id = container_id(&vm.uuid);
@@ -322,6 +326,10 @@ impl LinuxDriver {
             &keeper,
             &log,
         )?;
+        // The jail holds its own copies of the mounts now.
+        if let Err(e) = staged.release() {
+            tracing::warn!(uuid = %vm.uuid, error = %e, "removing staged bind sources");
+        }
         let pid: u32 = std::fs::read_to_string(dir.pid_file())?
             .trim()
             .parse()
@@ -341,28 +349,29 @@ impl LinuxDriver {
         Ok(())
     }
 
-    /// `vm` with every `filesystems` source checked again against the
-    /// allowlist (the host may have changed since create) and replaced by
-    /// the path it resolves to now, so the runtime mounts what was checked.
-    fn resolve_filesystems(&self, vm: &VmSpec) -> DriverResult<VmSpec> {
-        let mut vm = vm.clone();
+    /// Every `filesystems` source of `vm` checked again against the
+    /// allowlist (the host may have changed since create), as the path it
+    /// resolves to now; `binds::stage` opens exactly these paths, so the
+    /// runtime mounts what was checked.
+    fn resolve_filesystems(&self, vm: &VmSpec) -> DriverResult<Vec<PathBuf>> {
         if vm.filesystems.is_empty() {
-            return Ok(vm);
+            return Ok(Vec::new());
         }
         let zfs = crate::zfs::Zfs::new(self.runner.as_ref());
         let mountpoint = zfs.mountpoint(&vm.zpool).ok();
         let policy = FsPolicy::new(&self.config, mountpoint.as_deref());
-        for fs in &mut vm.filesystems {
-            let req = FsRequest {
-                source: fs.source.clone(),
-                rw: !fs.read_only,
-            };
-            let path = policy
-                .check(&req)
-                .map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
-            fs.source = path.to_string_lossy().into_owned();
-        }
-        Ok(vm)
+        vm.filesystems
+            .iter()
+            .map(|fs| {
+                let req = FsRequest {
+                    source: fs.source.clone(),
+                    rw: !fs.read_only,
+                };
+                policy
+                    .check(&req)
+                    .map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))
+            })
+            .collect()
     }
 
     /// True when anything a previous boot made is still around.
@@ -478,7 +487,13 @@ impl LinuxDriver {
         self.remove_cgroups(vm, &mut errors);
         filters.finish(&mut errors);
         let dir = JailDir::new(&self.run_dir, &vm.uuid);
-        if dir.dir.exists() {
+        // Bind sources a dead start staged are detached first: the removal
+        // below is recursive and must never reach into a host directory.
+        let unstaged = binds::unstage(&dir.binds());
+        if let Err(e) = &unstaged {
+            errors.push(format!("staged bind sources: {e}"));
+        }
+        if dir.dir.exists() && unstaged.is_ok() {
             // The console log keeper may still flush its last bytes (and
             // re-create console.log) while the directory goes: try again.
             let removed = std::fs::remove_dir_all(&dir.dir).or_else(|_| {
