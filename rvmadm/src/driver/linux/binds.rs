@@ -97,25 +97,25 @@ pub enum BindError {
 /// by [`Staged::release`] once the runtime has returned, or when dropped.
 #[derive(Debug)]
 pub struct Staged {
-    dir: PathBuf,
+    /// The staging directory; `None` once released.
+    dir: Option<PathBuf>,
     /// What the bundle names as sources (and the delegated dataset's target).
     pub sources: BindSources,
 }
 
 impl Staged {
     /// Detaches and removes the staging entries; the jail keeps its mounts.
-    pub fn release(self) -> Result<(), String> {
-        let dir = self.dir.clone();
-        // Drop would do it again: make it a no-op.
-        std::mem::forget(self);
-        unstage(&dir)
+    pub fn release(mut self) -> Result<(), String> {
+        self.dir.take().map_or(Ok(()), |d| unstage(&d))
     }
 }
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        if let Err(e) = unstage(&self.dir) {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "removing staged bind sources");
+        if let Some(dir) = self.dir.take() {
+            if let Err(e) = unstage(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing staged bind sources");
+            }
         }
     }
 }
@@ -211,7 +211,7 @@ pub fn stage(vm: &VmSpec, jail: &JailDir, resolved: &[PathBuf]) -> Result<Staged
         source: io::Error::other(e),
     })?;
     let mut staged = Staged {
-        dir: dir.clone(),
+        dir: Some(dir.clone()),
         sources: BindSources::default(),
     };
     if resolved.is_empty() && !vm.delegate_dataset {
@@ -368,7 +368,8 @@ mod tests {
         std::fs::write(src.join("keep"), "x").unwrap();
         let v = vm(&r.base.join("zone"), json!({}));
         // As if vmadm died right after staging.
-        std::mem::forget(stage(&v, &r.jail, std::slice::from_ref(&src)).unwrap());
+        let mut dead = stage(&v, &r.jail, std::slice::from_ref(&src)).unwrap();
+        dead.dir = None;
         assert!(r.jail.binds().join("0/keep").exists());
         unstage(&r.jail.binds()).unwrap();
         assert!(!r.jail.binds().exists());

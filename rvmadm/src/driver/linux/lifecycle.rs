@@ -832,6 +832,35 @@ mod tests {
             .any(|a| a.0.contains(&"run".to_string())));
     }
 
+    #[test]
+    fn a_teardown_detaches_staged_sources_before_removing_the_run_dir() {
+        // SAFETY: geteuid has no arguments and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: staging bind sources needs root");
+            return;
+        }
+        let rig = new_rig(false, None);
+        let vm = jail(&rig, json!([]));
+        let src = std::fs::canonicalize(rig.tmp.path())
+            .unwrap()
+            .join("host-dir");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("keep"), "host data\n").unwrap();
+        let dir = JailDir::new(&rig.driver.run_dir, &vm.uuid);
+        std::fs::create_dir_all(&dir.dir).unwrap();
+        // A start killed between staging and the runtime's return: nothing
+        // released the staged mount.
+        std::mem::forget(binds::stage(&vm, &dir, std::slice::from_ref(&src)).unwrap());
+        assert!(dir.binds().join("0/keep").exists());
+        rig.driver.teardown(&vm, false).unwrap();
+        assert!(!dir.dir.exists());
+        // The recursive removal never reached the host directory.
+        assert_eq!(
+            std::fs::read_to_string(src.join("keep")).unwrap(),
+            "host data\n"
+        );
+    }
+
     fn lines(l: &[&str]) -> Vec<String> {
         l.iter().map(|s| s.to_string()).collect()
     }
