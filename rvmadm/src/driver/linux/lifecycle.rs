@@ -2,12 +2,14 @@
 //!
 //! A start first checks the zone layout (`<zonepath>/root` a real
 //! directory, `data` never a symlink, no tree at the top), then runs a
-//! short transaction: bundle → network namespace → veths and addresses →
-//! runtime `run --detach` → boot record. The boot record is
+//! short transaction: network namespace → veths and addresses → bind
+//! sources staged (see `binds`) → bundle → runtime `run --detach` → staged
+//! sources released → boot record. The boot record is
 //! written last, so a jail counts as booted only when every step succeeded;
 //! any failure (or a `kill -9` of vmadm part-way) leaves debris that
 //! [`LinuxDriver::teardown`] finds by name alone and removes: the runtime
-//! container, host veths, the namespace, cgroups and the run directory.
+//! container, host veths, the namespace, cgroups, staged bind sources
+//! (detached before anything is deleted) and the run directory.
 
 use super::driver::LinuxDriver;
 use super::names::{cgroup_path, container_id, link_alias, netns_name, netns_path, JailDir};
