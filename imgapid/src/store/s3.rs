@@ -34,6 +34,21 @@
 //! claims are stored. Claims older than [`LOCK_LEASE`] belong to a crashed
 //! replica and are removed by the next claimant.
 //!
+//! Listings are hints after a delete: Garage answers a listing from a
+//! quorum of nodes, each of which filters out what it knows to be deleted
+//! before the answers are merged (`handle_read_range` in its
+//! `src/table/table.rs`), so a node that has not yet applied a delete (a
+//! write needs only a quorum) can keep a deleted key in listings for a while,
+//! where a read of the key (a quorum read, merged before any filtering)
+//! already answers 404. Observed with two records deleted under load: listed
+//! through two of three nodes, 404 through all three. So whatever a listing
+//! names is read before it counts: `load` skips listed records that read as
+//! absent, and the lock counts a listed rival claim only if a HEAD finds it.
+//! A new object, in contrast, is in every quorum listing once its write
+//! returned. Not handled: the refresh (`record_versions`) trusts the listing,
+//! so a replica may keep serving an image another replica deleted until the
+//! lagging node has the delete.
+//!
 //! A record that does not parse (or whose name is not its uuid) is never
 //! skipped silently nor taken for garbage: [`Storage::load`] copies it to
 //! `quarantine/` under the image's write lock, after reading it again to be
@@ -266,10 +281,37 @@ impl S3Store {
         }
     }
 
-    /// Keys of every object under `prefix` (`records/`, `blobs/`, `locks/`):
-    /// for operators' checks and the replica tests.
+    /// Keys of every object under `prefix` (`records/`, `blobs/`, `locks/`)
+    /// as the store lists them: for operators' checks and the replica
+    /// tests. A listing may still name objects deleted a moment ago (see
+    /// the module docs); [`S3Store::existing_keys`] leaves those out.
     pub fn list_keys(&self, prefix: &str) -> io::Result<Vec<String>> {
         Ok(self.list(prefix)?.into_iter().map(|(k, _, _)| k).collect())
+    }
+
+    /// [`S3Store::list_keys`] without the keys a read says are deleted (one
+    /// HEAD per listed key): what is really stored under `prefix` now.
+    pub fn existing_keys(&self, prefix: &str) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for key in self.list_keys(prefix)? {
+            if self.exists(&key)? {
+                out.push(key);
+            }
+        }
+        Ok(out)
+    }
+
+    /// True when a read of `key` finds an object (HEAD; 404 is false).
+    /// Reads are quorum reads that see every completed delete, unlike
+    /// listings.
+    fn exists(&self, key: &str) -> io::Result<bool> {
+        let i = &self.inner;
+        let url = i.bucket.head_object(Some(&i.creds), key).sign(SIGN_TTL);
+        match i.agent.request_url("HEAD", &url).call() {
+            Ok(_) => Ok(true),
+            Err(ureq::Error::Status(404, _)) => Ok(false),
+            Err(e) => Err(s3_error("HEAD", key, e)),
+        }
     }
 
     /// The record stored under `key`, or why it is not one.
@@ -537,9 +579,13 @@ impl Storage for S3Store {
                 if now.saturating_sub(born) > LOCK_LEASE.as_millis() {
                     tracing::warn!(%key, "removing an expired lock claim");
                     self.delete(&key)?;
-                } else {
+                } else if self.exists(&key)? {
                     rivals += 1;
                 }
+                // Else a claim released a moment ago that a listing still
+                // shows (see the module docs): nobody holds it. A claim
+                // being written is always listed and read back, so two
+                // claimants still see each other.
             }
             if rivals == 0 {
                 return Ok(Some(claim));

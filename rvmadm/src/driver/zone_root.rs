@@ -137,6 +137,38 @@ pub fn check_no_tree_at_top(zonepath: &Path) -> Result<(), ZoneLayoutError> {
     Ok(())
 }
 
+/// `<zonepath>/data`, opened as [`check`] opens it (neither the zonepath
+/// nor `data` may be a symlink), so that a bind mount can be made of the
+/// descriptor rather than of a path someone could swap. `None` when there is
+/// no `data`. The flag is true when `data` is the top of a file system of
+/// its own (the delegated dataset mounted there) and false when it is just
+/// a directory of the zonepath's dataset.
+pub fn open_data(zonepath: &Path) -> Result<Option<(std::fs::File, bool)>, ZoneLayoutError> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = open_zonepath(zonepath)?;
+    let data = match open_dir(Some(&dir), Path::new(DATA_DIR)) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        // The same refusals and messages as the layout check.
+        Err(_) => {
+            check_entry(&dir, zonepath, DATA_DIR, true)?;
+            return Err(ZoneLayoutError::Open {
+                zonepath: zonepath.to_path_buf(),
+                name: DATA_DIR,
+                source: io::Error::other("changed while being opened"),
+            });
+        }
+    };
+    let open_err = |source| ZoneLayoutError::Open {
+        zonepath: zonepath.to_path_buf(),
+        name: DATA_DIR,
+        source,
+    };
+    let top = dir.metadata().map_err(open_err)?.dev();
+    let own = data.metadata().map_err(open_err)?.dev();
+    Ok(Some((data, own != top)))
+}
+
 fn open_zonepath(zonepath: &Path) -> Result<std::fs::File, ZoneLayoutError> {
     open_dir(None, zonepath).map_err(|source| ZoneLayoutError::Zonepath {
         zonepath: zonepath.to_path_buf(),
@@ -340,6 +372,33 @@ mod tests {
             std::fs::create_dir(t.path().join(d)).unwrap();
         }
         check_no_tree_at_top(t.path()).unwrap();
+    }
+
+    #[test]
+    fn data_is_opened_without_following_links_and_said_not_mounted() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("root")).unwrap();
+        assert!(open_data(t.path()).unwrap().is_none());
+        std::fs::create_dir(t.path().join("data")).unwrap();
+        std::fs::write(t.path().join("data/f"), b"x").unwrap();
+        let (f, mounted) = open_data(t.path()).unwrap().unwrap();
+        // A plain directory of the same file system: not a mounted dataset.
+        assert!(!mounted);
+        assert!(f.metadata().unwrap().is_dir());
+        // A link planted as data is refused, whatever it points at.
+        std::fs::remove_dir_all(t.path().join("data")).unwrap();
+        symlink("/proc", t.path().join("data")).unwrap();
+        let e = open_data(t.path()).unwrap_err();
+        assert!(
+            matches!(e, ZoneLayoutError::Symlink { name: "data", .. }),
+            "{e}"
+        );
+        std::fs::remove_file(t.path().join("data")).unwrap();
+        std::fs::write(t.path().join("data"), b"x").unwrap();
+        assert!(matches!(
+            open_data(t.path()).unwrap_err(),
+            ZoneLayoutError::NotDirectory { .. }
+        ));
     }
 
     #[test]

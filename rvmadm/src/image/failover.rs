@@ -294,13 +294,14 @@ mod tests {
         let data = Arc::new((0..300_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
         let (dying, _) = source(data.clone(), Some(100_000), true);
         let (good, good_hits) = source(data.clone(), None, true);
-        // A refusing source first: find passes over it.
-        let refused = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-            format!("http://{}", l.local_addr().expect("addr"))
-        };
+        // A refusing source first: find passes over it. Port 0: no listener
+        // can ever hold it, so the connection is refused every time. (A port
+        // bound and let go, as this test once used, may be taken meanwhile by
+        // any process on the host, an RPC server say, that accepts and never
+        // answers HTTP: the client then waited out its read timeout.)
+        let refused = "http://127.0.0.1:0".to_string();
         let list = vec![src(&refused), src(&dying), src(&good)];
-        let client = Client::new();
+        let client = crate::image::http::tests::test_client();
         let uuid = Uuid::try_parse(U).expect("uuid");
         let remote = find(&client, &list, &uuid).expect("find").expect("found");
         assert_eq!(remote.source.url, dying);
@@ -329,7 +330,7 @@ mod tests {
         let other = Arc::new(vec![8u8; 50_000]);
         let (different, different_hits) = source(other, None, true);
         let list = vec![src(&dying), src(&different), src(&no_ranges)];
-        let client = Client::new();
+        let client = crate::image::http::tests::test_client();
         let uuid = Uuid::try_parse(U).expect("uuid");
         let remote = find(&client, &list, &uuid).expect("find").expect("found");
         let file = file_of(&data);

@@ -24,6 +24,10 @@ use std::time::Duration;
 pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 /// Largest image list we accept from one source, all pages together.
 pub const MAX_LIST_BYTES: u64 = 64 << 20;
+/// How long [`Client::new`] waits for a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long [`Client::new`] waits for each read or write on a connection.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A configured HTTP agent.
 #[derive(Clone)]
@@ -116,17 +120,26 @@ fn describe(url: &str, err: ureq::Error) -> ImgError {
 }
 
 impl Client {
-    /// A client with connect (20 s) and read/write (120 s) timeouts, so a
-    /// stalled server ends a request with an error instead of hanging, and
-    /// that follows no redirect (see the module docs).
+    /// A client with connect ([`CONNECT_TIMEOUT`]) and read/write
+    /// ([`IO_TIMEOUT`]) timeouts, so a stalled server ends a request with an
+    /// error instead of hanging, and that follows no redirect (see the
+    /// module docs).
     pub fn new() -> Self {
+        Self::with_timeouts(CONNECT_TIMEOUT, IO_TIMEOUT)
+    }
+
+    /// [`Client::new`] with other timeouts: `connect` for a connection,
+    /// `io` for each read or write on it. Tests against loopback servers
+    /// use short ones, so a server that stops answering fails the test in
+    /// seconds rather than minutes.
+    pub fn with_timeouts(connect: Duration, io: Duration) -> Self {
         let agent = ureq::AgentBuilder::new()
             // 0: a 3xx comes back as an answer, refused by `refuse_redirect`.
             .redirects(0)
-            .timeout_connect(Duration::from_secs(20))
+            .timeout_connect(connect)
             // A stalled server must not hang an import forever.
-            .timeout_read(Duration::from_secs(120))
-            .timeout_write(Duration::from_secs(120))
+            .timeout_read(io)
+            .timeout_write(io)
             .user_agent(concat!("imgadm/", env!("CARGO_PKG_VERSION"), " (rvmadm)"))
             .build();
         Client { agent, auth: None }
@@ -284,7 +297,7 @@ impl Client {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
@@ -319,6 +332,30 @@ mod tests {
         (url, count)
     }
 
+    /// The client of these tests: a loopback server that stops answering
+    /// fails the test in seconds, not after the product's minutes.
+    pub(crate) fn test_client() -> Client {
+        Client::with_timeouts(Duration::from_secs(5), Duration::from_secs(15))
+    }
+
+    #[test]
+    fn a_server_that_accepts_and_never_answers_ends_in_the_read_timeout() {
+        // Accepts and holds each connection without a byte of answer (as a
+        // non-HTTP service does when a freed test port is taken by it).
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        let held = std::thread::spawn(move || listener.accept().map(|(c, _)| c));
+        let client = Client::with_timeouts(Duration::from_secs(5), Duration::from_millis(200));
+        let err = client.get_json(&url, 100).unwrap_err();
+        assert_eq!(err.code, Code::ClientError);
+        assert!(
+            err.message.to_lowercase().contains("timed out"),
+            "{}",
+            err.message
+        );
+        drop(held.join().unwrap());
+    }
+
     fn ok(body: &str) -> String {
         format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -336,7 +373,7 @@ mod tests {
                 "HTTP/1.1 302 Found\r\nLocation: {target}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             )
         });
-        let client = Client::new();
+        let client = test_client();
         let file = format!("{a}/images/u/file");
         let err = client.get_file(&file).err().expect("redirect followed");
         assert_eq!(err.code, Code::DownloadError);
@@ -372,7 +409,7 @@ mod tests {
                     .to_string()
             }
         });
-        let err = Client::new().get_json(&format!("{a}/x"), 100).unwrap_err();
+        let err = test_client().get_json(&format!("{a}/x"), 100).unwrap_err();
         assert!(
             err.message
                 .contains("HTTP 301 redirect to \"/final\" refused"),
@@ -384,7 +421,7 @@ mod tests {
         let (c, _) = serve(|_| {
             "HTTP/1.1 300 Choices\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
         });
-        let err = Client::new()
+        let err = test_client()
             .get_file(&format!("{c}/f"))
             .err()
             .expect("3xx");

@@ -397,7 +397,7 @@ mod tests {
             url: endless_pages(1000),
             kind: "imgapi".into(),
         };
-        let client = Client::new();
+        let client = crate::image::http::tests::test_client();
         // One page is ~60 KB: three fit in 200 KB, the fourth does not.
         let err = list_within(&client, &src, 200_000).unwrap_err();
         assert_eq!(err.code, Code::InvalidManifest);

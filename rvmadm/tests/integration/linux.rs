@@ -1170,3 +1170,51 @@ fn max_locked_memory_is_given_as_asked_or_refused_up_front() {
     crate::harness::assert_exit(&lab.vmadm(&["update", &uuid], Some(&upd)), 0);
     assert_eq!(get(), json!(bound));
 }
+
+/// `delegate_dataset`: the jail sees `<zfs_filesystem>/data` at
+/// `/<zfs_filesystem>/data`, where SmartOS shows a zone its delegated
+/// dataset, writable both ways, and what it writes there is in the dataset
+/// on the host (not in the jail's root), across a restart.
+#[test]
+fn the_delegated_dataset_is_visible_and_writable_in_the_jail() {
+    let Some(lab) = Lab::new() else { return };
+    let vm = lab.vmadm_create(e2e_payload("192.0.2.62", json!({"delegate_dataset": true})));
+    let u = vm.uuid.to_string();
+    assert_eq!(lab.vm_state(&vm), "running");
+    let env = lab.env.as_ref().expect("env");
+    let dataset = format!("{}/data", vm.zfs_filesystem);
+    let on_host = env.mountpoint(&dataset);
+    let inside = format!("/{dataset}");
+    let write = format!("echo from-the-jail > {inside}/note && cat {inside}/note");
+    let out = lab.vmadm(&["exec", &u, "--", "sh", "-c", &write], None);
+    crate::harness::assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "from-the-jail\n");
+    assert_eq!(
+        std::fs::read_to_string(on_host.join("note")).expect("the host sees the jail's file"),
+        "from-the-jail\n"
+    );
+    // Only in the dataset: the jail's root holds the mount point alone.
+    let in_root = vm
+        .zonepath
+        .join("root")
+        .join(inside.trim_start_matches('/'));
+    assert!(!in_root.join("note").exists());
+    std::fs::write(on_host.join("from-host"), "host\n").expect("host write");
+    crate::harness::assert_exit(&lab.vmadm(&["stop", &u, "-t", "5"], None), 0);
+    crate::harness::assert_exit(&lab.vmadm(&["start", &u], None), 0);
+    let out = lab.vmadm(
+        &[
+            "exec",
+            &u,
+            "--",
+            "cat",
+            &format!("{inside}/note"),
+            &format!("{inside}/from-host"),
+        ],
+        None,
+    );
+    crate::harness::assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "from-the-jail\nhost\n");
+    crate::harness::assert_exit(&lab.vmadm(&["delete", &u], None), 0);
+    assert!(lab.leftovers(&vm).is_empty(), "{:?}", lab.leftovers(&vm));
+}

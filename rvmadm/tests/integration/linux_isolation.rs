@@ -438,3 +438,68 @@ fn zfs_has(prop: &str, ds: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// A `filesystems` source swapped for a symlink after the start's
+/// allowlist check and before the runtime mounts it (the runtime is a
+/// wrapper that makes the swap, then runs runc: no timing involved) does
+/// not bring the link's target into the jail: the jail gets the directory
+/// that was checked. The next start refuses the link.
+#[test]
+fn a_source_swapped_for_a_link_after_the_check_is_not_followed() {
+    let scratch = tempfile::Builder::new()
+        .prefix("rvmadm-swap-")
+        .tempdir()
+        .expect("tempdir");
+    let s = std::fs::canonicalize(scratch.path()).expect("canonical");
+    let (shared, src, secret) = (s.join("shared"), s.join("shared/src"), s.join("secret"));
+    for d in [&src, &secret] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    std::fs::write(src.join("marker"), "checked\n").expect("write");
+    std::fs::write(secret.join("key"), "host secret\n").expect("write");
+    let wrapper = s.join("swapping-runc");
+    let script = format!(
+        "#!/bin/sh\n# Swaps the checked source for a link just before runc mounts it.\n\
+         if [ \"$3\" = run ] && [ ! -L '{src}' ]; then\n\
+           mv '{src}' '{src}.checked' && ln -s '{secret}' '{src}' || exit 99\n\
+         fi\nexec runc \"$@\"\n",
+        src = src.display(),
+        secret = secret.display()
+    );
+    std::fs::write(&wrapper, script).expect("wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let extra = format!(
+        "runtime = \"{}\"\n[[filesystem_sources]]\npath = \"{}\"\n",
+        wrapper.display(),
+        shared.display()
+    );
+    let Some(lab) = Lab::with_config(&extra) else {
+        return;
+    };
+    let fs = json!([{"type": "lofs", "source": src.display().to_string(), "target": "/shared"}]);
+    let vm = lab.jail(json!({"filesystems": fs}));
+    lab.start(&vm);
+    // The wrapper did swap: the checked name is a link to the secret now.
+    assert!(std::fs::symlink_metadata(&src)
+        .expect("lstat")
+        .file_type()
+        .is_symlink());
+    let out = lab.sh_ok(&vm, "cat /shared/marker; ls /shared");
+    assert_eq!(out, "checked\nmarker\n");
+    assert!(!lab.sh(&vm, "cat /shared/key").status.success());
+    lab.driver.stop(&vm, kill_now()).expect("stop");
+    // With the link in place at check time, the start is refused (the
+    // link leads outside the allowlist) and nothing is left behind.
+    let err = lab.driver.start(&vm).expect_err("the link is refused");
+    assert!(
+        err.to_string()
+            .contains("not below any [[filesystem_sources]]"),
+        "{err}"
+    );
+    assert!(!lab.running(&vm));
+    assert!(lab.leftovers(&vm).is_empty(), "{:?}", lab.leftovers(&vm));
+}

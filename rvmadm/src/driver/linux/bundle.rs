@@ -176,11 +176,23 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
         .map_err(|e| e.to_string())
 }
 
+/// Where the runtime takes the host side of a jail's bind mounts from
+/// (see `binds`: descriptors vmadm opened, named through /proc).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BindSources {
+    /// The source of each `filesystems` entry, in the spec's order.
+    pub filesystems: Vec<String>,
+    /// The delegated dataset: its source and its path inside the jail.
+    pub data: Option<(String, String)>,
+}
+
 /// The file systems every jail gets. `/etc/resolv.conf`, `/etc/hosts` and
 /// `/etc/hostname` are bind mounts of files in the bundle so the runtime
 /// (which resolves targets safely inside the rootfs) places them, and no
 /// host-side write ever follows a symlink planted in the jail's /etc.
-pub fn mounts(vm: &VmSpec, dir: &JailDir) -> Result<Vec<Mount>, String> {
+/// `binds` gives the host sources of the `filesystems` entries and of the
+/// delegated dataset.
+pub fn mounts(vm: &VmSpec, dir: &JailDir, binds: &BindSources) -> Result<Vec<Mount>, String> {
     let mut m = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
@@ -230,11 +242,30 @@ pub fn mounts(vm: &VmSpec, dir: &JailDir) -> Result<Vec<Mount>, String> {
             &["nosuid", "nodev", "mode=1777", &size],
         )?);
     }
+    // The delegated dataset, writable, where SmartOS shows it in the zone.
+    // Unlike a zone, the jail gets its files only: no `zfs` command works on
+    // it from inside (zfs-fuse cannot delegate a dataset to a container).
+    if let Some((source, target)) = &binds.data {
+        m.push(mount(
+            target,
+            "bind",
+            source,
+            &["rbind", "rprivate", "nosuid", "nodev"],
+        )?);
+    }
     // Host directories from `filesystems` (SmartOS lofs): bind mounts, which
     // the runtime places inside the rootfs without following jail symlinks.
-    // The sources were checked against the allowlist and resolved by the
-    // start; read-only unless the entry asked for rw and was allowed it.
-    for fs in &vm.filesystems {
+    // The sources were checked against the allowlist and opened by the
+    // start (`binds`); read-only unless the entry asked for rw and was
+    // allowed it.
+    if binds.filesystems.len() != vm.filesystems.len() {
+        return Err(format!(
+            "{} filesystems entries but {} opened sources",
+            vm.filesystems.len(),
+            binds.filesystems.len()
+        ));
+    }
+    for (fs, source) in vm.filesystems.iter().zip(&binds.filesystems) {
         if !matches!(fs.kind.as_str(), "lofs" | "bind") || !fs.target.starts_with('/') {
             return Err(format!(
                 "filesystem {} -> {}: only lofs/bind mounts to absolute targets are supported",
@@ -245,7 +276,7 @@ pub fn mounts(vm: &VmSpec, dir: &JailDir) -> Result<Vec<Mount>, String> {
         if fs.read_only {
             opts.push("ro");
         }
-        m.push(mount(&fs.target, "bind", &fs.source, &opts)?);
+        m.push(mount(&fs.target, "bind", source, &opts)?);
     }
     // Read-only: the files live in the host's run directory, so a writable
     // bind would let the jail fill it.
@@ -301,14 +332,16 @@ pub fn readonly_paths() -> Vec<String> {
 
 /// The complete runtime spec for a jail. `netns` is the namespace vmadm
 /// prepared for its NICs; without one (no NICs) the runtime makes a fresh
-/// namespace that holds only loopback.
+/// namespace that holds only loopback. `binds` names the bind mounts'
+/// host sources.
 pub fn build_spec(
     vm: &VmSpec,
     dir: &JailDir,
     netns: Option<&Path>,
     host: HostCaps,
+    binds: &BindSources,
 ) -> Result<Spec, BundleError> {
-    build_spec_inner(vm, dir, netns, host).map_err(|message| BundleError {
+    build_spec_inner(vm, dir, netns, host, binds).map_err(|message| BundleError {
         uuid: vm.uuid,
         message,
     })
@@ -319,6 +352,7 @@ fn build_spec_inner(
     dir: &JailDir,
     netns: Option<&Path>,
     host: HostCaps,
+    binds: &BindSources,
 ) -> Result<Spec, String> {
     let err = |e: oci_spec::OciSpecError| e.to_string();
     let caps = jail_capabilities();
@@ -402,7 +436,7 @@ fn build_spec_inner(
         )
         .hostname(vm.effective_hostname())
         .process(process)
-        .mounts(mounts(vm, dir)?)
+        .mounts(mounts(vm, dir, binds)?)
         .linux(linux)
         .build()
         .map_err(err)
@@ -480,13 +514,26 @@ mod tests {
         VmSpec::from_object(obj.as_object().unwrap()).unwrap()
     }
 
+    /// The sources a start would pin, named by their paths.
+    fn sources(vm: &VmSpec) -> BindSources {
+        BindSources {
+            filesystems: vm.filesystems.iter().map(|f| f.source.clone()).collect(),
+            data: None,
+        }
+    }
+
     fn spec_json(vm: &VmSpec) -> Value {
+        spec_json_with(vm, &sources(vm))
+    }
+
+    fn spec_json_with(vm: &VmSpec, binds: &BindSources) -> Value {
         let dir = JailDir::new(Path::new("/run/vmadm"), &vm.uuid);
         let spec = build_spec(
             vm,
             &dir,
             Some(Path::new("/run/netns/x")),
             HostCaps::default(),
+            binds,
         )
         .unwrap();
         serde_json::to_value(&spec).unwrap()
@@ -665,7 +712,60 @@ mod tests {
         }
         let bad = vm(json!({"filesystems": [{"type": "nfs", "source": "h:/x", "target": "/x"}]}));
         let dir = JailDir::new(Path::new("/run/vmadm"), &bad.uuid);
-        assert!(build_spec(&bad, &dir, None, HostCaps::default()).is_err());
+        assert!(build_spec(&bad, &dir, None, HostCaps::default(), &sources(&bad)).is_err());
+        // The runtime mounts the opened source, never the entry's own path;
+        // an entry without one is refused.
+        let v = vm(json!({"filesystems": [
+            {"type": "lofs", "source": "/srv/data", "target": "/data"}]}));
+        let pinned = BindSources {
+            filesystems: vec!["/proc/77/fd/9".into()],
+            data: None,
+        };
+        let j = spec_json_with(&v, &pinned);
+        let m = j["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/data")
+            .unwrap()
+            .clone();
+        assert_eq!(m["source"], "/proc/77/fd/9");
+        let dir = JailDir::new(Path::new("/run/vmadm"), &v.uuid);
+        let none = BindSources::default();
+        assert!(build_spec(&v, &dir, None, HostCaps::default(), &none).is_err());
+    }
+
+    #[test]
+    fn the_delegated_dataset_is_a_writable_bind() {
+        let v = vm(json!({"delegate_dataset": true}));
+        let binds = BindSources {
+            filesystems: vec![],
+            data: Some((
+                "/proc/77/fd/8".into(),
+                "/zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60/data".into(),
+            )),
+        };
+        let j = spec_json_with(&v, &binds);
+        let m = j["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60/data")
+            .unwrap()
+            .clone();
+        assert_eq!(m["source"], "/proc/77/fd/8");
+        let opts = m["options"].as_array().unwrap();
+        assert!(!opts.contains(&json!("ro")), "{opts:?}");
+        for o in ["rbind", "nosuid", "nodev"] {
+            assert!(opts.contains(&json!(o)), "{o}");
+        }
+        // No data mount without one given.
+        let j = spec_json(&v);
+        assert!(!j["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["destination"].as_str().unwrap_or("").ends_with("/data")));
     }
 
     #[test]

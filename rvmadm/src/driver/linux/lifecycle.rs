@@ -2,24 +2,27 @@
 //!
 //! A start first checks the zone layout (`<zonepath>/root` a real
 //! directory, `data` never a symlink, no tree at the top), then runs a
-//! short transaction: bundle → network namespace → veths and addresses →
-//! runtime `run --detach` → boot record. The boot record is
+//! short transaction: network namespace → veths and addresses → bind
+//! sources staged (see `binds`) → bundle → runtime `run --detach` → staged
+//! sources released → boot record. The boot record is
 //! written last, so a jail counts as booted only when every step succeeded;
 //! any failure (or a `kill -9` of vmadm part-way) leaves debris that
 //! [`LinuxDriver::teardown`] finds by name alone and removes: the runtime
-//! container, host veths, the namespace, cgroups and the run directory.
+//! container, host veths, the namespace, cgroups, staged bind sources
+//! (detached before anything is deleted) and the run directory.
 
 use super::driver::LinuxDriver;
 use super::names::{cgroup_path, container_id, link_alias, netns_name, netns_path, JailDir};
 use super::netplan::{self, NetPlan, VlanMode};
 use super::state::{self, BootRecord};
-use super::{bundle, runtime, sys};
+use super::{binds, bundle, runtime, sys};
 use crate::driver::zone_root::ZoneLayoutError;
 use crate::driver::{DriverError, DriverResult, Signal, StopOptions};
 use crate::exec::{Argv, ExecError};
 use crate::spec::fs_policy::{FsPolicy, FsRequest};
 use crate::spec::VmSpec;
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long a SIGKILLed init may take to die before stop gives up.
@@ -304,10 +307,13 @@ impl LinuxDriver {
     /// the network (if any) is in place.
     fn run_steps(&self, vm: &VmSpec, dir: &JailDir, host: bundle::HostCaps) -> DriverResult<()> {
         std::fs::create_dir_all(&dir.dir)?;
-        let vm = &self.resolve_filesystems(vm)?;
+        // Staged until the runtime has returned: its mounts name these
+        // entries (see `binds`).
+        let staged = binds::stage(vm, dir, &self.resolve_filesystems(vm)?)
+            .map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
         let ns_path = netns_path(&vm.uuid);
         let joins = (!vm.nics.is_empty()).then_some(ns_path.as_path());
-        let spec = bundle::build_spec(vm, dir, joins, host)
+        let spec = bundle::build_spec(vm, dir, joins, host, &staged.sources)
             .map_err(|e| DriverError::Other(e.to_string()))?;
         bundle::write_bundle(vm, dir, &spec)?;
         let id = container_id(&vm.uuid);
@@ -327,6 +333,10 @@ impl LinuxDriver {
             &keeper,
             &log,
         )?;
+        // The jail holds its own copies of the mounts now.
+        if let Err(e) = staged.release() {
+            tracing::warn!(uuid = %vm.uuid, error = %e, "removing staged bind sources");
+        }
         let pid: u32 = std::fs::read_to_string(dir.pid_file())?
             .trim()
             .parse()
@@ -346,28 +356,29 @@ impl LinuxDriver {
         Ok(())
     }
 
-    /// `vm` with every `filesystems` source checked again against the
-    /// allowlist (the host may have changed since create) and replaced by
-    /// the path it resolves to now, so the runtime mounts what was checked.
-    fn resolve_filesystems(&self, vm: &VmSpec) -> DriverResult<VmSpec> {
-        let mut vm = vm.clone();
+    /// Every `filesystems` source of `vm` checked again against the
+    /// allowlist (the host may have changed since create), as the path it
+    /// resolves to now; `binds::stage` opens exactly these paths, so the
+    /// runtime mounts what was checked.
+    fn resolve_filesystems(&self, vm: &VmSpec) -> DriverResult<Vec<PathBuf>> {
         if vm.filesystems.is_empty() {
-            return Ok(vm);
+            return Ok(Vec::new());
         }
         let zfs = crate::zfs::Zfs::new(self.runner.as_ref());
         let mountpoint = zfs.mountpoint(&vm.zpool).ok();
         let policy = FsPolicy::new(&self.config, mountpoint.as_deref());
-        for fs in &mut vm.filesystems {
-            let req = FsRequest {
-                source: fs.source.clone(),
-                rw: !fs.read_only,
-            };
-            let path = policy
-                .check(&req)
-                .map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))?;
-            fs.source = path.to_string_lossy().into_owned();
-        }
-        Ok(vm)
+        vm.filesystems
+            .iter()
+            .map(|fs| {
+                let req = FsRequest {
+                    source: fs.source.clone(),
+                    rw: !fs.read_only,
+                };
+                policy
+                    .check(&req)
+                    .map_err(|e| DriverError::Other(format!("{}: {e}", vm.uuid)))
+            })
+            .collect()
     }
 
     /// True when anything a previous boot made is still around.
@@ -483,7 +494,13 @@ impl LinuxDriver {
         self.remove_cgroups(vm, &mut errors);
         filters.finish(&mut errors);
         let dir = JailDir::new(&self.run_dir, &vm.uuid);
-        if dir.dir.exists() {
+        // Bind sources a dead start staged are detached first: the removal
+        // below is recursive and must never reach into a host directory.
+        let unstaged = binds::unstage(&dir.binds());
+        if let Err(e) = &unstaged {
+            errors.push(format!("staged bind sources: {e}"));
+        }
+        if dir.dir.exists() && unstaged.is_ok() {
             // The console log keeper may still flush its last bytes (and
             // re-create console.log) while the directory goes: try again.
             let removed = std::fs::remove_dir_all(&dir.dir).or_else(|_| {
@@ -820,6 +837,35 @@ mod tests {
             .calls()
             .iter()
             .any(|a| a.0.contains(&"run".to_string())));
+    }
+
+    #[test]
+    fn a_teardown_detaches_staged_sources_before_removing_the_run_dir() {
+        // SAFETY: geteuid has no arguments and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: staging bind sources needs root");
+            return;
+        }
+        let rig = new_rig(false, None);
+        let vm = jail(&rig, json!([]));
+        let src = std::fs::canonicalize(rig.tmp.path())
+            .unwrap()
+            .join("host-dir");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("keep"), "host data\n").unwrap();
+        let dir = JailDir::new(&rig.driver.run_dir, &vm.uuid);
+        std::fs::create_dir_all(&dir.dir).unwrap();
+        // A start killed between staging and the runtime's return: nothing
+        // released the staged mount.
+        std::mem::forget(binds::stage(&vm, &dir, std::slice::from_ref(&src)).unwrap());
+        assert!(dir.binds().join("0/keep").exists());
+        rig.driver.teardown(&vm, false).unwrap();
+        assert!(!dir.dir.exists());
+        // The recursive removal never reached the host directory.
+        assert_eq!(
+            std::fs::read_to_string(src.join("keep")).unwrap(),
+            "host data\n"
+        );
     }
 
     fn lines(l: &[&str]) -> Vec<String> {

@@ -2,6 +2,7 @@
 //! network namespace that vmadm owns.
 
 mod antispoof;
+mod binds;
 mod bundle;
 mod console;
 pub mod console_log;

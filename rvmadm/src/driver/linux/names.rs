@@ -96,6 +96,11 @@ impl JailDir {
     pub fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")
     }
+    /// Where a start stages its bind mounts' sources for the runtime (see
+    /// `binds`); empty again once the runtime has made its mounts.
+    pub fn binds(&self) -> PathBuf {
+        self.dir.join("binds")
+    }
 }
 
 #[cfg(test)]

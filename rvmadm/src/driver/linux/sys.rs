@@ -1,7 +1,8 @@
 //! The driver's few raw system calls: signalling a jail's init, the clock
 //! tick rate for turning /proc start times into timestamps, looking a path
-//! up inside a jail's root the way the jail itself would, and the page size
-//! and memlock limit the jail's limits are converted with.
+//! up inside a jail's root the way the jail itself would, opening a bind
+//! mount's source without following links and staging it by descriptor,
+//! and the page size and memlock limit the jail's limits are converted with.
 //!
 //! Kept here so the rest of the driver stays free of `unsafe` and libc.
 
@@ -97,6 +98,90 @@ pub fn exists_in_root(root: &Path, path: &str) -> io::Result<bool> {
     let err = io::Error::last_os_error();
     match err.raw_os_error() {
         Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENOSYS) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// Opens the absolute `path` as an `O_PATH` descriptor without following
+/// a symlink anywhere on it, its last component included (`openat2` with
+/// `RESOLVE_NO_SYMLINKS`): a link on the way fails with `ELOOP`, so the
+/// descriptor is of the object found under exactly these names. A kernel
+/// without `openat2` (before 5.6) fails with `ENOSYS`.
+pub fn open_path_no_symlinks(path: &Path) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    if !path.is_absolute() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an absolute path",
+        ));
+    }
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    // SAFETY: open_how is plain integers; zero is "no flags" for each.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: `c_path` is NUL-terminated and outlives the call, `how` is a
+    // live open_how whose size is passed alongside it; AT_FDCWD is ignored
+    // for an absolute path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat2 returned a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as libc::c_int) })
+}
+
+/// Bind-mounts (recursively) the object `fd` refers to onto `target`, in
+/// this process's mount namespace: mount(2) reaches it through
+/// `/proc/self/fd/<n>`, a magic link to the open file itself, so no name on
+/// the way to the source is looked up again.
+pub fn bind_fd(fd: std::os::fd::BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let src = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    let dst = CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    // SAFETY: both strings are NUL-terminated and outlive the call; a bind
+    // mount takes no file system type nor data.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Detaches whatever is mounted on `path` (`MNT_DETACH`, not following a
+/// link at `path`). `Ok(false)` when nothing is mounted there or `path` is
+/// gone.
+pub fn detach_mount(path: &Path) -> io::Result<bool> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    // SAFETY: `c` is NUL-terminated and outlives the call.
+    let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOENT) => Ok(false),
         _ => Err(err),
     }
 }
@@ -220,6 +305,23 @@ mod tests {
         // and a root that is itself a link is refused.
         std::os::unix::fs::symlink(&root, t.path().join("link")).unwrap();
         assert!(exists_in_root(&t.path().join("link"), "/bin/tool").is_err());
+    }
+
+    #[test]
+    fn opening_without_links_refuses_a_link_anywhere_on_the_path() {
+        let t = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(t.path()).unwrap();
+        std::fs::create_dir_all(real.join("a/b")).unwrap();
+        let fd = open_path_no_symlinks(&real.join("a/b")).unwrap();
+        let f = std::fs::File::from(fd);
+        assert!(f.metadata().unwrap().is_dir());
+        std::os::unix::fs::symlink(real.join("a"), real.join("via")).unwrap();
+        std::os::unix::fs::symlink(real.join("a/b"), real.join("last")).unwrap();
+        for p in ["via/b", "last"] {
+            let e = open_path_no_symlinks(&real.join(p)).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{p}");
+        }
+        assert!(open_path_no_symlinks(Path::new("relative")).is_err());
     }
 
     #[test]
