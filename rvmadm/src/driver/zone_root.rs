@@ -169,6 +169,105 @@ pub fn open_data(zonepath: &Path) -> Result<Option<(std::fs::File, bool)>, ZoneL
     Ok(Some((data, own != top)))
 }
 
+/// [`check`] and [`check_no_tree_at_top`] in one pass, for the Linux
+/// driver (which asks both at every create and start): the zonepath is
+/// opened once and its entries read in one listing, whose entry types
+/// answer for `root`, `data` and the tree markers. Over zfs-fuse each
+/// lookup is a round trip to the daemon, and the listing replaces about
+/// ten of them. An entry whose type the listing does not give is checked
+/// by opening it, as [`check`] does.
+pub fn check_without_tree_at_top(zonepath: &Path) -> Result<(), ZoneLayoutError> {
+    let dir = open_zonepath(zonepath)?;
+    let mut root = None;
+    let mut data = None;
+    let mut marker = None;
+    list_entry_types(&dir, |name, kind| match name {
+        b"root" => root = Some(kind),
+        b"data" => data = Some(kind),
+        _ => {
+            if marker.is_none() {
+                marker = TREE_MARKERS.into_iter().find(|m| m.as_bytes() == name);
+            }
+        }
+    })
+    .map_err(|source| ZoneLayoutError::Zonepath {
+        zonepath: zonepath.to_path_buf(),
+        source,
+    })?;
+    let judge = |seen: Option<u8>, name: &'static str, required: bool| {
+        let zonepath = zonepath.to_path_buf();
+        match seen {
+            None if required => Err(ZoneLayoutError::MissingRoot {
+                unmounted: !is_mount_point(&dir),
+                zonepath,
+            }),
+            None => Ok(()),
+            Some(libc::DT_DIR) => Ok(()),
+            Some(libc::DT_LNK) => Err(ZoneLayoutError::Symlink { zonepath, name }),
+            Some(libc::DT_UNKNOWN) => check_entry(&dir, &zonepath, name, required),
+            Some(_) => Err(ZoneLayoutError::NotDirectory { zonepath, name }),
+        }
+    };
+    judge(root, ROOT_DIR, true)?;
+    judge(data, DATA_DIR, false)?;
+    if let Some(entry) = marker {
+        return Err(ZoneLayoutError::TreeAtTop {
+            zonepath: zonepath.to_path_buf(),
+            entry,
+        });
+    }
+    Ok(())
+}
+
+/// Calls `each` with the name and `d_type` of every entry of `dir` (but
+/// `.` and `..`), read from a duplicate of its descriptor.
+fn list_entry_types(dir: &std::fs::File, mut each: impl FnMut(&[u8], u8)) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup of a descriptor `dir` keeps open; the duplicate is owned
+    // by the stream fdopendir makes, and closedir below closes both.
+    let fd = unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh directory descriptor nobody else owns.
+    let stream = unsafe { libc::fdopendir(fd) };
+    if stream.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so `fd` is still ours to close.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    let result = loop {
+        // errno tells the end of the listing from an error.
+        // SAFETY: writing this thread's errno.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: `stream` is a live stream from fdopendir.
+        let ent = unsafe { libc::readdir64(stream) };
+        if ent.is_null() {
+            let e = io::Error::last_os_error();
+            break if e.raw_os_error().unwrap_or(0) == 0 {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: readdir64 returned a valid entry whose d_name is a
+        // NUL-terminated string, valid until the next call on `stream`.
+        let (name, kind) = unsafe {
+            (
+                std::ffi::CStr::from_ptr((*ent).d_name.as_ptr()).to_bytes(),
+                (*ent).d_type,
+            )
+        };
+        if name != b"." && name != b".." {
+            each(name, kind);
+        }
+    };
+    // SAFETY: `stream` came from fdopendir and is closed once.
+    unsafe { libc::closedir(stream) };
+    result
+}
+
 fn open_zonepath(zonepath: &Path) -> Result<std::fs::File, ZoneLayoutError> {
     open_dir(None, zonepath).map_err(|source| ZoneLayoutError::Zonepath {
         zonepath: zonepath.to_path_buf(),
@@ -286,6 +385,61 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("root/"), "{msg}");
         assert!(msg.contains("imgadm build"), "{msg}");
+    }
+
+    /// The one-pass check gives, for every layout, the answer of the two
+    /// checks it replaces, in their order.
+    #[test]
+    fn the_one_pass_check_answers_as_the_two_checks_do() {
+        type Setup = fn(&Path);
+        let layouts: [(&str, Setup); 10] = [
+            ("root only", |z| {
+                std::fs::create_dir(z.join("root")).unwrap()
+            }),
+            ("root and data", |z| {
+                std::fs::create_dir(z.join("root")).unwrap();
+                std::fs::create_dir(z.join("data")).unwrap();
+            }),
+            ("no root", |_| {}),
+            ("root a symlink", |z| {
+                std::fs::create_dir(z.join("real")).unwrap();
+                std::os::unix::fs::symlink("real", z.join("root")).unwrap();
+            }),
+            ("data a symlink", |z| {
+                std::fs::create_dir(z.join("root")).unwrap();
+                std::os::unix::fs::symlink("/etc", z.join("data")).unwrap();
+            }),
+            ("root dangling", |z| {
+                std::os::unix::fs::symlink("/nonexistent", z.join("root")).unwrap()
+            }),
+            ("root a file", |z| {
+                std::fs::write(z.join("root"), "x").unwrap()
+            }),
+            ("data a file", |z| {
+                std::fs::create_dir(z.join("root")).unwrap();
+                std::fs::write(z.join("data"), "x").unwrap();
+            }),
+            ("tree at top", |z| {
+                for d in ["root", "etc", "usr"] {
+                    std::fs::create_dir(z.join(d)).unwrap();
+                }
+            }),
+            ("tree and a root symlink", |z| {
+                std::fs::create_dir(z.join("bin")).unwrap();
+                std::os::unix::fs::symlink("/", z.join("root")).unwrap();
+            }),
+        ];
+        for (what, setup) in layouts {
+            let t = tempfile::tempdir().unwrap();
+            setup(t.path());
+            let two = check(t.path()).and_then(|()| check_no_tree_at_top(t.path()));
+            let one = check_without_tree_at_top(t.path());
+            assert_eq!(
+                one.as_ref().map_err(ToString::to_string),
+                two.as_ref().map_err(ToString::to_string),
+                "{what}"
+            );
+        }
     }
 
     #[test]

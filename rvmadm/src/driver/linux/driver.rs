@@ -70,8 +70,7 @@ impl LinuxDriver {
 /// them, and no tree at the top (an image made by an earlier rvmadm, whose
 /// `root` is the tree's home directory of root).
 pub(super) fn check_zone_layout(zonepath: &Path) -> Result<(), ZoneLayoutError> {
-    zone_root::check(zonepath)?;
-    zone_root::check_no_tree_at_top(zonepath)
+    zone_root::check_without_tree_at_top(zonepath)
 }
 
 impl Driver for LinuxDriver {

@@ -219,28 +219,53 @@ pub fn has_ipv6() -> bool {
 /// Bit of CAP_SYS_RESOURCE in the capability masks of `/proc/<pid>/status`.
 const CAP_SYS_RESOURCE: u32 = 24;
 
-/// True when `status` (the text of `/proc/self/status`) shows
-/// CAP_SYS_RESOURCE in the effective set.
-fn has_sys_resource(status: &str) -> bool {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+/// The effective capability set of this process (its low 64 bits), from
+/// one `capget` system call; `None` when the kernel refuses it.
+fn effective_caps() -> Option<u64> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
+    let mut header = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget fills `data` (two elements, as version 3 requires)
+    // and may rewrite `header`; both are ours and outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut Header,
+            data.as_mut_ptr(),
+        )
+    };
+    (rc == 0).then(|| u64::from(data[0].effective) | (u64::from(data[1].effective) << 32))
 }
 
 /// The most `RLIMIT_MEMLOCK` (bytes) the runtime can give a jail: `None`
 /// when there is no bound, because vmadm's own hard limit is unlimited
 /// or because vmadm holds CAP_SYS_RESOURCE, which the runtime inherits and
 /// may raise a hard limit with (as SmartOS enforces `max_locked_memory`
-/// whatever it is). Without that capability, vmadm's hard limit.
+/// whatever it is). Without that capability, vmadm's hard limit. Asked at
+/// every create: two system calls, no file read.
 pub fn memlock_ceiling() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    memlock_ceiling_of(&status, memlock_hard())
+    let hard = memlock_hard()?;
+    memlock_ceiling_of(effective_caps(), Some(hard))
 }
 
-fn memlock_ceiling_of(status: &str, hard: Option<u64>) -> Option<u64> {
-    hard.filter(|_| !has_sys_resource(status))
+fn memlock_ceiling_of(caps: Option<u64>, hard: Option<u64>) -> Option<u64> {
+    let has = caps.is_some_and(|c| c & (1 << CAP_SYS_RESOURCE) != 0);
+    hard.filter(|_| !has)
 }
 
 /// Closes every descriptor above stderr that this process inherited. A
@@ -278,13 +303,24 @@ mod tests {
 
     #[test]
     fn only_a_vmadm_without_sys_resource_bounds_memlock() {
-        let with = "Name:\tvmadm\nCapEff:\t000001ffffffffff\n";
-        let without = "Name:\tvmadm\nCapEff:\t000001fffeffffff\n";
+        let with = Some(0x0000_01ff_ffff_ffff);
+        let without = Some(0x0000_01ff_feff_ffff);
         assert_eq!(memlock_ceiling_of(with, Some(8 << 20)), None);
         assert_eq!(memlock_ceiling_of(without, Some(8 << 20)), Some(8 << 20));
         assert_eq!(memlock_ceiling_of(without, None), None);
-        // Unreadable: no capability is assumed.
-        assert_eq!(memlock_ceiling_of("", Some(64 << 10)), Some(64 << 10));
+        // Unknown: no capability is assumed.
+        assert_eq!(memlock_ceiling_of(None, Some(64 << 10)), Some(64 << 10));
+    }
+
+    #[test]
+    fn capget_agrees_with_proc_status() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let listed = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
+        assert!(listed.is_some());
+        assert_eq!(effective_caps(), listed);
     }
 
     #[test]
