@@ -321,7 +321,14 @@ impl Lab {
                 Uuid::parse_str(w.trim_matches(|c: char| !c.is_ascii_hexdigit() && c != '-')).ok()
             })
             .unwrap_or_else(|| panic!("no uuid in {err}"));
-        let got = self.vmadm(&["get", &uuid.to_string()], None);
+        self.adopt(&uuid.to_string())
+    }
+
+    /// Takes a VM made by a plain `vmadm create` into the lab, so that the
+    /// lab stops and cleans it up at its end (a test that fails halfway
+    /// included); returns its spec.
+    pub fn adopt(&self, uuid: &str) -> VmSpec {
+        let got = self.vmadm(&["get", uuid], None);
         crate::harness::assert_exit(&got, 0);
         let obj: Value = serde_json::from_slice(&got.stdout).expect("get json");
         let vm = VmSpec::from_object(obj.as_object().expect("object")).expect("spec");
@@ -1154,6 +1161,8 @@ fn max_locked_memory_is_given_as_asked_or_refused_up_front() {
         .find_map(|w| uuid::Uuid::parse_str(w).ok())
         .expect("uuid")
         .to_string();
+    // Booted (autoboot): the lab stops it at the end, as it does its own.
+    lab.adopt(&uuid);
     // An update asking for more is refused and changes nothing; the
     // bound itself is taken.
     let upd = json!({"max_locked_memory": ask}).to_string();
