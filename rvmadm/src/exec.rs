@@ -711,14 +711,30 @@ mod tests {
             Err(std::fs::TryLockError::WouldBlock)
         ));
         assert!(child.wait().unwrap().success());
-        probe.try_lock().unwrap();
+        lock_soon(&probe);
         drop(probe);
         // Not given it: the lock goes with the parent's guard.
         let guard = crate::store::exclusive(&path).unwrap();
         let child = SystemRunner.stream(&argv, Pipe::Stdout).unwrap();
         drop(guard);
-        other().try_lock().unwrap();
+        lock_soon(&other());
         assert!(child.wait().unwrap().success());
+    }
+
+    /// Takes `file`'s lock, waiting a little while it is held: a process
+    /// another test thread forks in the meantime holds a copy of every
+    /// descriptor (ours included) until its exec closes them.
+    fn lock_soon(file: &std::fs::File) {
+        for _ in 0..500 {
+            match file.try_lock() {
+                Ok(()) => return,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        panic!("the lock stayed held");
     }
 
     #[test]
