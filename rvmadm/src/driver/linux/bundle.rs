@@ -687,13 +687,7 @@ mod tests {
         let v = vm(json!({"filesystems": [
             {"type": "lofs", "source": "/srv/data", "target": "/data", "options": ["ro"]}]}));
         let j = spec_json(&v);
-        let m = j["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["destination"] == "/data")
-            .unwrap()
-            .clone();
+        let m = mount_at(&j, "/data");
         assert_eq!(m["source"], "/srv/data");
         assert!(m["options"].as_array().unwrap().contains(&json!("ro")));
         // Read-only unless asked for rw.
@@ -701,13 +695,7 @@ mod tests {
             let v = vm(json!({"filesystems": [
                 {"type": "lofs", "source": "/srv/data", "target": "/data", "options": opts}]}));
             let j = spec_json(&v);
-            let m = j["mounts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|m| m["destination"] == "/data")
-                .unwrap()
-                .clone();
+            let m = mount_at(&j, "/data");
             assert_eq!(m["options"].as_array().unwrap().contains(&json!("ro")), ro);
         }
         let bad = vm(json!({"filesystems": [{"type": "nfs", "source": "h:/x", "target": "/x"}]}));
@@ -722,17 +710,22 @@ mod tests {
             data: None,
         };
         let j = spec_json_with(&v, &pinned);
-        let m = j["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["destination"] == "/data")
-            .unwrap()
-            .clone();
+        let m = mount_at(&j, "/data");
         assert_eq!(m["source"], "/proc/77/fd/9");
         let dir = JailDir::new(Path::new("/run/vmadm"), &v.uuid);
         let none = BindSources::default();
         assert!(build_spec(&v, &dir, None, HostCaps::default(), &none).is_err());
+    }
+
+    /// The mount of `j` (a bundle's config) at `dest`.
+    fn mount_at(j: &Value, dest: &str) -> Value {
+        j["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == dest)
+            .unwrap_or_else(|| panic!("no mount at {dest}"))
+            .clone()
     }
 
     #[test]
@@ -746,13 +739,7 @@ mod tests {
             )),
         };
         let j = spec_json_with(&v, &binds);
-        let m = j["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["destination"] == "/zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60/data")
-            .unwrap()
-            .clone();
+        let m = mount_at(&j, "/zones/6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60/data");
         assert_eq!(m["source"], "/proc/77/fd/8");
         let opts = m["options"].as_array().unwrap();
         assert!(!opts.contains(&json!("ro")), "{opts:?}");

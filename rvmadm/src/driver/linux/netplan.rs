@@ -325,15 +325,10 @@ mod tests {
     use serde_json::json;
 
     fn vm(nics: serde_json::Value) -> VmSpec {
-        let obj = json!({
-            "uuid": "6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60",
-            "brand": "jail",
-            "image_uuid": "11111111-2222-4333-8444-555555555555",
-            "zpool": "zones",
+        crate::driver::test_vm(json!({
             "nics": nics,
             "routes": {"198.51.100.0/24": "192.0.2.254", "10.1.1.1": "nics[0]"}
-        });
-        VmSpec::from_object(obj.as_object().unwrap()).unwrap()
+        }))
     }
 
     fn nets() -> BTreeMap<String, String> {
