@@ -50,6 +50,14 @@ pub fn allowed_sources(nic: &Nic, mac: [u8; 6]) -> Result<Sources, String> {
     Ok(Sources { v4, v6 })
 }
 
+/// The TCP ports `nic` may not connect to, sorted, each once.
+pub fn blocked_tcp_ports(nic: &Nic) -> Vec<u16> {
+    let mut ports = nic.blocked_outgoing_ports.clone();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
 /// `aa:bb:cc:dd:ee:ff` as six bytes; `None` for anything else.
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];

@@ -46,7 +46,9 @@ use super::layout;
 use super::names;
 use super::plan::{argv, Action, Plan, PlanError, Step};
 use crate::config::Config;
-use crate::driver::nic_addrs::{allowed_sources, mac_text, net_list, parse_mac, Sources};
+use crate::driver::nic_addrs::{
+    allowed_sources, blocked_tcp_ports, mac_text, net_list, parse_mac, Sources,
+};
 use crate::spec::{Nic, NicAddr, VmSpec};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -113,9 +115,7 @@ impl PortFilter {
         // unchecked rather than cutting the NIC off.
         let dhcp = nic.ips.iter().any(|a| matches!(a, NicAddr::Dhcp));
         let slaac = nic.ips.iter().any(|a| matches!(a, NicAddr::Addrconf));
-        let mut blocked_tcp = nic.blocked_outgoing_ports.clone();
-        blocked_tcp.sort_unstable();
-        blocked_tcp.dedup();
+        let blocked_tcp = blocked_tcp_ports(nic);
         Ok(PortFilter {
             port,
             mac,

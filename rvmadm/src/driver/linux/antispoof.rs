@@ -43,7 +43,9 @@
 
 use super::driver::LinuxDriver;
 use super::names::{host_veth, JailDir};
-use crate::driver::nic_addrs::{allowed_sources, mac_text, net_list, parse_mac, Sources};
+use crate::driver::nic_addrs::{
+    allowed_sources, blocked_tcp_ports, mac_text, net_list, parse_mac, Sources,
+};
 use crate::driver::{DriverError, DriverResult};
 use crate::exec::{Argv, CommandRunner, ExecError};
 use crate::spec::{Nic, NicAddr, VmSpec};
@@ -113,9 +115,7 @@ impl PortFilter {
         let mac = parse_mac(&nic.mac).ok_or_else(|| bad("mac", &nic.mac))?;
         let Sources { v4, v6 } = allowed_sources(nic, mac).map_err(|a| bad("address", &a))?;
         let learn_dhcp = nic.ips.iter().any(|a| matches!(a, NicAddr::Dhcp));
-        let mut blocked_tcp = nic.blocked_outgoing_ports.clone();
-        blocked_tcp.sort_unstable();
-        blocked_tcp.dedup();
+        let blocked_tcp = blocked_tcp_ports(nic);
         Ok(PortFilter {
             port,
             mac,
