@@ -13,7 +13,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -484,6 +484,18 @@ pub use recording::{Call, CallKind, RecordingRunner};
 
 /// [`SystemRunner`]'s stream: see [`CommandRunner::stream_holding`] for
 /// `hold`.
+/// A duplicate of `fd` that stays open across exec (see `spawn_stream`).
+fn inheritable_dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD returns a new descriptor (without close-on-exec)
+    // that nobody else owns; it is wrapped at once.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 3) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` was just returned by fcntl and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 fn spawn_stream<'a>(
     argv: &Argv,
     pipe: Pipe,
@@ -503,19 +515,22 @@ fn spawn_stream<'a>(
         .stdin(piped_if(pipe == Pipe::Stdin))
         .stdout(piped_if(pipe == Pipe::Stdout))
         .stderr(Stdio::piped());
-    if let Some(fd) = hold.map(|h| h.as_raw_fd()) {
-        // SAFETY: runs in the forked child before exec; fcntl is
-        // async-signal-safe and touches only the child's descriptor table.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
-    let mut child = command.spawn().map_err(|source| ExecError::Spawn {
+    // The lock reaches the child as a duplicate without close-on-exec,
+    // made just for this spawn and closed in this process right after it:
+    // unlike clearing the flag in the child (a `pre_exec` hook), this lets
+    // the standard library use posix_spawn instead of a full fork. Another
+    // thread spawning in that instant inherits the duplicate too, and holds
+    // the lock until it exits; vmadm spawns nothing else meanwhile.
+    let handed = match hold {
+        Some(h) => Some(inheritable_dup(h).map_err(|source| ExecError::Spawn {
+            argv: argv.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let spawned = command.spawn();
+    drop(handed);
+    let mut child = spawned.map_err(|source| ExecError::Spawn {
         argv: argv.clone(),
         source,
     })?;
