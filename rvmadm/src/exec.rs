@@ -294,6 +294,21 @@ pub trait CommandRunner: Send + Sync {
     /// A non-zero exit is *not* an error here; see [`CommandRunner::run`].
     fn output(&self, argv: &Argv, stdin: Option<&[u8]>) -> Result<Output, ExecError>;
 
+    /// [`CommandRunner::output`], with `hold` (a lock's descriptor) open in
+    /// the child too, as [`CommandRunner::stream_holding`] passes it: a lock
+    /// taken with `flock` then stays held until the child is done, should
+    /// this process die first. A runner that starts no real process may
+    /// ignore `hold`; this default does.
+    fn output_holding(
+        &self,
+        argv: &Argv,
+        stdin: Option<&[u8]>,
+        hold: BorrowedFd<'_>,
+    ) -> Result<Output, ExecError> {
+        let _ = hold;
+        self.output(argv, stdin)
+    }
+
     /// Runs the command and fails (with argv and stderr) on non-zero exit.
     fn run(&self, argv: &Argv) -> Result<Output, ExecError> {
         self.output(argv, None)?.check(argv)
@@ -371,32 +386,16 @@ fn drain_stderr(child: &mut Child) -> JoinHandle<Vec<u8>> {
 
 impl CommandRunner for SystemRunner {
     fn output(&self, argv: &Argv, stdin: Option<&[u8]>) -> Result<Output, ExecError> {
-        tracing::debug!(argv = %argv, "exec");
-        let spawn_err = |source| ExecError::Spawn {
-            argv: argv.clone(),
-            source,
-        };
-        let mut cmd = argv.command();
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            });
-        let mut child = cmd.spawn().map_err(spawn_err)?;
-        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // A child that exits early closes the pipe; its status tells the story.
-            let _ = pipe.write_all(data);
-        }
-        let out = child.wait_with_output().map_err(spawn_err)?;
-        let result = Output {
-            status: status_code(out.status),
-            stdout: out.stdout,
-            stderr: out.stderr,
-        };
-        tracing::debug!(argv = %argv, status = result.status, "exec done");
-        Ok(result)
+        collect_output(argv, stdin, None)
+    }
+
+    fn output_holding(
+        &self,
+        argv: &Argv,
+        stdin: Option<&[u8]>,
+        hold: BorrowedFd<'_>,
+    ) -> Result<Output, ExecError> {
+        collect_output(argv, stdin, Some(hold))
     }
 
     /// The child gets its own process group: a terminal Ctrl-C reaches only
@@ -484,6 +483,46 @@ pub use recording::{Call, CallKind, RecordingRunner};
 
 /// [`SystemRunner`]'s stream: see [`CommandRunner::stream_holding`] for
 /// `hold`.
+/// Runs `argv` to its end and collects its output; `hold`, when given, is
+/// open in the child too.
+fn collect_output(
+    argv: &Argv,
+    stdin: Option<&[u8]>,
+    hold: Option<BorrowedFd<'_>>,
+) -> Result<Output, ExecError> {
+    tracing::debug!(argv = %argv, "exec");
+    let spawn_err = |source| ExecError::Spawn {
+        argv: argv.clone(),
+        source,
+    };
+    let mut cmd = argv.command();
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    // The lock goes as a duplicate for this spawn only (see
+    // `spawn_stream`).
+    let handed = hold.map(inheritable_dup).transpose().map_err(spawn_err)?;
+    let spawned = cmd.spawn();
+    drop(handed);
+    let mut child = spawned.map_err(spawn_err)?;
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A child that exits early closes the pipe; its status tells the story.
+        let _ = pipe.write_all(data);
+    }
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    let result = Output {
+        status: status_code(out.status),
+        stdout: out.stdout,
+        stderr: out.stderr,
+    };
+    tracing::debug!(argv = %argv, status = result.status, "exec done");
+    Ok(result)
+}
+
 /// A duplicate of `fd` that stays open across exec (see `spawn_stream`).
 fn inheritable_dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD returns a new descriptor (without close-on-exec)
@@ -734,6 +773,30 @@ mod tests {
         drop(guard);
         lock_soon(&other());
         assert!(child.wait().unwrap().success());
+    }
+
+    #[test]
+    fn a_collected_child_given_a_lock_has_it_open_and_others_do_not() {
+        use std::os::fd::AsFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("global.lock");
+        let guard = crate::store::exclusive(&path).unwrap();
+        let argv = Argv::new([
+            "sh",
+            "-c",
+            "for f in /proc/$$/fd/*; do readlink \"$f\"; done",
+        ]);
+        let open_in_child = |out: Output| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l == path.to_string_lossy())
+        };
+        let given = SystemRunner
+            .output_holding(&argv, None, guard.as_fd())
+            .unwrap();
+        assert!(open_in_child(given));
+        let plain = SystemRunner.output(&argv, None).unwrap();
+        assert!(!open_in_child(plain));
     }
 
     /// Takes `file`'s lock, waiting a little while it is held: a process

@@ -17,6 +17,7 @@
 pub mod stream_header;
 
 use crate::exec::{Argv, CommandRunner, ExecError, Pipe, StreamChild};
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -118,6 +119,9 @@ pub struct Zfs<'r> {
     /// What this host's `zfs receive` accepts, asked once (see
     /// [`Zfs::receive`]).
     receive_flags: OnceLock<ReceiveFlags>,
+    /// A lock every plain command is started holding (see
+    /// [`Zfs::holding`]).
+    hold: Option<BorrowedFd<'r>>,
 }
 
 /// Options of `zfs receive` that not every ZFS has.
@@ -149,6 +153,24 @@ impl<'r> Zfs<'r> {
         Zfs {
             runner,
             receive_flags: OnceLock::new(),
+            hold: None,
+        }
+    }
+
+    /// The same commands, each started holding `hold` (a lock's
+    /// descriptor, see `CommandRunner::output_holding`) when given: a
+    /// `zfs destroy` of a vmadm killed meanwhile keeps the lock until it
+    /// ends, so the next holder's repair never races it.
+    pub fn holding(mut self, hold: Option<BorrowedFd<'r>>) -> Self {
+        self.hold = hold;
+        self
+    }
+
+    /// Runs `argv` to its end, holding the lock when one was given.
+    fn output(&self, argv: &Argv) -> Result<crate::exec::Output, ExecError> {
+        match self.hold {
+            Some(h) => self.runner.output_holding(argv, None, h),
+            None => self.runner.output(argv, None),
         }
     }
 
@@ -166,7 +188,7 @@ impl<'r> Zfs<'r> {
     pub fn exists(&self, name: &str) -> Result<bool, ZfsError> {
         let name = checked(name)?;
         let argv = Argv::new(["zfs", "list", "-H", "-o", "name", "-t", "all", name]);
-        let out = self.runner.output(&argv, None)?;
+        let out = self.output(&argv)?;
         if out.success() {
             return Ok(true);
         }
@@ -187,7 +209,7 @@ impl<'r> Zfs<'r> {
     pub fn pool_exists(&self, pool: &str) -> Result<bool, ZfsError> {
         let pool = checked(pool)?;
         let argv = Argv::new(["zpool", "list", "-H", "-o", "name", pool]);
-        Ok(self.runner.output(&argv, None)?.success())
+        Ok(self.output(&argv)?.success())
     }
 
     /// Lists filesystems (not snapshots) directly below `parent` (depth 1).
@@ -265,7 +287,7 @@ impl<'r> Zfs<'r> {
     pub fn get(&self, dataset: &str, prop: &str) -> Result<String, ZfsError> {
         let dataset = checked(dataset)?;
         let argv = Argv::new(["zfs", "get", "-H", "-o", "value", prop, dataset]);
-        let out = self.runner.output(&argv, None)?;
+        let out = self.output(&argv)?;
         if !out.success() {
             let err = out.stderr_str();
             if err.contains("does not exist") {
@@ -449,7 +471,7 @@ impl<'r> Zfs<'r> {
             if attempt > BUSY_AT_ONCE {
                 std::thread::sleep(Duration::from_millis(5 << (attempt - BUSY_AT_ONCE - 1)));
             }
-            let out = self.runner.output(argv, None)?;
+            let out = self.output(argv)?;
             if out.success() {
                 return Ok(unmounted);
             }
@@ -558,7 +580,7 @@ impl<'r> Zfs<'r> {
         let argv = Argv::new(["zfs", "rename", checked(from)?, checked(to)?]);
         if self.run_unbusy(&argv, Some(from), &|_| false)? {
             // Best effort: an unmounted image still clones fine.
-            let _ = self.runner.output(&Argv::new(["zfs", "mount", to]), None);
+            let _ = self.output(&Argv::new(["zfs", "mount", to]));
         }
         Ok(())
     }
@@ -595,7 +617,7 @@ impl<'r> Zfs<'r> {
     pub fn receive_flags(&self) -> ReceiveFlags {
         *self.receive_flags.get_or_init(|| {
             let argv = Argv::new(["zfs", "receive", "-u", "-x", "mountpoint"]);
-            let err = match self.runner.output(&argv, None) {
+            let err = match self.output(&argv) {
                 Ok(out) => out.stderr_str(),
                 // No answer at all: assume the plain command only.
                 Err(_) => "invalid option 'u'".into(),
@@ -612,7 +634,7 @@ impl<'r> Zfs<'r> {
     /// `zfs mount <dataset>`; already mounted is fine.
     pub fn mount(&self, dataset: &str) -> Result<(), ZfsError> {
         let argv = Argv::new(["zfs", "mount", checked(dataset)?]);
-        let out = self.runner.output(&argv, None)?;
+        let out = self.output(&argv)?;
         let err = out.stderr_str();
         if out.success() || err.contains("already mounted") {
             return Ok(());

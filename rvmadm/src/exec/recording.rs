@@ -158,6 +158,18 @@ impl CommandRunner for RecordingRunner {
         }))
     }
 
+    fn output_holding(
+        &self,
+        argv: &Argv,
+        stdin: Option<&[u8]>,
+        _hold: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<Output, ExecError> {
+        if let Ok(mut held) = self.held.lock() {
+            held.push(argv.to_string());
+        }
+        self.output(argv, stdin)
+    }
+
     fn stream_holding(
         &self,
         argv: &Argv,

@@ -23,7 +23,7 @@ use super::error::{OpsError, OpsResult};
 use crate::spec::fs_policy::FsRequest;
 use crate::spec::object::{new_vm_record, CreateContext};
 use crate::spec::{self, Action, Field, VmRecord};
-use crate::store::{iso_time, usable_mountpoint, Intent, IntentSlot, Receiving};
+use crate::store::{iso_time, usable_mountpoint, Intent, IntentSlot, LockGuard, Receiving};
 use crate::zfs::ZfsError;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -72,7 +72,7 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
     let _global = ctx.store.lock_global()?;
     let Recovery {
         slot, receive_seen, ..
-    } = recover(ctx)?;
+    } = recover(ctx, &_global)?;
     if receive_seen {
         sweep_incomplete_records(ctx);
     }
@@ -462,8 +462,11 @@ pub(crate) struct Recovery {
 /// renamed aside under a name carrying the uuid; a delete or reprovision
 /// that cannot be finished leaves the VM's record in place. Each of these
 /// is said on stderr, with what is left and how to remove it.
-pub(crate) fn recover(ctx: &Ctx) -> OpsResult<Recovery> {
-    let slot = ctx.store.intent_slot()?;
+pub(crate) fn recover(ctx: &Ctx, global: &LockGuard) -> OpsResult<Recovery> {
+    let mut slot = ctx.store.intent_slot()?;
+    // The repairs' and deletes' zfs processes get the lock too.
+    slot.hold_lock(global)
+        .map_err(|e| OpsError::Failed(format!("cannot keep the global lock: {e}")))?;
     let made = slot.was_made();
     let mut out = Recovery {
         receive_seen: made,
@@ -667,12 +670,12 @@ fn quarantine(ctx: &Ctx, p: &Pending<'_>, why: &ZfsError) -> OpsResult<()> {
 /// about to write, and its container, should it die. `vmadm receive`
 /// calls this holding the global lock, and stops when it fails (a repair
 /// that failed, a slot it cannot write).
-pub fn sweep_incomplete(ctx: &Ctx, receiving: &Receiving) -> OpsResult<()> {
+pub fn sweep_incomplete(ctx: &Ctx, global: &LockGuard, receiving: &Receiving) -> OpsResult<()> {
     // A failed repair stops the receive, as it stops a create or delete:
     // the slot still names what could not be repaired, so it cannot note
     // the receive, and an incomplete record the receive left on dying
     // would then be swept by no create or delete.
-    let slot = recover(ctx)?.slot;
+    let slot = recover(ctx, global)?.slot;
     sweep_incomplete_records(ctx);
     // Likewise unnoted, a dead receive's record would never be swept.
     slot.write(&Intent::Receive(Some(receiving.clone())))?;
@@ -1157,7 +1160,12 @@ mod tests {
             let other = fx.create_vm(json!({}));
             // What `vmadm receive` does under the global lock before it
             // writes its record; then it dies with that record incomplete.
-            sweep_incomplete(&fx.ctx, &some_receive()).unwrap();
+            sweep_incomplete(
+                &fx.ctx,
+                &fx.ctx.store.lock_global().unwrap(),
+                &some_receive(),
+            )
+            .unwrap();
             fx.mark_incomplete(&dead);
             let mark = fx.mark();
             if next_is_create {
@@ -1183,7 +1191,12 @@ mod tests {
     fn a_sweep_whose_destroy_fails_keeps_the_record_of_the_dataset_it_left() {
         let fx = Fixture::new();
         let dead = fx.create_vm(json!({}));
-        sweep_incomplete(&fx.ctx, &some_receive()).unwrap();
+        sweep_incomplete(
+            &fx.ctx,
+            &fx.ctx.store.lock_global().unwrap(),
+            &some_receive(),
+        )
+        .unwrap();
         fx.mark_incomplete(&dead);
         fx.runner
             .fail(&["zfs", "destroy"], "cannot destroy 'x': dataset is busy");
@@ -1270,7 +1283,12 @@ mod tests {
     fn deleting_the_record_a_dead_receive_left_is_a_delete() {
         let fx = Fixture::new();
         let dead = fx.create_vm(json!({}));
-        sweep_incomplete(&fx.ctx, &some_receive()).unwrap();
+        sweep_incomplete(
+            &fx.ctx,
+            &fx.ctx.store.lock_global().unwrap(),
+            &some_receive(),
+        )
+        .unwrap();
         fx.mark_incomplete(&dead);
         crate::ops::delete::delete(&fx.ctx, &dead).unwrap();
         assert!(!fx.ctx.store.exists(&dead));
@@ -1312,7 +1330,12 @@ mod tests {
             "the index is stale"
         );
         let mark = fx.mark();
-        sweep_incomplete(&fx.ctx, &some_receive()).unwrap();
+        sweep_incomplete(
+            &fx.ctx,
+            &fx.ctx.store.lock_global().unwrap(),
+            &some_receive(),
+        )
+        .unwrap();
         assert!(fx.ctx.store.exists(&vm));
         assert!(fx.commands_since(&mark).is_empty());
     }

@@ -25,7 +25,7 @@ pub fn delete(ctx: &Ctx, uuid: &Uuid) -> OpsResult<()> {
         receive_seen,
         deleted,
         stuck,
-    } = super::create::recover(ctx)?;
+    } = super::create::recover(ctx, &_global)?;
     if deleted == Some(*uuid) {
         // This very VM's delete, interrupted before, is finished now.
         return Ok(());
@@ -84,7 +84,10 @@ pub(crate) fn tear_down(ctx: &Ctx, slot: &IntentSlot, uuid: &Uuid, rec: &Record)
         })?;
     }
     super::create::crash_point("delete:intent");
-    ctx.zfs().destroy(&dataset, true)?;
+    // The destroy holds the global lock as well: a delete killed now leaves
+    // it held until zfs is done, so the next holder's repair of this very
+    // delete never runs beside it.
+    ctx.zfs().holding(slot.lock_fd()).destroy(&dataset, true)?;
     super::create::crash_point("delete:destroyed");
     ctx.store.remove(uuid)?;
     Ok(())
@@ -133,6 +136,7 @@ pub(crate) fn finish_interrupted(
         // An unreadable record: its dataset and the file, as named.
         None => ctx
             .zfs()
+            .holding(slot.lock_fd())
             .destroy(&dataset, true)
             .map_err(OpsError::from)
             .and_then(|()| ctx.store.remove(uuid).map_err(OpsError::from)),
@@ -171,6 +175,14 @@ mod tests {
         );
         assert!(!fx.ctx.store.exists(&uuid));
         assert!(!fx.ctx.is_running(&uuid).unwrap());
+        // The destroy was started holding the global lock.
+        assert!(
+            fx.runner
+                .held()
+                .contains(&format!("zfs destroy -r zones/{uuid}")),
+            "{:?}",
+            fx.runner.held()
+        );
     }
 
     #[test]

@@ -290,6 +290,7 @@ pub fn receive(ctx: &Ctx, input: &mut dyn Read) -> OpsResult<Uuid> {
     // takes the lock next, should it die.
     sweep_incomplete(
         ctx,
+        &global,
         &Receiving {
             container: container.clone(),
             token: token.clone(),

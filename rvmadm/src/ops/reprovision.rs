@@ -68,7 +68,7 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
     let new_image = Uuid::parse_str(&image).map_err(|_| fail("invalid image_uuid".into()))?;
     let global = ctx.store.lock_global()?;
     // A reprovision (or create, delete) that died is finished first.
-    let slot = super::create::recover(ctx)?.slot;
+    let slot = super::create::recover(ctx, &global)?.slot;
     let l = lock_and_load(ctx, uuid)?;
     if l.rec.vm.indestructible_zoneroot == Some(true) {
         return Err(fail("indestructible_zoneroot is set".into()));

@@ -327,9 +327,27 @@ pub struct IntentSlot {
     file: File,
     path: PathBuf,
     made: bool,
+    /// The global lock, held as long as the slot (see
+    /// [`IntentSlot::hold_lock`]).
+    lock: Option<std::os::fd::OwnedFd>,
 }
 
 impl IntentSlot {
+    /// Keeps a descriptor of `global` (the global lock this slot is used
+    /// under) with the slot, for the repairs and deletes that hand it to
+    /// their `zfs` processes ([`IntentSlot::lock_fd`]).
+    pub fn hold_lock(&mut self, global: &super::LockGuard) -> std::io::Result<()> {
+        use std::os::fd::AsFd;
+        self.lock = Some(global.as_fd().try_clone_to_owned()?);
+        Ok(())
+    }
+
+    /// The global lock's descriptor, when [`IntentSlot::hold_lock`] kept one.
+    pub fn lock_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.lock.as_ref().map(|l| l.as_fd())
+    }
+
     /// True when opening the slot made it: the first create or delete on
     /// this host since it was set up (or since an older release ran).
     pub fn was_made(&self) -> bool {
@@ -413,7 +431,12 @@ impl Store {
                 .map_err(io_err(&path))?;
             super::atomic::sync_dir(&path).map_err(io_err(&path))?;
         }
-        Ok(IntentSlot { file, path, made })
+        Ok(IntentSlot {
+            file,
+            path,
+            made,
+            lock: None,
+        })
     }
 
     /// The signature of `uuid`'s record file as it is now (`None`: no file).
