@@ -490,7 +490,11 @@ pub(crate) fn recover(ctx: &Ctx, global: &LockGuard) -> OpsResult<Recovery> {
             match zfs.get(&r.container, super::receive::RECEIVE_TOKEN) {
                 Ok(t) if t == r.token => {
                     tracing::info!(container = %r.container, "removing what an interrupted receive left");
-                    zfs.destroy(&r.container, true)?;
+                    if let Err(why) = zfs.destroy(&r.container, true) {
+                        // As a dead create's dataset: put aside, so it
+                        // blocks nothing (see `quarantine`).
+                        quarantine_container(ctx, &r.container, &r.token, &why)?;
+                    }
                 }
                 Ok(t) => {
                     tracing::warn!(container = %r.container, found = %t, "not destroying a dataset the interrupted receive did not make");
@@ -659,6 +663,29 @@ fn quarantine(ctx: &Ctx, p: &Pending<'_>, why: &ZfsError) -> OpsResult<()> {
             "VM {uuid}: a create that was interrupted left dataset {dataset}, which can be \
              neither destroyed ({why}) nor renamed aside ({e}); no VM is created or deleted \
              until it is gone: remove it with `zfs destroy -r {dataset}`"
+        ))),
+    }
+}
+
+/// A dead receive's container (it carries the receive's token) that `zfs
+/// destroy` refused: renamed aside as [`quarantine`] does a dead create's
+/// dataset, so the VM's uuid can be received again and other creates and
+/// deletes go on; only when the rename fails too does the caller stop.
+fn quarantine_container(ctx: &Ctx, container: &str, token: &str, why: &ZfsError) -> OpsResult<()> {
+    let aside = quarantine_name(container, token);
+    match ctx.zfs().rename_unbusy(container, &aside) {
+        Ok(()) => {
+            tracing::warn!(
+                "the container {container} of a receive that was interrupted cannot be \
+                 destroyed ({why}); it is renamed to {aside}, which no VM uses: remove it with \
+                 `zfs destroy -r {aside}` once what holds it is gone"
+            );
+            Ok(())
+        }
+        Err(e) => Err(OpsError::Failed(format!(
+            "a receive that was interrupted left {container}, which can be neither destroyed \
+             ({why}) nor renamed aside ({e}); no VM is created, deleted or received until it \
+             is gone: remove it with `zfs destroy -r {container}`"
         ))),
     }
 }

@@ -1395,6 +1395,31 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_receives_container_that_cannot_be_destroyed_is_put_aside() {
+        let fx = fixture_for(&Uuid::new_v4());
+        let dead = receive_dying_at(&fx, "receive:streaming");
+        let cont = format!("{POOL}/{dead}-receiving");
+        answer_token(&fx, &cont, TOKEN);
+        fx.runner.fail(
+            &["zfs", "destroy", "-r", &cont],
+            "cannot destroy: filesystem has dependent clones",
+        );
+        let mark = fx.mark();
+        fx.create_vm(json!({}));
+        let cmds = fx.commands_since(&mark);
+        let aside = format!("{cont}-quarantine-{TOKEN}");
+        assert!(
+            cmds.contains(&format!("zfs rename {cont} {aside}")),
+            "{cmds:#?}"
+        );
+        // The record is swept and the next create runs its clone only.
+        assert!(!fx.ctx.store.exists(&dead));
+        let mark = fx.mark();
+        fx.create_vm(json!({}));
+        assert_eq!(fx.commands_since(&mark).len(), 1);
+    }
+
+    #[test]
     fn a_container_without_the_dead_receives_token_is_left_alone() {
         // Named like the container, but not carrying the token (someone
         // else's, or made since): never destroyed by the recovery.
