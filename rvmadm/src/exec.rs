@@ -503,12 +503,7 @@ fn collect_output(
         } else {
             Stdio::null()
         });
-    // The lock goes as a duplicate for this spawn only (see
-    // `spawn_stream`).
-    let handed = hold.map(inheritable_dup).transpose().map_err(spawn_err)?;
-    let spawned = cmd.spawn();
-    drop(handed);
-    let mut child = spawned.map_err(spawn_err)?;
+    let mut child = spawn_handing(&mut cmd, hold).map_err(spawn_err)?;
     if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // A child that exits early closes the pipe; its status tells the story.
         let _ = pipe.write_all(data);
@@ -523,7 +518,24 @@ fn collect_output(
     Ok(result)
 }
 
-/// A duplicate of `fd` that stays open across exec (see `spawn_stream`).
+/// Spawns `command`; `hold`, when given, is open in the child too. It goes
+/// as a duplicate without close-on-exec, made for this spawn and closed in
+/// this process right after it: unlike clearing the flag in the child (a
+/// `pre_exec` hook), this lets the standard library use posix_spawn
+/// instead of a full fork. Another thread spawning in that instant inherits
+/// the duplicate too, and holds the lock until it exits; vmadm spawns
+/// nothing else meanwhile.
+fn spawn_handing(
+    command: &mut std::process::Command,
+    hold: Option<BorrowedFd<'_>>,
+) -> io::Result<Child> {
+    let handed = hold.map(inheritable_dup).transpose()?;
+    let spawned = command.spawn();
+    drop(handed);
+    spawned
+}
+
+/// A duplicate of `fd` that stays open across exec (see `spawn_handing`).
 fn inheritable_dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD returns a new descriptor (without close-on-exec)
     // that nobody else owns; it is wrapped at once.
@@ -554,22 +566,7 @@ fn spawn_stream<'a>(
         .stdin(piped_if(pipe == Pipe::Stdin))
         .stdout(piped_if(pipe == Pipe::Stdout))
         .stderr(Stdio::piped());
-    // The lock reaches the child as a duplicate without close-on-exec,
-    // made just for this spawn and closed in this process right after it:
-    // unlike clearing the flag in the child (a `pre_exec` hook), this lets
-    // the standard library use posix_spawn instead of a full fork. Another
-    // thread spawning in that instant inherits the duplicate too, and holds
-    // the lock until it exits; vmadm spawns nothing else meanwhile.
-    let handed = match hold {
-        Some(h) => Some(inheritable_dup(h).map_err(|source| ExecError::Spawn {
-            argv: argv.clone(),
-            source,
-        })?),
-        None => None,
-    };
-    let spawned = command.spawn();
-    drop(handed);
-    let mut child = spawned.map_err(|source| ExecError::Spawn {
+    let mut child = spawn_handing(&mut command, hold).map_err(|source| ExecError::Spawn {
         argv: argv.clone(),
         source,
     })?;

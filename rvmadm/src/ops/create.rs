@@ -1187,12 +1187,7 @@ mod tests {
             let other = fx.create_vm(json!({}));
             // What `vmadm receive` does under the global lock before it
             // writes its record; then it dies with that record incomplete.
-            sweep_incomplete(
-                &fx.ctx,
-                &fx.ctx.store.lock_global().unwrap(),
-                &some_receive(),
-            )
-            .unwrap();
+            note_a_receive(&fx);
             fx.mark_incomplete(&dead);
             let mark = fx.mark();
             if next_is_create {
@@ -1218,12 +1213,7 @@ mod tests {
     fn a_sweep_whose_destroy_fails_keeps_the_record_of_the_dataset_it_left() {
         let fx = Fixture::new();
         let dead = fx.create_vm(json!({}));
-        sweep_incomplete(
-            &fx.ctx,
-            &fx.ctx.store.lock_global().unwrap(),
-            &some_receive(),
-        )
-        .unwrap();
+        note_a_receive(&fx);
         fx.mark_incomplete(&dead);
         fx.runner
             .fail(&["zfs", "destroy"], "cannot destroy 'x': dataset is busy");
@@ -1310,12 +1300,7 @@ mod tests {
     fn deleting_the_record_a_dead_receive_left_is_a_delete() {
         let fx = Fixture::new();
         let dead = fx.create_vm(json!({}));
-        sweep_incomplete(
-            &fx.ctx,
-            &fx.ctx.store.lock_global().unwrap(),
-            &some_receive(),
-        )
-        .unwrap();
+        note_a_receive(&fx);
         fx.mark_incomplete(&dead);
         crate::ops::delete::delete(&fx.ctx, &dead).unwrap();
         assert!(!fx.ctx.store.exists(&dead));
@@ -1357,12 +1342,7 @@ mod tests {
             "the index is stale"
         );
         let mark = fx.mark();
-        sweep_incomplete(
-            &fx.ctx,
-            &fx.ctx.store.lock_global().unwrap(),
-            &some_receive(),
-        )
-        .unwrap();
+        note_a_receive(&fx);
         assert!(fx.ctx.store.exists(&vm));
         assert!(fx.commands_since(&mark).is_empty());
     }
@@ -1373,6 +1353,13 @@ mod tests {
             container: format!("zones/{}-receiving", Uuid::new_v4()),
             token: "0123456789abcdef".into(),
         }
+    }
+
+    /// What `vmadm receive` does first: the repairs, then its note in the
+    /// slot (so the next create or delete sweeps incomplete records).
+    fn note_a_receive(fx: &Fixture) {
+        let global = fx.ctx.store.lock_global().unwrap();
+        sweep_incomplete(&fx.ctx, &global, &some_receive()).unwrap();
     }
 
     /// Runs a create of a fresh uuid that dies at `step` as if killed.

@@ -173,9 +173,10 @@ pub(crate) fn check_ceilings(
             continue;
         };
         let want = obj.int_or_default(field).unwrap_or_default();
-        let Some(why) = above_ceiling(ctx, limit, want) else {
+        if want <= ceiling {
             continue;
-        };
+        }
+        let why = ceiling_message(ctx, limit, want, ceiling);
         if payload.contains_key(prop) {
             return Err(OpsError::Failed(why));
         }
@@ -190,12 +191,17 @@ pub(crate) fn check_ceilings(
 /// [`check_ceilings`]); `vmadm validate` answers with the same words.
 pub(crate) fn above_ceiling(ctx: &Ctx, limit: Limit, want: u64) -> Option<String> {
     let ceiling = ctx.driver.limit_ceiling(limit).filter(|c| want > *c)?;
-    Some(format!(
+    Some(ceiling_message(ctx, limit, want, ceiling))
+}
+
+/// The words for `want` of `limit` above the host's `ceiling`.
+fn ceiling_message(ctx: &Ctx, limit: Limit, want: u64, ceiling: u64) -> String {
+    format!(
         "{} {want} is above the {ceiling} this {} host can enforce ({})",
         limit.property(),
         ctx.driver.name(),
         ceiling_reason(limit)
-    ))
+    )
 }
 
 /// Why a driver bounds `limit`, for [`check_ceilings`]' messages.
