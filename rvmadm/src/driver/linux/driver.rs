@@ -34,6 +34,9 @@ pub struct LinuxDriver {
     /// Jails whose network [`Driver::prepare_start`] made in this process
     /// for a start to come (create overlaps it with the clone).
     pub(super) prepared: Mutex<HashSet<Uuid>>,
+    /// Started by a preparation and handed to the start that follows it
+    /// (see [`super::attach_warm`]).
+    pub(super) warming: Mutex<Option<super::attach_warm::AttachWarmer>>,
 }
 
 impl LinuxDriver {
@@ -54,6 +57,7 @@ impl LinuxDriver {
             config: config.clone(),
             log_keeper: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vmadm")),
             prepared: Mutex::new(HashSet::new()),
+            warming: Mutex::new(None),
         }
     }
 

@@ -11,6 +11,7 @@
 //! container, host veths, the namespace, cgroups, staged bind sources
 //! (detached before anything is deleted) and the run directory.
 
+use super::attach_warm::AttachWarmer;
 use super::driver::LinuxDriver;
 use super::names::{cgroup_path, container_id, link_alias, netns_name, netns_path, JailDir};
 use super::netplan::{self, NetPlan, VlanMode};
@@ -158,6 +159,8 @@ impl LinuxDriver {
         if state::running(&dir).is_some() {
             return Ok(());
         }
+        // Until the runtime has returned (this guard's scope).
+        let _warm = self.warm_attach();
         let prepared = self.take_prepared(&vm.uuid);
         let undo_prepared = |e: DriverError| {
             if prepared {
@@ -201,7 +204,15 @@ impl LinuxDriver {
     /// (false).
     pub(super) fn prepare_jail(&self, vm: &VmSpec) -> DriverResult<bool> {
         let dir = JailDir::new(&self.run_dir, &vm.uuid);
-        if vm.nics.is_empty() || state::running(&dir).is_some() {
+        if state::running(&dir).is_some() {
+            return Ok(false);
+        }
+        // Warmed from now on, for the start to come (see attach_warm).
+        let warm = self.warm_attach();
+        if let Ok(mut w) = self.warming.lock() {
+            *w = warm;
+        }
+        if vm.nics.is_empty() {
             return Ok(false);
         }
         if self.has_debris(vm, &dir) {
@@ -212,6 +223,12 @@ impl LinuxDriver {
             p.insert(vm.uuid);
         }
         Ok(true)
+    }
+
+    /// The warmer a preparation started, or a new one.
+    fn warm_attach(&self) -> Option<AttachWarmer> {
+        let kept = self.warming.lock().ok().and_then(|mut w| w.take());
+        kept.or_else(|| AttachWarmer::start(&self.cgroup_root))
     }
 
     /// True (once) when this process prepared `uuid`'s network and no

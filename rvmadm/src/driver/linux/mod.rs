@@ -2,6 +2,7 @@
 //! network namespace that vmadm owns.
 
 mod antispoof;
+mod attach_warm;
 mod binds;
 mod bundle;
 mod console;
