@@ -14,7 +14,7 @@ use crate::harness::{zfs, Env};
 use rvmadm::config::Config;
 use rvmadm::driver::linux::LinuxDriver;
 use rvmadm::driver::{Driver, Limit, Signal, StopOptions};
-use rvmadm::exec::{Argv, CommandRunner, ExecError, Output, SystemRunner};
+use rvmadm::exec::{Argv, CommandRunner, ExecError, Output, Pipe, StreamChild, SystemRunner};
 use rvmadm::spec::VmSpec;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -69,15 +69,27 @@ struct NsRunner {
     netns: PathBuf,
 }
 
-impl CommandRunner for NsRunner {
-    fn output(&self, argv: &Argv, stdin: Option<&[u8]>) -> Result<Output, ExecError> {
+impl NsRunner {
+    fn inside(&self, argv: &Argv) -> Argv {
         let mut v = vec![
             "nsenter".to_string(),
             format!("--net={}", self.netns.display()),
             "--".to_string(),
         ];
         v.extend(argv.0.iter().cloned());
-        SystemRunner.output(&Argv(v), stdin)
+        Argv(v)
+    }
+}
+
+impl CommandRunner for NsRunner {
+    fn output(&self, argv: &Argv, stdin: Option<&[u8]>) -> Result<Output, ExecError> {
+        SystemRunner.output(&self.inside(argv), stdin)
+    }
+
+    /// nft is streamed its rules (started before the host ports exist):
+    /// inside the lab's namespace too, never the host's.
+    fn stream(&self, argv: &Argv, pipe: Pipe) -> Result<StreamChild<'_>, ExecError> {
+        SystemRunner.stream(&self.inside(argv), pipe)
     }
 }
 

@@ -308,11 +308,14 @@ impl LinuxDriver {
         std::fs::create_dir_all(&dir.dir)?;
         let plan = self.plan_network(vm, mode, bridges)?;
         let ns = netns_name(&vm.uuid);
+        // nft starts up while the host batch runs and is fed its rules
+        // after it; should the batch fail, it is dropped unfed.
+        let nft = self.start_filters(vm)?;
         self.host_batch(vm, mode, &plan, bridges.is_none(), listed)?;
         self.batch(Argv::new(["bridge", "-batch", "-"]), &plan.vlan)?;
         // Anti-spoofing rules go on the host ports (they exist now) while
         // the jail side is set up; no tenant process runs yet.
-        self.with_filters(vm, dir, || {
+        self.with_filters(vm, dir, nft, || {
             self.batch(
                 Argv::new(["ip", "-n", ns.as_str(), "-batch", "-"]),
                 &plan.jail,
@@ -618,7 +621,7 @@ fn wait_dead(rec: &BootRecord, timeout: Duration) -> bool {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::exec::{CommandRunner, Output, RecordingRunner};
+    use crate::exec::{CallKind, CommandRunner, Output, Pipe, RecordingRunner, StreamChild};
     use serde_json::json;
     use std::path::{Path, PathBuf};
     use std::sync::Arc;
@@ -649,6 +652,10 @@ mod tests {
                 }
             }
             Ok(out)
+        }
+
+        fn stream(&self, argv: &Argv, pipe: Pipe) -> Result<StreamChild<'_>, ExecError> {
+            self.rec.stream(argv, pipe)
         }
 
         fn run_logged(&self, argv: &Argv, keeper: &Argv, log: &Path) -> Result<(), ExecError> {
@@ -800,6 +807,40 @@ mod tests {
             .filter(|a| a.program() == "ip" && a.0.last().map(String::as_str) == Some("-"))
             .count();
         assert_eq!(batches, 2, "{:?}", &after[before..]);
+    }
+
+    #[test]
+    fn nft_starts_before_the_host_batch_and_is_fed_only_after_it() {
+        // The first host batch fails (bridge missing, then made): its nft
+        // is dropped unfed; the second attempt's nft gets the rules.
+        let rig = new_rig(true, Some("br0"));
+        let vm = jail(&rig, nic());
+        rig.driver.start_jail(&vm).unwrap();
+        let calls = rig.host.rec.records();
+        let order: Vec<&str> = calls
+            .iter()
+            .filter_map(|c| match c.argv.0.first().map(String::as_str) {
+                // (The teardown between the attempts removes the table
+                // with a plain nft run of its own.)
+                Some("nft") if c.kind == CallKind::Stream(Pipe::Stdin) => Some("nft"),
+                Some("ip") if c.argv.0 == ["ip", "-batch", "-"] => Some("host batch"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(order, ["nft", "host batch", "nft", "host batch"]);
+        let fed: Vec<String> = calls
+            .iter()
+            .filter(|c| c.kind == CallKind::Stream(Pipe::Stdin))
+            .map(|c| String::from_utf8_lossy(&c.stdin).into_owned())
+            .collect();
+        assert_eq!(fed[0], "", "the failed attempt's nft loads nothing");
+        let table = format!("create table netdev vmadm-{}\n", vm.uuid);
+        assert!(fed[1].starts_with(&table), "{}", fed[1]);
+        assert!(
+            fed[1].contains("ether saddr != 02:00:00:00:00:01 drop"),
+            "{}",
+            fed[1]
+        );
     }
 
     #[test]
