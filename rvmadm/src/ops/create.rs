@@ -24,7 +24,7 @@ use crate::spec::fs_policy::FsRequest;
 use crate::spec::object::{new_vm_record, CreateContext};
 use crate::spec::{self, Action, Field, VmRecord};
 use crate::store::{iso_time, usable_mountpoint, Intent, IntentSlot, LockGuard, Receiving};
-use crate::zfs::ZfsError;
+use crate::zfs::{Zfs, ZfsError};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
@@ -109,7 +109,9 @@ pub fn create(ctx: &Ctx, input: &Map<String, Value>) -> OpsResult<Uuid> {
         .filter(|k| k.as_str() != "quota")
         .cloned()
         .collect();
-    let zfs = ctx.zfs();
+    // The undo of a failure (its destroy) holds the global lock too, as
+    // the clone does (see below).
+    let zfs = ctx.zfs().holding(Some(std::os::fd::AsFd::as_fd(&_global)));
     // 1. Durable intent: from here a dead create is undone by the next
     //    global-lock holder (see `recover`).
     let token = intent_token();
@@ -486,14 +488,14 @@ pub(crate) fn recover(ctx: &Ctx, global: &LockGuard) -> OpsResult<Recovery> {
             // know none of them is still writing. Only the container that
             // carries its token is destroyed (a dataset of that name
             // without it is someone else's); gone means it ended well.
-            let zfs = ctx.zfs();
+            let zfs = ctx.zfs().holding(out.slot.lock_fd());
             match zfs.get(&r.container, super::receive::RECEIVE_TOKEN) {
                 Ok(t) if t == r.token => {
                     tracing::info!(container = %r.container, "removing what an interrupted receive left");
                     if let Err(why) = zfs.destroy(&r.container, true) {
                         // As a dead create's dataset: put aside, so it
                         // blocks nothing (see `quarantine`).
-                        quarantine_container(ctx, &r.container, &r.token, &why)?;
+                        quarantine_container(&zfs, &r.container, &r.token, &why)?;
                     }
                 }
                 Ok(t) => {
@@ -590,7 +592,9 @@ fn undo_pending(
         origin,
         token,
     } = *p;
-    let zfs = ctx.zfs();
+    // Its destroy (and the rename aside) hold the global lock too: should
+    // this process die meanwhile, the next holder waits for them.
+    let zfs = ctx.zfs().holding(slot.lock_fd());
     // Hosts without a boot id (None on both sides) trust the entry as
     // before; an entry of an earlier release (None) on a host with one
     // counts as written before a reboot.
@@ -617,7 +621,7 @@ fn undo_pending(
     match zfs.get(dataset, CREATE_TOKEN) {
         Ok(t) if t == token => {
             if let Err(e) = zfs.destroy(dataset, true) {
-                quarantine(ctx, p, &e)?;
+                quarantine(&zfs, p, &e)?;
             }
         }
         Ok(t) => {
@@ -647,10 +651,10 @@ fn quarantine_name(dataset: &str, token: &str) -> String {
 /// renamed aside, so its name and uuid are free and later creates and
 /// deletes go on, and said on stderr. Only when the rename fails too does
 /// the repair stop the caller, naming what to remove.
-fn quarantine(ctx: &Ctx, p: &Pending<'_>, why: &ZfsError) -> OpsResult<()> {
+fn quarantine(zfs: &Zfs<'_>, p: &Pending<'_>, why: &ZfsError) -> OpsResult<()> {
     let (uuid, dataset) = (p.uuid, p.dataset);
     let aside = quarantine_name(dataset, p.token);
-    match ctx.zfs().rename_unbusy(dataset, &aside) {
+    match zfs.rename_unbusy(dataset, &aside) {
         Ok(()) => {
             tracing::warn!(
                 "VM {uuid}: the dataset of a create that was interrupted cannot be destroyed \
@@ -671,9 +675,14 @@ fn quarantine(ctx: &Ctx, p: &Pending<'_>, why: &ZfsError) -> OpsResult<()> {
 /// destroy` refused: renamed aside as [`quarantine`] does a dead create's
 /// dataset, so the VM's uuid can be received again and other creates and
 /// deletes go on; only when the rename fails too does the caller stop.
-fn quarantine_container(ctx: &Ctx, container: &str, token: &str, why: &ZfsError) -> OpsResult<()> {
+fn quarantine_container(
+    zfs: &Zfs<'_>,
+    container: &str,
+    token: &str,
+    why: &ZfsError,
+) -> OpsResult<()> {
     let aside = quarantine_name(container, token);
-    match ctx.zfs().rename_unbusy(container, &aside) {
+    match zfs.rename_unbusy(container, &aside) {
         Ok(()) => {
             tracing::warn!(
                 "the container {container} of a receive that was interrupted cannot be \
@@ -1477,6 +1486,9 @@ mod tests {
             );
             assert!(cmds[2].starts_with("zfs clone"), "{step}: {cmds:?}");
             assert_eq!(cmds.len(), 3, "{step}: {cmds:?}");
+            // The undo's destroy held the global lock, as the clone does.
+            let held = fx.runner.held();
+            assert!(held.contains(&cmds[1]), "{step}: {held:?}");
             assert!(files_of(&fx, &dead).is_empty(), "{step}");
             assert!(fx.ctx.store.exists(&live));
             // Undone once: the create after that runs its clone only.

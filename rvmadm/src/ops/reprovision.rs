@@ -73,7 +73,10 @@ pub fn reprovision(ctx: &Ctx, uuid: &Uuid, payload: &Map<String, Value>) -> OpsR
     if l.rec.vm.indestructible_zoneroot == Some(true) {
         return Err(fail("indestructible_zoneroot is set".into()));
     }
-    let zfs = ctx.zfs();
+    // Every zfs process of the swap (renames, destroys, the clone) holds
+    // the global lock too: one that outlives a killed reprovision keeps
+    // the next holder, which repairs the swap, waiting until it is done.
+    let zfs = ctx.zfs().holding(Some(global.as_fd()));
     let pool = &l.spec.zpool;
     let dataset = l.spec.zfs_filesystem.clone();
     let aside = format!("{pool}/{uuid}-reprovision-old");
@@ -300,7 +303,7 @@ pub(crate) fn finish_interrupted(
     slot: &IntentSlot,
     it: &Interrupted<'_>,
 ) -> OpsResult<()> {
-    let zfs = ctx.zfs();
+    let zfs = ctx.zfs().holding(slot.lock_fd());
     let uuid = it.uuid;
     if zfs.exists(it.aside)? {
         let _vm = ctx.store.lock_vm(&uuid)?;
@@ -355,7 +358,7 @@ pub(crate) fn finish_interrupted(
 /// Destroys the old dataset a committed reprovision left (`aside`), if it
 /// is still there, and clears the slot. Callers hold the global lock.
 pub(crate) fn drop_old(ctx: &Ctx, slot: &IntentSlot, uuid: &Uuid, aside: &str) -> OpsResult<()> {
-    let zfs = ctx.zfs();
+    let zfs = ctx.zfs().holding(slot.lock_fd());
     if zfs.exists(aside)? {
         tracing::info!(%uuid, %aside, "destroying the old dataset of a finished reprovision");
         zfs.destroy(aside, true)?;
@@ -433,6 +436,12 @@ mod tests {
                 format!("zfs mount {data}"),
             ]
         );
+        // Every one of them was started holding the global lock.
+        let held = fx.runner.held();
+        for act in &acts {
+            let clone = act.starts_with("zfs clone");
+            assert!(clone || held.contains(act), "{act} not held: {held:?}");
+        }
         assert_eq!(
             fx.driver_calls_since(&mark),
             [
@@ -482,6 +491,12 @@ mod tests {
                 format!("zfs destroy -r {aside}"),
                 format!("zfs destroy -r {ds}"),
             ]
+        );
+        // The repair's destroy held the global lock, as the delete's did.
+        let held = fx.runner.held();
+        assert!(
+            held.contains(&format!("zfs destroy -r {aside}")),
+            "{held:?}"
         );
         assert!(!fx.ctx.store.exists(&uuid));
         // The slot names the delete now, not the reprovision.
