@@ -22,7 +22,6 @@ pub fn start(ctx: &Ctx, uuid: &Uuid) -> OpsResult<Started> {
     if ctx.is_running(uuid)? {
         return Ok(Started::AlreadyRunning);
     }
-    super::update::warn_lowered(ctx, &l.rec.vm);
     // A crash in an earlier start or stop may have left pieces behind.
     ctx.driver
         .cleanup(&l.spec)

@@ -164,9 +164,20 @@ pub(crate) fn check_ceilings(
     obj: &VmRecord,
     creating: bool,
 ) -> OpsResult<()> {
-    for (limit, want, ceiling) in lowered(ctx, obj) {
+    for limit in Limit::ALL {
+        let Some(ceiling) = ctx.driver.limit_ceiling(limit) else {
+            continue;
+        };
+        let prop = limit.property();
+        let Some(field) = Field::from_name(prop) else {
+            continue;
+        };
+        let want = obj.int_or_default(field).unwrap_or_default();
+        if want <= ceiling {
+            continue;
+        }
         let why = ceiling_message(ctx, limit, want, ceiling);
-        if payload.contains_key(limit.property()) {
+        if payload.contains_key(prop) {
             return Err(OpsError::Failed(why));
         }
         if creating {
@@ -174,36 +185,6 @@ pub(crate) fn check_ceilings(
         }
     }
     Ok(())
-}
-
-/// The limits of `obj` above what the host can enforce, each with the
-/// value stored and the host's bound.
-fn lowered(ctx: &Ctx, obj: &VmRecord) -> Vec<(Limit, u64, u64)> {
-    let mut out = Vec::new();
-    for limit in Limit::ALL {
-        let Some(ceiling) = ctx.driver.limit_ceiling(limit) else {
-            continue;
-        };
-        let Some(field) = Field::from_name(limit.property()) else {
-            continue;
-        };
-        let want = obj.int_or_default(field).unwrap_or_default();
-        if want > ceiling {
-            out.push((limit, want, ceiling));
-        }
-    }
-    out
-}
-
-/// Says on stderr which stored limits a boot of `obj` lowers to the
-/// host's bound: the bound may have dropped since the VM was created (a
-/// vmadm run with a lower memlock limit, or without CAP_SYS_RESOURCE), and
-/// a start that gives less says so, as create does.
-pub(crate) fn warn_lowered(ctx: &Ctx, obj: &VmRecord) {
-    for (limit, want, ceiling) in lowered(ctx, obj) {
-        let why = ceiling_message(ctx, limit, want, ceiling);
-        tracing::warn!("{why}; the VM gets {ceiling}");
-    }
 }
 
 /// Why `want` of `limit` cannot be had on this host, when it cannot (see
