@@ -10,8 +10,9 @@
 //! writer-friendly state; this is what the `favordynmods` cgroup mount
 //! option does for good).
 //!
-//! So from the moment a boot begins until the runtime has returned, a
-//! thread of vmadm keeps that state alive: every few ms it moves vmadm into
+//! So from the moment a boot begins until the runtime has returned (and for
+//! the first second of a `vmadm exec` or console, whose `runc exec` makes
+//! the same move), a thread of vmadm keeps that state alive: every few ms it moves vmadm into
 //! the very cgroup it is in (a move to the same place changes nothing in
 //! the cgroup tree). The first of those moves waits out the grace period
 //! while vmadm checks the layout, makes the network or waits for the clone,
@@ -31,9 +32,15 @@ use std::time::{Duration, Instant};
 /// falls back to its idle state between them.
 const PERIOD: Duration = Duration::from_millis(3);
 
-/// The thread gives up on its own after this, should its guard be kept
-/// (a prepared start that never came).
-const LIFETIME: Duration = Duration::from_secs(5);
+/// How long a boot's warmer may run: its guard is dropped when the runtime
+/// returns; this bounds one whose guard is kept (a prepared start that
+/// never came).
+pub(super) const FOR_BOOT: Duration = Duration::from_secs(5);
+
+/// How long an exec's warmer runs: `runc exec` moves its process into the
+/// jail's cgroups within its first tens of ms, and the command it runs
+/// (a console session) may last for hours, so the thread stops by itself.
+pub(super) const FOR_EXEC: Duration = Duration::from_secs(1);
 
 /// While alive, a thread keeps the cgroup attach lock warm; dropping it
 /// stops the thread (at its next wake-up, without waiting for it).
@@ -44,8 +51,9 @@ pub(super) struct AttachWarmer {
 
 impl AttachWarmer {
     /// Starts warming with the `cgroup.procs` file of the cgroup this
-    /// process is in, under `cgroup_root`; None when there is none to write.
-    pub(super) fn start(cgroup_root: &Path) -> Option<AttachWarmer> {
+    /// process is in, under `cgroup_root`, for at most `lifetime`; None when
+    /// there is none to write.
+    pub(super) fn start(cgroup_root: &Path, lifetime: Duration) -> Option<AttachWarmer> {
         let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
         let file = own_procs_files(cgroup_root, &own)
             .into_iter()
@@ -55,7 +63,7 @@ impl AttachWarmer {
         let pid = std::process::id().to_string();
         std::thread::Builder::new()
             .name("attach-warm".into())
-            .spawn(move || keep_warm(&file, pid.as_bytes(), &flag))
+            .spawn(move || keep_warm(&file, pid.as_bytes(), &flag, lifetime))
             .ok()?;
         Some(AttachWarmer { stop })
     }
@@ -67,8 +75,8 @@ impl Drop for AttachWarmer {
     }
 }
 
-fn keep_warm(procs: &File, pid: &[u8], stop: &AtomicBool) {
-    let until = Instant::now() + LIFETIME;
+fn keep_warm(procs: &File, pid: &[u8], stop: &AtomicBool, lifetime: Duration) {
+    let until = Instant::now() + lifetime;
     while !stop.load(Ordering::Relaxed) && Instant::now() < until {
         if procs.write_at(pid, 0).is_err() {
             return;
@@ -167,7 +175,7 @@ mod tests {
     #[test]
     fn nothing_starts_where_no_procs_file_exists() {
         let tmp = tempfile::tempdir().unwrap();
-        assert!(AttachWarmer::start(tmp.path()).is_none());
+        assert!(AttachWarmer::start(tmp.path(), FOR_BOOT).is_none());
         // Nothing was created either: the files are opened, never made.
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
@@ -177,7 +185,7 @@ mod tests {
     #[test]
     fn warming_on_this_host_moves_nothing() {
         let before = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        let warm = AttachWarmer::start(Path::new("/sys/fs/cgroup"));
+        let warm = AttachWarmer::start(Path::new("/sys/fs/cgroup"), FOR_BOOT);
         if warm.is_none() {
             assert_ne!(
                 std::env::var("CI").as_deref(),
@@ -206,10 +214,25 @@ mod tests {
             .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let t = std::thread::spawn(move || keep_warm(&file, b"4242", &flag));
+        let t = std::thread::spawn(move || keep_warm(&file, b"4242", &flag, FOR_BOOT));
         std::thread::sleep(Duration::from_millis(20));
         stop.store(true, Ordering::Relaxed);
         t.join().unwrap();
         assert_eq!(std::fs::read_to_string(&procs).unwrap(), "4242");
+    }
+
+    #[test]
+    fn the_thread_stops_by_itself_at_the_end_of_its_lifetime() {
+        let tmp = tempfile::tempdir().unwrap();
+        let procs = tmp.path().join("procs");
+        std::fs::write(&procs, "").unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&procs)
+            .unwrap();
+        let never = AtomicBool::new(false);
+        // Returns although nobody stops it.
+        keep_warm(&file, b"7", &never, Duration::from_millis(10));
+        assert_eq!(std::fs::read_to_string(&procs).unwrap(), "7");
     }
 }

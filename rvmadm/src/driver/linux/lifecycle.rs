@@ -11,7 +11,7 @@
 //! container, host veths, the namespace, cgroups, staged bind sources
 //! (detached before anything is deleted) and the run directory.
 
-use super::attach_warm::AttachWarmer;
+use super::attach_warm::{self, AttachWarmer};
 use super::driver::LinuxDriver;
 use super::names::{cgroup_path, container_id, link_alias, netns_name, netns_path, JailDir};
 use super::netplan::{self, NetPlan, VlanMode};
@@ -228,7 +228,7 @@ impl LinuxDriver {
     /// The warmer a preparation started, or a new one.
     fn warm_attach(&self) -> Option<AttachWarmer> {
         let kept = self.warming.lock().ok().and_then(|mut w| w.take());
-        kept.or_else(|| AttachWarmer::start(&self.cgroup_root))
+        kept.or_else(|| AttachWarmer::start(&self.cgroup_root, attach_warm::FOR_BOOT))
     }
 
     /// True (once) when this process prepared `uuid`'s network and no
