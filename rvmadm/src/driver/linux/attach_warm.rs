@@ -203,15 +203,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_thread_writes_until_stopped() {
-        let tmp = tempfile::tempdir().unwrap();
+    /// A stand-in `cgroup.procs`: its path and a write handle.
+    fn fake_procs(tmp: &tempfile::TempDir) -> (PathBuf, File) {
         let procs = tmp.path().join("procs");
         std::fs::write(&procs, "").unwrap();
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(&procs)
             .unwrap();
+        (procs, file)
+    }
+
+    #[test]
+    fn the_thread_writes_until_stopped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (procs, file) = fake_procs(&tmp);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let t = std::thread::spawn(move || keep_warm(&file, b"4242", &flag, FOR_BOOT));
@@ -224,12 +230,7 @@ mod tests {
     #[test]
     fn the_thread_stops_by_itself_at_the_end_of_its_lifetime() {
         let tmp = tempfile::tempdir().unwrap();
-        let procs = tmp.path().join("procs");
-        std::fs::write(&procs, "").unwrap();
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&procs)
-            .unwrap();
+        let (procs, file) = fake_procs(&tmp);
         let never = AtomicBool::new(false);
         // Returns although nobody stops it.
         keep_warm(&file, b"7", &never, Duration::from_millis(10));
