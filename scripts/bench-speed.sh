@@ -2,8 +2,8 @@
 # Speed of every vmadm verb next to its floor, from one run, as one markdown
 # table (docs/performance.md keeps the latest). Floors are the bare tools
 # doing the same work: `zfs clone` / `zfs destroy` of the same snapshot,
-# `runc create` + `runc start` of the same rootfs, starting `/bin/true`,
-# `cat` of the same record files.
+# `runc create` + `runc start` of the same rootfs, `runc exec` of
+# `/bin/true` in it, starting `/bin/true`, `cat` of the same record files.
 #
 #   flock /tmp/rvmadm-zfs.lock sudo -E bash scripts/bench-speed.sh
 #
@@ -163,6 +163,13 @@ T
       runc --root "$W/runc-floor" start "floor$i" 2>>"$W/err" || log "runc floor failed: $(tail -1 "$W/err")"
     t1=$(us)
     echo $((t1 - t0)) >> "$W/start.floor"
+    # One command in the running container, as `vmadm exec` runs one; after
+    # a pause, as an exec usually comes long after the start (right after
+    # it, the start's cgroup move has left the kernel's lock warm, and the
+    # exec would not show what it costs on its own).
+    sleep 0.1
+    t0=$(us); runc --root "$W/runc-floor" exec "floor$i" /bin/true </dev/null 2>>"$W/err" || log "runc exec floor failed"; t1=$(us)
+    echo $((t1 - t0)) >> "$W/exec.floor"
     runc --root "$W/runc-floor" kill "floor$i" KILL 2>/dev/null
     for ((k = 0; k < 200; k++)); do runc --root "$W/runc-floor" delete "floor$i" 2>/dev/null && break; sleep 0.01; done
     for ((k = 0; k < 50; k++)); do zfs destroy "$POOL/runcroot" 2>/dev/null && break; sleep 0.02; done
@@ -173,6 +180,11 @@ T
         payload "$u" ${nic:+$i} | "$bin" create 2>>"$W/err" >/dev/null || log "$tag create failed"
         t0=$(us); "$bin" start "$u" 2>>"$W/err" || log "$tag start failed: $(tail -1 "$W/err")"; t1=$(us)
         echo $((t1 - t0)) >> "$W/start$nic.$tag"
+        if [ -z "$nic" ]; then
+          sleep 0.1
+          t0=$(us); "$bin" exec "$u" -- /bin/true </dev/null 2>>"$W/err" || log "$tag exec failed: $(tail -1 "$W/err")"; t1=$(us)
+          echo $((t1 - t0)) >> "$W/exec.$tag"
+        fi
         "$bin" stop -F "$u" 2>>"$W/err"; "$bin" delete "$u" 2>>"$W/err"
       done
       # create -> running with one NIC (autoboot)
@@ -183,9 +195,11 @@ T
     done
   done
   loop_stat "start floor" "$W/start.floor"
+  loop_stat "exec floor" "$W/exec.floor"
   for tb in "${tools[@]}"; do
     tag=${tb%%:*}
     loop_stat "start $tag" "$W/start.$tag"
+    loop_stat "exec $tag" "$W/exec.$tag"
     loop_stat "start1 $tag" "$W/start1.$tag"
     loop_stat "boot $tag" "$W/boot.$tag"
   done
@@ -272,6 +286,7 @@ minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print ""; els
   row "start, no NIC" start "\`runc create\` + \`runc start\`" "start floor"
   row "start, 1 NIC" start1 "\`runc create\` + \`runc start\` (no NIC)" "start floor"
   row "create → running, 1 NIC" boot "\`runc create\` + \`runc start\` (no NIC)" "start floor"
+  row "exec of /bin/true (no NIC)" exec "\`runc exec\` of /bin/true" "exec floor"
   row "list ($BIG VMs)" "list$BIG" "\`cat\` of the $BIG records" "cat $BIG floor"
   echo
   echo "Medians of one run (hyperfine -N for get/list, $RUNS runs; timed loops of $RUNS_LC for the rest)."
