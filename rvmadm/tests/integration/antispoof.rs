@@ -458,6 +458,73 @@ fn a_dhcp_nic_may_send_from_the_address_a_server_acknowledged() {
     );
 }
 
+/// `addrconf` (SLAAC): beyond its configured sources, a NIC may send from
+/// an address whose prefix a router advertised to it and whose interface
+/// identifier is its own (EUI-64 of its MAC), as illumos learns SLAAC
+/// addresses; not from its identifier under a prefix nobody advertised,
+/// nor from another identifier under the advertised prefix. A valid
+/// lifetime of 0 withdraws the prefix.
+#[test]
+fn an_addrconf_nic_may_send_from_advertised_prefixes_with_its_own_identifier() {
+    if !have_tools() {
+        return;
+    }
+    let Some(lab) = Lab::new() else { return };
+    let mac = "02:00:c0:00:02:5a";
+    let a = lab.jail(
+        json!({"nics": [{"interface": "net0", "mac": mac, "nic_tag": "admin",
+                                      "ips": ["192.0.2.62/24", "addrconf"], "primary": true}]}),
+    );
+    let b = lab.net_jail("192.0.2.63", 0, json!({}));
+    lab.start(&a);
+    lab.start(&b);
+    let host = format!("--net=/run/netns/{}", lab.hostns);
+    // What the victim jail and the bridge see of frames from `src`.
+    let from = |src: &str| {
+        let in_victim = listener(&netns(&b), "net0");
+        let on_host = listener(&host, "rvtbr0");
+        frames(&netns(&a), &["send6", "net0", mac, src, "SLAAC6"]);
+        (markers(in_victim), markers(on_host))
+    };
+    let passed = set(&["SLAAC6", "SLAACNA"]);
+    let nothing = BTreeSet::new();
+    let own = "2001:db8:1:2:0:c0ff:fe00:25a";
+    assert_eq!(
+        from(own),
+        (nothing.clone(), nothing.clone()),
+        "no prefix yet"
+    );
+    // A router advertises the prefix (after a source link-layer and an MTU
+    // option, as routers lay them out).
+    let router = "02:00:c0:00:02:01";
+    frames(&host, &["ra", "rvtbr0", router, "2001:db8:1:2::", "3600"]);
+    assert_eq!(from(own), (passed.clone(), passed.clone()), "after the RA");
+    // Not another identifier in that prefix, nor this one elsewhere.
+    assert_eq!(
+        from("2001:db8:1:2::99"),
+        (nothing.clone(), nothing.clone()),
+        "another identifier"
+    );
+    assert_eq!(
+        from("2001:db8:9:9:0:c0ff:fe00:25a"),
+        (nothing.clone(), nothing.clone()),
+        "a prefix nobody advertised"
+    );
+    // The prefix option first, as some routers send it, teaches too.
+    frames(
+        &host,
+        &["ra", "rvtbr0", router, "2001:db8:3:4::", "7200", "pio,slla"],
+    );
+    assert_eq!(
+        from("2001:db8:3:4:0:c0ff:fe00:25a"),
+        (passed.clone(), passed),
+        "prefix option first"
+    );
+    // A valid lifetime of 0 withdraws the prefix.
+    frames(&host, &["ra", "rvtbr0", router, "2001:db8:1:2::", "0"]);
+    assert_eq!(from(own), (nothing.clone(), nothing), "withdrawn");
+}
+
 /// Seconds from an nft duration such as `2h16m31s976ms` (milliseconds
 /// dropped).
 fn nft_seconds(text: &str) -> u64 {

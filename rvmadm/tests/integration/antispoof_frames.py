@@ -16,6 +16,16 @@
 #                                DHCPREQUEST (renewing when ciaddr is set;
 #                                option 50 right behind 53 when given, or
 #                                behind the client id 01+MAC with "mac")
+#   ra <iface> <router-mac> <prefix> <valid-lifetime> [<layout>]
+#                                a router advertisement to all nodes from the
+#                                router's link-local address, with a /64
+#                                prefix information option (on-link and
+#                                autonomous) placed as <layout> says: its
+#                                options in order, "slla", "mtu", "pio"
+#                                (default slla,mtu,pio)
+#   send6 <iface> <mac> <src6> <marker>  three UDP frames to all nodes from
+#                                src6 carrying marker, then a DONE frame
+#                                from the NIC's link-local address
 #   catch <iface> <marker> <seconds>  prints "ready", then the hex of the
 #                                first frame holding marker (or TIMEOUT)
 #   listen <iface> <seconds>     prints "ready", then each marker seen once;
@@ -25,7 +35,8 @@ import socket, struct, sys, time
 
 MARKERS = [b"LEGIT", b"SPOOFIP", b"SPOOFMAC", b"SPOOFARP", b"SPOOFNA",
            b"SPOOFDHCP", b"SPOOFRA", b"SPOOFL2",
-           b"TCP25", b"TCP26", b"UDP25", b"TCP6_25", b"TCP6X25"]
+           b"TCP25", b"TCP26", b"UDP25", b"TCP6_25", b"TCP6X25",
+           b"SLAAC6", b"SLAACNA"]
 
 def mac(s):
     return bytes(int(x, 16) for x in s.split(":"))
@@ -176,6 +187,43 @@ def release(iface, own_mac, ciaddr):
     msg = bootp(1, ciaddr, "0.0.0.0", mac(own_mac), 7, server)
     s.send(eth(b"\xff" * 6, mac(own_mac), 0x0800, ipv4(ciaddr, server, 17, udp(68, 67, msg))))
 
+ALL_NODES_MAC = b"\x33\x33\x00\x00\x00\x01"
+
+def ra(iface, router_mac, prefix, lifetime, layout="slla,mtu,pio"):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    me = mac(router_mac)
+    opts = {
+        "slla": b"\x01\x01" + me,
+        "mtu": struct.pack("!BBHI", 5, 1, 0, 1500),
+        "pio": struct.pack("!BBBBIII", 3, 4, 64, 0xc0, int(lifetime), int(lifetime), 0)
+               + socket.inet_pton(socket.AF_INET6, prefix),
+    }
+    body = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0)
+    body += b"".join(opts[o] for o in layout.split(","))
+    frame = eth(ALL_NODES_MAC, me, 0x86dd,
+                ipv6(lladdr(me), socket.inet_pton(socket.AF_INET6, "ff02::1"), 58, body))
+    for _ in range(3):
+        s.send(frame)
+        time.sleep(0.05)
+
+def send6(iface, own_mac, src, marker):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    me = mac(own_mac)
+    ff02_1 = socket.inet_pton(socket.AF_INET6, "ff02::1")
+    src6 = socket.inet_pton(socket.AF_INET6, src)
+    frames = [eth(ALL_NODES_MAC, me, 0x86dd, ipv6(src6, ff02_1, 17, udp(4000, 4000, marker.encode())))]
+    # A neighbour advertisement for src6 itself (what the jail's kernel sends
+    # for an address it holds), its marker in the padding.
+    na = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + src6 + b"\x02\x01" + me + b"SLAACNA"
+    frames.append(eth(ALL_NODES_MAC, me, 0x86dd, ipv6(lladdr(me), ff02_1, 58, na)))
+    for _ in range(3):
+        for f in frames:
+            s.send(f)
+        time.sleep(0.05)
+    s.send(eth(ALL_NODES_MAC, me, 0x86dd, ipv6(lladdr(me), ff02_1, 17, udp(4000, 4000, b"DONE"))))
+
 def catch(iface, marker, seconds):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
     s.bind((iface, 0))
@@ -227,5 +275,9 @@ if __name__ == "__main__":
         request(*sys.argv[2:8])
     elif sys.argv[1] == "release":
         release(*sys.argv[2:5])
+    elif sys.argv[1] == "ra":
+        ra(*sys.argv[2:7])
+    elif sys.argv[1] == "send6":
+        send6(*sys.argv[2:6])
     else:
         listen(sys.argv[2], sys.argv[3])

@@ -34,6 +34,12 @@
 //!   learns it from the ACK, for the lease time the ACK gives; a NAK of the
 //!   request that named it, or the jail's RELEASE, ends it, and a live
 //!   update keeps it (see [`dhcp_rules`] and [`refresh_text`]).
+//! * learned prefixes (`addrconf` in `ips`, IP protection on): an IPv6
+//!   source, or a neighbour advertisement's target, with the NIC's EUI-64
+//!   interface identifier under a 64-bit prefix a router advertised to the
+//!   jail (seen by the same egress chain), for the prefix's valid lifetime
+//!   (see [`slaac_rules`]); SmartOS has the link learn SLAAC addresses for
+//!   such a NIC (its `dynamic-methods` linkprop).
 //! * VRRP (`vrrp_vrid`): the NIC's MAC is the router's
 //!   (00:00:5e:00:01:<vrid>, set at validation), so the MAC rule holds it to
 //!   that one; its `vrrp_primary_ip` joins the allowed sources.
@@ -82,6 +88,11 @@ pub struct PortFilter {
     /// address a server acknowledges for its MAC becomes an allowed source.
     #[serde(default)]
     pub learn_dhcp: bool,
+    /// The NIC configures IPv6 by router advertisements (`addrconf` in
+    /// `ips`): an address of a prefix a router advertised to it, with the
+    /// interface identifier its MAC gives (EUI-64), becomes a source.
+    #[serde(default)]
+    pub learn_slaac: bool,
 }
 
 /// A NIC whose values cannot become rules (never expected: the spec was
@@ -115,6 +126,7 @@ impl PortFilter {
         let mac = parse_mac(&nic.mac).ok_or_else(|| bad("mac", &nic.mac))?;
         let Sources { v4, v6 } = allowed_sources(nic, mac).map_err(|a| bad("address", &a))?;
         let learn_dhcp = nic.ips.iter().any(|a| matches!(a, NicAddr::Dhcp));
+        let learn_slaac = nic.ips.iter().any(|a| matches!(a, NicAddr::Addrconf));
         let blocked_tcp = blocked_tcp_ports(nic);
         Ok(PortFilter {
             port,
@@ -127,6 +139,7 @@ impl PortFilter {
             v6,
             blocked_tcp,
             learn_dhcp,
+            learn_slaac,
         })
     }
 
@@ -225,6 +238,12 @@ fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
             ranges.join(", ")
         );
     }
+    if learns_slaac(f) {
+        let _ = writeln!(
+            out,
+            "\tset p{i}slaac {{ typeof @nh,64,64; flags dynamic, timeout; timeout {PREFIX_HOLD}; size 16; }}"
+        );
+    }
     let _ = writeln!(out, "\tchain p{i} {{");
     let _ = writeln!(
         out,
@@ -262,10 +281,23 @@ fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
             learned.replace("ip saddr", "arp saddr ip")
         ));
         rule(format!("ip saddr != @p{i}v4{learned} drop"));
-        rule(format!("ip6 saddr != @p{i}v6 drop"));
-        rule(format!(
-            "icmpv6 type nd-neighbor-advert @th,64,128 != @p{i}nd drop"
-        ));
+        if learns_slaac(f) {
+            // Outside the configured sources, an address passes only with
+            // the MAC's interface identifier in its low 64 bits and a
+            // learned prefix in its high 64 (see `slaac_rules`); so does
+            // the target of a neighbour advertisement.
+            let iid = format!("0x{:016x}", eui64(f.mac));
+            rule(format!("ip6 saddr != @p{i}v6 @nh,128,64 != {iid} drop"));
+            rule(format!("ip6 saddr != @p{i}v6 @nh,64,64 != @p{i}slaac drop"));
+            let na = format!("icmpv6 type nd-neighbor-advert @th,64,128 != @p{i}nd");
+            rule(format!("{na} @th,128,64 != {iid} drop"));
+            rule(format!("{na} @th,64,64 != @p{i}slaac drop"));
+        } else {
+            rule(format!("ip6 saddr != @p{i}v6 drop"));
+            rule(format!(
+                "icmpv6 type nd-neighbor-advert @th,64,128 != @p{i}nd drop"
+            ));
+        }
         // The link-layer address option that NS/NA (after 24 bytes) and
         // RS (after 8) carry first, as Linux sends them.
         rule(format!(
@@ -301,8 +333,75 @@ fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
         }
     }
     let _ = writeln!(out, "\t}}");
+    if learns(f) || learns_slaac(f) {
+        egress_rules(i, f, out);
+    }
+}
+
+/// The port's egress chain (frames to the jail), which fills its learned
+/// sets, and the chains it jumps to.
+fn egress_rules(i: usize, f: &PortFilter, out: &mut String) {
+    let _ = writeln!(out, "\tchain p{i}out {{");
+    let _ = writeln!(
+        out,
+        "\t\ttype filter hook egress device \"{}\" priority 0; policy accept;",
+        f.port
+    );
+    if learns_slaac(f) {
+        slaac_rules(i, out);
+    }
     if learns(f) {
         dhcp_rules(i, f, out);
+    } else {
+        let _ = writeln!(out, "\t}}");
+    }
+}
+
+/// Rules of the egress chain that learn the prefixes routers advertise to
+/// the jail, for a NIC with `addrconf`: a router
+/// advertisement whose prefix information option has the autonomous flag
+/// and a 64-bit prefix adds that prefix (or refreshes it) for its valid
+/// lifetime, rounded up to one hour, one day, thirty days or ten years for
+/// an infinite one (an nft timeout
+/// is a constant of its rule); a valid lifetime of 0 takes it away. The
+/// option is looked for behind up to [`RA_WALK`] source link-layer or MTU
+/// options (8 bytes each, as routers put them first), and a second prefix
+/// option right behind the first; one laid out otherwise teaches nothing
+/// (fail closed). The jail's own advertisements never get here (its
+/// ingress drops them), so what teaches is the host, the uplink or a NIC
+/// allowed to spoof.
+fn slaac_rules(i: usize, out: &mut String) {
+    // Options start behind the advertisement's 16 bytes.
+    const FIRST: u32 = 16 * 8;
+    let mut places: Vec<(String, u32)> = Vec::new();
+    for k in 0..=RA_WALK {
+        let mut walk = String::new();
+        for j in 0..k {
+            let _ = write!(walk, " @th,{},16 {{ 0x0101, 0x0501 }}", FIRST + 64 * j);
+        }
+        let at = FIRST + 64 * k;
+        places.push((walk.clone(), at));
+        // A second prefix option right behind this one (32 bytes).
+        let _ = write!(walk, " @th,{at},16 0x0304");
+        places.push((walk, at + 256));
+    }
+    for (walk, at) in places {
+        let pio = format!(
+            "icmpv6 type nd-router-advert{walk} @th,{at},16 0x0304 @th,{},8 64 @th,{},8 & 0x40 != 0",
+            at + 16,
+            at + 24
+        );
+        let (life, prefix) = (at + 32, at + 128);
+        let _ = writeln!(
+            out,
+            "\t\t{pio} @th,{life},32 0 delete @p{i}slaac {{ @th,{prefix},64 }}"
+        );
+        for (range, hold) in PREFIX_LADDER {
+            let _ = writeln!(
+                out,
+                "\t\t{pio} @th,{life},32 {range} update @p{i}slaac {{ @th,{prefix},64 timeout {hold} }}"
+            );
+        }
     }
 }
 
@@ -311,6 +410,34 @@ fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
 fn learns(f: &PortFilter) -> bool {
     f.learn_dhcp && !f.ip_spoofing
 }
+
+/// True when the port learns advertised IPv6 prefixes (see `slaac_rules`).
+fn learns_slaac(f: &PortFilter) -> bool {
+    f.learn_slaac && !f.ip_spoofing
+}
+
+/// The interface identifier the kernel derives from `mac` (EUI-64): the low
+/// 64 bits of its link-local address, and of every address SLAAC forms.
+fn eui64(mac: [u8; 6]) -> u64 {
+    u128::from(crate::driver::nic_addrs::link_local(mac)) as u64
+}
+
+/// How many 8-byte options (source link-layer address, MTU) may stand
+/// before the prefix information option a `slaac_rules` walk finds.
+const RA_WALK: u32 = 2;
+
+/// A learned prefix's hold by its valid lifetime in seconds (1 to the
+/// "infinite" 0xffffffff): never shorter than the lifetime.
+const PREFIX_LADDER: [(&str, &str); 4] = [
+    ("1-3600", "1h"),
+    ("3601-86400", "1d"),
+    ("86401-2592000", "30d"),
+    ("2592001-4294967295", "3650d"),
+];
+
+/// How long a learned prefix stays when no lifetime put it there (never:
+/// every rule that adds one gives its timeout).
+const PREFIX_HOLD: &str = "1d";
 
 /// Bit offsets into a BOOTP message behind the UDP header (8 bytes).
 const XID: u32 = (8 + 4) * 8;
@@ -403,12 +530,6 @@ fn dhcp_rules(i: usize, f: &PortFilter, out: &mut String) {
         "udp sport 67 udp dport 68 @th,64,8 2 @th,80,8 6 @th,{CHADDR},48 {machex} \
          @th,{COOKIE},32 0x63825363"
     );
-    let _ = writeln!(out, "\tchain p{i}out {{");
-    let _ = writeln!(
-        out,
-        "\t\ttype filter hook egress device \"{}\" priority 0; policy accept;",
-        f.port
-    );
     let _ = writeln!(
         out,
         "\t\t{reply} @th,{OPT1},24 0x350105 \
@@ -494,7 +615,9 @@ pub fn refresh_text(uuid: &Uuid, old: &[PortFilter], new: &[PortFilter]) -> Opti
     };
     let kept: Vec<String> = declared(&before, "set")
         .into_iter()
-        .filter(|(n, line)| n.ends_with("dhcp") && after.lines().any(|l| l == line))
+        .filter(|(n, line)| {
+            (n.ends_with("dhcp") || n.ends_with("slaac")) && after.lines().any(|l| l == line)
+        })
         .map(|(n, _)| n)
         .collect();
     if kept.is_empty() {
@@ -956,6 +1079,86 @@ table netdev vmadm-6b8b4567-327b-4c4e-8d8e-1b2c3d4e5f60 {
         assert!(filters(&v).is_err());
         let nic = v.nics[0].clone();
         assert!(PortFilter::new(&nic, "vm0\" accept".into()).is_err());
+    }
+
+    #[test]
+    fn an_addrconf_nic_learns_advertised_prefixes_for_its_own_identifier() {
+        let nics = |ips: Value| {
+            json!([{"interface": "net0", "mac": "02:00:c0:00:02:5a", "nic_tag": "admin",
+                    "ips": ips}])
+        };
+        let v = vm(nics(json!(["192.0.2.10/24", "addrconf"])));
+        let f = filters(&v).unwrap();
+        assert!(f[0].learn_slaac && !f[0].learn_dhcp);
+        let text = ruleset(&v.uuid, &f).unwrap();
+        let has = |l: &str| text.lines().any(|x| x.trim() == l);
+        assert!(
+            has("set p0slaac { typeof @nh,64,64; flags dynamic, timeout; timeout 1d; size 16; }"),
+            "{text}"
+        );
+        // A source outside the configured ones needs both halves.
+        assert!(
+            has("ip6 saddr != @p0v6 @nh,128,64 != 0x0000c0fffe00025a drop"),
+            "{text}"
+        );
+        assert!(
+            has("ip6 saddr != @p0v6 @nh,64,64 != @p0slaac drop"),
+            "{text}"
+        );
+        assert!(!has("ip6 saddr != @p0v6 drop"), "{text}");
+        assert!(
+            has("icmpv6 type nd-neighbor-advert @th,64,128 != @p0nd @th,64,64 != @p0slaac drop"),
+            "{text}"
+        );
+        // The egress chain learns from advertisements, behind zero to two
+        // 8-byte options and as a second prefix option; lifetime 0 deletes.
+        assert!(text.contains("\tchain p0out {\n\t\ttype filter hook egress device"));
+        let learning: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("nd-router-advert") && l.contains("@p0slaac"))
+            .collect();
+        assert_eq!(learning.len(), 6 * 5, "{text}");
+        assert!(has(
+            "icmpv6 type nd-router-advert @th,128,16 0x0304 @th,144,8 64 @th,152,8 & 0x40 != 0 \
+             @th,160,32 0 delete @p0slaac { @th,256,64 }"
+        ));
+        assert!(has(
+            "icmpv6 type nd-router-advert @th,128,16 { 0x0101, 0x0501 } @th,192,16 0x0304 \
+             @th,208,8 64 @th,216,8 & 0x40 != 0 @th,224,32 3601-86400 \
+             update @p0slaac { @th,320,64 timeout 1d }"
+        ));
+        // No DHCP learning without `dhcp`, and none at all when the port
+        // does not check sources.
+        assert!(!text.contains("p0dhcp"), "{text}");
+        let mut open = v.clone();
+        open.nics[0].allow_ip_spoofing = true;
+        let text = ruleset(&open.uuid, &filters(&open).unwrap()).unwrap();
+        assert!(!text.contains("slaac") && !text.contains("p0out"), "{text}");
+        // With `dhcp` too, one egress chain learns both.
+        let both = vm(nics(json!(["dhcp", "addrconf"])));
+        let text = ruleset(&both.uuid, &filters(&both).unwrap()).unwrap();
+        assert_eq!(text.matches("hook egress").count(), 1, "{text}");
+        assert!(
+            text.contains("@p0slaac") && text.contains("@p0dhcp"),
+            "{text}"
+        );
+        // A state file of an earlier version (no field) still loads.
+        let mut old = serde_json::to_value(&f[0])
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .clone();
+        old.remove("learn_slaac");
+        let back: PortFilter = serde_json::from_value(Value::Object(old)).unwrap();
+        assert!(!back.learn_slaac);
+        // A live update keeps the learned prefixes, as it keeps leases.
+        let mut wider = v.clone();
+        wider.nics[0].allowed_ips = vec![NicAddr::Static {
+            addr: "198.51.100.9".parse().unwrap(),
+            prefix: 32,
+        }];
+        let text = refresh_text(&v.uuid, &f, &filters(&wider).unwrap()).unwrap();
+        assert!(!text.lines().any(|l| l.ends_with(" p0slaac")), "{text}");
     }
 
     #[test]
