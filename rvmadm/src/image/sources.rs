@@ -261,7 +261,7 @@ pub fn no_sources() -> ImgError {
 }
 
 /// Every image a source lists (IMGAPI: active ones, paged by `marker`).
-/// All pages together may hold at most [`MAX_LIST_BYTES`] of JSON: a source
+/// All pages together may hold at most `MAX_LIST_BYTES` of JSON: a source
 /// that pages on and on is cut off with an error, not buffered.
 pub fn list(client: &Client, src: &Source) -> Result<Vec<Value>> {
     list_within(client, src, MAX_LIST_BYTES)

@@ -14,7 +14,7 @@
 //! in the intent slot (`store::intent`) before its clone; the record is
 //! written under a hidden name and renamed in as the last step (the
 //! commit). The next create, delete, receive or reprovision runs
-//! [`recover`] first, which undoes a create that died before its commit
+//! `recover` first, which undoes a create that died before its commit
 //! and finishes an interrupted delete or reprovision. A failed boot
 //! undoes everything.
 

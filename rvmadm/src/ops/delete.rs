@@ -3,7 +3,7 @@
 //! what an interrupted earlier delete already removed, and a delete killed
 //! between its destroy and the record's removal is finished by the next
 //! create, delete, receive or reprovision (the intent slot,
-//! `store::intent`; [`finish_interrupted`]).
+//! `store::intent`; `finish_interrupted`).
 //!
 //! Speed: one `zfs destroy` on the happy path (plus its retries while
 //! zfs-fuse says "busy"), one 512-byte write to the slot, no sync.

@@ -75,9 +75,9 @@ const NEVER_STORED: &[&str] = &["state", "zone_state", "type"];
 /// name.
 const INDEXED_EXTRA: &[&str] = &["zfs_filesystem", "nics", "disks", "tags"];
 
-/// The stored keys the list index keeps of each record: [`INDEXED_FIRST`],
+/// The stored keys the list index keeps of each record: `INDEXED_FIRST`,
 /// every other plain list column (runtime ones such as `state` are simply
-/// never found in a record) and [`INDEXED_EXTRA`]. Metadata maps and other
+/// never found in a record) and `INDEXED_EXTRA`. Metadata maps and other
 /// large keys stay out: a query naming them reads the records. Stored keys
 /// with a dot in their name are always kept too (see `store::index`), so a
 /// dotted query key is covered when its first part is.

@@ -15,7 +15,7 @@
 //! the intent slot (`store::intent`, synced; reprovision is not on a speed
 //! budget) and clears the note once it has finished or rolled back. A
 //! reprovision killed in between is finished by the next create, delete,
-//! receive or reprovision ([`finish_interrupted`]): the new clone is kept
+//! receive or reprovision (`finish_interrupted`): the new clone is kept
 //! when the record already names the new image, else the swap is rolled
 //! back. So a `vmadm delete` never leaves `<uuid>-reprovision-old` behind.
 

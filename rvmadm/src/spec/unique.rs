@@ -11,7 +11,7 @@
 //! such a NIC may send as any address anyway (a VRRP pair, a router). The
 //! VM's own NICs are checked against each other too. A VRRP router id
 //! (`vrrp_vrid`) is exclusive on its network like a MAC (it is the MAC,
-//! 00:00:5e:00:01:<vrid>), with no waiver. Pure: the caller hands in the
+//! `00:00:5e:00:01:<vrid>`), with no waiver. Pure: the caller hands in the
 //! other records, so it works the same for create and update.
 //!
 //! [`check_vrrp`] holds SmartOS's rules between the NICs of one VM that

@@ -356,7 +356,7 @@ fn check_nic_semantics(nic: &mut Map<String, Value>, adding: bool) -> Result<(),
     Ok(())
 }
 
-/// The MAC of VRRP virtual router `vrid` (IPv4): 00:00:5e:00:01:<vrid>.
+/// The MAC of VRRP virtual router `vrid` (IPv4): `00:00:5e:00:01:<vrid>`.
 pub fn vrrp_mac(vrid: u64) -> Option<String> {
     u8::try_from(vrid)
         .ok()

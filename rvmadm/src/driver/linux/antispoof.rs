@@ -41,7 +41,7 @@
 //!   (see [`slaac_rules`]); SmartOS has the link learn SLAAC addresses for
 //!   such a NIC (its `dynamic-methods` linkprop).
 //! * VRRP (`vrrp_vrid`): the NIC's MAC is the router's
-//!   (00:00:5e:00:01:<vrid>, set at validation), so the MAC rule holds it to
+//!   (`00:00:5e:00:01:<vrid>`, set at validation), so the MAC rule holds it to
 //!   that one; its `vrrp_primary_ip` joins the allowed sources.
 //! * `blocked_outgoing_ports`: TCP (over IPv4 or IPv6) to those destination
 //!   ports, whatever the flags. SmartOS adds a `transport=tcp,remote_port=N`
