@@ -759,11 +759,18 @@ impl LinuxDriver {
         self.nft(&replace_text(&vm.uuid, &new))
     }
 
-    /// Starts dropping the jail's table in a thread of its own, so the
-    /// kernel's wait for the deleted table overlaps the rest of a teardown.
-    /// A plain stop does so only when the boot installed one (no process
-    /// otherwise); `thorough` (crash repair) whenever the jail may have had
-    /// NICs, since a crash may have lost the mark.
+    /// Starts dropping the jail's table in a thread of its own, so that it
+    /// overlaps the rest of a teardown. A plain stop does so only when the
+    /// boot installed one (no process otherwise); `thorough` (crash repair)
+    /// whenever the jail may have had NICs, since a crash may have lost the
+    /// mark.
+    ///
+    /// The removal counts as done once nft says the transaction is
+    /// committed (`--echo` prints the new generation), not when nft exits:
+    /// closing its netlink socket after deleting a netdev chain waits for
+    /// the kernel to retire the hook, about one RCU grace period (9.5 ms of
+    /// its 11–15 ms here), with the table long gone. The thread still waits
+    /// for that exit, but nobody waits for the thread.
     pub(super) fn begin_removing_filters(&self, vm: &VmSpec, thorough: bool) -> PendingRemoval {
         let dir = JailDir::new(&self.run_dir, &vm.uuid);
         let marked = state_file(&dir).exists();
@@ -773,20 +780,58 @@ impl LinuxDriver {
             return PendingRemoval(None);
         }
         let runner = Arc::clone(&self.runner);
-        let text = delete_text(&vm.uuid);
-        PendingRemoval(Some(std::thread::spawn(move || {
-            run_nft(runner.as_ref(), &text)
-        })))
+        let argv = delete_argv(&vm.uuid);
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || remove_table(runner.as_ref(), &argv, &done));
+        PendingRemoval(Some(outcome))
     }
 }
 
-/// A table removal started by [`LinuxDriver::begin_removing_filters`].
-pub(super) struct PendingRemoval(Option<std::thread::JoinHandle<Result<(), ExecError>>>);
+/// `nft --echo` with the removal's two commands as its arguments (`add`
+/// first makes the `delete` safe when the table is not there).
+fn delete_argv(uuid: &Uuid) -> Argv {
+    let t = table_name(uuid);
+    Argv::new([
+        "nft", "--echo", "add", "table", "netdev", &t, ";", "delete", "table", "netdev", &t,
+    ])
+}
+
+/// Runs the removal `argv`, sending its outcome on `done` as soon as it is
+/// known: at the commit line on nft's stdout, else at its exit.
+fn remove_table(
+    runner: &dyn CommandRunner,
+    argv: &Argv,
+    done: &std::sync::mpsc::Sender<Result<(), ExecError>>,
+) {
+    let mut child = match runner.stream(argv, Pipe::Stdout) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = done.send(Err(e));
+            return;
+        }
+    };
+    let committed = {
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(&mut child));
+        lines.any(|l| l.is_ok_and(|l| l.starts_with("# new generation")))
+    };
+    if committed {
+        let _ = done.send(Ok(()));
+        let _ = child.wait();
+        return;
+    }
+    let outcome = child.wait().and_then(|out| out.check(argv).map(|_| ()));
+    let _ = done.send(outcome);
+}
+
+/// A table removal started by [`LinuxDriver::begin_removing_filters`]: the
+/// receiving end of its outcome.
+pub(super) struct PendingRemoval(Option<std::sync::mpsc::Receiver<Result<(), ExecError>>>);
 
 impl PendingRemoval {
-    /// Waits for the removal; a failure joins the teardown's errors.
+    /// Waits for the removal's outcome; a failure joins the teardown's
+    /// errors.
     pub(super) fn finish(mut self, errors: &mut Vec<String>) {
-        match self.0.take().map(|h| h.join()) {
+        match self.0.take().map(|rx| rx.recv()) {
             None | Some(Ok(Ok(()))) => {}
             Some(Ok(Err(e))) => errors.push(e.to_string()),
             Some(Err(_)) => errors.push("removing the anti-spoofing rules panicked".into()),
@@ -795,10 +840,10 @@ impl PendingRemoval {
 }
 
 impl Drop for PendingRemoval {
-    /// A teardown that returns early still waits for the removal.
+    /// A teardown that returns early still waits for the removal's outcome.
     fn drop(&mut self) {
-        if let Some(h) = self.0.take() {
-            let _ = h.join();
+        if let Some(rx) = self.0.take() {
+            let _ = rx.recv();
         }
     }
 }
