@@ -460,8 +460,8 @@ fn a_dhcp_nic_may_send_from_the_address_a_server_acknowledged() {
 
 /// `addrconf` (SLAAC): beyond its configured sources, a NIC may send from
 /// an address whose prefix a router advertised to it and whose interface
-/// identifier is its own (EUI-64 of its MAC), as illumos learns SLAAC
-/// addresses; not from its identifier under a prefix nobody advertised,
+/// identifier is its own (EUI-64 of its MAC), as SmartOS has the link
+/// learn SLAAC addresses; not from its identifier under a prefix nobody advertised,
 /// nor from another identifier under the advertised prefix. A valid
 /// lifetime of 0 withdraws the prefix.
 #[test]
