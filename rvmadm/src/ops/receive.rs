@@ -888,9 +888,8 @@ mod tests {
         assert!(c.next(&name(Which::Data, "y"), true).is_err(), "data again");
     }
 
-    use crate::exec::Output;
     use crate::ops::create::{CRASH_AT, NEXT_TOKEN};
-    use crate::ops::testing::{Fixture, IMAGE, POOL};
+    use crate::ops::testing::{ok, Fixture, IMAGE, POOL};
     use crate::store::Intent;
     use serde_json::json;
 
@@ -915,14 +914,6 @@ mod tests {
         out
     }
 
-    fn ok(stdout: &str) -> Output {
-        Output {
-            status: 0,
-            stdout: stdout.as_bytes().to_vec(),
-            stderr: Vec::new(),
-        }
-    }
-
     fn fixture_for(uuid: &Uuid) -> Fixture {
         let fx = Fixture::new();
         fx.answer_mountpoint(uuid);
@@ -941,19 +932,10 @@ mod tests {
     /// made; returns the container's name.
     fn answer_received_tree(fx: &Fixture, uuid: &Uuid) -> String {
         let cont = format!("{POOL}/{uuid}-receiving");
-        fx.runner.answer(
-            &[
-                "zfs",
-                "list",
-                "-H",
-                "-r",
-                "-t",
-                "all",
-                "-o",
-                "name,origin",
-                &cont,
-            ],
-            ok(&format!("{cont}\t-\n{cont}/vm\t-\n{cont}/vm@sending\t-\n")),
+        fx.answer_tree(
+            "all",
+            &cont,
+            &format!("{cont}\t-\n{cont}/vm\t-\n{cont}/vm@sending\t-\n"),
         );
         cont
     }

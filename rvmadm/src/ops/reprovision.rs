@@ -382,18 +382,9 @@ fn restarted(ctx: &Ctx, spec: &crate::spec::VmSpec, was_running: bool, message: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::Output;
     use crate::ops::create::CRASH_AT;
-    use crate::ops::testing::{Fixture, IMAGE, POOL};
+    use crate::ops::testing::{ok, Fixture, IMAGE, POOL};
     use serde_json::json;
-
-    fn ok(text: &str) -> Output {
-        Output {
-            status: 0,
-            stdout: format!("{text}\n").into_bytes(),
-            stderr: Vec::new(),
-        }
-    }
 
     /// A VM with a mounted delegated dataset, running, whose reprovision
     /// fails at the clone: the commands put everything back in reverse
@@ -409,7 +400,7 @@ mod tests {
         }
         fx.runner.answer(
             &["zfs", "get", "-H", "-o", "value", "mounted", &data],
-            ok("yes"),
+            ok("yes\n"),
         );
         fx.runner
             .fail(&["zfs", "clone"], "cannot create 'x': out of space");

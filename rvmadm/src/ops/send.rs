@@ -116,42 +116,19 @@ fn send_dataset(zfs: &Zfs, ds: &str, out: &mut dyn Write) -> OpsResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::Output;
-    use crate::ops::testing::{Fixture, POOL};
+    use crate::ops::testing::{ok, Fixture, POOL};
     use serde_json::json;
-
-    /// Answers the `name,origin` listing of the datasets below `ds`.
-    fn answer_tree(fx: &Fixture, ds: &str, listing: String) {
-        fx.runner.answer(
-            &[
-                "zfs",
-                "list",
-                "-H",
-                "-r",
-                "-t",
-                "filesystem,volume",
-                "-o",
-                "name,origin",
-                ds,
-            ],
-            ok(listing),
-        );
-    }
-
-    fn ok(stdout: String) -> Output {
-        Output {
-            status: 0,
-            stdout: stdout.into_bytes(),
-            stderr: Vec::new(),
-        }
-    }
 
     #[test]
     fn each_dataset_goes_as_a_chain_oldest_first_and_sending_is_removed() {
         let fx = Fixture::new();
         let uuid = fx.create_vm(json!({"delegate_dataset": true}));
         let ds = format!("{POOL}/{uuid}");
-        answer_tree(&fx, &ds, format!("{ds}\t{POOL}/img@final\n{ds}/data\t-\n"));
+        fx.answer_tree(
+            "filesystem,volume",
+            &ds,
+            &format!("{ds}\t{POOL}/img@final\n{ds}/data\t-\n"),
+        );
         let snaps = |d: &str, names: &[&str]| {
             let out: String = names.iter().map(|n| format!("{d}@{n}\n")).collect();
             fx.runner.answer(
@@ -170,7 +147,7 @@ mod tests {
                     "name",
                     d,
                 ],
-                ok(out),
+                ok(&out),
             );
         };
         snaps(&ds, &["vmsnap-a", "vmsnap-b", SENDING]);
@@ -215,7 +192,11 @@ mod tests {
         let fx = Fixture::new();
         let uuid = fx.create_vm(json!({}));
         let ds = format!("{POOL}/{uuid}");
-        answer_tree(&fx, &ds, format!("{ds}\t-\n{ds}/extra\t-\n"));
+        fx.answer_tree(
+            "filesystem,volume",
+            &ds,
+            &format!("{ds}\t-\n{ds}/extra\t-\n"),
+        );
         let mut out = Vec::new();
         let err = send(&fx.ctx, &uuid, &mut out).unwrap_err().to_string();
         assert!(err.contains(&format!("{ds}/extra")), "{err}");

@@ -18,6 +18,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// A successful run that printed `stdout`.
+pub fn ok(stdout: &str) -> Output {
+    Output {
+        status: 0,
+        stdout: stdout.as_bytes().to_vec(),
+        stderr: Vec::new(),
+    }
+}
+
 /// The pool the fixture's config names.
 pub const POOL: &str = "zones";
 /// The image the fixture's zfs answers treat as installed.
@@ -165,11 +174,26 @@ impl Fixture {
     pub fn answer_exists(&self, name: &str) {
         self.runner.answer(
             &["zfs", "list", "-H", "-o", "name", "-t", "all", name],
-            Output {
-                status: 0,
-                stdout: format!("{name}\n").into_bytes(),
-                stderr: Vec::new(),
-            },
+            ok(&format!("{name}\n")),
+        );
+    }
+
+    /// Answers the `name,origin` listing of the datasets of `types` below
+    /// `ds` (`zfs list -H -r -t <types> -o name,origin <ds>`) with `listing`.
+    pub fn answer_tree(&self, types: &str, ds: &str, listing: &str) {
+        self.runner.answer(
+            &[
+                "zfs",
+                "list",
+                "-H",
+                "-r",
+                "-t",
+                types,
+                "-o",
+                "name,origin",
+                ds,
+            ],
+            ok(listing),
         );
     }
 

@@ -123,6 +123,31 @@ fn mounts_below(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// `zp` (a zonepath) holds what [`vm_with_history`] wrote last, in the
+/// root and in the delegated dataset.
+fn assert_latest_contents(zp: &std::path::Path) {
+    assert_eq!(
+        std::fs::read_to_string(zp.join("root/etc/motd")).unwrap(),
+        "three\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(zp.join("data/note")).unwrap(),
+        "n3\n"
+    );
+}
+
+/// A VM with history (see [`vm_with_history`]) on `env`'s fake image, and
+/// its `vmadm send` output: its uuid, its dataset and the send's run.
+fn sent_vm_with_history(env: &Env) -> (String, String, std::process::Output) {
+    env.fake_image_dataset(IMAGE);
+    let run = |args: &[&str], stdin: &str| env.vmadm_in(args, stdin);
+    let uuid = vm_with_history(env, IMAGE, &run);
+    let ds = format!("{}/{uuid}", env.pool);
+    let sent = env.vmadm(&["send", &uuid]);
+    assert_exit(&sent, 0);
+    (uuid, ds, sent)
+}
+
 /// A VM made on `env`'s pool with a delegated dataset: `root/etc/motd` and
 /// `data/note` change between vmadm snapshots `s1` and `s2`, and the
 /// delegated dataset has a snapshot `d1` of its own. Returns its uuid.
@@ -208,14 +233,7 @@ fn send_receive_moves_snapshots_and_the_delegated_dataset() {
     assert_eq!(snaps, ["s2", "s1"]);
     assert_eq!(snapshots_of(&nds), ["vmsnap-s1", "vmsnap-s2"]);
     assert_eq!(snapshots_of(&format!("{nds}/data")), ["d1"]);
-    assert_eq!(
-        std::fs::read_to_string(zp.join("root/etc/motd")).unwrap(),
-        "three\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(zp.join("data/note")).unwrap(),
-        "n3\n"
-    );
+    assert_latest_contents(&zp);
     assert_eq!(dst.mountpoint(&format!("{nds}/data")), zp.join("data"));
     assert_eq!(
         zfs(&["get", "-H", "-o", "value", "quota", &nds]).trim(),
@@ -265,12 +283,7 @@ fn send(args: &[&str]) -> Vec<u8> {
 #[test]
 fn hostile_bundles_are_refused_and_leave_nothing() {
     let Some(env) = Env::new() else { return };
-    env.fake_image_dataset(IMAGE);
-    let run = |args: &[&str], stdin: &str| env.vmadm_in(args, stdin);
-    let uuid = vm_with_history(&env, IMAGE, &run);
-    let ds = format!("{}/{uuid}", env.pool);
-    let sent = env.vmadm(&["send", &uuid]);
-    assert_exit(&sent, 0);
+    let (uuid, ds, sent) = sent_vm_with_history(&env);
     let good = chunks(&sent.stdout);
     assert_eq!(good.len(), 6);
     // Compound streams of the same VM, as SmartOS's send -R writes them.
@@ -427,12 +440,7 @@ fn a_rename_reported_failed_after_renaming_still_makes_the_vm() {
         return;
     }
     let Some(env) = Env::new() else { return };
-    env.fake_image_dataset(IMAGE);
-    let run = |args: &[&str], stdin: &str| env.vmadm_in(args, stdin);
-    let uuid = vm_with_history(&env, IMAGE, &run);
-    let ds = format!("{}/{uuid}", env.pool);
-    let sent = env.vmadm(&["send", &uuid]);
-    assert_exit(&sent, 0);
+    let (uuid, ds, sent) = sent_vm_with_history(&env);
     assert_exit(&env.vmadm(&["delete", &uuid]), 0);
     let o = vmadm_with(
         &env,
@@ -451,14 +459,7 @@ fn a_rename_reported_failed_after_renaming_still_makes_the_vm() {
     assert_eq!(vm["datasets"], json!([format!("{ds}/data")]));
     assert_eq!(snapshots_of(&ds), ["vmsnap-s1", "vmsnap-s2"]);
     let zp = env.mountpoint(&ds);
-    assert_eq!(
-        std::fs::read_to_string(zp.join("root/etc/motd")).unwrap(),
-        "three\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(zp.join("data/note")).unwrap(),
-        "n3\n"
-    );
+    assert_latest_contents(&zp);
     // The token that told the rename landed is the dataset's own.
     let token = zfs(&["get", "-H", "-o", "value,source", "rvmadm:receive", &ds]);
     let (value, source) = token.trim().split_once('\t').unwrap();

@@ -281,22 +281,21 @@ fn port_rules(i: usize, f: &PortFilter, out: &mut String) {
             learned.replace("ip saddr", "arp saddr ip")
         ));
         rule(format!("ip saddr != @p{i}v4{learned} drop"));
+        let src = format!("ip6 saddr != @p{i}v6");
+        let na = format!("icmpv6 type nd-neighbor-advert @th,64,128 != @p{i}nd");
         if learns_slaac(f) {
             // Outside the configured sources, an address passes only with
             // the MAC's interface identifier in its low 64 bits and a
             // learned prefix in its high 64 (see `slaac_rules`); so does
             // the target of a neighbour advertisement.
             let iid = format!("0x{:016x}", eui64(f.mac));
-            rule(format!("ip6 saddr != @p{i}v6 @nh,128,64 != {iid} drop"));
-            rule(format!("ip6 saddr != @p{i}v6 @nh,64,64 != @p{i}slaac drop"));
-            let na = format!("icmpv6 type nd-neighbor-advert @th,64,128 != @p{i}nd");
+            rule(format!("{src} @nh,128,64 != {iid} drop"));
+            rule(format!("{src} @nh,64,64 != @p{i}slaac drop"));
             rule(format!("{na} @th,128,64 != {iid} drop"));
             rule(format!("{na} @th,64,64 != @p{i}slaac drop"));
         } else {
-            rule(format!("ip6 saddr != @p{i}v6 drop"));
-            rule(format!(
-                "icmpv6 type nd-neighbor-advert @th,64,128 != @p{i}nd drop"
-            ));
+            rule(format!("{src} drop"));
+            rule(format!("{na} drop"));
         }
         // The link-layer address option that NS/NA (after 24 bytes) and
         // RS (after 8) carry first, as Linux sends them.
@@ -352,8 +351,10 @@ fn egress_rules(i: usize, f: &PortFilter, out: &mut String) {
     }
     if learns(f) {
         dhcp_rules(i, f, out);
-    } else {
-        let _ = writeln!(out, "\t}}");
+    }
+    let _ = writeln!(out, "\t}}");
+    if learns(f) {
+        dhcp_chains(i, f, out);
     }
 }
 
@@ -504,8 +505,9 @@ fn option_walks(code: u8, mac: [u8; 6]) -> Vec<(String, u32)> {
     out
 }
 
-/// The egress chain that fills the port's set of addresses learned from
-/// DHCP (declared with the other sets), and the chains it jumps to.
+/// The rules of the egress chain that fill the port's set of addresses
+/// learned from DHCP (declared with the other sets; the chains they jump to
+/// are [`dhcp_chains`]).
 ///
 /// A frame going *to* the jail that is a DHCP ACK (first option 53 = 5, as
 /// servers put it) for the NIC's MAC adds (or refreshes) its `yiaddr` for
@@ -541,7 +543,11 @@ fn dhcp_rules(i: usize, f: &PortFilter, out: &mut String) {
          ip daddr set @th,{XID},32 map @p{i}xid delete @p{i}dhcp {{ ip daddr }} \
          ip daddr set 255.255.255.255"
     );
-    let _ = writeln!(out, "\t}}");
+}
+
+/// The chains the DHCP rules of the egress chain jump to: the ACK's lease
+/// time looked up, and one chain per hold of the ladder.
+fn dhcp_chains(i: usize, f: &PortFilter, out: &mut String) {
     let _ = writeln!(out, "\tchain p{i}ack {{");
     for (walk, value) in option_walks(51, f.mac) {
         let _ = writeln!(out, "\t\t{walk} @th,{value},32 vmap @p{i}lease");
